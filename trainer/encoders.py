@@ -1,0 +1,68 @@
+"""Model Garden BERT encoders from a bert_config.json, and the encoder-directory layout.
+
+An encoder directory (what `python -m trainer.convert` writes; Google's official TF2 BERT
+checkpoints have the same layout) holds:
+  bert_config.json   vocab_size, hidden_size, num_hidden_layers, num_attention_heads,
+                     intermediate_size, hidden_act, max_position_embeddings, type_vocab_size,
+                     hidden_dropout_prob, attention_probs_dropout_prob, initializer_range
+                     and optionally do_lower_case (default true)
+  vocab.txt
+  bert_model.ckpt.*  a tf.train.Checkpoint(encoder=BertEncoderV2)
+"""
+import json
+import posixpath
+
+import tensorflow as tf
+import tf_keras
+from official.nlp.modeling import networks
+
+CONFIG_FILE = "bert_config.json"
+VOCAB_FILE = "vocab.txt"
+CHECKPOINT_PREFIX = "bert_model.ckpt"
+
+# Google's bert_config "gelu" is the tanh approximation (google-research/bert, Model Garden);
+# Hugging Face's "gelu" is exact (erf), which the converter writes as "gelu_exact".
+ACTIVATIONS = {
+    "gelu": lambda x: tf_keras.activations.gelu(x, approximate=True),
+    "gelu_exact": tf_keras.activations.gelu,  # approximate=False by default
+    "relu": tf_keras.activations.relu,
+}
+
+
+def read_bert_config(encoder_dir):
+  with tf.io.gfile.GFile(posixpath.join(encoder_dir, CONFIG_FILE)) as f:
+    return json.load(f)
+
+
+def build_bert_encoder(bert_config, dropout=None):
+  """BertEncoderV2 for a bert_config dict.
+
+  Inputs: dict(input_word_ids, input_mask, input_type_ids), each int32 [batch, seq].
+  Outputs: dict with sequence_output [batch, seq, hidden] and pooled_output [batch, hidden].
+  """
+  act = bert_config.get("hidden_act", "gelu")
+  if act not in ACTIVATIONS:
+    raise ValueError(f"unsupported hidden_act {act!r}; expected one of {sorted(ACTIVATIONS)}")
+  output_dropout = bert_config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout
+  attention_dropout = (bert_config.get("attention_probs_dropout_prob", 0.1)
+                       if dropout is None else dropout)
+  return networks.BertEncoderV2(
+      vocab_size=bert_config["vocab_size"],
+      hidden_size=bert_config["hidden_size"],
+      num_layers=bert_config["num_hidden_layers"],
+      num_attention_heads=bert_config["num_attention_heads"],
+      inner_dim=bert_config["intermediate_size"],
+      inner_activation=ACTIVATIONS[act],
+      max_sequence_length=bert_config.get("max_position_embeddings", 512),
+      type_vocab_size=bert_config.get("type_vocab_size", 2),
+      output_dropout=output_dropout,
+      attention_dropout=attention_dropout,
+      initializer=tf_keras.initializers.TruncatedNormal(
+          stddev=bert_config.get("initializer_range", 0.02)),
+  )
+
+
+def load_encoder_weights(encoder, encoder_dir):
+  """Restores a tf.train.Checkpoint(encoder=...) from an encoder directory; every variable must match."""
+  path = posixpath.join(encoder_dir, CHECKPOINT_PREFIX)
+  tf.train.Checkpoint(encoder=encoder).read(path).assert_existing_objects_matched().expect_partial()
