@@ -123,6 +123,28 @@ def test_converted_directory_matches_numpy_reference(tmp_path):
   assert max_diff(seq, pooled, ref_seq, ref_pooled) < ATOL
   # The pooler is really loaded (a random pooler would be far off).
   np.testing.assert_allclose(pooled, ref_pooled, atol=ATOL)
+  # The checkpoint holds exactly the encoder's variables: a built encoder consumes all of it.
+  built = encoders.build_bert_encoder(config)
+  run_encoder(built)
+  tf.train.Checkpoint(encoder=built).read(os.path.join(out_dir, "bert_model.ckpt")).assert_consumed()
+
+
+def test_remote_paths_go_through_gfile():
+  """ram:// stands in for gs://: safetensors read as bytes via gfile, all outputs via gfile."""
+  weights = make_hf_weights(HF_CONFIG, seed=2)
+  hf_dir, out_dir = "ram://convert_test/hf", "ram://convert_test/encoder"
+  tf.io.gfile.makedirs(hf_dir)
+  with tf.io.gfile.GFile(hf_dir + "/config.json", "w") as f:
+    json.dump(HF_CONFIG, f)
+  with tf.io.gfile.GFile(hf_dir + "/vocab.txt", "w") as f:
+    f.write("\n".join(VOCAB) + "\n")
+  with tf.io.gfile.GFile(hf_dir + "/model.safetensors", "wb") as f:
+    f.write(safetensors_numpy.save(weights))
+  convert.convert(hf_dir, out_dir)
+  _, encoder = load_converted(out_dir)
+  seq, pooled = run_encoder(encoder)
+  assert max_diff(seq, pooled, *reference.forward(
+      weights, HF_CONFIG, INPUT_IDS, INPUT_MASK, TYPE_IDS)) < ATOL
 
 
 def test_exact_and_tanh_gelu_really_differ():
