@@ -1,0 +1,273 @@
+"""Exports a trained classifier as a SavedModel that serves raw text.
+
+The SavedModel tokenizes in-graph with the same `bertcore.tokenization.TextEncoder` that the
+preprocessing job used (same vocabulary, lower-casing and truncation), so serving needs no
+Python preprocessing. Loading it needs only TensorFlow and `import tensorflow_text` (for the
+tokenizer ops); no Keras, no Model Garden, no code from this package.
+
+Signatures (batch size dynamic; padding is to the longest row of each batch):
+  serving_default   inputs  text       string [batch]
+  serve_text_pair   inputs  text       string [batch]
+                            text_pair  string [batch]
+  serve_examples    inputs  examples   string [batch], serialized tf.Example in the
+                                       bertcore.schema format (input_ids, type_ids, ...)
+  outputs, all three:
+    probabilities   float32  binary: [batch], P(label 1) (the `compute_metrics` convention);
+                             multiclass: [batch, C] softmax; multilabel: [batch, C] sigmoids
+    label_id        int64    binary: [batch] 0/1 from `probability >= threshold`;
+                             multiclass: [batch] argmax; multilabel: [batch, C] multi-hot from
+                             `probability >= threshold`
+    label           string   binary/multiclass: [batch] class name of label_id; multilabel:
+                             [batch] the names of the predicted labels joined with "|" in
+                             label order ("" when none passes the threshold)
+  serve_examples also returns example_id string [batch], copied from the records.
+
+Inside the export:
+  assets/vocab.txt       a byte copy of the vocabulary (tracked as the `vocab_file` Asset)
+  assets/metadata.json   head, labels, threshold, max_seq_length, lower_case, vocab hash, ...
+  and the same values as non-trainable variables on the loaded object
+  (`loaded.labels`, `loaded.head`, `loaded.threshold`, `loaded.max_seq_length`,
+  `loaded.lower_case`).
+"""
+import json
+import posixpath
+import shutil
+import tempfile
+import uuid
+
+import tensorflow as tf
+from absl import logging
+
+import bertcore
+from bertcore import schema
+from bertcore import tokenization
+
+HEADS = ("binary", "multiclass", "multilabel")
+VOCAB_ASSET = "vocab.txt"
+METADATA_ASSET = "metadata.json"
+METADATA_FORMAT = 1
+MULTILABEL_SEPARATOR = "|"
+SIGNATURES = ("serving_default", "serve_text_pair", "serve_examples")
+
+
+class ServingModule(tf.Module):
+  """The object that is saved: tokenization + classifier + head, as tf.functions."""
+
+  def __init__(self, classifier, text_encoder, labels, head, threshold, vocab_path,
+               metadata_path):
+    super().__init__(name="bert_text_classifier")
+    # Track the classifier's variables, not the Keras model: a Keras model inside the module
+    # would make the SavedModel writer trace and store Keras' own call graphs as well (slow,
+    # and serving does not use them). The functions below capture these variables.
+    self._classifier_variables = list(classifier.variables)
+    self._call_classifier = lambda features: classifier(features, training=False)
+    self._encode = text_encoder.encode
+    self._pad_id = text_encoder.pad_id
+    self._head_name = head
+    self._label_names = list(labels)
+    self._threshold_value = float(threshold) if head != "multiclass" else None
+    self._max_seq_length_value = text_encoder.max_seq_length
+    # For introspection after tf.saved_model.load (the functions use the constants above).
+    self.labels = tf.Variable(self._label_names, trainable=False, name="labels")
+    self.head = tf.Variable(head, trainable=False, name="head")
+    self.threshold = tf.Variable(
+        float("nan") if self._threshold_value is None else self._threshold_value,
+        dtype=tf.float32, trainable=False, name="threshold")
+    self.max_seq_length = tf.Variable(text_encoder.max_seq_length, dtype=tf.int64,
+                                      trainable=False, name="max_seq_length")
+    self.lower_case = tf.Variable(text_encoder.lower_case, trainable=False, name="lower_case")
+    self.vocab_file = tf.saved_model.Asset(vocab_path)
+    self.metadata_file = tf.saved_model.Asset(metadata_path)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+  def serve_text(self, text):
+    input_ids, type_ids, _ = self._encode(text)
+    return self._predict(input_ids, type_ids)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                tf.TensorSpec([None], tf.string, name="text_pair")])
+  def serve_text_pair(self, text, text_pair):
+    input_ids, type_ids, _ = self._encode(text, text_pair)
+    return self._predict(input_ids, type_ids)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+  def serve_examples(self, examples):
+    parsed = schema.parse_examples(examples)
+    input_ids = parsed[schema.INPUT_IDS]
+    # Records are truncated by preprocessing; a longer one was made for another model.
+    check = tf.debugging.assert_less_equal(
+        input_ids.row_lengths(), tf.constant(self._max_seq_length_value, tf.int64),
+        message=f"a record has more than max_seq_length={self._max_seq_length_value} ids; it "
+                "was preprocessed for a different model")
+    with tf.control_dependencies([check]):
+      outputs = self._predict(input_ids, parsed[schema.TYPE_IDS])
+    outputs["example_id"] = parsed[schema.EXAMPLE_ID]
+    return outputs
+
+  def _predict(self, input_ids, type_ids):
+    """RaggedTensors int64 [batch, (len)] -> the output dict (see the module docstring)."""
+    word_ids = tf.cast(input_ids.to_tensor(default_value=self._pad_id), tf.int32)  # [b, s]
+    features = {
+        "input_word_ids": word_ids,
+        "input_mask": tf.sequence_mask(input_ids.row_lengths(), maxlen=tf.shape(word_ids)[1],
+                                       dtype=tf.int32),
+        "input_type_ids": tf.cast(type_ids.to_tensor(default_value=0), tf.int32),
+    }
+    # Under a mixed-precision policy the logits may be float16/bfloat16.
+    logits = tf.cast(self._call_classifier(features), tf.float32)  # [batch, num_outputs]
+    names = tf.constant(self._label_names)
+    if self._head_name == "multiclass":
+      probabilities = tf.nn.softmax(logits, axis=-1)
+      label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+      label = tf.gather(names, label_id)
+    else:
+      probabilities = tf.sigmoid(logits)
+      if self._head_name == "binary":
+        probabilities = probabilities[:, 0]  # [batch] = P(label 1)
+      # `>=` in float32, exactly as trainer.evaluation sweeps thresholds.
+      label_id = tf.cast(probabilities >= tf.constant(self._threshold_value, tf.float32),
+                         tf.int64)
+      if self._head_name == "binary":
+        label = tf.gather(names, label_id)
+      else:
+        batch_names = tf.broadcast_to(names, tf.shape(label_id))
+        chosen = tf.ragged.boolean_mask(batch_names, tf.cast(label_id, tf.bool))
+        label = tf.strings.reduce_join(chosen, axis=1, separator=MULTILABEL_SEPARATOR)
+    return {"probabilities": probabilities, "label_id": label_id, "label": label}
+
+
+def num_outputs(head, labels):
+  """Logits the classifier must produce for a head: 1 for binary, else one per label."""
+  return 1 if head == "binary" else len(labels)
+
+
+def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file):
+  if head not in HEADS:
+    raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+  if head == "binary" and len(labels) != 2:
+    raise ValueError(f"a binary head needs 2 labels, got {list(labels)}")
+  if head != "binary" and len(labels) < 2:
+    raise ValueError(f"a {head} head needs at least 2 labels, got {list(labels)}")
+  if head == "multilabel" and any(MULTILABEL_SEPARATOR in str(x) for x in labels):
+    raise ValueError(f"multilabel label names may not contain {MULTILABEL_SEPARATOR!r}: the "
+                     "`label` output joins names with it")
+  if head != "multiclass" and not (threshold is not None and 0.0 <= float(threshold) <= 1.0):
+    raise ValueError(f"a {head} head needs a threshold in [0, 1] (e.g. evaluation's "
+                     f"best_threshold, or 0.5), got {threshold!r}")
+  tokens = tokenization.load_vocab(vocab_file)
+  if tokens != text_encoder.vocab:
+    raise ValueError(f"{vocab_file} is not the vocabulary of the text encoder "
+                     f"({len(tokens)} vs {len(text_encoder.vocab)} tokens, or different tokens)")
+  # One eager call on [CLS] [SEP] builds the model if needed and checks the head width.
+  ids = tf.constant([[text_encoder.cls_id, text_encoder.sep_id]], tf.int32)
+  logits = classifier({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+                       "input_type_ids": tf.zeros_like(ids)}, training=False)
+  expected = num_outputs(head, labels)
+  if logits.shape.rank != 2 or logits.shape[-1] != expected:
+    raise ValueError(f"the classifier returns logits of shape {logits.shape.as_list()}, but a "
+                     f"{head} head with {len(labels)} labels needs [batch, {expected}]")
+  return tokens
+
+
+def export_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
+                       vocab_file, extra_metadata=None):
+  """Writes the serving SavedModel (see the module docstring for its signatures).
+
+  Args:
+    classifier: a tf_keras.Model: dict(input_word_ids, input_mask, input_type_ids), each int32
+      [batch, seq] -> logits [batch, num_outputs] (1 for binary, C otherwise).
+    text_encoder: the bertcore.tokenization.TextEncoder of the training data (vocabulary,
+      lower_case and max_seq_length as in the manifest).
+    labels: class names, label id = index (the manifest's `labels`).
+    head: "binary" | "multiclass" | "multilabel".
+    threshold: the decision threshold for binary / multilabel (e.g. the `best_threshold` of
+      trainer.evaluation.compute_metrics); ignored for multiclass (argmax).
+    export_dir: where the SavedModel goes (local or gs://). An existing export there is
+      replaced.
+    vocab_file: the vocab.txt of text_encoder; copied into the export's assets.
+    extra_metadata: optional JSON-able dict merged into assets/metadata.json (e.g. the eval
+      results or the data manifest's hash).
+  Returns:
+    export_dir.
+
+  The SavedModel is written to `<export_dir>.tmp-<random>` and renamed into place when
+  complete, so a crash never leaves a half-written model at export_dir. (On GCS a directory
+  rename is a copy, not atomic, but the temporary name still hides partial writes.)
+  """
+  labels = [str(x) for x in labels]
+  tokens = _check_args(classifier, text_encoder, labels, head, threshold, vocab_file)
+  if head == "multiclass" and threshold is not None:
+    logging.info("export: a multiclass head predicts by argmax; threshold %s is not used",
+                 threshold)
+  metadata = {
+      "format_version": METADATA_FORMAT,
+      "package_version": bertcore.__version__,
+      "head": head,
+      "labels": labels,
+      "threshold": None if head == "multiclass" else float(threshold),
+      "num_outputs": num_outputs(head, labels),
+      "max_seq_length": text_encoder.max_seq_length,
+      "lower_case": text_encoder.lower_case,
+      "vocab_file": VOCAB_ASSET,
+      "vocab_size": len(tokens),
+      "vocab_sha256": tokenization.vocab_sha256(tokens),
+      "signatures": list(SIGNATURES),
+      "multilabel_separator": MULTILABEL_SEPARATOR,
+  }
+  if extra_metadata:
+    clash = sorted(set(extra_metadata) & set(metadata))
+    if clash:
+      raise ValueError(f"extra_metadata may not override {', '.join(clash)}")
+    metadata.update(extra_metadata)
+
+  export_dir = export_dir.rstrip("/")
+  tmp_dir = f"{export_dir}.tmp-{uuid.uuid4().hex[:12]}"
+  # The assets are staged locally under their final names; the SavedModel writer copies them.
+  staging = tempfile.mkdtemp(prefix="export-assets-")
+  try:
+    vocab_path = posixpath.join(staging, VOCAB_ASSET)
+    tf.io.gfile.copy(vocab_file, vocab_path)
+    metadata_path = posixpath.join(staging, METADATA_ASSET)
+    with tf.io.gfile.GFile(metadata_path, "w") as f:
+      f.write(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    module = ServingModule(classifier, text_encoder, labels, head, threshold, vocab_path,
+                           metadata_path)
+    signatures = {
+        "serving_default": module.serve_text.get_concrete_function(),
+        "serve_text_pair": module.serve_text_pair.get_concrete_function(),
+        "serve_examples": module.serve_examples.get_concrete_function(),
+    }
+    tf.saved_model.save(module, tmp_dir, signatures=signatures)
+    _move_into_place(tmp_dir, export_dir)
+  except BaseException:
+    if tf.io.gfile.exists(tmp_dir):
+      tf.io.gfile.rmtree(tmp_dir)
+    raise
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  logging.info("export: wrote %s (%s head, %d labels, threshold %s)", export_dir, head,
+               len(labels), metadata["threshold"])
+  return export_dir
+
+
+def _move_into_place(tmp_dir, export_dir):
+  """Renames a complete export to its final name, replacing an older export there."""
+  old_dir = None
+  if tf.io.gfile.exists(export_dir):
+    old_dir = f"{export_dir}.old-{uuid.uuid4().hex[:12]}"
+    tf.io.gfile.rename(export_dir, old_dir)
+  tf.io.gfile.rename(tmp_dir, export_dir)
+  if old_dir:
+    tf.io.gfile.rmtree(old_dir)
+
+
+def read_metadata(export_dir):
+  """The assets/metadata.json of an export; ValueError if export_dir is not one."""
+  path = posixpath.join(export_dir, "assets", METADATA_ASSET)
+  if not tf.io.gfile.exists(path):
+    if not tf.io.gfile.exists(export_dir):
+      raise ValueError(f"model directory {export_dir} does not exist")
+    raise ValueError(f"{export_dir} is not a model exported by trainer.export (it has no "
+                     f"assets/{METADATA_ASSET})")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
