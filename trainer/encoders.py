@@ -63,6 +63,12 @@ def build_bert_encoder(bert_config, dropout=None):
 
 
 def load_encoder_weights(encoder, encoder_dir):
-  """Restores a tf.train.Checkpoint(encoder=...) from an encoder directory; every variable must match."""
+  """Restores a tf.train.Checkpoint(encoder=...) from an encoder directory.
+
+  The encoder is called once first so that all its variables exist; then every checkpointed
+  value must be used and every variable restored (a 5-layer model cannot load a 6-layer file).
+  """
+  dummy = tf.zeros([1, 2], tf.int32)
+  encoder(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy), input_type_ids=dummy))
   path = posixpath.join(encoder_dir, CHECKPOINT_PREFIX)
-  tf.train.Checkpoint(encoder=encoder).read(path).assert_existing_objects_matched().expect_partial()
+  tf.train.Checkpoint(encoder=encoder).read(path).assert_consumed()
