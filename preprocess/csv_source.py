@@ -1,0 +1,112 @@
+"""Streams the records of one CSV file, with the line each record starts on.
+
+The file is opened through Beam's FileSystems (local paths, gs://, ...) and parsed with Python's
+csv module, so quoted fields may hold commas, quotes ("") and newlines; CRLF and a UTF-8 BOM are
+handled. Bytes that the encoding cannot decode do not stop the file: they are decoded with
+`surrogateescape` (each bad byte becomes a lone surrogate U+DC80..U+DCFF), and the row that holds
+them is rejected later as `undecodable` (see rows.py).
+"""
+import codecs
+import csv
+import gzip
+import io
+import re
+import sys
+from typing import Iterator, List, NamedTuple, Optional
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+# Python's csv refuses fields over 128 KiB by default; a 1 MB text is valid (and counted as
+# long_text later). The limit still guards against an unterminated quote eating a huge file.
+MAX_FIELD_CHARS = 256 * 1024 * 1024
+csv.field_size_limit(min(sys.maxsize, MAX_FIELD_CHARS))
+
+EXCERPT_CHARS = 200
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+class CsvRecord(NamedTuple):
+  """One CSV record as read.
+
+  file: the source path. line: the 1-based line number where the record starts (a record with
+  quoted newlines spans several lines). fields: the decoded cells, or None when the csv module
+  could not parse the record (`error` says why). raw: the record's text (for dead-letter excerpts).
+  """
+  file: str
+  line: int
+  fields: Optional[List[str]]
+  raw: str
+  error: Optional[str] = None
+
+
+def python_codec(encoding):
+  """Maps the --encoding flag to a Python codec; UTF-8 input may start with a BOM."""
+  try:
+    name = codecs.lookup(encoding).name
+  except LookupError:
+    raise ValueError(f"unknown --encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+  return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
+
+
+def excerpt(raw, limit=EXCERPT_CHARS):
+  """A printable start of a record: undecodable bytes shown as \\xNN, line ending dropped."""
+  text = raw[:limit].rstrip("\r\n")
+  return _SURROGATE.sub(lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), text)
+
+
+def open_text(path, encoding):
+  """Opens `path` (gzip if it ends in .gz) as text decoded with `encoding` + surrogateescape."""
+  raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+  if path.endswith(".gz"):
+    raw = gzip.GzipFile(fileobj=raw, mode="rb")
+  # newline="" hands the csv module the line endings untouched (it needs them for CRLF and
+  # for newlines inside quoted fields).
+  return io.TextIOWrapper(raw, encoding=python_codec(encoding), errors="surrogateescape",
+                          newline="")
+
+
+def iter_records(path, encoding) -> Iterator[CsvRecord]:
+  """Yields every non-blank record of the file, the header first.
+
+  Blank lines (no cells at all) are not records: they are skipped, but still counted for the
+  line numbers of the records after them.
+  """
+  with open_text(path, encoding) as f:
+    lines = []  # The raw lines of the record being parsed.
+
+    def tee():
+      for text_line in f:
+        lines.append(text_line)
+        yield text_line
+
+    reader = csv.reader(tee())
+    next_line = 1
+    while True:
+      try:
+        fields, error = next(reader), None
+      except StopIteration:
+        return
+      except csv.Error as e:  # Parsing resumes at the next line.
+        fields, error = None, str(e)
+      raw = "".join(lines)
+      start, next_line = next_line, next_line + len(lines)
+      lines.clear()
+      if fields == [] and error is None:
+        continue
+      yield CsvRecord(path, start, fields, raw, error)
+
+
+def read_header(path, encoding):
+  """Returns the stripped column names of the file's first record, or None for an empty file."""
+  for record in iter_records(path, encoding):
+    if record.fields is None:
+      raise ValueError(f"{path}:{record.line}: cannot parse the header: {record.error}")
+    return [name.strip() for name in record.fields]
+  return None
+
+
+def match_files(patterns):
+  """Expands glob patterns (local or remote) to a sorted, de-duplicated list of files."""
+  results = FileSystems.match(list(patterns))
+  return sorted({m.path for result in results for m in result.metadata_list})

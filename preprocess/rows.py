@@ -1,0 +1,183 @@
+"""Per-row validation and conversion: pure functions, no I/O (unit-tested directly).
+
+A CSV record becomes either a `Row` (kept) or a `Rejection` (written to the dead-letter file).
+Checks run in this order and the first failure is the reason:
+  malformed_csv       the csv module could not parse the record
+  undecodable         bytes the --encoding cannot decode
+  nul_character       a NUL (\\x00) anywhere in the record
+  wrong_column_count  more or fewer cells than the file's header
+  missing_id          the id cell is empty or whitespace (only with an --id_column)
+  empty_text          the text (or the pair text) is empty or whitespace
+  missing_label       the label cell is empty or whitespace (only with a --label_column)
+  unknown_label       the label is not in --labels / --label_map
+  duplicate_id        decided later, per shard: among kept rows with one id, the first by
+                      (file, line) wins and the others are rejected (see pipeline.py)
+A text longer than --max_text_chars is kept but cut to that many characters before tokenization
+and counted as `long_text` (it is not a rejection).
+
+Labels are compared as strings after stripping whitespace: " 1" is "1", but "1.0" is not "1"
+(with --labels=0,1 it is an unknown_label; without --labels it becomes a class of its own).
+"""
+import hashlib
+from typing import Dict, FrozenSet, NamedTuple, Optional, Tuple
+
+from preprocess import csv_source
+
+REJECT_REASONS = ("malformed_csv", "undecodable", "nul_character", "wrong_column_count",
+                  "missing_id", "empty_text", "missing_label", "unknown_label", "duplicate_id")
+LONG_TEXT = "long_text"
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+class Columns(NamedTuple):
+  """Column names from the flags; None for an absent optional column."""
+  id: Optional[str]
+  text: str
+  text_pair: Optional[str]
+  label: Optional[str]
+
+  def required(self):
+    return [c for c in (self.id, self.text, self.text_pair, self.label) if c]
+
+
+class Layout(NamedTuple):
+  """Where the columns are in one file (from its header)."""
+  num_columns: int
+  id: Optional[int]
+  text: int
+  text_pair: Optional[int]
+  label: Optional[int]
+
+
+class RowConfig(NamedTuple):
+  """How to validate rows.
+
+  labels: the allowed class names, or None to accept (discover) any non-empty label.
+  label_map: raw label value -> class name, or None for the identity.
+  """
+  labels: Optional[FrozenSet[str]] = None
+  label_map: Optional[Dict[str, str]] = None
+  multi_label: bool = False
+  label_separator: str = "|"
+  max_text_chars: int = 100_000
+
+
+class Row(NamedTuple):
+  """A kept row. labels: class names (sorted, unique); () for unlabeled input."""
+  example_id: str
+  text: str
+  text_pair: Optional[str]
+  labels: Tuple[str, ...]
+  file: str
+  line: int
+  long_text: bool
+  words: int
+  chars: int
+  excerpt: str
+
+
+class Rejection(NamedTuple):
+  reason: str
+  file: str
+  line: int
+  excerpt: str
+
+  def to_json(self):
+    return {"file": self.file, "line": self.line, "reason": self.reason, "excerpt": self.excerpt}
+
+
+def make_layout(header, columns, path="input"):
+  """Finds the flag-named columns in a header; ValueError naming the missing one."""
+  names = [name.strip() for name in header]
+  for name in columns.required():
+    if name not in names:
+      hint = " (use --label_column='' for input without labels)" if name == columns.label else ""
+      raise ValueError(f"{path}: column {name!r} is not in the header {names}{hint}")
+  index = lambda name: names.index(name) if name else None  # noqa: E731
+  return Layout(len(names), index(columns.id), names.index(columns.text),
+                index(columns.text_pair), index(columns.label))
+
+
+def content_id(text, text_pair=None):
+  """The id of a row without an id column: a hash of its text(s), so repeated texts collide."""
+  payload = text if text_pair is None else text + "\x1f" + text_pair
+  return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+
+
+def parse_labels(cell, config):
+  """A label cell -> (class names, None) or ((), reason)."""
+  values = cell.split(config.label_separator) if config.multi_label else [cell]
+  values = [v.strip() for v in values if v.strip()]
+  if not values:
+    return (), "missing_label"
+  if config.label_map is not None:
+    if any(v not in config.label_map for v in values):
+      return (), "unknown_label"
+    values = [config.label_map[v] for v in values]
+  if config.labels is not None and any(v not in config.labels for v in values):
+    return (), "unknown_label"
+  return tuple(sorted(set(values))), None
+
+
+def convert_row(record: csv_source.CsvRecord, layout: Layout, config: RowConfig):
+  """Validates one CSV record. Returns a Row or a Rejection (never raises on bad data)."""
+  def reject(reason):
+    return Rejection(reason, record.file, record.line, csv_source.excerpt(record.raw))
+
+  fields = record.fields
+  if fields is None:
+    return reject("malformed_csv")
+  joined = "\x1f".join(fields)
+  if not joined.isascii():  # Fast path: pure-ASCII rows cannot hold escaped bytes.
+    if any("\udc80" <= ch <= "\udcff" for ch in joined):
+      return reject("undecodable")
+  if "\x00" in joined:
+    return reject("nul_character")
+  if len(fields) != layout.num_columns:
+    return reject("wrong_column_count")
+
+  text = fields[layout.text]
+  text_pair = fields[layout.text_pair] if layout.text_pair is not None else None
+  if layout.id is not None:
+    example_id = fields[layout.id].strip()
+    if not example_id:
+      return reject("missing_id")
+  if not text.strip() or (text_pair is not None and not text_pair.strip()):
+    return reject("empty_text")
+  labels = ()
+  if layout.label is not None:
+    labels, reason = parse_labels(fields[layout.label], config)
+    if reason:
+      return reject(reason)
+  if layout.id is None:
+    example_id = content_id(text, text_pair)
+
+  words = len(text.split()) + (len(text_pair.split()) if text_pair is not None else 0)
+  chars = len(text) + (len(text_pair) if text_pair is not None else 0)
+  # Cut absurdly long texts before tokenizing: only the first max_seq_length pieces are kept
+  # anyway, and a megabyte of text would cost the tokenizer for nothing.
+  limit = config.max_text_chars
+  long_text = len(text) > limit or (text_pair is not None and len(text_pair) > limit)
+  if long_text:
+    text = text[:limit]
+    text_pair = text_pair[:limit] if text_pair is not None else None
+  # Kept rows hold no escaped bytes, so a plain slice is their excerpt (for duplicate_id).
+  excerpt = record.raw[:csv_source.EXCERPT_CHARS].rstrip("\r\n")
+  return Row(example_id, text, text_pair, labels, record.file, record.line, long_text, words,
+             chars, excerpt)
+
+
+def assign_split(example_id, salt, train_fraction, validation_fraction, num_shards):
+  """Deterministic (split, shard) of an example: a SHA-1 of the salted id, never Python's hash().
+
+  Both depend on the id only, so all rows with one id meet in one shard (where duplicates are
+  resolved) and the split never depends on the runner's parallelism or batching.
+  """
+  digest = hashlib.sha1(f"{salt}\x00{example_id}".encode("utf-8")).digest()
+  u = int.from_bytes(digest[:8], "big") / 2.0**64
+  shard = int.from_bytes(digest[8:16], "big") % num_shards
+  if u < train_fraction:
+    return "train", shard
+  if u < train_fraction + validation_fraction:
+    return "validation", shard
+  return "test", shard

@@ -1,0 +1,185 @@
+r"""Entry point: `python -m preprocess.run --input=... --output_dir=... --vocab_file=...`.
+
+Turns labelled (or unlabeled) CSV files into tokenized, sharded TFRecords plus manifest.json,
+rejected.jsonl and plots/ in --output_dir. Flags not defined here are Beam pipeline options and
+go to Beam, e.g. on Dataflow:
+
+  python -m preprocess.run --input=gs://b/train.csv --output_dir=gs://b/data \
+      --vocab_file=gs://b/vocab.txt --runner=DataflowRunner --project=P --region=R \
+      --temp_location=gs://b/tmp --setup_file=./setup.py
+
+(--setup_file installs this package, hence tensorflow-text's ops, on the workers; without it
+they fail with "Op type not registered"). --runner=DirectRunner (the default) runs locally on
+Beam's FnApiRunner without the Prism download; --direct_num_workers=N
+--direct_running_mode=multi_processing spreads input FILES over N processes.
+
+Flags can come from a file, one per line (`#` starts a comment line):
+  python -m preprocess.run @configs/data/tweets_binary.args --input=... --output_dir=...
+"""
+import argparse
+import sys
+
+from apache_beam.options import pipeline_options
+
+from bertcore import tokenization
+from preprocess import job
+from preprocess import rows
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+  """Reads @flag files one flag per line, skipping blank and `#` comment lines."""
+
+  def convert_arg_line_to_args(self, arg_line):
+    line = arg_line.strip()
+    return [] if not line or line.startswith("#") else [line]
+
+
+def _bool(value):
+  if value.lower() in ("true", "1", "yes"):
+    return True
+  if value.lower() in ("false", "0", "no"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def make_parser():
+  p = _ArgumentParser(prog="python -m preprocess.run", fromfile_prefix_chars="@",
+                      description=__doc__.split("\n\n")[1], allow_abbrev=False)
+  p.add_argument("--input", action="append", required=True,
+                 help="CSV file or glob (local or gs://; .gz is read as gzip); repeatable")
+  p.add_argument("--output_dir", required=True)
+  p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
+  p.add_argument("--id_column", default="qid",
+                 help="'' = no id column: the id is a SHA-1 of the text(s)")
+  p.add_argument("--text_column", default="question_text")
+  p.add_argument("--text_pair_column", default="", help="a second text: sentence-pair examples")
+  p.add_argument("--label_column", default="target", help="'' = unlabeled input")
+  p.add_argument("--labels", default="",
+                 help="comma-separated class names, in label-id order; default: the sorted "
+                      "distinct labels found")
+  p.add_argument("--label_map", default="",
+                 help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
+                      "raw values not listed are unknown_label")
+  p.add_argument("--multi_label", type=_bool, default=False,
+                 help="label cells hold several labels separated by --label_separator")
+  p.add_argument("--label_separator", default="|")
+  vocab = p.add_mutually_exclusive_group()
+  vocab.add_argument("--vocab_file", default=None)
+  vocab.add_argument("--encoder_dir", default=None,
+                     help="a converted checkpoint dir (bert_config.json + vocab.txt)")
+  vocab.add_argument("--bert_handle", default=None, help="a TF-Hub handle or SavedModel dir")
+  p.add_argument("--lower_case", default="auto", choices=("auto", "true", "false"),
+                 help="auto: from the model (a bare --vocab_file means true)")
+  p.add_argument("--max_seq_length", type=int, default=128)
+  p.add_argument("--max_text_chars", type=int, default=100_000,
+                 help="longer texts are cut to this many characters before tokenizing and "
+                      "counted as long_text")
+  p.add_argument("--num_shards", type=int, default=16, help="shards per split")
+  p.add_argument("--train_fraction", type=float, default=0.8)
+  p.add_argument("--validation_fraction", type=float, default=0.1,
+                 help="the rest is test; the tutorial's split: --train_fraction=0.1 "
+                      "--validation_fraction=0.009")
+  p.add_argument("--split_salt", default="bert-tf-finetune",
+                 help="changes which examples land in which split")
+  p.add_argument("--compression", default="none", choices=("none", "gzip"))
+  p.add_argument("--batch_size", type=int, default=512,
+                 help="rows per tokenizer call (does not change the output)")
+  p.add_argument("--wandb_project", default="",
+                 help="log statistics and plots to this W&B project (if WANDB_MODE allows)")
+  return p
+
+
+def unknown_beam_args(pipeline_args):
+  """The flags that neither this job nor any Beam PipelineOptions knows (likely typos)."""
+  parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
+  seen = set()
+  for cls in pipeline_options.PipelineOptions.__subclasses__():
+    if str(cls) not in seen:
+      seen.add(str(cls))
+      cls._add_argparse_args(parser)  # pylint: disable=protected-access
+  _, unknown = parser.parse_known_args(pipeline_args)
+  return [a for a in unknown if a.startswith("-")]
+
+
+def parse_label_map(text):
+  if not text:
+    return None
+  mapping = {}
+  for pair in text.split(","):
+    raw, sep, name = pair.rpartition(":")
+    if not sep or not raw.strip() or not name.strip():
+      raise ValueError(f"--label_map entries look like raw:class, got {pair!r}")
+    mapping[raw.strip()] = name.strip()
+  return mapping
+
+
+def job_kwargs(args):
+  """Flags -> keyword arguments of job.run_job (ValueError for inconsistent flags)."""
+  sources = {"vocab_file": args.vocab_file, "encoder_dir": args.encoder_dir,
+             "hub_handle": args.bert_handle}
+  if not any(sources.values()):
+    raise ValueError("give the model's vocabulary: --vocab_file, --encoder_dir or --bert_handle")
+  vocab_path, lower_case = tokenization.resolve_vocab(**sources)
+  if args.lower_case != "auto":
+    lower_case = args.lower_case == "true"
+  label_map = parse_label_map(args.label_map)
+  labels = [name.strip() for name in args.labels.split(",") if name.strip()] or None
+  if labels is None and label_map is not None:
+    labels = sorted(set(label_map.values()))
+  if labels is not None and len(set(labels)) != len(labels):
+    raise ValueError(f"--labels has a repeated name: {args.labels}")
+  if label_map is not None and labels is not None:
+    missing = sorted(set(label_map.values()) - set(labels))
+    if missing:
+      raise ValueError(f"--label_map maps to {missing}, which --labels does not list")
+  if not args.label_column:
+    if labels or label_map:
+      raise ValueError("--labels / --label_map need a --label_column")
+    labels = []
+  columns = rows.Columns(id=args.id_column or None, text=args.text_column,
+                         text_pair=args.text_pair_column or None,
+                         label=args.label_column or None)
+  row_config = rows.RowConfig(
+      labels=frozenset(labels) if labels else None, label_map=label_map,
+      multi_label=args.multi_label, label_separator=args.label_separator,
+      max_text_chars=args.max_text_chars)
+  return dict(
+      input_patterns=args.input, output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
+      columns=columns, row_config=row_config, labels=labels, vocab_path=vocab_path,
+      lower_case=lower_case, max_seq_length=args.max_seq_length, num_shards=args.num_shards,
+      train_fraction=args.train_fraction, validation_fraction=args.validation_fraction,
+      split_salt=args.split_salt, compression="GZIP" if args.compression == "gzip" else None,
+      batch_size=args.batch_size, wandb_project=args.wandb_project or None)
+
+
+def run(argv=None):
+  """Parses flags (ours + Beam's) and runs the job; returns the manifest."""
+  args, pipeline_args = make_parser().parse_known_args(argv)
+  unknown = unknown_beam_args(pipeline_args)
+  if unknown:
+    raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
+  if args.batch_size < 1:
+    raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+  options = pipeline_options.PipelineOptions(pipeline_args)
+  return job.run_job(options=options, **job_kwargs(args))
+
+
+def main(argv=None):
+  try:
+    manifest = run(argv)
+  except (ValueError, OSError) as e:  # DataError is a ValueError.
+    sys.exit(f"error: {e}")
+  except Exception as e:  # pylint: disable=broad-except
+    import tensorflow as tf
+    if isinstance(e, tf.errors.OpError):  # e.g. an unreadable vocab or output dir.
+      sys.exit(f"error: {e.message}")
+    raise
+  split_rows = ", ".join(f"{s}={v['rows']}" for s, v in manifest["splits"].items())
+  print(f"preprocess: {manifest['rows_read']} rows read, {manifest['rows_written']} written "
+        f"({split_rows}), "
+        f"{manifest['rows_rejected_total']} rejected {manifest['rows_rejected']}; "
+        f"labels {manifest['labels']}; see {manifest['dead_letter_file']} and manifest.json")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,212 @@
+"""Exact data-set statistics for the manifest, PNG histograms, and optional W&B logging.
+
+Statistics are exact, not sampled: every length is kept as a histogram {value: count} (token
+lengths are bounded by max_seq_length; word and character counts take few distinct values), so
+shard statistics merge by addition and percentiles are exact (nearest-rank).
+"""
+import collections
+import io
+import math
+import os
+import posixpath
+
+import tensorflow as tf
+
+PERCENTILES = (50, 90, 95, 99)
+HISTOGRAMS = ("token_length", "words", "chars")
+PLOTS = {"token_length": "plots/token_length.png", "words": "plots/words.png",
+         "chars": "plots/chars.png"}
+LABEL_PLOT = "plots/label_distribution.png"
+
+
+def empty_stats():
+  """Statistics of no rows; `add_row` / `merge_stats` fill them."""
+  return {"rows": 0, "truncated": 0, "long_text": 0,
+          "label_histogram": collections.Counter(),
+          "token_length": collections.Counter(),
+          "words": collections.Counter(), "chars": collections.Counter()}
+
+
+def add_row(stats, label_names, token_length, truncated, long_text, words, chars):
+  """Counts one written row. token_length: pieces + special tokens before truncation."""
+  stats["rows"] += 1
+  stats["truncated"] += int(truncated)
+  stats["long_text"] += int(long_text)
+  for name in label_names:
+    stats["label_histogram"][name] += 1
+  stats["token_length"][token_length] += 1
+  stats["words"][words] += 1
+  stats["chars"][chars] += 1
+
+
+def merge_stats(into, other):
+  """Adds `other` into `into` (both from empty_stats) and returns `into`."""
+  for key in ("rows", "truncated", "long_text"):
+    into[key] += other[key]
+  for key in ("label_histogram",) + HISTOGRAMS:
+    into[key].update(other[key])
+  return into
+
+
+def to_json(stats):
+  """JSON-safe copy (histogram keys become strings)."""
+  return {k: ({str(kk): vv for kk, vv in sorted(v.items())} if isinstance(v, dict) else v)
+          for k, v in stats.items()}
+
+
+def from_json(data):
+  stats = empty_stats()
+  for key in ("rows", "truncated", "long_text"):
+    stats[key] = data[key]
+  stats["label_histogram"].update(data["label_histogram"])
+  for key in HISTOGRAMS:
+    stats[key].update({int(k): v for k, v in data[key].items()})
+  return stats
+
+
+def summarize(histogram):
+  """{value: count} -> mean, nearest-rank p50/p90/p95/p99 and max (None for no values)."""
+  total = sum(histogram.values())
+  keys = ["mean"] + [f"p{p}" for p in PERCENTILES] + ["max"]
+  if total == 0:
+    return dict.fromkeys(keys)
+  values = sorted(histogram.items())
+  summary = {"mean": round(sum(v * n for v, n in values) / total, 4)}
+  for p in PERCENTILES:
+    rank = max(1, math.ceil(p / 100 * total))  # The smallest value with >= p% at or below it.
+    seen = 0
+    for value, count in values:
+      seen += count
+      if seen >= rank:
+        summary[f"p{p}"] = value
+        break
+  summary["max"] = values[-1][0]
+  return summary
+
+
+def split_summary(stats, labels, shard_rows):
+  """The manifest's entry for one split.
+
+  Args:
+    stats: from empty_stats/merge_stats. labels: the class names (histogram has every one, 0
+      included). shard_rows: {shard file name: rows}.
+  """
+  return {
+      "rows": stats["rows"],
+      "shards": dict(sorted(shard_rows.items())),
+      "label_histogram": {name: stats["label_histogram"].get(name, 0) for name in labels},
+      "token_length": summarize(stats["token_length"]),
+      "truncated": stats["truncated"],
+      "long_text": stats["long_text"],
+      "words": summarize(stats["words"]),
+      "chars": summarize(stats["chars"]),
+  }
+
+
+def _save(figure, path):
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
+
+
+def write_plots(output_dir, split_stats, labels):
+  """Writes the label distribution and length histograms (log y) per split as PNG files.
+
+  Returns the plot paths relative to output_dir.
+  """
+  import matplotlib
+  matplotlib.use("Agg")  # No display; safe on workers and in tests.
+  from matplotlib import pyplot as plt
+
+  tf.io.gfile.makedirs(posixpath.join(output_dir, "plots"))
+  written = []
+  splits = [s for s in split_stats if split_stats[s]["rows"]]
+
+  figure, axes = plt.subplots(figsize=(7, 4))
+  width = 0.8 / max(1, len(splits))
+  for i, split in enumerate(splits):
+    counts = [split_stats[split]["label_histogram"].get(name, 0) for name in labels]
+    axes.bar([j + i * width for j in range(len(labels))], counts, width=width, label=split)
+  axes.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
+  axes.set_xticklabels(labels, rotation=30 if len(labels) > 6 else 0)
+  axes.set_yscale("log")
+  axes.set_ylabel("rows (log)")
+  axes.set_title("label distribution" + ("" if labels else " (unlabeled input)"))
+  if splits:
+    axes.legend()
+  figure.tight_layout()
+  _save(figure, posixpath.join(output_dir, LABEL_PLOT))
+  plt.close(figure)
+  written.append(LABEL_PLOT)
+
+  titles = {"token_length": "word pieces + special tokens, before truncation",
+            "words": "words per row (whitespace split)", "chars": "characters per row"}
+  for key, relative in PLOTS.items():
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for split in splits:
+      histogram = split_stats[split][key]
+      values = sorted(histogram)
+      axes.hist(values, bins=min(60, max(1, len(values))), weights=[histogram[v] for v in values],
+                histtype="step", log=True, label=split)
+    axes.set_xlabel(titles[key])
+    axes.set_ylabel("rows (log)")
+    if splits:
+      axes.legend()
+    figure.tight_layout()
+    _save(figure, posixpath.join(output_dir, relative))
+    plt.close(figure)
+    written.append(relative)
+  return written
+
+
+def wandb_enabled(project):
+  """W&B logging is on only with a project and a mode that can log (offline, or online + key)."""
+  if not project:
+    return False
+  mode = os.environ.get("WANDB_MODE", "").lower()
+  if mode in ("disabled", "dryrun-disabled"):
+    return False
+  if mode in ("offline", "dryrun"):
+    return True
+  if os.environ.get("WANDB_API_KEY"):
+    return True
+  try:  # A key saved by `wandb login` lives in ~/.netrc.
+    import netrc
+    return bool(netrc.netrc().authenticators("api.wandb.ai"))
+  except (OSError, netrc.NetrcParseError):
+    return False
+
+
+def log_to_wandb(project, manifest, output_dir, plots):
+  """Logs the manifest's statistics and the plots to W&B (the API key is never read here)."""
+  import wandb
+  from PIL import Image
+
+  config = {k: manifest[k] for k in ("input_files", "labels", "max_seq_length", "num_shards",
+                                     "split_fractions", "vocab_sha256", "lower_case")}
+  run = wandb.init(project=project, job_type="preprocess", config=config,
+                   dir=os.environ.get("WANDB_DIR"))
+  try:
+    summary = {"rows_read": manifest["rows_read"], "rows_written": manifest["rows_written"],
+               "rows_rejected_total": manifest["rows_rejected_total"]}
+    for reason, n in manifest["rows_rejected"].items():
+      summary[f"rejected/{reason}"] = n
+    for split, entry in manifest["splits"].items():
+      summary[f"{split}/rows"] = entry["rows"]
+      summary[f"{split}/truncated"] = entry["truncated"]
+      for name, n in entry["label_histogram"].items():
+        summary[f"{split}/label/{name}"] = n
+      for key in HISTOGRAMS:
+        for stat, value in entry[key].items():
+          if value is not None:
+            summary[f"{split}/{key}/{stat}"] = value
+    images = {}
+    for relative in plots:
+      with tf.io.gfile.GFile(posixpath.join(output_dir, relative), "rb") as f:
+        images[relative] = wandb.Image(Image.open(io.BytesIO(f.read())))
+    run.log({**summary, **images})
+    run.summary.update(summary)
+  finally:
+    run.finish()
+  return run
