@@ -1,0 +1,98 @@
+"""Vertex AI custom training on GPUs: the CustomJob request, and its submission.
+
+One machine runs MirroredStrategy (or OneDeviceStrategy) over its GPUs; several machines run
+MultiWorkerMirroredStrategy. Vertex AI starts every replica of every worker pool from the same
+container and sets TF_CONFIG in each: worker pool 0 is the "chief" (exactly one replica), pool 1
+holds the other "worker"s. The trainer reads its cluster from TF_CONFIG, so all replicas get the
+same image, machine and arguments.
+"""
+from launch import validation
+
+# What the container runs: the trainer's entry point (docker/Dockerfile's ENTRYPOINT too; it is
+# repeated here so that the request alone says what runs).
+TRAINER_COMMAND = ["python", "-m", "trainer.task"]
+INSTALL_HINT = "install the cloud extra: pip install '.[cloud]'"
+
+
+def build_request(project, region, job_name, staging_bucket, image, machine_type,
+                  accelerator_type, accelerator_count, workers, trainer_args):
+  """Builds the CreateCustomJobRequest (pure; nothing is validated or sent).
+
+  Args:
+    accelerator_type: a Vertex AcceleratorType name (e.g. "NVIDIA_L4"), or None for CPU only.
+    accelerator_count: GPUs per machine (0 with no accelerator).
+    workers: machines in total; 1 is single-machine training.
+    trainer_args: the trainer's own flags, passed through unchanged.
+
+  Returns:
+    {"parent": "projects/<p>/locations/<r>", "custom_job": CustomJob as a dict with the proto's
+    field names}, which google.cloud.aiplatform_v1.CustomJob(...) accepts as is.
+  """
+  machine_spec = {"machine_type": machine_type}
+  if accelerator_type:
+    machine_spec.update(accelerator_type=accelerator_type, accelerator_count=accelerator_count)
+
+  def pool(replica_count):
+    return {
+        "machine_spec": dict(machine_spec),
+        "replica_count": replica_count,
+        "container_spec": {
+            "image_uri": image,
+            "command": list(TRAINER_COMMAND),
+            "args": list(trainer_args),
+        },
+    }
+
+  pools = [pool(1)]  # the chief
+  if workers > 1:
+    pools.append(pool(workers - 1))
+  return {
+      "parent": f"projects/{project}/locations/{region}",
+      "custom_job": {
+          "display_name": job_name,
+          "job_spec": {
+              "worker_pool_specs": pools,
+              "base_output_directory": {"output_uri_prefix": f"{staging_bucket}/{job_name}"},
+          },
+      },
+  }
+
+
+def validate(staging_bucket, image, machine_type, accelerator_type, accelerator_count, workers,
+             trainer_args):
+  """Checks a Vertex submission; returns (accelerator_type, accelerator_count) to request."""
+  validation.require_gs("--staging_bucket", staging_bucket)
+  if not image or "/" not in image:
+    raise ValueError(f"--image must be a registry URI such as "
+                     f"us-central1-docker.pkg.dev/PROJECT/REPO/bert-trainer:TAG (got {image!r})")
+  if workers < 1:
+    raise ValueError(f"--workers must be >= 1 (got {workers})")
+  gpu, count = validation.resolve_accelerator(machine_type, accelerator_type, accelerator_count)
+  flags = validation.parse_flags(trainer_args)
+  validation.check_cloud_paths(flags, required=("data_dir", "model_dir"))
+  strategy = flags.get("strategy")
+  validation.check_strategy(strategy, "vertex", workers=workers, accelerator_count=count)
+  replicas = validation.gpu_replicas(strategy, workers, count)
+  how = f"{workers} worker(s) x {max(count, 1)} {gpu or 'CPU'}, --strategy={strategy}"
+  validation.check_batch(validation.global_batch_size(flags), replicas, how)
+  return gpu, count
+
+
+def submit(request, region):
+  """Creates the CustomJob with Google's client library; returns the created job's name."""
+  try:
+    # Imported here: the [cloud] extra is optional, and dry runs must work without it.
+    from google.api_core import exceptions as api_exceptions  # pylint: disable=g-import-not-at-top
+    from google.auth import exceptions as auth_exceptions  # pylint: disable=g-import-not-at-top
+    from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError(INSTALL_HINT) from None
+  client = aiplatform_v1.JobServiceClient(
+      client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
+  try:
+    job = client.create_custom_job(parent=request["parent"],
+                                   custom_job=aiplatform_v1.CustomJob(request["custom_job"]))
+  except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as e:
+    raise ValueError(f"Vertex AI did not accept the job: {type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''}") from e
+  return job.name
