@@ -1,0 +1,34 @@
+"""Shared test fixtures: a tiny BERT vocabulary, CSV writing, a Beam runner that stays offline."""
+import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
+
+import pytest
+
+# Ids are the list positions: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 how=4 ...
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "how", "are", "you", "?", "hello", ",", "world",
+    "what", "is", "this", "plain", "question", "comma", "inside", "she", "said", '"', "hi",
+    "line", "one", "two", "long", "label", "with", "space", "emoji", "and", "rt", "##l", "x",
+    "the", "cat", "sat", "on", "mat", "a", "dog", ".", "##s",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab_file(tmp_path_factory):
+  """A vocab.txt with TINY_VOCAB (lower-case), written once per test session."""
+  path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+  path.write_text("\n".join(TINY_VOCAB) + "\n", encoding="utf-8")
+  return str(path)
+
+
+def write_bytes(path, data):
+  """Writes raw bytes (CSV fixtures need exact bytes: BOM, CRLF, bad UTF-8)."""
+  path.write_bytes(data)
+  return str(path)
+
+
+@pytest.fixture
+def offline_runner():
+  """A Beam runner for TestPipeline that never tries the Prism download (see preprocess.job)."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from preprocess import job
+  return job.make_runner(PipelineOptions([]))
