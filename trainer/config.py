@@ -1,0 +1,184 @@
+"""The one config layer: defaults, validation and the resolved-config file.
+
+Each experiment is a `configs/<name>.py` whose `get_config()` starts from `default_config()`
+and changes what differs; `python -m trainer.task --config=configs/<name>.py` loads it with
+ml_collections' config_flags, so every field below can be overridden on the command line,
+e.g. `--config.train.learning_rate=1e-4 --config.model.head=multiclass`.
+"""
+import importlib.util
+import json
+import posixpath
+
+import ml_collections
+import tensorflow as tf
+from ml_collections import config_dict
+
+HEADS = ("binary", "multiclass", "multilabel")
+POOLINGS = ("cls", "mean")
+ENCODER_KINDS = ("hub", "checkpoint", "random")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+NAN_POLICIES = ("stop", "skip")
+PADDINGS = ("bucket", "fixed")
+CONFIG_FILE = "config.json"
+
+
+def default_config():
+  """Every field the trainer reads, with the default used when a config file does not set it."""
+  c = ml_collections.ConfigDict()
+
+  c.encoder = ml_collections.ConfigDict()
+  c.encoder.kind = "random"            # hub | checkpoint | random
+  c.encoder.hub_handle = ""            # kind=hub: TF-Hub handle or local SavedModel directory
+  c.encoder.dir = ""                   # kind=checkpoint: bert_config.json + vocab.txt + bert_model.ckpt
+  c.encoder.vocab_file = ""            # kind=random: optional vocab.txt the data must match
+  # kind=random: the size of a freshly initialised BertEncoderV2 (vocab_size comes from the data).
+  c.encoder.hidden_size = 32
+  c.encoder.num_layers = 2
+  c.encoder.num_heads = 2
+  c.encoder.intermediate_size = 64
+  c.encoder.max_position_embeddings = 512
+  c.encoder.hidden_act = "gelu"
+  # Dropout inside the encoder; unset = the bert_config's own (kind=checkpoint/random: 0.1).
+  c.encoder.dropout = config_dict.placeholder(float)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.head = "binary"              # binary (sigmoid) | multiclass (softmax) | multilabel
+  c.model.pooling = "cls"              # cls (pooled_output) | mean (masked mean of sequence_output)
+  c.model.dropout = 0.1                # before the output Dense layer
+  c.model.positive_label = ""          # binary: class name that is positive ("" = labels[1])
+
+  c.train = ml_collections.ConfigDict()
+  # The global batch: each of R replicas gets global_batch_size / R examples per step.
+  c.train.global_batch_size = 32
+  c.train.epochs = 3
+  c.train.steps_per_epoch = 0          # 0 = train rows // global_batch_size
+  c.train.learning_rate = 2e-5
+  c.train.end_learning_rate = 0.0
+  c.train.warmup_fraction = 0.1
+  c.train.weight_decay = 0.01
+  c.train.clip_norm = 1.0              # clip by global norm after the cross-replica sum; 0 = off
+  c.train.pos_weight = 1.0             # binary / multilabel: weight of positive targets in the loss
+  c.train.class_weights = ()           # multiclass: one weight per class; () = all 1
+  c.train.padding = "bucket"           # bucket | fixed (pad everything to max_seq_length)
+  c.train.bucket_boundaries = (16, 32, 64, 128)  # padded lengths; max_seq_length is added
+  c.train.shuffle_buffer = 10000
+  c.train.seed = 42
+  c.train.steps_per_execution = 1      # steps run inside one tf.function call (TPU: 50-100)
+  c.train.checkpoint_every_steps = 500  # 0 = only at epoch ends
+  c.train.keep_checkpoints = 3
+  c.train.log_every_steps = 50
+  c.train.nan_policy = "stop"          # stop | skip (the update of a non-finite step is dropped)
+  c.train.stop_at_step = 0             # >0: checkpoint and stop there, as if preempted (smoke runs)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.global_batch_size = 64
+  c.eval.best_metric = "auto"          # auto = best_f1 (binary), macro_f1 (multiclass), f1 (multilabel)
+  c.eval.test_split = True             # evaluate the labelled test split at the end
+
+  c.data = ml_collections.ConfigDict()
+  c.data.verify_shards = True          # count records per shard against the manifest first
+  c.data.on_corrupt_shard = "error"    # error | skip (skipped shards are counted and reported)
+  c.data.cycle_length = 8              # shards read in parallel per input pipeline
+
+  c.precision = "auto"                 # auto | float32 | mixed_float16 | mixed_bfloat16
+  c.xla = False                        # jit-compile the forward/backward pass
+  c.export = True                      # write model_dir/export (SavedModel taking raw strings)
+
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.mode = "auto"                # auto | online | offline | disabled
+  c.wandb.project = "bert-text-classification"
+  c.wandb.entity = ""
+  c.wandb.group = ""                   # "" = the model_dir's base name
+  c.wandb.tags = ()
+  return c
+
+
+def validate(config):
+  """Raises ValueError naming the first field with an impossible value."""
+  def one_of(name, value, allowed):
+    if value not in allowed:
+      raise ValueError(f"config.{name}={value!r} is not one of {', '.join(allowed)}")
+  one_of("encoder.kind", config.encoder.kind, ENCODER_KINDS)
+  one_of("model.head", config.model.head, HEADS)
+  one_of("model.pooling", config.model.pooling, POOLINGS)
+  one_of("precision", config.precision, PRECISIONS)
+  one_of("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
+  one_of("train.padding", config.train.padding, PADDINGS)
+  one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
+  if config.encoder.kind == "hub" and not config.encoder.hub_handle:
+    raise ValueError("config.encoder.kind=hub needs config.encoder.hub_handle")
+  if config.encoder.kind == "checkpoint" and not config.encoder.dir:
+    raise ValueError("config.encoder.kind=checkpoint needs config.encoder.dir")
+  positive = {"train.global_batch_size": config.train.global_batch_size,
+              "train.epochs": config.train.epochs,
+              "train.steps_per_execution": config.train.steps_per_execution,
+              "train.log_every_steps": config.train.log_every_steps,
+              "train.keep_checkpoints": config.train.keep_checkpoints,
+              "eval.global_batch_size": config.eval.global_batch_size}
+  for name, value in positive.items():
+    if value < 1:
+      raise ValueError(f"config.{name} must be at least 1, got {value}")
+  if not 0.0 <= config.model.dropout < 1.0:
+    raise ValueError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
+  if not 0.0 <= config.train.warmup_fraction < 1.0:
+    raise ValueError(f"config.train.warmup_fraction must be in [0, 1), got "
+                     f"{config.train.warmup_fraction}")
+  if config.train.learning_rate <= 0:
+    raise ValueError(f"config.train.learning_rate must be positive, got "
+                     f"{config.train.learning_rate}")
+  if config.train.pos_weight <= 0:
+    raise ValueError(f"config.train.pos_weight must be positive, got {config.train.pos_weight}")
+  if any(b < 2 for b in config.train.bucket_boundaries):
+    raise ValueError(f"config.train.bucket_boundaries must be lengths >= 2, got "
+                     f"{tuple(config.train.bucket_boundaries)}")
+
+
+def to_dict(config):
+  """A JSON-able plain dict of the config (placeholders that are unset become None)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def write_config(config, model_dir):
+  """Writes the resolved config to model_dir/config.json (atomically)."""
+  path = posixpath.join(model_dir, CONFIG_FILE)
+  write_json_atomic(path, to_dict(config))
+  return path
+
+
+def read_config_json(model_dir):
+  """The config.json a previous run wrote into model_dir, or None."""
+  path = posixpath.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_json_atomic(path, obj):
+  """Writes JSON to path via a temporary file and a rename, so a crash never leaves half a file."""
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def load_config_file(path, overrides=None):
+  """Loads `get_config()` from a config file (what config_flags does), for tests and tools.
+
+  Args:
+    path: a configs/<name>.py file.
+    overrides: optional dict of dotted field names to values, e.g. {"train.epochs": 1}.
+  """
+  spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for name, value in (overrides or {}).items():
+    node = config
+    *parents, leaf = name.split(".")
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise KeyError(f"config has no field {name}")
+    node[leaf] = value
+  return config

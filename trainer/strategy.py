@@ -1,0 +1,87 @@
+"""tf.distribute strategies and the mixed-precision policy that goes with the hardware.
+
+The strategy is built once, by the entry point, and passed explicitly to everything that
+creates variables or datasets (Model Garden style); the precision policy is set before the
+model is built, because Keras layers read the global policy when they are constructed.
+"""
+import json
+import os
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+
+
+def build_strategy(name, tpu=None):
+  """Builds a tf.distribute strategy.
+
+  Args:
+    name: one_device | mirrored | multi_worker_mirrored | tpu.
+    tpu: for `tpu`, the TPU name or address given to TPUClusterResolver ("local" on a TPU VM).
+  Returns:
+    a tf.distribute.Strategy. multi_worker_mirrored reads the cluster from TF_CONFIG.
+  """
+  if name == "one_device":
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  if name == "multi_worker_mirrored":
+    if not os.environ.get("TF_CONFIG"):
+      logging.warning("multi_worker_mirrored without TF_CONFIG: running as a single worker")
+    else:
+      try:
+        json.loads(os.environ["TF_CONFIG"])
+      except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    if not tpu:
+      raise ValueError("--strategy=tpu needs --tpu=<name> (or --tpu=local on a TPU VM)")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ValueError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+
+
+def device_type(strategy):
+  """'TPU', 'GPU' or 'CPU': the kind of device the replicas run on."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return "TPU"
+  devices = strategy.extended.worker_devices
+  return "GPU" if any("GPU" in d.upper() for d in devices) else "CPU"
+
+
+def resolve_precision(precision, strategy):
+  """Maps `auto` to the policy that suits the hardware: float16 on GPU, bfloat16 on TPU."""
+  if precision != "auto":
+    return precision
+  return {"TPU": "mixed_bfloat16", "GPU": "mixed_float16"}.get(device_type(strategy), "float32")
+
+
+def set_precision(policy):
+  """Sets the global Keras policy; call before any layer is built."""
+  tf_keras.mixed_precision.set_global_policy(policy)
+
+
+def is_chief(strategy):
+  """True for the one process that writes checkpoints, exports and W&B logs."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def task_name(strategy):
+  """e.g. 'worker_1', or 'chief' for a single process."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.cluster_spec().as_dict() or resolver.task_type is None:
+    return "chief"
+  return f"{resolver.task_type}_{resolver.task_id}"
