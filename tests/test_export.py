@@ -1,0 +1,346 @@
+"""trainer.export: export -> reload -> parity with the classifier on preprocessed ids and records.
+
+A tiny random BertEncoderV2 with a hand-written vocabulary; each export takes a few seconds.
+`build_classifier` and `tiny_setup` are also used by tests/test_predict.py.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bertcore import schema  # Imports bertcore first: Keras 2 before TensorFlow.
+from bertcore import tokenization
+from trainer import encoders
+from trainer import export
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "quick", "brown", "fox", "jump", "##s",
+         "over", "lazy", "dog", "why", "is", "a", "?", "how", "do", "you", "cat", "sleep"]
+MAX_SEQ_LENGTH = 8
+BERT_CONFIG = {"vocab_size": len(VOCAB), "hidden_size": 16, "num_hidden_layers": 1,
+               "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16,
+               "initializer_range": 0.5}  # Large weights: outputs that differ between texts.
+TEXTS = ["The quick brown fox jumps", "why is a dog lazy?", "how do you sleep", "cat",
+         "Über-unknown words !", ""]
+PAIRS = ["a dog", "the cat sleeps", "", "why?", "fox", "brown"]
+# 13 word pieces: longer than MAX_SEQ_LENGTH - 2, so it is truncated.
+LONG_TEXT = "the quick brown fox jumps over the lazy dog how do you sleep"
+
+
+def build_classifier(num_outputs, seed=0):
+  """The trainer's classifier interface: dict of int32 [batch, seq] -> logits [batch, n]."""
+  tf_keras.utils.set_random_seed(seed)
+  encoder = encoders.build_bert_encoder(BERT_CONFIG, dropout=0.0)
+  inputs = {name: tf_keras.Input(shape=(None,), dtype=tf.int32, name=name)
+            for name in ("input_word_ids", "input_mask", "input_type_ids")}
+  pooled = encoder(inputs)["pooled_output"]
+  logits = tf_keras.layers.Dense(
+      num_outputs, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=2.0))(pooled)
+  return tf_keras.Model(inputs, logits)
+
+
+def write_vocab(directory):
+  path = os.path.join(directory, "vocab.txt")
+  with open(path, "w") as f:
+    f.write("\n".join(VOCAB) + "\n")
+  return path
+
+
+def tiny_setup(directory):
+  """(vocab_path, TextEncoder) for the tiny vocabulary."""
+  return write_vocab(directory), tokenization.TextEncoder(VOCAB, True, MAX_SEQ_LENGTH)
+
+
+def reference_probabilities(classifier, text_encoder, head, texts, pair_texts=None):
+  """What the export must return, computed the preprocessing way: TextEncoder.encode, then
+  padding to max_seq_length in NumPy (not the export's dynamic padding), then the classifier."""
+  ids, type_ids, _ = text_encoder.encode(
+      tf.constant(texts), None if pair_texts is None else tf.constant(pair_texts))
+  n = len(texts)
+  word = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
+  types = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
+  mask = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
+  for i, (row, row_types) in enumerate(zip(ids.to_list(), type_ids.to_list())):
+    word[i, :len(row)] = row
+    types[i, :len(row)] = row_types
+    mask[i, :len(row)] = 1
+  logits = classifier({"input_word_ids": word, "input_mask": mask, "input_type_ids": types},
+                      training=False).numpy().astype(np.float64)
+  if head == "multiclass":
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+  probs = 1 / (1 + np.exp(-logits))
+  return probs[:, 0] if head == "binary" else probs
+
+
+def serve(loaded, texts, pair_texts=None):
+  if pair_texts is None:
+    out = loaded.signatures["serving_default"](text=tf.constant(texts))
+  else:
+    out = loaded.signatures["serve_text_pair"](text=tf.constant(texts),
+                                               text_pair=tf.constant(pair_texts))
+  return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+  """A binary export with threshold 0.5 and what made it."""
+  root = tmp_path_factory.mktemp("binary")
+  vocab_path, text_encoder = tiny_setup(str(root))
+  classifier = build_classifier(1)
+  export_dir = str(root / "export")
+  export.export_saved_model(classifier, text_encoder, ["no", "yes"], "binary", 0.5, export_dir,
+                            vocab_path, extra_metadata={"run": "test"})
+  return {"root": root, "vocab_path": vocab_path, "text_encoder": text_encoder,
+          "classifier": classifier, "export_dir": export_dir,
+          "loaded": tf.saved_model.load(export_dir)}
+
+
+def test_layout_assets_and_metadata(binary):
+  export_dir = binary["export_dir"]
+  assert sorted(os.listdir(export_dir)) == ["assets", "fingerprint.pb", "saved_model.pb",
+                                            "variables"]
+  # Nothing half-written left next to it.
+  assert sorted(os.listdir(binary["root"])) == ["export", "vocab.txt"]
+  with open(os.path.join(export_dir, "assets", "vocab.txt"), "rb") as f:
+    bundled = f.read()
+  with open(binary["vocab_path"], "rb") as f:
+    assert bundled == f.read()
+  metadata = export.read_metadata(export_dir)
+  assert metadata["head"] == "binary" and metadata["labels"] == ["no", "yes"]
+  assert metadata["threshold"] == 0.5 and metadata["num_outputs"] == 1
+  assert metadata["max_seq_length"] == MAX_SEQ_LENGTH and metadata["lower_case"] is True
+  assert metadata["vocab_sha256"] == tokenization.vocab_sha256(VOCAB)
+  assert metadata["run"] == "test"
+  loaded = binary["loaded"]
+  assert loaded.labels.numpy().tolist() == [b"no", b"yes"]
+  assert loaded.head.numpy() == b"binary" and loaded.threshold.numpy() == 0.5
+  assert loaded.max_seq_length.numpy() == MAX_SEQ_LENGTH and loaded.lower_case.numpy()
+  assert loaded.vocab_file.asset_path.numpy().decode() == os.path.join(
+      export_dir, "assets", "vocab.txt")
+  assert set(loaded.signatures) == {"serving_default", "serve_text_pair", "serve_examples"}
+
+
+def test_signature_names_and_dtypes(binary):
+  signatures = binary["loaded"].signatures
+  _, inputs = signatures["serving_default"].structured_input_signature
+  assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {
+      "text": (tf.string, [None])}
+  _, inputs = signatures["serve_text_pair"].structured_input_signature
+  assert sorted(inputs) == ["text", "text_pair"]
+  _, inputs = signatures["serve_examples"].structured_input_signature
+  assert sorted(inputs) == ["examples"]
+  outputs = signatures["serving_default"].structured_outputs
+  assert {k: v.dtype for k, v in outputs.items()} == {
+      "probabilities": tf.float32, "label_id": tf.int64, "label": tf.string}
+  assert outputs["probabilities"].shape.as_list() == [None]  # binary: P(label 1)
+  assert signatures["serve_examples"].structured_outputs["example_id"].dtype == tf.string
+
+
+def test_raw_text_parity_with_classifier(binary):
+  texts = TEXTS + [LONG_TEXT]
+  out = serve(binary["loaded"], texts)
+  expected = reference_probabilities(binary["classifier"], binary["text_encoder"], "binary",
+                                     texts)
+  np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+  # The random model must separate the texts, or parity would prove little.
+  assert np.ptp(expected) > 0.05
+  np.testing.assert_array_equal(out["label_id"], (expected >= 0.5).astype(np.int64))
+  assert out["label"].tolist() == [b"yes" if p >= 0.5 else b"no" for p in expected]
+
+
+def test_pair_parity_with_classifier(binary):
+  out = serve(binary["loaded"], TEXTS + [LONG_TEXT], PAIRS + [LONG_TEXT])
+  expected = reference_probabilities(binary["classifier"], binary["text_encoder"], "binary",
+                                     TEXTS + [LONG_TEXT], PAIRS + [LONG_TEXT])
+  np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+  # A pair is not the same input as its first text alone.
+  single = serve(binary["loaded"], TEXTS)["probabilities"]
+  assert np.abs(single - out["probabilities"][:-1]).max() > 1e-3
+
+
+def test_records_give_same_outputs_as_raw_text(binary):
+  """The parity proof: preprocessed tf.Examples (bertcore.schema) vs raw text in the export."""
+  text_encoder = binary["text_encoder"]
+  texts, pairs = TEXTS + [LONG_TEXT], PAIRS + [LONG_TEXT]
+  loaded = binary["loaded"]
+  for pair_texts in (None, pairs):
+    ids, type_ids, _ = text_encoder.encode(
+        tf.constant(texts), None if pair_texts is None else tf.constant(pair_texts))
+    records = [schema.make_example(f"row{i}", row, row_types, []).SerializeToString()
+               for i, (row, row_types) in enumerate(zip(ids.to_list(), type_ids.to_list()))]
+    from_records = loaded.signatures["serve_examples"](examples=tf.constant(records))
+    from_text = serve(loaded, texts, pair_texts)
+    np.testing.assert_allclose(from_records["probabilities"].numpy(),
+                               from_text["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(from_records["label"].numpy(), from_text["label"])
+    assert from_records["example_id"].numpy().tolist() == [
+        f"row{i}".encode() for i in range(len(texts))]
+
+
+def test_record_longer_than_max_seq_length_is_refused(binary):
+  ids = [2] + [4] * MAX_SEQ_LENGTH + [3]
+  record = schema.make_example("x", ids, [0] * len(ids), []).SerializeToString()
+  with pytest.raises(tf.errors.InvalidArgumentError, match="max_seq_length"):
+    binary["loaded"].signatures["serve_examples"](examples=tf.constant([record]))
+
+
+def test_truncation_is_the_preprocessing_truncation(binary):
+  text_encoder, loaded = binary["text_encoder"], binary["loaded"]
+  ids, _, num_pieces = text_encoder.encode(tf.constant([LONG_TEXT]))
+  assert num_pieces.numpy()[0] > MAX_SEQ_LENGTH  # really truncated
+  assert len(ids.to_list()[0]) == MAX_SEQ_LENGTH
+  # Only the first MAX_SEQ_LENGTH - 2 word pieces count: changing the tail changes nothing,
+  # changing the kept head does.
+  kept = "the quick brown fox jumps over"  # 7 pieces (jump ##s) > 6 kept
+  out = serve(loaded, [LONG_TEXT, kept + " a cat", "the quick brown cat jumps over the lazy dog"]
+              )["probabilities"]
+  assert out[0] == pytest.approx(out[1], abs=1e-6)
+  assert abs(out[0] - out[2]) > 1e-4
+
+
+def test_threshold_decides_the_label_and_reexport_replaces(binary):
+  root = binary["root"]
+  probs = serve(binary["loaded"], TEXTS)["probabilities"]
+  # A threshold between two neighbouring probabilities, on the far side of some row from 0.5,
+  # so that this row's label differs from the 0.5 export's.
+  ordered = np.sort(probs)
+  candidates = [(a + b) / 2 for a, b in zip(ordered, ordered[1:])
+                if b - a > 1e-4 and ((probs >= (a + b) / 2) != (probs >= 0.5)).any()]
+  assert candidates
+  threshold = float(candidates[0])
+  export_dir = str(root / "threshold")
+  shutil.copytree(binary["export_dir"], export_dir)  # an older export to replace
+  export.export_saved_model(binary["classifier"], binary["text_encoder"], ["no", "yes"],
+                            "binary", threshold, export_dir, binary["vocab_path"])
+  out = serve(tf.saved_model.load(export_dir), TEXTS)
+  old = serve(binary["loaded"], TEXTS)
+  np.testing.assert_array_equal(out["label_id"], (probs >= threshold).astype(np.int64))
+  np.testing.assert_array_equal(old["label_id"], (probs >= 0.5).astype(np.int64))
+  assert (out["label_id"] != old["label_id"]).any()
+  np.testing.assert_allclose(out["probabilities"], probs, atol=1e-6)
+  assert export.read_metadata(export_dir)["threshold"] == threshold
+  assert not [p for p in os.listdir(root) if ".tmp-" in p or ".old-" in p]
+
+
+def test_failed_export_leaves_old_export_intact(binary, monkeypatch):
+  export_dir = binary["export_dir"]
+
+  def half_write_then_crash(module, path, signatures=None):
+    tf.io.gfile.makedirs(path)
+    with tf.io.gfile.GFile(path + "/saved_model.pb", "wb") as f:
+      f.write(b"partial")
+    raise RuntimeError("preempted")
+  monkeypatch.setattr(tf.saved_model, "save", half_write_then_crash)
+  with pytest.raises(RuntimeError, match="preempted"):
+    export.export_saved_model(binary["classifier"], binary["text_encoder"], ["no", "yes"],
+                              "binary", 0.9, export_dir, binary["vocab_path"])
+  assert export.read_metadata(export_dir)["threshold"] == 0.5
+  assert not [p for p in os.listdir(binary["root"]) if ".tmp-" in p]
+  monkeypatch.undo()
+  np.testing.assert_allclose(serve(tf.saved_model.load(export_dir), TEXTS)["probabilities"],
+                             serve(binary["loaded"], TEXTS)["probabilities"], atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["multiclass", "multilabel"])
+def test_multiclass_and_multilabel(tmp_path, head):
+  vocab_path, text_encoder = tiny_setup(str(tmp_path))
+  labels = ["red", "green", "blue"]
+  classifier = build_classifier(len(labels), seed=1)
+  threshold = 0.5 if head == "multilabel" else None
+  export_dir = str(tmp_path / "export")
+  export.export_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
+                            vocab_path)
+  loaded = tf.saved_model.load(export_dir)
+  out = serve(loaded, TEXTS)
+  expected = reference_probabilities(classifier, text_encoder, head, TEXTS)
+  assert out["probabilities"].shape == (len(TEXTS), 3)
+  np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+  if head == "multiclass":
+    np.testing.assert_array_equal(out["label_id"], expected.argmax(axis=1))
+    assert out["label"].tolist() == [labels[i].encode() for i in expected.argmax(axis=1)]
+    assert export.read_metadata(export_dir)["threshold"] is None
+  else:
+    hot = (expected >= 0.5).astype(np.int64)
+    assert 0 < hot.sum() < hot.size  # some labels on, some off
+    np.testing.assert_array_equal(out["label_id"], hot)
+    assert out["label"].tolist() == [
+        "|".join(name for name, on in zip(labels, row) if on).encode() for row in hot]
+
+
+def test_bad_arguments_are_refused(tmp_path):
+  vocab_path, text_encoder = tiny_setup(str(tmp_path))
+  classifier = build_classifier(2)
+  export_dir = str(tmp_path / "export")
+  with pytest.raises(ValueError, match=r"needs \[batch, 1\]"):
+    export.export_saved_model(classifier, text_encoder, ["0", "1"], "binary", 0.5, export_dir,
+                              vocab_path)
+  with pytest.raises(ValueError, match="needs a threshold"):
+    export.export_saved_model(classifier, text_encoder, ["a", "b"], "multilabel", None,
+                              export_dir, vocab_path)
+  other_vocab = tmp_path / "other.txt"
+  other_vocab.write_text("\n".join(VOCAB + ["extra"]) + "\n")
+  with pytest.raises(ValueError, match="is not the vocabulary of the text encoder"):
+    export.export_saved_model(classifier, text_encoder, ["a", "b"], "multiclass", None,
+                              export_dir, str(other_vocab))
+  assert not os.path.exists(export_dir)
+  with pytest.raises(ValueError, match="no assets/metadata.json"):
+    export.read_metadata(str(tmp_path))
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import json, os, shutil, sys
+    import tensorflow as tf
+    export_dir = sys.argv[1]
+    try:
+      tf.saved_model.load(export_dir)
+      without_text = "loaded"
+    except Exception as e:  # expected: the tokenizer's ops are not registered yet
+      without_text = f"{type(e).__name__}: {e}"[:500]
+    import tensorflow_text  # noqa: F401  (registers the ops; that is all the model needs)
+    loaded = tf.saved_model.load(export_dir)
+    out = loaded.signatures["serving_default"](text=tf.constant(json.loads(sys.argv[2])))
+    print(json.dumps({
+        "without_text": without_text,
+        "probabilities": out["probabilities"].numpy().tolist(),
+        "label": [x.decode() for x in out["label"].numpy()],
+        "vocab_asset": loaded.vocab_file.asset_path.numpy().decode(),
+        # Our packages and Model Garden stay out (TF itself may import Keras lazily).
+        "modules": sorted(m for m in ("bertcore", "trainer", "preprocess", "official")
+                          if m in sys.modules),
+    }))
+""")
+
+
+def test_loads_in_a_fresh_process_with_only_tensorflow_text(binary, tmp_path):
+  # A copy elsewhere, with the original export and source vocabulary gone: nothing may point
+  # back at them.
+  moved = str(tmp_path / "moved")
+  os.rename(binary["export_dir"], moved)
+  vocab_backup = binary["vocab_path"] + ".bak"
+  os.rename(binary["vocab_path"], vocab_backup)
+  try:
+    # -I: isolated mode, neither the repository nor PYTHONPATH on sys.path.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_PROCESS, moved, json.dumps(TEXTS)],
+        capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+        env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
+  finally:
+    os.rename(moved, binary["export_dir"])
+    os.rename(vocab_backup, binary["vocab_path"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  got = json.loads(result.stdout.strip().splitlines()[-1])
+  # Without tensorflow_text the load fails on the tokenizer's ops: tokenization is in-graph.
+  assert "Op type not registered" in got["without_text"], got["without_text"]
+  assert got["modules"] == []
+  assert got["vocab_asset"] == os.path.join(moved, "assets", "vocab.txt")
+  expected = serve(binary["loaded"], TEXTS)
+  np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=1e-6)
+  assert got["label"] == [x.decode() for x in expected["label"]]
