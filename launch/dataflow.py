@@ -59,9 +59,14 @@ def validate(job_name, staging_bucket, preprocess_args):
   validation.check_cloud_paths(flags, required=("input", "output_dir"))
 
 
+def beam_gcp_installed():
+  """Whether Beam's gcp extra (DataflowRunner's client, google-apitools) is importable."""
+  return importlib.util.find_spec("apitools") is not None
+
+
 def submit(command):
   """Runs the preprocessing command, which stages the code and submits the job to Dataflow."""
-  if importlib.util.find_spec("apitools") is None:
+  if not beam_gcp_installed():
     raise ValueError(CLOUD_HINT)
   if not os.path.isfile("setup.py"):
     raise ValueError("run from the repository root (./setup.py is Dataflow's --setup_file)")

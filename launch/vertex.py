@@ -87,12 +87,13 @@ def submit(request, region):
     from google.cloud import aiplatform_v1  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ValueError(INSTALL_HINT) from None
-  client = aiplatform_v1.JobServiceClient(
-      client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
   try:
+    # Credentials are looked up when the client is built: no login fails here, in one line.
+    client = aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"})
     job = client.create_custom_job(parent=request["parent"],
                                    custom_job=aiplatform_v1.CustomJob(request["custom_job"]))
   except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as e:
-    raise ValueError(f"Vertex AI did not accept the job: {type(e).__name__}: "
+    raise ValueError(f"submitting to Vertex AI failed: {type(e).__name__}: "
                      f"{str(e).splitlines()[0] if str(e) else ''}") from e
   return job.name
