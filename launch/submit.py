@@ -45,7 +45,9 @@ def build_parser():
   _common(p)
   p.add_argument("--staging_bucket", required=True, help="gs://bucket[/prefix] for job outputs")
   p.add_argument("--image", required=True, help="trainer image URI (built from docker/Dockerfile)")
-  p.add_argument("--machine_type", default="n1-standard-8")
+  p.add_argument("--machine_type", required=True,
+                 help="e.g. g2-standard-8 (1 x L4), a2-highgpu-4g (4 x A100), n1-standard-8 "
+                 "with --accelerator_type")
   p.add_argument("--accelerator_type", help="e.g. NVIDIA_TESLA_T4 (implied by a2/a3/g2 types)")
   p.add_argument("--accelerator_count", type=int, help="GPUs per machine (implied by a2/a3/g2)")
   p.add_argument("--workers", type=int, default=1,

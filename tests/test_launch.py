@@ -183,7 +183,8 @@ ERRORS = [
                                          "--strategy=mirrored"],
      "--model_dir=gs://... is required after --"),
     ("non-gs staging bucket", ["vertex", "--project=p", "--region=r", "--staging_bucket=/tmp/s",
-                               f"--image={IMAGE}", "--"] + PATHS + ["--strategy=mirrored"],
+                               f"--image={IMAGE}", "--machine_type=g2-standard-4", "--"] +
+     PATHS + ["--strategy=mirrored"],
      "--staging_bucket must be a gs:// path"),
     ("A100 on n1", VERTEX + ["--machine_type=n1-standard-8", "--accelerator_type=NVIDIA_TESLA_A100",
                              "--"] + PATHS + ["--strategy=mirrored"],
