@@ -285,8 +285,9 @@ def write_dead_letter(rejections, output_dir):
   rejections = sorted(rejections, key=lambda r: (r.file, r.line, r.reason))
   path = posixpath.join(output_dir, DEAD_LETTER)
   with tf.io.gfile.GFile(path + ".partial", "w") as f:
-    for r in rejections:
-      f.write(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+    # One write, even of "": GFile creates the file on its first write only.
+    f.write("".join(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n"
+                    for r in rejections))
   tf.io.gfile.rename(path + ".partial", path, overwrite=True)
   return dict(sorted(collections.Counter(r.reason for r in rejections).items()))
 
