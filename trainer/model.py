@@ -1,0 +1,172 @@
+"""The classifier: a BERT encoder (TF-Hub, checkpoint directory or random) + pooling + head.
+
+    dict(input_word_ids, input_mask, input_type_ids)  int32 [batch, seq]
+      -> encoder -> pooled [batch, hidden] (cls: pooled_output; mean: masked mean of
+         sequence_output) -> dropout -> Dense(num_outputs, float32)
+      -> logits float32 [batch, num_outputs]   (1 for binary, C for multiclass / multilabel)
+
+The logits are float32 under mixed precision (the Dense layer has a float32 dtype policy),
+so the loss and the exported probabilities are computed in float32. trainer.export wraps
+exactly this model.
+"""
+import tensorflow as tf
+import tf_keras
+
+from bertcore import schema, tokenization
+from trainer import encoders
+
+INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def num_outputs(head, num_labels):
+  return 1 if head == "binary" else num_labels
+
+
+def encoder_vocab(encoder_config):
+  """(vocab_path, lower_case) of the configured encoder, or None for a random one without vocab."""
+  if encoder_config.kind == "hub":
+    return tokenization.resolve_vocab(hub_handle=encoder_config.hub_handle)
+  if encoder_config.kind == "checkpoint":
+    return tokenization.resolve_vocab(encoder_dir=encoder_config.dir)
+  if encoder_config.vocab_file:
+    return tokenization.resolve_vocab(vocab_file=encoder_config.vocab_file)
+  return None
+
+
+def check_encoder_fits_data(encoder_config, manifest):
+  """Refuses an encoder whose vocabulary, lower-casing or length limit differ from the data's.
+
+  Raises DataError before anything is built: token ids from another vocabulary would train
+  without any error and silently give a useless model.
+  Returns:
+    the encoder's vocab.txt path (None for a random encoder without vocab_file).
+  """
+  vocab = encoder_vocab(encoder_config)
+  source = {"hub": encoder_config.hub_handle, "checkpoint": encoder_config.dir,
+            "random": encoder_config.vocab_file}[encoder_config.kind]
+  if vocab is not None:
+    vocab_path, lower_case = vocab
+    tokens = tokenization.load_vocab(vocab_path)
+    sha = tokenization.vocab_sha256(tokens)
+    if sha != manifest["vocab_sha256"]:
+      raise schema.DataError(
+          f"vocabulary mismatch: the encoder {source} has vocab {vocab_path} "
+          f"({len(tokens)} tokens, sha256 {sha[:12]}) but the data was tokenized with "
+          f"sha256 {manifest['vocab_sha256'][:12]} ({manifest.get('vocab_size')} tokens); "
+          "re-run preprocessing with the encoder's vocabulary")
+    if "lower_case" in manifest and bool(manifest["lower_case"]) != bool(lower_case):
+      raise schema.DataError(
+          f"lower-casing mismatch: the encoder {source} expects lower_case={lower_case} but "
+          f"the data was tokenized with lower_case={manifest['lower_case']}; re-run "
+          "preprocessing with the encoder's setting")
+  if encoder_config.kind == "checkpoint":
+    bert_config = encoders.read_bert_config(encoder_config.dir)
+    limit = bert_config.get("max_position_embeddings", 512)
+    if manifest["max_seq_length"] > limit:
+      raise schema.DataError(
+          f"the data's max_seq_length {manifest['max_seq_length']} exceeds the encoder's "
+          f"max_position_embeddings {limit}; re-run preprocessing with a shorter length")
+    if manifest.get("vocab_size", 0) > bert_config["vocab_size"]:
+      raise schema.DataError(f"the data's vocabulary ({manifest['vocab_size']} tokens) is "
+                             f"larger than the encoder's ({bert_config['vocab_size']})")
+  if (encoder_config.kind == "random"
+      and manifest["max_seq_length"] > encoder_config.max_position_embeddings):
+    raise schema.DataError(
+        f"the data's max_seq_length {manifest['max_seq_length']} exceeds "
+        f"encoder.max_position_embeddings {encoder_config.max_position_embeddings}")
+  return vocab[0] if vocab else None
+
+
+def build_encoder(encoder_config, vocab_size):
+  """The encoder as a Keras layer/model: dict inputs -> dict(sequence_output, pooled_output)."""
+  if encoder_config.kind == "hub":
+    import tensorflow_hub as hub  # Only this source needs it.
+    return hub.KerasLayer(encoder_config.hub_handle, trainable=True, name="encoder")
+  if encoder_config.kind == "checkpoint":
+    encoder = encoders.build_bert_encoder(encoders.read_bert_config(encoder_config.dir),
+                                          dropout=encoder_config.dropout)
+    encoders.load_encoder_weights(encoder, encoder_config.dir)
+    return encoder
+  bert_config = {
+      "vocab_size": vocab_size,
+      "hidden_size": encoder_config.hidden_size,
+      "num_hidden_layers": encoder_config.num_layers,
+      "num_attention_heads": encoder_config.num_heads,
+      "intermediate_size": encoder_config.intermediate_size,
+      "hidden_act": encoder_config.hidden_act,
+      "max_position_embeddings": encoder_config.max_position_embeddings,
+  }
+  return encoders.build_bert_encoder(bert_config, dropout=encoder_config.dropout)
+
+
+class MaskedMeanPooling(tf_keras.layers.Layer):
+  """Mean of the sequence output over real tokens: [batch, seq, hidden] -> [batch, hidden].
+
+  Computed in float32 even under mixed precision (sums of 128 float16 values lose digits).
+  """
+
+  def call(self, sequence_output, mask):
+    x = tf.cast(sequence_output, tf.float32)
+    m = tf.cast(mask, tf.float32)[:, :, None]                       # [batch, seq, 1]
+    return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
+def build_classifier(config, manifest):
+  """The classifier for a config and the data it will be trained on.
+
+  Args:
+    config: the experiment ConfigDict (encoder.*, model.*).
+    manifest: the data manifest (labels, vocab_size).
+  Returns:
+    (classifier, encoder): classifier a tf_keras.Model dict(input_word_ids, input_mask,
+    input_type_ids) int32 [batch, seq] -> logits float32 [batch, num_outputs]. Build it under
+    strategy.scope() after the precision policy is set.
+  """
+  labels = manifest["labels"]
+  head = config.model.head
+  if head != "binary" and len(labels) < 2:
+    raise schema.DataError(f"a {head} head needs at least 2 labels; the data has {labels}")
+  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in INPUT_KEYS}
+  encoder = build_encoder(config.encoder, int(manifest.get("vocab_size", 30522)))
+  outputs = encoder(inputs)
+  if config.model.pooling == "cls":
+    pooled = outputs["pooled_output"]
+  else:
+    pooled = MaskedMeanPooling(name="mean_pooling")(outputs["sequence_output"],
+                                                     inputs["input_mask"])
+  x = tf_keras.layers.Dropout(config.model.dropout, name="head_dropout")(pooled)
+  logits = tf_keras.layers.Dense(
+      num_outputs(head, len(labels)), dtype="float32", name="logits",
+      kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))(x)
+  return tf_keras.Model(inputs=inputs, outputs=logits, name="classifier"), encoder
+
+
+def probabilities(logits, head):
+  """float32 logits [batch, K] -> probabilities in trainer.evaluation's layout.
+
+  binary [batch] P(positive); multiclass [batch, C] softmax; multilabel [batch, C] sigmoids.
+  """
+  if head == "binary":
+    return tf.sigmoid(logits[:, 0])
+  if head == "multiclass":
+    return tf.nn.softmax(logits, axis=-1)
+  return tf.sigmoid(logits)
+
+
+def per_example_loss(labels, logits, head, pos_weight=1.0, class_weights=None):
+  """float32 loss per example [batch].
+
+  binary: sigmoid cross-entropy with positive targets weighted by pos_weight (labels [b, 1]);
+  multiclass: softmax cross-entropy times class_weights[label] (labels int [b]);
+  multilabel: sigmoid cross-entropy averaged over labels, positives weighted (labels [b, C]).
+  """
+  logits = tf.cast(logits, tf.float32)
+  if head == "multiclass":
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if class_weights is not None:
+      loss *= tf.gather(tf.constant(class_weights, tf.float32), labels)
+    return loss
+  labels = tf.cast(labels, tf.float32)
+  loss = tf.nn.weighted_cross_entropy_with_logits(labels=labels, logits=logits,
+                                                  pos_weight=pos_weight)
+  return tf.reduce_mean(loss, axis=-1)

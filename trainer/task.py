@@ -1,0 +1,59 @@
+"""Entry point: `python -m trainer.task --config=configs/<experiment>.py --data_dir=... --model_dir=...`
+
+Thin on purpose: it parses flags, builds the strategy and calls train.train_and_evaluate (which
+tests call directly). Every config field can be overridden, e.g.
+  --config.train.learning_rate=1e-4 --config.model.head=multiclass
+Exit codes: 0 done (or already finished), 1 bad input/config or a training error (one line
+`error: ...`), 143 preempted by SIGTERM after saving a checkpoint (re-run to resume).
+"""
+import bertcore  # noqa: F401  (before TensorFlow: selects Keras 2)
+
+import sys
+import traceback
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bertcore import schema
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<name>.py).",
+                                lock_config=True)
+flags.DEFINE_string("data_dir", None, "Preprocessed data: manifest.json + TFRecord shards.")
+flags.DEFINE_string("model_dir", None, "Output: checkpoints, results, export (local or gs://).")
+flags.DEFINE_enum("strategy", "one_device",
+                  ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+                  "tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG).")
+flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu ('local' on a TPU VM).")
+flags.DEFINE_enum("precision", None, ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                  "Overrides config.precision (auto: float16 on GPU, bfloat16 on TPU, else "
+                  "float32).")
+flags.DEFINE_boolean("xla", None, "Overrides config.xla: jit-compile the training step.")
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have returned
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from trainer import strategy as strategy_lib, train  # after flags: TF logs stay quiet
+  config = FLAGS.config
+  with config.unlocked():
+    if FLAGS.precision is not None:
+      config.precision = FLAGS.precision
+    if FLAGS.xla is not None:
+      config.xla = FLAGS.xla
+  try:
+    strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu)
+    train.train_and_evaluate(config, FLAGS.data_dir, FLAGS.model_dir, strategy)
+  except train.Preempted:
+    sys.exit(PREEMPTED_EXIT_CODE)  # train already printed "preempted: checkpoint saved ..."
+  except (schema.DataError, ValueError, train.TrainingError) as e:
+    logging.debug("%s", traceback.format_exc())
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "data_dir", "model_dir"])
+  app.run(main)

@@ -1,0 +1,185 @@
+"""Weights & Biases tracking, as in the tutorial, made safe for clusters and offline machines.
+
+One W&B run per job type (train, evaluate, save) in one group per model_dir; the data
+manifest is used as a `dataset` artifact and the export is logged as a `model` artifact, so
+the model's lineage shows which data made it. Only the chief process logs.
+
+Mode (config.wandb.mode=auto): WANDB_MODE from the environment if set (offline works with no
+network); otherwise online when an API key is configured (WANDB_API_KEY or a wandb login in
+~/.netrc), else disabled. The API key is never logged: config values are filtered, and in
+offline / disabled mode the key is hidden from W&B's own processes.
+"""
+import contextlib
+import hashlib
+import netrc
+import os
+import posixpath
+import re
+
+from absl import logging
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def resolve_mode(requested="auto"):
+  """online | offline | disabled, for config.wandb.mode (auto: see the module docstring)."""
+  if requested != "auto":
+    return requested
+  env = os.environ.get("WANDB_MODE", "").strip().lower()
+  if env in ("offline", "dryrun"):
+    return "offline"
+  if env in ("disabled", "online", "run"):
+    return "online" if env == "run" else env
+  if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true"):
+    return "disabled"
+  return "online" if _api_key_configured() else "disabled"
+
+
+def _api_key_configured():
+  if os.environ.get("WANDB_API_KEY"):
+    return True
+  try:
+    return netrc.netrc().authenticators("api.wandb.ai") is not None
+  except (FileNotFoundError, netrc.NetrcParseError, OSError):
+    return False
+
+
+def sanitize(value, secrets=None):
+  """A copy of a nested config with secret-looking keys and any known secret value redacted."""
+  if secrets is None:
+    secrets = [s for s in (os.environ.get("WANDB_API_KEY"),) if s]
+  if isinstance(value, dict):
+    return {k: (REDACTED if SECRET_KEY.search(str(k)) else sanitize(v, secrets))
+            for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return type(value)(sanitize(v, secrets) for v in value)
+  if isinstance(value, str):
+    for s in secrets:
+      value = value.replace(s, REDACTED)
+  return value
+
+
+@contextlib.contextmanager
+def _key_hidden_unless_online(mode):
+  """Keeps WANDB_API_KEY out of W&B's processes and files when it is not needed (offline)."""
+  key = os.environ.pop("WANDB_API_KEY", None) if mode != "online" else None
+  try:
+    yield
+  finally:
+    if key is not None:
+      os.environ["WANDB_API_KEY"] = key
+
+
+class Run:
+  """A W&B run, or a no-op when W&B is off or this process is not the chief."""
+
+  def __init__(self, run=None, mode="disabled"):
+    self._run = run
+    self.mode = mode
+
+  @property
+  def active(self):
+    return self._run is not None
+
+  @property
+  def dir(self):
+    return self._run.dir if self._run else None
+
+  def log(self, metrics, step=None):
+    if self._run:
+      self._run.log(_scalars(metrics), step=step)
+
+  def summary(self, metrics):
+    if self._run:
+      for k, v in _scalars(metrics).items():
+        self._run.summary[k] = v
+
+  def log_images(self, paths, step=None):
+    """paths: {name: png path}."""
+    if self._run:
+      import wandb
+      self._run.log({name: wandb.Image(p) for name, p in paths.items()}, step=step)
+
+  def use_dataset(self, data_dir, manifest):
+    """Records the preprocessed data (its manifest) as this run's input artifact."""
+    if not self._run:
+      return
+    import wandb
+    manifest_path = posixpath.join(data_dir, "manifest.json")
+    digest = dataset_digest(manifest)
+    artifact = wandb.Artifact(
+        f"data-{digest}", type="dataset",
+        description=f"preprocessed TFRecords in {data_dir}",
+        metadata=sanitize({"data_dir": data_dir, "labels": manifest.get("labels"),
+                           "max_seq_length": manifest.get("max_seq_length"),
+                           "vocab_sha256": manifest.get("vocab_sha256"),
+                           "rows": {s: v.get("rows") for s, v in manifest["splits"].items()}}))
+    if os.path.exists(manifest_path):
+      artifact.add_file(manifest_path, name="manifest.json")
+    else:  # gs:// data: reference the manifest instead of uploading it
+      artifact.add_reference(manifest_path, name="manifest.json", checksum=False)
+    self._run.use_artifact(artifact)
+
+  def log_model(self, export_dir, name, metadata=None):
+    """Logs the exported SavedModel directory as a `model` artifact."""
+    if not self._run:
+      return
+    import wandb
+    artifact = wandb.Artifact(name, type="model", metadata=sanitize(metadata or {}))
+    if os.path.isdir(export_dir):
+      artifact.add_dir(export_dir)
+    else:
+      artifact.add_reference(export_dir, checksum=False)
+    self._run.log_artifact(artifact)
+
+  def finish(self):
+    if self._run:
+      self._run.finish()
+      self._run = None
+
+
+def dataset_digest(manifest):
+  """A short, stable name for a data version: the hash of its manifest's split/shard counts."""
+  key = repr(sorted((s, sorted(v.get("shards", {}).items()), v.get("rows"))
+                    for s, v in manifest["splits"].items()))
+  key += manifest.get("vocab_sha256", "") + repr(manifest.get("labels"))
+  return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _scalars(metrics):
+  """Flattens nested metrics to W&B keys, keeping numbers only (lists / None are dropped)."""
+  out = {}
+  def walk(prefix, value):
+    if isinstance(value, dict):
+      for k, v in value.items():
+        walk(f"{prefix}/{k}" if prefix else str(k), v)
+    elif isinstance(value, bool):
+      out[prefix] = int(value)
+    elif isinstance(value, (int, float)):
+      out[prefix] = value
+  walk("", metrics)
+  return out
+
+
+def start_run(config, model_dir, job_type, is_chief=True):
+  """Starts the W&B run of one job type (train | evaluate | save) for a model_dir.
+
+  Returns a Run (a no-op one when W&B is disabled or this is not the chief).
+  """
+  mode = resolve_mode(config.wandb.mode)
+  if not is_chief or mode == "disabled":
+    return Run(None, "disabled")
+  import wandb
+  group = config.wandb.group or posixpath.basename(model_dir.rstrip("/")) or "run"
+  # W&B writes its files next to the results (local dirs only; gs:// model dirs use ./wandb).
+  wandb_dir = model_dir if "://" not in model_dir else None
+  from trainer import config as config_lib  # local import: config imports nothing from here
+  with _key_hidden_unless_online(mode):
+    run = wandb.init(
+        project=config.wandb.project, entity=config.wandb.entity or None, group=group,
+        job_type=job_type, name=f"{group}-{job_type}", tags=list(config.wandb.tags),
+        config=sanitize(config_lib.to_dict(config)), dir=wandb_dir, mode=mode,
+        reinit="finish_previous", settings=wandb.Settings(quiet=True, console="off"))
+  logging.info("wandb: %s run %s (%s)", mode, run.id, job_type)
+  return Run(run, mode)
