@@ -1,0 +1,179 @@
+"""trainer.predict: batch inference on a CSV against a tiny exported model."""
+import csv
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
+from trainer import predict
+
+import numpy as np
+import tensorflow as tf
+
+import test_export  # the tiny vocabulary, classifier builder and signature helper
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def binary_model(tmp_path_factory):
+  root = tmp_path_factory.mktemp("predict")
+  vocab_path, text_encoder = test_export.tiny_setup(str(root))
+  export_dir = str(root / "export")
+  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
+                            0.5, export_dir, vocab_path)
+  return export_dir
+
+
+def write_csv(path, rows, bom=False, encoding="utf-8"):
+  buffer = io.StringIO()
+  csv.writer(buffer, lineterminator="\n").writerows(rows)
+  with open(path, "wb") as f:
+    f.write((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode(encoding))
+
+
+def read_csv(path):
+  with open(path, newline="", encoding="utf-8") as f:
+    return list(csv.reader(f))
+
+
+TEXTS = ["why is the dog lazy?", "how, do you sleep", "the quick brown fox\njumps",
+         "Über cat", test_export.LONG_TEXT, "a", "fox fox fox fox"]
+
+
+def test_predictions_match_the_export(binary_model, tmp_path):
+  # 70 rows, batch 4: several batches and two length-sorted chunks (4 * 16 = 64 rows).
+  texts = [TEXTS[i % len(TEXTS)] + " dog" * (i % 5) for i in range(70)]
+  rows = [["qid", "question_text"]] + [[f"q{i:03d}", t] for i, t in enumerate(texts)]
+  input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "out" / "pred.csv")
+  write_csv(input_path, rows, bom=True)  # a UTF-8 byte-order mark, as Excel writes
+  lines = []
+  summary = predict.predict_csv(binary_model, input_path, output_path, batch_size=4,
+                                log=lines.append)
+  assert summary["rows"] == summary["predicted"] == 70
+  assert summary["bad_rows_total"] == 0 and summary["blank_lines"] == 0
+  assert lines[-1].startswith("predict: done: 70 rows, 70 predicted") and "rows/s" in lines[-1]
+  out = read_csv(output_path)
+  assert out[0] == ["qid", "label", "probability", "error"]
+  assert [r[0] for r in out[1:]] == [f"q{i:03d}" for i in range(70)]  # input order kept
+  expected = tf.saved_model.load(binary_model).signatures["serving_default"](
+      text=tf.constant(texts))
+  np.testing.assert_allclose([float(r[2]) for r in out[1:]],
+                             expected["probabilities"].numpy(), atol=1e-6)
+  assert [r[1] for r in out[1:]] == [x.decode() for x in expected["label"].numpy()]
+  assert {r[3] for r in out[1:]} == {""}
+  assert sorted(os.listdir(tmp_path / "out")) == ["pred.csv"]  # no temporary file left
+
+
+def test_bad_rows_are_written_empty_and_counted(binary_model, tmp_path):
+  input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "pred.csv")
+  with open(input_path, "w", encoding="utf-8") as f:
+    f.write('qid,question_text\n'
+            'a,why is the dog lazy?\n'
+            'b,\n'              # empty text
+            'c,"   "\n'         # blank text
+            'd\n'               # missing field
+            '\n'                # blank line: not a row
+            'e,why,is a dog\n'  # an unquoted comma: extra field
+            'f,"a ""quoted"" fox"\n')
+  summary = predict.predict_csv(binary_model, input_path, output_path, log=lambda _: None)
+  assert summary["rows"] == 6 and summary["predicted"] == 2 and summary["blank_lines"] == 1
+  assert summary["bad_rows"] == {"empty_text": 2, "extra_fields": 1, "missing_field": 1}
+  assert summary["bad_rows_total"] == 4
+  out = read_csv(output_path)
+  assert [(r[0], r[3]) for r in out[1:]] == [
+      ("a", ""), ("b", "empty_text"), ("c", "empty_text"), ("d", "missing_field"),
+      ("e", "extra_fields"), ("f", "")]
+  assert [r[1:3] for r in out[1:] if r[3]] == [["", ""]] * 4
+  assert out[6][1] in ("0", "1") and 0 <= float(out[6][2]) <= 1
+
+
+def test_multiclass_pairs_and_row_numbers(tmp_path):
+  vocab_path, text_encoder = test_export.tiny_setup(str(tmp_path))
+  export_dir = str(tmp_path / "export")
+  labels = ["x", "y", "z"]
+  export.export_saved_model(test_export.build_classifier(3, seed=2), text_encoder, labels,
+                            "multiclass", None, export_dir, vocab_path)
+  input_path, output_path = str(tmp_path / "pairs.csv"), str(tmp_path / "pred.csv")
+  pairs = list(zip(test_export.TEXTS[:4], test_export.PAIRS[:4]))
+  write_csv(input_path, [["first", "second"]] + [list(p) for p in pairs])
+  summary = predict.predict_csv(export_dir, input_path, output_path, id_column=None,
+                                text_column="first", text_pair_column="second",
+                                log=lambda _: None)
+  # PAIRS[2] is empty: a pair model needs both texts.
+  assert summary["predicted"] == 3 and summary["bad_rows"] == {"empty_text_pair": 1}
+  out = read_csv(output_path)
+  assert out[0] == ["row", "label", "probability_x", "probability_y", "probability_z", "error"]
+  assert [r[0] for r in out[1:]] == ["1", "2", "3", "4"]
+  good = [0, 1, 3]
+  expected = tf.saved_model.load(export_dir).signatures["serve_text_pair"](
+      text=tf.constant([pairs[i][0] for i in good]),
+      text_pair=tf.constant([pairs[i][1] for i in good]))
+  got = np.array([[float(x) for x in out[1 + i][2:5]] for i in good])
+  np.testing.assert_allclose(got, expected["probabilities"].numpy(), atol=1e-6)
+  np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+  assert [out[1 + i][1] for i in good] == [x.decode() for x in expected["label"].numpy()]
+  assert out[3][1:] == ["", "", "", "", "empty_text_pair"]
+
+
+def test_encoding_flag(binary_model, tmp_path):
+  input_path = str(tmp_path / "latin.csv")
+  write_csv(input_path, [["qid", "question_text"], ["1", "café dog"]], encoding="latin-1")
+  with pytest.raises(ValueError, match="is not valid utf-8.*--encoding"):
+    predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"), log=lambda _: None)
+  assert not os.path.exists(tmp_path / "p.csv")
+  summary = predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"),
+                                encoding="latin-1", log=lambda _: None)
+  assert summary["predicted"] == 1
+  assert read_csv(str(tmp_path / "p.csv"))[1][0] == "1"
+
+
+def test_missing_inputs_raise_one_line(binary_model, tmp_path):
+  input_path = str(tmp_path / "test.csv")
+  write_csv(input_path, [["qid", "question_text"], ["1", "dog"]])
+  output_path = str(tmp_path / "p.csv")
+  cases = [
+      ((binary_model, str(tmp_path / "none.csv"), output_path), {}, "input file .* not exist"),
+      ((str(tmp_path / "nope"), input_path, output_path), {}, "model directory .* not exist"),
+      ((str(tmp_path), input_path, output_path), {}, "not a model exported by trainer.export"),
+      ((binary_model, input_path, output_path), {"id_column": "id"}, "column 'id' is not in"),
+      ((binary_model, input_path, output_path), {"batch_size": 0}, "batch_size must be"),
+  ]
+  for args, kwargs, message in cases:
+    with pytest.raises(ValueError, match=message) as info:
+      predict.predict_csv(*args, log=lambda _: None, **kwargs)
+    assert "\n" not in str(info.value)
+  assert not os.path.exists(output_path)
+
+
+def test_main_runs_from_flags(binary_model, tmp_path, capsys):
+  input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "p.csv")
+  write_csv(input_path, [["id", "text"], ["7", "the dog"], ["8", "a cat"]])
+  predict.FLAGS([
+      "predict", f"--model={binary_model}", f"--input={input_path}", f"--output={output_path}",
+      "--id_column=id", "--text_column=text", "--batch_size=1"])
+  try:
+    predict.main(["predict"])
+  finally:
+    predict.FLAGS.unparse_flags()
+  assert [r[0] for r in read_csv(output_path)] == ["id", "7", "8"]
+  assert "predict: done: 2 rows, 2 predicted" in capsys.readouterr().out
+
+
+def test_cli_missing_column_is_one_line_exit_1(binary_model, tmp_path):
+  input_path = str(tmp_path / "test.csv")
+  write_csv(input_path, [["qid", "text"], ["1", "dog"]])
+  result = subprocess.run(
+      [sys.executable, "-m", "trainer.predict", f"--model={binary_model}",
+       f"--input={input_path}", f"--output={tmp_path / 'p.csv'}"],
+      capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert error_lines == [f"error: column 'question_text' is not in {input_path} (its columns: "
+                         "'qid', 'text')"]
+  assert result.stderr.rstrip().endswith(error_lines[0])
+  assert not os.path.exists(tmp_path / "p.csv")
