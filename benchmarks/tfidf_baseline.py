@@ -1,0 +1,284 @@
+r"""The classical baseline: TF-IDF (word 1-2-grams) + logistic regression, on the job's own split.
+
+The rows and splits come from the preprocessing job's own code, given the job's own flags:
+`preprocess.run.make_parser` / `job_kwargs` read them, `csv_source` reads the CSV (with the
+recipe's --encoding), `rows.convert_row` validates each record and computes its id,
+duplicate ids keep the first row by (file, line) as the job's WriteShards does, and
+`rows.assign_split` puts each id in train / validation / test. So the baseline trains on exactly
+the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a written
+data directory (same ids and labels in every split).
+
+C and class_weight are chosen on the validation split (a fair baseline); for a binary task the
+decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
+applied to test. Metrics come from trainer.evaluation.compute_metrics, the trainer's own.
+
+  python benchmarks/tfidf_baseline.py @configs/data/tweets_binary.args \
+      --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
+
+(The job's parser wants a vocabulary flag; the baseline never reads it.)
+"""
+import argparse
+import json
+import sys
+import time
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
+from bertcore import schema
+from preprocess import csv_source
+from preprocess import job
+from preprocess import rows
+from preprocess import run as preprocess_run
+from trainer import evaluation
+
+import tensorflow as tf
+from sklearn import feature_extraction
+from sklearn import linear_model
+
+DEFAULT_CS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+DEFAULT_CLASS_WEIGHTS = (None, "balanced")
+
+
+class SplitRows(NamedTuple):
+  """The kept rows of one split, in (file, line) order."""
+  ids: List[str]
+  texts: List[str]
+  label_ids: np.ndarray  # int64 [n]: indices into `labels`
+
+
+class Dataset(NamedTuple):
+  labels: List[str]
+  splits: Dict[str, SplitRows]
+  rows_read: int
+  rows_rejected: Dict[str, int]
+
+
+def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
+  """Reads the CSV rows and splits exactly as `python -m preprocess.run <argv>` would.
+
+  Args:
+    preprocess_argv: the job's flags (a recipe `@file`, --input, --output_dir, a vocabulary
+      flag, ...). Beam options among them are ignored; --output_dir may be omitted.
+  Returns:
+    A Dataset; label names in the job's label-id order.
+  """
+  argv = list(preprocess_argv)
+  if not any(a.startswith("--output_dir") for a in argv):
+    argv.append("--output_dir=unused")
+  args, _ = preprocess_run.make_parser().parse_known_args(argv)
+  kw = preprocess_run.job_kwargs(args)
+  if kw["row_config"].multi_label:
+    raise ValueError("the baseline handles single-label tasks only")
+  if kw["columns"].label is None:
+    raise ValueError("the baseline needs labelled input (a --label_column)")
+  files = job.check_inputs(kw["input_patterns"], kw["encoding"], kw["columns"])
+
+  kept = {}  # example_id -> Row (the first by (file, line), as WriteShards keeps)
+  seen_labels = set()
+  rows_read = 0
+  rejected = {}
+  for path in files:  # check_inputs sorts the files; records come in line order.
+    records = csv_source.iter_records(path, kw["encoding"])
+    header = next(records)
+    layout = rows.make_layout(header.fields, kw["columns"], path)
+    for record in records:
+      rows_read += 1
+      result = rows.convert_row(record, layout, kw["row_config"])
+      if isinstance(result, rows.Rejection):
+        rejected[result.reason] = rejected.get(result.reason, 0) + 1
+        continue
+      # The job discovers labels from every valid row, duplicates included.
+      seen_labels.update(result.labels)
+      if result.example_id in kept:
+        rejected["duplicate_id"] = rejected.get("duplicate_id", 0) + 1
+        continue
+      kept[result.example_id] = result
+  labels = list(kw["labels"]) if kw["labels"] is not None else sorted(seen_labels)
+  index = {name: i for i, name in enumerate(labels)}
+
+  parts = {split: ([], [], []) for split in schema.SPLITS}
+  for row in kept.values():
+    split, _ = rows.assign_split(row.example_id, kw["split_salt"], kw["train_fraction"],
+                                 kw["validation_fraction"], kw["num_shards"])
+    ids, texts, label_ids = parts[split]
+    ids.append(row.example_id)
+    # A pair task joins the two texts; TF-IDF has no notion of segments.
+    texts.append(row.text if row.text_pair is None else row.text + " \n " + row.text_pair)
+    label_ids.append(index[row.labels[0]])
+  splits = {s: SplitRows(ids, texts, np.asarray(y, dtype=np.int64))
+            for s, (ids, texts, y) in parts.items()}
+  return Dataset(labels, splits, rows_read, dict(sorted(rejected.items())))
+
+
+def read_data_dir_ids(data_dir):
+  """{split: {example_id: label_id}} from a preprocessing job's TFRecords (and its labels)."""
+  manifest = schema.read_manifest(data_dir)
+  result = {}
+  for split in schema.SPLITS:
+    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, manifest["compression"])))
+    ds = tf.data.TFRecordDataset(files, compression_type=manifest["compression"] or "")
+    ids = {}
+    for batch in ds.batch(4096).map(schema.parse_examples):
+      for example_id, label_ids in zip(batch[schema.EXAMPLE_ID].numpy(),
+                                       batch[schema.LABEL_IDS].to_list()):
+        ids[example_id.decode("utf-8")] = label_ids[0] if len(label_ids) == 1 else tuple(label_ids)
+    result[split] = ids
+  return result, manifest["labels"]
+
+
+def check_against_data_dir(dataset: Dataset, data_dir):
+  """Raises ValueError unless the job's output holds exactly these ids and labels per split."""
+  written, labels = read_data_dir_ids(data_dir)
+  if list(labels) != list(dataset.labels):
+    raise ValueError(f"labels differ: baseline {dataset.labels}, {data_dir} {labels}")
+  for split in schema.SPLITS:
+    ours = dict(zip(dataset.splits[split].ids, dataset.splits[split].label_ids.tolist()))
+    if ours != written[split]:
+      only_ours = len(set(ours) - set(written[split]))
+      only_theirs = len(set(written[split]) - set(ours))
+      relabelled = sum(1 for k in set(ours) & set(written[split]) if ours[k] != written[split][k])
+      raise ValueError(f"{split}: baseline rows differ from {data_dir}: {only_ours} only in the "
+                       f"baseline, {only_theirs} only in the data dir, {relabelled} relabelled")
+
+
+def make_vectorizer():
+  # Word 1-2-grams as the issue asks; sublinear tf and min_df=2 are the usual strong defaults
+  # for short texts (a 1-2-gram seen once in training cannot help on test).
+  return feature_extraction.text.TfidfVectorizer(
+      ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)
+
+
+def _scores(model, x, head, positive_index):
+  probs = model.predict_proba(x)
+  return probs[:, list(model.classes_).index(positive_index)] if head == "binary" else probs
+
+
+def _binary_targets(label_ids, positive_index):
+  return (label_ids == positive_index).astype(np.int64)
+
+
+def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = None,
+                 cs=DEFAULT_CS, class_weights=DEFAULT_CLASS_WEIGHTS, seed=0):
+  """Fits on train, picks (C, class_weight) on validation, evaluates on test.
+
+  Args:
+    dataset: from load_dataset.
+    head: "binary" (positive vs rest: `positive_label`, default labels[1]) or "multiclass".
+    cs, class_weights: the grid searched on validation.
+  Returns:
+    A JSON-able dict: chosen params, the grid's validation scores, `validation` and `test`
+    (trainer.evaluation.compute_metrics results), a `summary` of the headline figures and
+    `seconds` (fit + search + evaluation).
+  """
+  start = time.time()
+  if head not in ("binary", "multiclass"):
+    raise ValueError(f"head must be binary or multiclass, got {head!r}")
+  train, val, test = (dataset.splits[s] for s in schema.SPLITS)
+  for split in schema.SPLITS:
+    if not dataset.splits[split].ids:
+      raise ValueError(f"the {split} split is empty")
+  labels = list(dataset.labels)
+  positive_index = None
+  names = labels
+  if head == "binary":
+    if len(labels) != 2 and positive_label is None:
+      raise ValueError(f"binary needs 2 labels or a positive_label, got {labels}")
+    positive_index = labels.index(positive_label) if positive_label else 1
+    rest = [n for i, n in enumerate(labels) if i != positive_index]
+    names = ["|".join(rest), labels[positive_index]]
+    y = {s: _binary_targets(dataset.splits[s].label_ids, positive_index) for s in schema.SPLITS}
+    fit_labels = y["train"]
+    positive_index_in_fit = 1
+  else:
+    y = {s: dataset.splits[s].label_ids for s in schema.SPLITS}
+    fit_labels = y["train"]
+    positive_index_in_fit = None
+
+  vectorizer = make_vectorizer()
+  x_train = vectorizer.fit_transform(train.texts)
+  x_val = vectorizer.transform(val.texts)
+  x_test = vectorizer.transform(test.texts)
+  select = "best_f1" if head == "binary" else "macro_f1"
+
+  grid = []
+  best = None
+  for class_weight in class_weights:
+    for c in cs:
+      model = linear_model.LogisticRegression(
+          C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
+      model.fit(x_train, fit_labels)
+      val_metrics = evaluation.compute_metrics(
+          y["validation"], _scores(model, x_val, head, positive_index_in_fit), head, names)
+      score = val_metrics[select]
+      grid.append({"C": c, "class_weight": class_weight, f"validation_{select}": score})
+      if best is None or score > best[0]:
+        best = (score, c, class_weight, model, val_metrics)
+  _, c, class_weight, model, val_metrics = best
+  test_metrics = evaluation.compute_metrics(
+      y["test"], _scores(model, x_test, head, positive_index_in_fit), head, names)
+  result = {
+      "model": "tfidf_1-2gram+logreg", "head": head, "label_names": names,
+      "C": c, "class_weight": class_weight, "vocabulary_size": len(vectorizer.vocabulary_),
+      "rows": {s: len(dataset.splits[s].ids) for s in schema.SPLITS},
+      "grid": grid, "validation": val_metrics, "test": test_metrics,
+      "summary": summarize(val_metrics, test_metrics, head),
+      "seconds": round(time.time() - start, 1),
+  }
+  return result
+
+
+def f1_at(metrics, threshold):
+  """F1 of a binary compute_metrics result at one of its sweep thresholds."""
+  sweep = metrics["threshold_sweep"]
+  return sweep["f1"][sweep["thresholds"].index(round(threshold, 2))]
+
+
+def summarize(val_metrics, test_metrics, head):
+  """The headline test figures; binary F1 uses the threshold tuned on validation."""
+  if head == "binary":
+    threshold = val_metrics["best_threshold"]
+    return {"validation_threshold": threshold,
+            "test_f1": f1_at(test_metrics, threshold),
+            "test_f1_at_0.5": test_metrics["f1"],
+            "test_pr_auc": test_metrics["pr_auc"],
+            "test_roc_auc": test_metrics["roc_auc"],
+            "test_accuracy_at_0.5": test_metrics["accuracy"],
+            "test_oracle_best_f1": test_metrics["best_f1"]}
+  return {"test_macro_f1": test_metrics["macro_f1"],
+          "test_accuracy": test_metrics["accuracy"],
+          "test_macro_pr_auc": test_metrics["pr_auc"]}
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description="TF-IDF + logistic regression on the preprocessing job's split. Other flags "
+                  "are the preprocessing job's (e.g. @configs/data/tweets_binary.args --input=..).")
+  parser.add_argument("--head", default="auto", choices=("auto", "binary", "multiclass"),
+                      help="auto: binary for 2 labels, else multiclass")
+  parser.add_argument("--positive_label", default=None)
+  parser.add_argument("--data_dir", default=None,
+                      help="a job output to check the ids/labels of every split against")
+  parser.add_argument("--output_json", default=None)
+  args, job_argv = parser.parse_known_args(argv)
+  try:
+    dataset = load_dataset(job_argv)
+    if args.data_dir:
+      check_against_data_dir(dataset, args.data_dir)
+    head = args.head if args.head != "auto" else (
+        "binary" if len(dataset.labels) == 2 else "multiclass")
+    result = run_baseline(dataset, head, args.positive_label)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  result["rows_read"] = dataset.rows_read
+  result["rows_rejected"] = dataset.rows_rejected
+  if args.output_json:
+    with tf.io.gfile.GFile(args.output_json, "w") as f:
+      json.dump(result, f, indent=2)
+  print(json.dumps({k: result[k] for k in ("model", "head", "label_names", "rows", "C",
+                                           "class_weight", "summary", "seconds")}, indent=2))
+
+
+if __name__ == "__main__":
+  main()
