@@ -1,5 +1,5 @@
 """The Beam transforms, on TestPipeline with assert_that (offline FnApiRunner)."""
-import pickle
+import marshal
 
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
@@ -8,7 +8,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import TINY_VOCAB
 from preprocess import csv_source
 from preprocess import pipeline
+from preprocess import records
 from preprocess import rows
+import tensorflow as tf
 
 COLUMNS = rows.Columns(id="qid", text="question_text", text_pair=None, label="target")
 LAYOUT = rows.make_layout(["qid", "question_text", "target"], COLUMNS)
@@ -47,8 +49,13 @@ def decode(chunk):
   """Tokenize output -> [(id, split, shard, input_ids, type_ids, token_length, truncated)]."""
   out = []
   for split, shard, payload in chunk:
-    r = pickle.loads(payload)
-    out.append((r[0], split, shard, r[4], r[5], r[6], r[7]))
+    r = marshal.loads(payload)
+    # The entries before and after label_ids, joined without labels, parse as an Example.
+    example = tf.train.Example.FromString(records.ExampleEncoder().join(r[4], b"", r[5]))
+    feature = example.features.feature
+    assert feature["example_id"].bytes_list.value == [r[0].encode()]
+    out.append((r[0], split, shard, list(feature["input_ids"].int64_list.value),
+                list(feature["type_ids"].int64_list.value), r[6], r[7]))
   return out
 
 
