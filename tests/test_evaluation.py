@@ -142,3 +142,12 @@ def test_save_plots_writes_pngs(tmp_path, head, labels, probs, names):
     with tf.io.gfile.GFile(path, "rb") as f:
       data = f.read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_save_plots_goes_through_gfile():
+  # ram:// is TensorFlow's in-memory file system; plain open() could not write there.
+  paths = evaluation.save_plots([0, 1], [0.3, 0.8], "binary", ["0", "1"], "ram://eval/plots")
+  assert paths == ["ram://eval/plots/pr_curve.png", "ram://eval/plots/confusion_matrix.png"]
+  for path in paths:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      assert f.read(4) == b"\x89PNG"

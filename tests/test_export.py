@@ -344,3 +344,33 @@ def test_loads_in_a_fresh_process_with_only_tensorflow_text(binary, tmp_path):
   expected = serve(binary["loaded"], TEXTS)
   np.testing.assert_allclose(got["probabilities"], expected["probabilities"], atol=1e-6)
   assert got["label"] == [x.decode() for x in expected["label"]]
+
+
+def test_per_file_move_puts_saved_model_pb_last(tmp_path, monkeypatch):
+  """The object-store path of the final move (gs:// renames a directory object by object)."""
+  def make(directory, files):
+    for rel, content in files.items():
+      path = directory / rel
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(content)
+  new = {"saved_model.pb": "new", "fingerprint.pb": "new", "variables/variables.index": "new",
+         "assets/vocab.txt": "new", "assets/metadata.json": "new"}
+  make(tmp_path / "export.tmp-1", new)
+  make(tmp_path / "export", {"saved_model.pb": "old", "variables/stale": "old"})
+  moved = []
+  real_rename = tf.io.gfile.rename
+
+  def rename(src, dst, overwrite=False):
+    moved.append(os.path.relpath(dst, tmp_path))
+    real_rename(src, dst, overwrite)
+  monkeypatch.setattr(tf.io.gfile, "rename", rename)
+  export._move_into_place(str(tmp_path / "export.tmp-1"), str(tmp_path / "export"),
+                          per_file=True)
+  # First the old export is moved aside, then the files, saved_model.pb last.
+  assert moved[0].startswith("export.old-")
+  assert moved[-2:] == ["export/assets/metadata.json", "export/saved_model.pb"]
+  assert sorted(moved[1:]) == sorted(f"export/{rel}" for rel in new)
+  got = {str(p.relative_to(tmp_path / "export")): p.read_text()
+         for p in (tmp_path / "export").rglob("*") if p.is_file()}
+  assert got == new  # the stale file of the old export is gone
+  assert os.listdir(tmp_path) == ["export"]

@@ -131,6 +131,17 @@ def test_encoding_flag(binary_model, tmp_path):
   assert read_csv(str(tmp_path / "p.csv"))[1][0] == "1"
 
 
+def test_gfile_paths(binary_model):
+  # ram:// is TensorFlow's in-memory file system: input and output go through tf.io.gfile.
+  with tf.io.gfile.GFile("ram://predict/in.csv", "w") as f:
+    f.write("qid,question_text\n1,the dog\n2,a cat\n")
+  summary = predict.predict_csv(binary_model, "ram://predict/in.csv", "ram://predict/out.csv",
+                                log=lambda _: None)
+  assert summary["predicted"] == 2
+  with tf.io.gfile.GFile("ram://predict/out.csv") as f:
+    assert [line.split(",")[0] for line in f.read().splitlines()] == ["qid", "1", "2"]
+
+
 def test_missing_inputs_raise_one_line(binary_model, tmp_path):
   input_path = str(tmp_path / "test.csv")
   write_csv(input_path, [["qid", "question_text"], ["1", "dog"]])
@@ -139,7 +150,8 @@ def test_missing_inputs_raise_one_line(binary_model, tmp_path):
       ((binary_model, str(tmp_path / "none.csv"), output_path), {}, "input file .* not exist"),
       ((str(tmp_path / "nope"), input_path, output_path), {}, "model directory .* not exist"),
       ((str(tmp_path), input_path, output_path), {}, "not a model exported by trainer.export"),
-      ((binary_model, input_path, output_path), {"id_column": "id"}, "column 'id' is not in"),
+      ((binary_model, input_path, output_path), {"id_column": "id"},
+       "column 'id' is not in .*--id_column= to number the rows"),
       ((binary_model, input_path, output_path), {"batch_size": 0}, "batch_size must be"),
   ]
   for args, kwargs, message in cases:

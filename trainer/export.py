@@ -48,6 +48,7 @@ METADATA_ASSET = "metadata.json"
 METADATA_FORMAT = 1
 MULTILABEL_SEPARATOR = "|"
 SIGNATURES = ("serving_default", "serve_text_pair", "serve_examples")
+SAVED_MODEL_PB = "saved_model.pb"
 
 
 class ServingModule(tf.Module):
@@ -196,8 +197,9 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     export_dir.
 
   The SavedModel is written to `<export_dir>.tmp-<random>` and renamed into place when
-  complete, so a crash never leaves a half-written model at export_dir. (On GCS a directory
-  rename is a copy, not atomic, but the temporary name still hides partial writes.)
+  complete, so a crash never leaves a half-written model at export_dir (on gs:// the files
+  are moved one by one with saved_model.pb last; see _move_into_place). An older export at
+  export_dir is moved aside first and deleted afterwards.
   """
   labels = [str(x) for x in labels]
   tokens = _check_args(classifier, text_encoder, labels, head, threshold, vocab_file)
@@ -255,13 +257,34 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
   return export_dir
 
 
-def _move_into_place(tmp_dir, export_dir):
-  """Renames a complete export to its final name, replacing an older export there."""
+def _move_into_place(tmp_dir, export_dir, per_file=None):
+  """Moves a complete export from tmp_dir to export_dir, replacing an older export there.
+
+  Locally one directory rename does it atomically. Object stores (gs://, any "scheme://")
+  rename a directory object by object, in no useful order; there (or with per_file=True)
+  the files are moved one by one with saved_model.pb, which is what makes a directory a
+  SavedModel, last, so that a crash mid-way never leaves something that looks complete.
+  """
+  if per_file is None:
+    per_file = "://" in export_dir
   old_dir = None
   if tf.io.gfile.exists(export_dir):
     old_dir = f"{export_dir}.old-{uuid.uuid4().hex[:12]}"
     tf.io.gfile.rename(export_dir, old_dir)
-  tf.io.gfile.rename(tmp_dir, export_dir)
+  if per_file:
+    files = []
+    for root, _, names in tf.io.gfile.walk(tmp_dir):
+      rel = posixpath.relpath(root.rstrip("/"), tmp_dir.rstrip("/"))
+      files += [name if rel == "." else posixpath.join(rel, name) for name in names]
+    files.sort(key=lambda f: (f == SAVED_MODEL_PB, f == posixpath.join("assets", METADATA_ASSET),
+                              f))
+    for rel in files:
+      target = posixpath.join(export_dir, rel)
+      tf.io.gfile.makedirs(posixpath.dirname(target))
+      tf.io.gfile.rename(posixpath.join(tmp_dir, rel), target, overwrite=True)
+    tf.io.gfile.rmtree(tmp_dir)
+  else:
+    tf.io.gfile.rename(tmp_dir, export_dir)
   if old_dir:
     tf.io.gfile.rmtree(old_dir)
 

@@ -71,10 +71,10 @@ def _text_encoding(encoding):
   return "utf-8-sig" if name == "utf-8" else encoding
 
 
-def _column_index(header, column, input_path):
+def _column_index(header, column, input_path, hint=""):
   if column not in header:
     raise ValueError(f"column {column!r} is not in {input_path} (its columns: "
-                     f"{', '.join(repr(c) for c in header)})")
+                     f"{', '.join(repr(c) for c in header)}){hint}")
   return header.index(column)
 
 
@@ -125,7 +125,9 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
     text_index = _column_index(header, text_column, input_path)
     pair_index = (_column_index(header, text_pair_column, input_path)
                   if text_pair_column else None)
-    id_index = _column_index(header, id_column, input_path) if id_column else None
+    id_index = (_column_index(header, id_column, input_path,
+                              "; pass --id_column= to number the rows instead")
+                if id_column else None)
     columns = [id_column or ROW_NUMBER_COLUMN, "label"] + probability_columns + ["error"]
 
     loaded = tf.saved_model.load(model_dir)
