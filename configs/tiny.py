@@ -20,11 +20,11 @@ def get_config():
   config.encoder.max_position_embeddings = 128
   config.encoder.dropout = 0.0
   config.model.head = "binary"
-  config.model.pooling = "cls"
+  config.model.pooling = "mean"
   config.model.dropout = 0.0
   config.train.global_batch_size = 16
   config.train.epochs = 2
-  config.train.learning_rate = 1e-3
+  config.train.learning_rate = 5e-3
   config.train.warmup_fraction = 0.0
   config.train.bucket_boundaries = (8, 16, 32)
   config.train.shuffle_buffer = 1000

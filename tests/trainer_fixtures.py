@@ -96,3 +96,30 @@ def tiny_data_dir(data_dir, n_train=256, n_val=64, n_test=32, **kwargs):
       "validation": example_rows(n_val, seed=2),
       "test": example_rows(n_test, seed=3),
   }, **kwargs)
+
+
+def write_hub_encoder(directory, vocab=VOCAB, hidden_size=16):
+  """A tiny BERT encoder saved in the TF-Hub SavedModel layout (assets/vocab.txt,
+  do_lower_case), loadable with hub.KerasLayer like tfhub.dev's BERT encoders."""
+  import tf_keras
+  from trainer import encoders
+  encoder = encoders.build_bert_encoder({
+      "vocab_size": len(vocab), "hidden_size": hidden_size, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "intermediate_size": 2 * hidden_size,
+      "max_position_embeddings": 64})
+  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
+            for k in ("input_word_ids", "input_mask", "input_type_ids")}
+  model = tf_keras.Model(inputs, encoder(inputs))
+  model.do_lower_case = tf.Variable(True, trainable=False)
+  model.save(directory, include_optimizer=False, save_format="tf")
+  os.makedirs(os.path.join(directory, "assets"), exist_ok=True)
+  write_vocab(os.path.join(directory, "assets"), vocab)
+  return directory
+
+
+def tiny_config(data_dir, **overrides):
+  """configs/tiny.py with the fixture vocabulary and overrides ({"train.epochs": 1, ...})."""
+  from trainer import config as config_lib
+  values = {"encoder.vocab_file": os.path.join(data_dir, "vocab.txt"), "wandb.mode": "disabled"}
+  values.update(overrides)
+  return config_lib.load_config_file(TINY_CONFIG, values)

@@ -8,6 +8,7 @@ Exit codes: 0 done (or already finished), 1 bad input/config or a training error
 """
 import bertcore  # noqa: F401  (before TensorFlow: selects Keras 2)
 
+import logging as std_logging
 import sys
 import traceback
 
@@ -36,7 +37,11 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have ret
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from trainer import strategy as strategy_lib, train  # after flags: TF logs stay quiet
+  from trainer import strategy as strategy_lib, train
+  # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
+  std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   with config.unlocked():
     if FLAGS.precision is not None:

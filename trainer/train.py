@@ -259,6 +259,8 @@ class _Run:
   # ----------------------------------------------------------------------------- building
   def _build(self):
     config = self.config
+    # The same seed gives the same initial head / random encoder and dropout masks.
+    tf_keras.utils.set_random_seed(config.train.seed)
     with self.strategy.scope():
       self.classifier, _ = model_lib.build_classifier(config, self.manifest)
       optimizer = optimization.create_optimizer(
@@ -413,6 +415,13 @@ class _Run:
     config = self.config
 
     def dataset_fn(ctx):
+      if epoch == 0 or skip_steps or not hasattr(self, "_said_shards"):
+        files = input_pipeline.assign_shards(self.shards["train"], ctx.num_input_pipelines,
+                                             ctx.input_pipeline_id)[0]
+        say(f"input pipeline {ctx.input_pipeline_id}/{ctx.num_input_pipelines} "
+            f"({strategy_lib.task_name(self.strategy)}) reads train shards "
+            f"{[posixpath.basename(f) for f in files]}")
+        self._said_shards = True
       return input_pipeline.make_dataset(
           self.data_dir, "train", config.train.global_batch_size, manifest=self.manifest,
           head=self.head, training=True, input_context=ctx, shards=self.shards["train"],
@@ -430,7 +439,7 @@ class _Run:
     writer = self._summary_writer("train")
     self.nan_skipped = 0
     self._evaluate_pending_epoch(step)
-    window = {"steps": 0, "loss": 0.0, "real": 0.0, "padded": 0.0, "time": time.perf_counter()}
+    window = {"steps": 0, "finite_steps": 0, "loss": 0.0, "real": 0.0, "padded": 0.0, "time": time.perf_counter()}
     self.throughput = {"real": 0.0, "padded": 0.0, "examples": 0, "seconds": 0.0}
     while step < total:
       epoch, done_in_epoch = divmod(step, spe)
@@ -451,6 +460,7 @@ class _Run:
         self._check_finite(losses.numpy(), finites.numpy(), first)
         finite_losses = losses.numpy()[finites.numpy()]
         window["steps"] += n
+        window["finite_steps"] += len(finite_losses)
         window["loss"] += float(finite_losses.sum())
         window["real"] += float(real)
         window["padded"] += float(padded)
@@ -503,7 +513,7 @@ class _Run:
     seconds = max(now - window["time"], 1e-9)
     examples = window["steps"] * self.config.train.global_batch_size
     rate = examples / seconds
-    loss = window["loss"] / max(window["steps"], 1)
+    loss = (window["loss"] / window["finite_steps"]) if window["finite_steps"] else float("nan")
     efficiency = window["real"] / max(window["padded"], 1.0)
     left = (self.total_steps - step) * self.config.train.global_batch_size / max(rate, 1e-9)
     lr = self._learning_rate()
@@ -522,7 +532,7 @@ class _Run:
     t["padded"] += window["padded"]
     t["examples"] += examples
     t["seconds"] += seconds
-    window.update(steps=0, loss=0.0, real=0.0, padded=0.0, time=now)
+    window.update(steps=0, finite_steps=0, loss=0.0, real=0.0, padded=0.0, time=now)
 
   def _learning_rate(self):
     optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -693,7 +703,11 @@ class _Run:
       threshold = evaluation.DEFAULT_THRESHOLD
     final["threshold"] = threshold
     final["plots"] = sorted(plots.values())
-    final["export_dir"] = self._export(threshold, final) if config.export else None
+    final["export_dir"] = None
+    if "error" in validation:
+      say(f"warning: not exported: {validation['error']} on the validation split")
+    elif config.export:
+      final["export_dir"] = self._export(threshold, final)
     if self.throughput["seconds"]:
       t = self.throughput
       final["train_examples_per_sec"] = t["examples"] / t["seconds"]
