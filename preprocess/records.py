@@ -33,16 +33,15 @@ def _field(tag, payload):
   return tag + varint(len(payload)) + payload
 
 
-def _entry(key, feature):
-  return _field(b"\x0a", _field(b"\x0a", key.encode()) + _field(b"\x12", feature))
-
-
 class ExampleEncoder:
   """Serializes records; ids below `table_size` are packed by table lookup (C speed)."""
 
   def __init__(self, table_size=1 << 16):
-    self._table = [varint(i) for i in range(table_size)]
+    self._table = [varint(i) for i in range(max(table_size, 1 << 14))]
     self._key_prefix = {key: _field(b"\x0a", key.encode()) for key in ENTRY_ORDER}
+
+  def _len(self, n):
+    return self._table[n] if n < len(self._table) else varint(n)
 
   def pack(self, values):
     """Packed varints of non-negative ints."""
@@ -51,27 +50,38 @@ class ExampleEncoder:
     except IndexError:
       return b"".join(map(varint, values))
 
+  def _entry(self, key, feature):
+    payload = self._key_prefix[key] + b"\x12" + self._len(len(feature)) + feature
+    return b"\x0a" + self._len(len(payload)) + payload
+
+  def _ints_entry_packed(self, key, packed):
+    if packed:
+      int64_list = b"\x0a" + self._len(len(packed)) + packed
+      return self._entry(key, b"\x1a" + self._len(len(int64_list)) + int64_list)
+    return self._entry(key, b"\x1a\x00")
+
   def ints_entry(self, key, values):
     """The FeatureEntry of an Int64List feature."""
-    packed = self.pack(values)
-    int64_list = _field(b"\x0a", packed) if packed else b""
-    feature = _field(b"\x1a", int64_list)
-    return _field(b"\x0a", self._key_prefix[key] + _field(b"\x12", feature))
+    return self._ints_entry_packed(key, self.pack(values))
 
   def id_entry(self, example_id):
     """The FeatureEntry of the example_id BytesList feature."""
-    feature = _field(b"\x0a", _field(b"\x0a", example_id.encode()))
-    return _field(b"\x0a", self._key_prefix[schema.EXAMPLE_ID] + _field(b"\x12", feature))
+    value = example_id.encode()
+    bytes_list = b"\x0a" + self._len(len(value)) + value
+    return self._entry(schema.EXAMPLE_ID, b"\x0a" + self._len(len(bytes_list)) + bytes_list)
 
   def parts(self, example_id, input_ids, type_ids):
     """The entries before and after label_ids, so that labels can be filled in later."""
     before = self.id_entry(example_id) + self.ints_entry(schema.INPUT_IDS, input_ids)
-    after = (self.ints_entry(schema.LENGTH, [len(input_ids)])
-             + self.ints_entry(schema.TYPE_IDS, type_ids))
+    # Type ids are 0 or 1: each is its own one-byte varint.
+    packed_types = bytes(type_ids) if max(type_ids, default=0) < 0x80 else self.pack(type_ids)
+    after = (self._ints_entry_packed(schema.LENGTH, self._table[len(input_ids)])
+             + self._ints_entry_packed(schema.TYPE_IDS, packed_types))
     return before, after
 
   def join(self, before, label_entry, after):
-    return _field(b"\x0a", before + label_entry + after)
+    body = before + label_entry + after
+    return b"\x0a" + self._len(len(body)) + body
 
   def encode(self, example_id, input_ids, type_ids, label_ids):
     """= schema.make_example(...).SerializeToString(deterministic=True)."""

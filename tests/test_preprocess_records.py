@@ -10,7 +10,7 @@ from preprocess import records
 @pytest.mark.parametrize("seed", range(5))
 def test_same_bytes_as_make_example(seed):
   rng = random.Random(seed)
-  encoder = records.ExampleEncoder(table_size=300)  # Small table: the slow path runs too.
+  encoder = records.ExampleEncoder(table_size=300)
   for _ in range(50):
     n = rng.randint(1, 200)
     input_ids = [rng.choice([0, 1, 127, 128, 299, 300, 16383, 16384, 2**21, 2**40])
