@@ -82,10 +82,10 @@ def reference_probabilities(classifier, text_encoder, head, texts, pair_texts=No
 
 def serve(loaded, texts, pair_texts=None):
   if pair_texts is None:
-    out = loaded.signatures["serving_default"](text=tf.constant(texts))
+    out = loaded.signatures["serving_default"](text=tf.constant(texts, tf.string))
   else:
-    out = loaded.signatures["serve_text_pair"](text=tf.constant(texts),
-                                               text_pair=tf.constant(pair_texts))
+    out = loaded.signatures["serve_text_pair"](text=tf.constant(texts, tf.string),
+                                               text_pair=tf.constant(pair_texts, tf.string))
   return {k: v.numpy() for k, v in out.items()}
 
 
@@ -142,6 +142,13 @@ def test_signature_names_and_dtypes(binary):
       "probabilities": tf.float32, "label_id": tf.int64, "label": tf.string}
   assert outputs["probabilities"].shape.as_list() == [None]  # binary: P(label 1)
   assert signatures["serve_examples"].structured_outputs["example_id"].dtype == tf.string
+
+
+def test_empty_batch(binary):
+  out = serve(binary["loaded"], [])
+  assert out["probabilities"].shape == (0,) and out["label"].shape == (0,)
+  out = binary["loaded"].signatures["serve_examples"](examples=tf.constant([], tf.string))
+  assert out["probabilities"].shape == (0,)
 
 
 def test_raw_text_parity_with_classifier(binary):

@@ -112,13 +112,16 @@ class ServingModule(tf.Module):
 
   def _predict(self, input_ids, type_ids):
     """RaggedTensors int64 [batch, (len)] -> the output dict (see the module docstring)."""
-    word_ids = tf.cast(input_ids.to_tensor(default_value=self._pad_id), tf.int32)  # [b, s]
+    lengths = input_ids.row_lengths()
+    # Pad to the longest row, and to at least one column: the encoder reads position 0
+    # ([CLS]) even for an empty batch.
+    width = tf.reduce_max(tf.concat([lengths, tf.ones([1], tf.int64)], axis=0))
+    shape = tf.stack([input_ids.nrows(), width])
     features = {
-        "input_word_ids": word_ids,
-        "input_mask": tf.sequence_mask(input_ids.row_lengths(), maxlen=tf.shape(word_ids)[1],
-                                       dtype=tf.int32),
-        "input_type_ids": tf.cast(type_ids.to_tensor(default_value=0), tf.int32),
-    }
+        "input_word_ids": tf.cast(input_ids.to_tensor(self._pad_id, shape=shape), tf.int32),
+        "input_mask": tf.sequence_mask(lengths, maxlen=width, dtype=tf.int32),
+        "input_type_ids": tf.cast(type_ids.to_tensor(0, shape=shape), tf.int32),
+    }  # each int32 [batch, width]
     # Under a mixed-precision policy the logits may be float16/bfloat16.
     logits = tf.cast(self._call_classifier(features), tf.float32)  # [batch, num_outputs]
     names = tf.constant(self._label_names)
