@@ -164,13 +164,9 @@ def test_missing_inputs_raise_one_line(binary_model, tmp_path):
 def test_main_runs_from_flags(binary_model, tmp_path, capsys):
   input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "p.csv")
   write_csv(input_path, [["id", "text"], ["7", "the dog"], ["8", "a cat"]])
-  predict.FLAGS([
+  predict.main([
       "predict", f"--model={binary_model}", f"--input={input_path}", f"--output={output_path}",
       "--id_column=id", "--text_column=text", "--batch_size=1"])
-  try:
-    predict.main(["predict"])
-  finally:
-    predict.FLAGS.unparse_flags()
   assert [r[0] for r in read_csv(output_path)] == ["id", "7", "8"]
   assert "predict: done: 2 rows, 2 predicted" in capsys.readouterr().out
 
@@ -189,3 +185,15 @@ def test_cli_missing_column_is_one_line_exit_1(binary_model, tmp_path):
                          "'qid', 'text')"]
   assert result.stderr.rstrip().endswith(error_lines[0])
   assert not os.path.exists(tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model=m", "--input=i"], "error: --output required"),
+    (["--model=m", "--input=i", "--output=o", "--batch_size=x"], "error: flag --batch_size=x"),
+    (["--model=m", "--input=i", "--output=o", "extra"], "error: unexpected arguments: extra"),
+    (["--model=m", "--input=i", "--output=o", "--nope=1"], "error: Unknown command line flag"),
+])
+def test_main_flag_errors(argv, message):
+  with pytest.raises(SystemExit) as info:
+    predict.main(["predict"] + argv)
+  assert str(info.value).startswith(message) and "\n" not in str(info.value)

@@ -29,7 +29,6 @@ import uuid
 
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 
 from trainer import export
@@ -270,27 +269,49 @@ def _csv_lines(rows):
 # ------------------------------------------------------------------------------------------
 # Entry point: flags only; the work is predict_csv.
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Export directory written by trainer.export.")
-flags.DEFINE_string("input", None, "CSV to predict (header row required).")
-flags.DEFINE_string("output", None, "Predictions CSV to write.")
-flags.DEFINE_string("id_column", "qid", "Id column copied to the output; empty: row numbers.")
-flags.DEFINE_string("text_column", "question_text", "Text column.")
-flags.DEFINE_string("text_pair_column", "", "Second text column for text-pair models.")
-flags.DEFINE_integer("batch_size", 256, "Rows per model call.")
-flags.DEFINE_string("encoding", "utf-8", "Input encoding (a UTF-8 byte-order mark is skipped).")
+
+def define_flags(flag_values):
+  """The CLI flags, on their own FlagValues: importing this module defines no global flags,
+  so it cannot clash with another entry point's flags in the same process (e.g. tests)."""
+  flags.DEFINE_string("model", None, "Export directory written by trainer.export.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("input", None, "CSV to predict (header row required).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("output", None, "Predictions CSV to write.", flag_values=flag_values)
+  flags.DEFINE_string("id_column", "qid", "Id column copied to the output; empty: row numbers.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("text_column", "question_text", "Text column.", flag_values=flag_values)
+  flags.DEFINE_string("text_pair_column", "", "Second text column for text-pair models.",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("batch_size", 256, "Rows per model call.", flag_values=flag_values)
+  flags.DEFINE_string("encoding", "utf-8",
+                      "Input encoding (a UTF-8 byte-order mark is skipped).",
+                      flag_values=flag_values)
 
 
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
-  missing = [f"--{name}" for name in ("model", "input", "output") if not FLAGS[name].value]
+def main(argv=None):
+  """`python -m trainer.predict --model=... --input=... --output=...`; exits 1 with one
+  `error: ...` line on bad input."""
+  argv = sys.argv if argv is None else argv
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  if any(arg in ("-h", "--help", "-help") for arg in argv[1:]):
+    print(__doc__ + "\nflags:\n" + flag_values.get_help())
+    return
+  try:
+    rest = flag_values(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  if len(rest) > 1:
+    sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
+  missing = [f"--{name}" for name in ("model", "input", "output") if not flag_values[name].value]
   if missing:
     sys.exit(f"error: {', '.join(missing)} required")
+  f = flag_values
   try:
-    predict_csv(FLAGS.model, FLAGS.input, FLAGS.output, id_column=FLAGS.id_column or None,
-                text_column=FLAGS.text_column, text_pair_column=FLAGS.text_pair_column or None,
-                batch_size=FLAGS.batch_size, encoding=FLAGS.encoding,
+    predict_csv(f.model, f.input, f.output, id_column=f.id_column or None,
+                text_column=f.text_column, text_pair_column=f.text_pair_column or None,
+                batch_size=f.batch_size, encoding=f.encoding,
                 log=lambda line: print(line, flush=True))
   except (ValueError, tf.errors.OpError, OSError) as e:
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -298,4 +319,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()
