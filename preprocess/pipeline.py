@@ -20,6 +20,7 @@ Why this shape:
   hash to one shard), so the bytes written never depend on bundling, batching or parallelism.
 """
 import collections
+import concurrent.futures
 import json
 import marshal
 import operator
@@ -31,6 +32,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.windowed_value import WindowedValue
+import numpy as np
 import tensorflow as tf
 
 from bertcore import schema
@@ -148,7 +150,7 @@ class UnionLabels(beam.CombineFn):
 class Tokenize(beam.DoFn):
   """[Row] -> [(split, shard, payload)]: token ids for a whole chunk in one tokenizer call.
 
-  payload: a marshalled tuple (example_id, file, line, label names, before, after,
+  payload: a marshalled tuple (example_id, file index, line, label names, before, after,
   token_length, truncated, long_text, words, chars, excerpt) for WriteShards, where before/after
   are the serialized Example entries around label_ids (labels may not be known yet). marshal,
   not pickle: it is ~3x faster for these builtin types, and temp files never outlive the job.
@@ -173,22 +175,32 @@ class Tokenize(beam.DoFn):
       self._encode = tf.function(lambda texts: encoder.encode(texts), input_signature=[spec],
                                  autograph=False)
     self._records = records_lib.ExampleEncoder(max(len(c.vocab), 128))
+    # Input files are sorted, so sorting by index = by path; an int is cheaper to store.
+    self._file_index = {path: i for i, path in enumerate(c.input_files)}
     self._segments = 2 if self._pairs else 1
     self._budget = c.max_seq_length - 1 - self._segments  # [CLS] and one [SEP] per segment.
     self._empty = _counter("rejected_empty_text")
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 
-  def process(self, chunk):
-    c = self._config
+  def start_bundle(self):
+    self._pending = None  # The future of the chunk being tokenized.
+
+  def _tokenize(self, chunk):
+    """Runs on the helper thread: the tokenizer and varint packing (numpy), GIL mostly free."""
     texts = tf.constant([row.text for row in chunk])
     if self._pairs:
       input_ids, type_ids, num_pieces = self._encode(
           texts, tf.constant([row.text_pair for row in chunk]))
     else:
       input_ids, type_ids, num_pieces = self._encode(texts)
-    splits = input_ids.row_splits.numpy().tolist()
-    flat_ids = input_ids.flat_values.numpy().tolist()
-    flat_types = type_ids.flat_values.numpy().tolist()
-    num_pieces = num_pieces.numpy().tolist()
+    splits = input_ids.row_splits.numpy()
+    packed_ids, id_offsets = records_lib.pack_batch(input_ids.flat_values.numpy(), splits)
+    packed_types = type_ids.flat_values.numpy().astype(np.uint8).tobytes()  # 0/1: one byte each
+    return chunk, splits.tolist(), packed_ids, id_offsets, packed_types, num_pieces.numpy().tolist()
+
+  def _emit(self, tokenized):
+    chunk, splits, packed_ids, id_offsets, packed_types, num_pieces = tokenized
+    c = self._config
     out = []
     for i, row in enumerate(chunk):
       start, end = splits[i], splits[i + 1]
@@ -199,15 +211,41 @@ class Tokenize(beam.DoFn):
         continue
       split, shard = rows.assign_split(row.example_id, c.split_salt, c.train_fraction,
                                        c.validation_fraction, c.num_shards)
-      before, after = self._records.parts(row.example_id, flat_ids[start:end],
-                                          flat_types[start:end])
+      before, after = self._records.parts_packed(
+          row.example_id, packed_ids[id_offsets[i]:id_offsets[i + 1]], end - start,
+          packed_types[start:end])
       payload = marshal.dumps(
-          (row.example_id, row.file, row.line, row.labels, before, after,
+          (row.example_id, self._file_index[row.file], row.line, row.labels, before, after,
            num_pieces[i] + 1 + self._segments, num_pieces[i] > self._budget, row.long_text,
            row.words, row.chars, row.excerpt))
       out.append((split, shard, payload))
     if out:
       yield out
+
+  def process(self, chunk):
+    # Tokenize this chunk on the helper thread (TensorFlow releases the GIL) while this thread
+    # serializes the previous one and goes back to reading and validating rows: two cores busy.
+    future = self._pool.submit(self._tokenize, chunk)
+    if self._pending is not None:
+      yield from self._emit(self._pending.result())
+    self._pending = future
+
+  def finish_bundle(self):
+    if self._pending is not None:
+      tokenized, self._pending = self._pending.result(), None
+      for output in self._emit(tokenized):
+        if isinstance(output, beam.pvalue.TaggedOutput):
+          yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
+        else:
+          yield _global(output)
+
+  def teardown(self):
+    self._pool.shutdown(wait=True)
+
+
+def _global(value):
+  """An output of finish_bundle must carry its window."""
+  return WindowedValue(value, window.MIN_TIMESTAMP, [window.GlobalWindow()])
 
 
 class WriteTempShards(beam.DoFn):
@@ -234,7 +272,7 @@ class WriteTempShards(beam.DoFn):
   def finish_bundle(self):
     for key, (path, writer) in sorted(self._writers.items()):
       writer.close()
-      yield WindowedValue((key, path), window.MIN_TIMESTAMP, [window.GlobalWindow()])
+      yield _global((key, path))
     self._writers = {}
 
 
@@ -246,7 +284,8 @@ class WriteShards(beam.DoFn):
   with its final name is always complete.
   """
 
-  def __init__(self, output_dir, num_shards, compression):
+  def __init__(self, input_files, output_dir, num_shards, compression):
+    self._input_files = list(input_files)
     self._output_dir = output_dir
     self._num_shards = num_shards
     self._compression = compression
@@ -262,7 +301,7 @@ class WriteShards(beam.DoFn):
     for path in sorted(p for p in temp_files if p is not None):
       for payload in _read_records(path):
         records.append(marshal.loads(payload))
-    records.sort(key=operator.itemgetter(0, 1, 2))  # (example_id, file, line)
+    records.sort(key=operator.itemgetter(0, 1, 2))  # (example_id, file index, line)
 
     label_index = {name: i for i, name in enumerate(labels)}
     label_entries = {}  # label names -> serialized label_ids entry
@@ -277,7 +316,7 @@ class WriteShards(beam.DoFn):
         if example_id == previous_id:
           self._duplicates.inc()
           yield beam.pvalue.TaggedOutput(
-              "rejected", rows.Rejection("duplicate_id", file, line, excerpt))
+              "rejected", rows.Rejection("duplicate_id", self._input_files[file], line, excerpt))
           continue
         previous_id = example_id
         label_entry = label_entries.get(names)
@@ -353,7 +392,7 @@ def build(pipeline, config: PipelineConfig):
             | "FlattenShardKeys" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                WriteShards(c.output_dir, c.num_shards, c.compression),
+                WriteShards(c.input_files, c.output_dir, c.num_shards, c.compression),
                 labels=beam.pvalue.AsSingleton(labels)).with_outputs("rejected", main="stats"))
 
   rejected_counts = (

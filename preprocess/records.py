@@ -9,6 +9,8 @@ Wire format reminder: Example{1: Features{1: repeated FeatureEntry{1: key, 2: Fe
 Feature{1: BytesList{1: repeated bytes}, 3: Int64List{1: packed int64}}. Deterministic
 serialization orders map entries by key, as `ENTRY_ORDER` does.
 """
+import numpy as np
+
 from bertcore import schema
 
 ENTRY_ORDER = sorted([schema.EXAMPLE_ID, schema.INPUT_IDS, schema.LABEL_IDS, schema.LENGTH,
@@ -27,6 +29,28 @@ def varint(value):
     value >>= 7
   out.append(value)
   return bytes(out)
+
+
+def pack_batch(flat_values, row_splits):
+  """Packs the varints of every row of a ragged batch at once, with numpy.
+
+  Args:
+    flat_values: int[n], non-negative (token ids). row_splits: int[batch + 1].
+  Returns:
+    (packed bytes of all rows, byte offsets list[batch + 1]): row i is packed[o[i]:o[i + 1]].
+  """
+  v = np.asarray(flat_values, dtype=np.int64)
+  splits = np.asarray(row_splits, dtype=np.int64)
+  if v.size and (v.min() < 0 or v.max() >= 1 << 28):  # Never for real vocabularies.
+    rows = [b"".join(map(varint, v[a:b].tolist())) for a, b in zip(splits[:-1], splits[1:])]
+    return b"".join(rows), np.cumsum([0] + [len(r) for r in rows]).tolist()
+  nbytes = 1 + (v >= 1 << 7) + (v >= 1 << 14) + (v >= 1 << 21)
+  out = np.empty((v.size, 4), np.uint8)
+  for i in range(4):  # Byte i: 7 bits, high bit set when more bytes follow.
+    out[:, i] = ((v >> (7 * i)) & 0x7F) | np.where(nbytes > i + 1, 0x80, 0)
+  packed = out[np.arange(4) < nbytes[:, None]].tobytes()
+  offsets = np.concatenate([[0], np.cumsum(nbytes)])
+  return packed, offsets[splits].tolist()
 
 
 def _field(tag, payload):
@@ -76,6 +100,13 @@ class ExampleEncoder:
     # Type ids are 0 or 1: each is its own one-byte varint.
     packed_types = bytes(type_ids) if max(type_ids, default=0) < 0x80 else self.pack(type_ids)
     after = (self._ints_entry_packed(schema.LENGTH, self._table[len(input_ids)])
+             + self._ints_entry_packed(schema.TYPE_IDS, packed_types))
+    return before, after
+
+  def parts_packed(self, example_id, packed_ids, length, packed_types):
+    """As `parts`, from already packed ids and type ids (see pack_batch)."""
+    before = self.id_entry(example_id) + self._ints_entry_packed(schema.INPUT_IDS, packed_ids)
+    after = (self._ints_entry_packed(schema.LENGTH, self._table[length])
              + self._ints_entry_packed(schema.TYPE_IDS, packed_types))
     return before, after
 

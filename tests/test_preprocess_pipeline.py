@@ -19,7 +19,7 @@ LAYOUT = rows.make_layout(["qid", "question_text", "target"], COLUMNS)
 def make_config(max_seq_length=8, pairs=False, num_shards=4):
   columns = COLUMNS._replace(text_pair="pair" if pairs else None)
   return pipeline.PipelineConfig(
-      input_files=[], output_dir="", temp_dir="", encoding="utf-8", columns=columns,
+      input_files=["f.csv"], output_dir="", temp_dir="", encoding="utf-8", columns=columns,
       row_config=rows.RowConfig(), labels=None, vocab=TINY_VOCAB, lower_case=True,
       max_seq_length=max_seq_length, num_shards=num_shards, train_fraction=0.8,
       validation_fraction=0.1, split_salt="s", compression=None, batch_size=512)

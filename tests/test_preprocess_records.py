@@ -26,3 +26,17 @@ def test_same_bytes_as_make_example(seed):
 def test_varint():
   assert [records.varint(v) for v in (0, 1, 127, 128, 300)] == [
       b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02"]
+
+
+def test_pack_batch_matches_per_row_packing():
+  encoder = records.ExampleEncoder()
+  rows = [[2, 5, 127, 128, 3], [], [16383, 16384, 2**21 - 1, 2**21, 2**28 - 1], [0]]
+  flat = [v for r in rows for v in r]
+  splits = [0]
+  for r in rows:
+    splits.append(splits[-1] + len(r))
+  packed, offsets = records.pack_batch(flat, splits)
+  assert [packed[offsets[i]:offsets[i + 1]] for i in range(len(rows))] == [
+      encoder.pack(r) for r in rows]
+  packed, offsets = records.pack_batch([2**40, 1], [0, 1, 2])  # The slow path.
+  assert [packed[offsets[0]:offsets[1]], packed[offsets[1]:]] == [records.varint(2**40), b"\x01"]
