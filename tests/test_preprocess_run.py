@@ -1,0 +1,75 @@
+"""Flags of `python -m preprocess.run` and the runner choice (no pipeline runs here)."""
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+from preprocess import job
+from preprocess import rows
+from preprocess import run as run_lib
+
+
+def kwargs(*flags, vocab_file="v.txt"):
+  args, rest = run_lib.make_parser().parse_known_args(
+      ["--input=x.csv", "--output_dir=out/", f"--vocab_file={vocab_file}", *flags])
+  assert rest == []
+  return run_lib.job_kwargs(args)
+
+
+def test_defaults_match_quora():
+  k = kwargs()
+  assert k["columns"] == rows.Columns("qid", "question_text", None, "target")
+  assert (k["labels"], k["row_config"].labels, k["row_config"].label_map) == (None, None, None)
+  assert (k["max_seq_length"], k["num_shards"], k["compression"]) == (128, 16, None)
+  assert (k["train_fraction"], k["validation_fraction"]) == (0.8, 0.1)
+  assert (k["output_dir"], k["lower_case"], k["encoding"]) == ("out", True, "utf-8")
+
+
+def test_label_flags():
+  k = kwargs("--labels=0,1", "--lower_case=false", "--compression=gzip")
+  assert k["labels"] == ["0", "1"] and k["row_config"].labels == frozenset({"0", "1"})
+  assert (k["lower_case"], k["compression"]) == (False, "GZIP")
+  k = kwargs("--label_map=pos:positive,neg:rest,neu:rest")
+  assert k["labels"] == ["positive", "rest"]  # Sorted class names when --labels is not given.
+  assert k["row_config"].label_map == {"pos": "positive", "neg": "rest", "neu": "rest"}
+  k = kwargs("--label_column=", "--id_column=", "--text_pair_column=b")
+  assert k["labels"] == [] and k["columns"] == rows.Columns(None, "question_text", "b", None)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--labels=a,a"], "repeated"),
+    (["--labels=a", "--label_map=x:b"], "which --labels does not list"),
+    (["--label_map=nocolon"], "raw:class"),
+    (["--label_column=", "--labels=a"], "need a --label_column"),
+])
+def test_inconsistent_flags(flags, message):
+  with pytest.raises(ValueError, match=message):
+    kwargs(*flags)
+
+
+def test_vocabulary_is_required():
+  args, _ = run_lib.make_parser().parse_known_args(["--input=x", "--output_dir=o"])
+  with pytest.raises(ValueError, match="--vocab_file, --encoder_dir or --bert_handle"):
+    run_lib.job_kwargs(args)
+
+
+def test_unknown_flags_are_refused_and_beam_flags_pass():
+  assert run_lib.unknown_beam_args(["--lable_column=x", "--runner=DataflowRunner",
+                                    "--project=p", "--setup_file=./setup.py",
+                                    "--direct_num_workers=2"]) == ["--lable_column=x"]
+  with pytest.raises(ValueError, match="unknown flag"):
+    run_lib.run(["--input=x", "--output_dir=o", "--vocab_file=v", "--lable_column=x"])
+
+
+def test_runner_choice():
+  assert isinstance(job.make_runner(PipelineOptions([])), fn_runner.FnApiRunner)
+  assert isinstance(job.make_runner(PipelineOptions(["--runner=DirectRunner"])),
+                    fn_runner.FnApiRunner)
+  assert job.make_runner(PipelineOptions(["--runner=DataflowRunner"])) == "DataflowRunner"
+
+
+def test_bad_numbers(tmp_path):
+  with pytest.raises(ValueError, match="sum to at most 1"):
+    run_lib.run(["--input=x", f"--output_dir={tmp_path}", "--vocab_file=v",
+                 "--train_fraction=0.9", "--validation_fraction=0.2"])
+  with pytest.raises(ValueError, match="--batch_size"):
+    run_lib.run(["--input=x", f"--output_dir={tmp_path}", "--vocab_file=v", "--batch_size=0"])

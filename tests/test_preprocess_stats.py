@@ -1,0 +1,82 @@
+"""Exact statistics, plots, and the optional W&B logging of the preprocessing job."""
+import collections
+import os
+
+import pytest
+
+from preprocess import stats
+
+
+def test_summarize_nearest_rank():
+  histogram = collections.Counter({v: 1 for v in range(1, 101)})  # 1..100
+  assert stats.summarize(histogram) == {"mean": 50.5, "p50": 50, "p90": 90, "p95": 95, "p99": 99,
+                                        "max": 100}
+  assert stats.summarize({7: 3, 200: 1}) == {"mean": 55.25, "p50": 7, "p90": 200, "p95": 200,
+                                             "p99": 200, "max": 200}
+  assert stats.summarize({}) == dict.fromkeys(["mean", "p50", "p90", "p95", "p99", "max"])
+
+
+def test_add_merge_and_json_round_trip():
+  a, b = stats.empty_stats(), stats.empty_stats()
+  stats.add_row(a, ("1",), 10, False, False, 3, 12)
+  stats.add_row(b, ("0", "1"), 130, True, True, 90, 500)
+  merged = stats.merge_stats(stats.from_json(stats.to_json(a)), b)
+  assert merged["rows"] == 2 and merged["truncated"] == 1 and merged["long_text"] == 1
+  assert merged["label_histogram"] == {"0": 1, "1": 2}
+  assert merged["token_length"] == {10: 1, 130: 1}
+  summary = stats.split_summary(merged, ["0", "1", "2"], {"s-1": 1, "s-0": 1})
+  assert list(summary["shards"]) == ["s-0", "s-1"]
+  assert summary["label_histogram"] == {"0": 1, "1": 2, "2": 0}
+  assert summary["words"]["max"] == 90 and summary["chars"]["p50"] == 12
+
+
+def test_plots_are_png(tmp_path):
+  split_stats = {"train": stats.empty_stats(), "validation": stats.empty_stats(),
+                 "test": stats.empty_stats()}
+  for i in range(50):
+    stats.add_row(split_stats["train"], (str(i % 2),), 5 + i, False, False, i, 4 * i)
+  written = stats.write_plots(str(tmp_path), split_stats, ["0", "1"])
+  assert written == ["plots/label_distribution.png", "plots/token_length.png", "plots/words.png",
+                     "plots/chars.png"]
+  for relative in written:
+    assert (tmp_path / relative).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("project,env,expected", [
+    ("", {"WANDB_MODE": "offline"}, False),
+    ("p", {"WANDB_MODE": "disabled"}, False),
+    ("p", {"WANDB_MODE": "offline"}, True),
+    ("p", {"WANDB_MODE": "online", "WANDB_API_KEY": "k"}, True),
+    ("p", {"WANDB_MODE": "online"}, False),  # No key (and HOME without a .netrc).
+])
+def test_wandb_enabled(project, env, expected, monkeypatch, tmp_path):
+  for name in ("WANDB_MODE", "WANDB_API_KEY"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setenv("HOME", str(tmp_path))
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  assert stats.wandb_enabled(project) is expected
+
+
+def test_log_to_wandb_offline_keeps_the_key_out(tmp_path, monkeypatch):
+  sentinel = "SENTINEL-KEY-0123456789abcdef0123456789abcdef"
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_API_KEY", sentinel)
+  monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  os.makedirs(tmp_path / "wandb_dir")
+  split_stats = {"train": stats.empty_stats(), "validation": stats.empty_stats(),
+                 "test": stats.empty_stats()}
+  stats.add_row(split_stats["train"], ("1",), 9, False, False, 4, 20)
+  plots = stats.write_plots(str(tmp_path), split_stats, ["0", "1"])
+  manifest = {"input_files": ["a.csv"], "labels": ["0", "1"], "max_seq_length": 16,
+              "num_shards": 1, "split_fractions": {"train": 1.0, "validation": 0.0, "test": 0.0},
+              "vocab_sha256": "x", "lower_case": True, "rows_read": 2, "rows_written": 1,
+              "rows_rejected_total": 1, "rows_rejected": {"empty_text": 1},
+              "splits": {s: stats.split_summary(v, ["0", "1"], {}) for s, v in split_stats.items()}}
+  stats.log_to_wandb("preprocess-test", manifest, str(tmp_path), plots)
+  run_dirs = list((tmp_path / "wandb_dir" / "wandb").glob("offline-run-*"))
+  assert len(run_dirs) == 1
+  for root, _, names in os.walk(tmp_path):
+    for name in names:
+      assert sentinel.encode() not in open(os.path.join(root, name), "rb").read(), name
