@@ -8,17 +8,23 @@
 # Python 3.10), the pinned set (`pip install -c constraints.txt .`), then TensorFlow's TPU build of
 # the same version in place of the CPU/GPU build.
 #
-# What was checked and what was not (no TPU or cloud access where this was written):
-# - tensorflow-tpu==2.20.0 exists on PyPI and requires libtpu~=0.0.14 (read from its metadata).
-# - TensorFlow's own TPU Dockerfiles install it as
-#   `pip install tensorflow-tpu -f https://storage.googleapis.com/libtpu-tf-releases/index.html`;
-#   that index is kept as a source for libtpu here.
-# - NOT verified: which libtpu release TF 2.20 was tested with. pip takes the newest that fits
-#   ~=0.0.14; if TensorFlow fails to initialise the TPU, pin one: LIBTPU_VERSION=0.0.x bash ...
-# - NOT verified: whether TF 2.20 on these images needs the PJRT variables that Google's
-#   TF 2.15/2.16 notes set (NEXT_PLUGGABLE_DEVICE_USE_C_API=true,
-#   TF_PLUGGABLE_DEVICE_LIBRARY_PATH=<libtpu.so>); export them before training if the TPU check
-#   below reports no TPU devices.
+# What was checked, on a machine without a TPU or Google Cloud access (the install steps below were
+# run there; the import check cannot finish there, it waits for a TPU VM's metadata server), and
+# what was not:
+# - tensorflow-tpu==2.20.0 is on PyPI and requires libtpu~=0.0.14 (its metadata). The steps below
+#   install cleanly on Python 3.11 and `pip check` is clean afterwards; `import tensorflow` then
+#   loads the TPU build (it loads libtpu).
+# - libtpu must be pinned: with the newest release pip picks (0.0.52 at the time of writing),
+#   `import tensorflow` aborts with "ConfigureDistributedTpuOp_DoWork not available in this
+#   library" -- recent libtpu builds dropped TensorFlow's TPU entry points (0.0.14 and 0.0.21 still
+#   export that symbol, 0.0.52 does not). The default pin is 0.0.14, the release that
+#   tensorflow-tpu 2.20.0 names as its minimum; override with LIBTPU_VERSION=0.0.x.
+# - NOT verified (no TPU here): that training runs on a TPU with this pair, and whether TF 2.20 on
+#   these images needs the PJRT variables of Google's TF 2.15/2.16 notes
+#   (NEXT_PLUGGABLE_DEVICE_USE_C_API=true, TF_PLUGGABLE_DEVICE_LIBRARY_PATH=<libtpu.so>); export
+#   them before training if the TPU check at the end reports no TPU devices.
+# - TensorFlow's own TPU Dockerfiles add `-f https://storage.googleapis.com/libtpu-tf-releases/index.html`
+#   to find libtpu; the pinned release is on PyPI, so that index is not needed here.
 # - The default runtime images (launch/validation.py: tpu-ubuntu2204-base for v2-v4,
 #   v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv5 for v5p, v2-alpha-tpuv6e for v6e) are Google's
 #   framework-neutral images; a TensorFlow image (tpu-vm-tf-2.20.0-...) may exist too, but this
@@ -29,8 +35,7 @@ cd "$(dirname "$0")/.."
 TF_VERSION=2.20.0
 VENV="${VENV:-$HOME/bert-venv}"
 PYTHON="${PYTHON:-python3.11}"
-LIBTPU_SPEC="libtpu~=0.0.14"  # tensorflow-tpu 2.20.0's own requirement
-[ -z "${LIBTPU_VERSION:-}" ] || LIBTPU_SPEC="libtpu==$LIBTPU_VERSION"
+LIBTPU_VERSION="${LIBTPU_VERSION:-0.0.14}"  # see the notes above
 
 if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c "import ensurepip" >/dev/null 2>&1; then
   # Ubuntu 22.04 ships Python 3.11 in its universe component.
@@ -47,7 +52,7 @@ PIP=("$VENV/bin/python" -m pip install -q)
 # files of the pinned tensorflow==2.20.0 (which tensorflow-text requires by name), makes the TPU
 # build the one that is imported. Its other dependencies are the ones already installed.
 "${PIP[@]}" --no-deps --force-reinstall "tensorflow-tpu==$TF_VERSION"
-"${PIP[@]}" "$LIBTPU_SPEC" -f https://storage.googleapis.com/libtpu-tf-releases/index.html
+"${PIP[@]}" "libtpu==$LIBTPU_VERSION"
 
 # Fail here, in one line, rather than at the first training step.
 "$VENV/bin/python" -c "import bertcore, tensorflow as tf, tensorflow_text; print('tensorflow', tf.__version__)"

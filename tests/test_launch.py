@@ -441,4 +441,5 @@ def test_docker_image_and_tpu_setup_use_the_pinned_tensorflow():
   assert vertex.TRAINER_COMMAND == ["python", "-m", "trainer.task"]
   assert f"TF_VERSION={version}\n" in setup
   assert '"tensorflow-tpu==$TF_VERSION"' in setup
+  assert '"libtpu==$LIBTPU_VERSION"' in setup  # unpinned, the newest libtpu breaks TF's import
   assert "-c constraints.txt ." in setup
