@@ -74,6 +74,11 @@ def validate(tpu_name, tpu_type, trainer_args):
   flags = validation.parse_flags(trainer_args)
   validation.check_cloud_paths(flags, required=("data_dir", "model_dir"))
   validation.check_strategy(flags.get("strategy"), "tpu_vm")
+  if flags.get("tpu") != "local":
+    # The trainer runs on the TPU VM, which owns the chips; a TPU name would go through the
+    # Cloud TPU API instead (the trainer requires --tpu with --strategy=tpu).
+    raise ValueError(f"on a TPU VM the trainer needs --tpu=local after -- "
+                     f"(got {'--tpu=' + flags['tpu'] if 'tpu' in flags else 'no --tpu'})")
   validation.check_batch(validation.global_batch_size(flags), replicas,
                          f"{tpu_type} = {replicas} TPUStrategy replicas")
   return runtime

@@ -143,10 +143,10 @@ def test_tpu_vm_dry_run_is_create_copy_setup_run(workdir):
 
 def test_tpu_vm_runtime_override_and_skip_create(workdir):
   plan = dry_run(TPU_VM + ["--tpu_type=v5litepod-8", "--skip_create", "--"] + PATHS +
-                 ["--strategy=tpu"], workdir)
+                 ["--strategy=tpu", "--tpu=local"], workdir)
   assert [c[4] for c in plan["commands"]] == ["scp", "ssh", "ssh"]
   plan = dry_run(TPU_VM + ["--tpu_type=v5litepod-8", "--runtime_version=tpu-vm-tf-2.20.0-pjrt",
-                           "--"] + PATHS + ["--strategy=tpu"], workdir)
+                           "--"] + PATHS + ["--strategy=tpu", "--tpu=local"], workdir)
   assert plan["commands"][0][-2:] == ["--accelerator-type=v5litepod-8",
                                       "--version=tpu-vm-tf-2.20.0-pjrt"]
 
@@ -210,7 +210,7 @@ ERRORS = [
      "global batch 32 does not divide across 3 replicas (3 worker(s) x 1 NVIDIA_L4"),
     ("config arg batch on v3-8", TPU_VM + ["--tpu_type=v3-8", "--", "--config=configs/tiny.py:12",
                                            "--data_dir=gs://b/d", "--model_dir=gs://b/m",
-                                           "--strategy=tpu"],
+                                           "--strategy=tpu", "--tpu=local"],
      "global batch 12 does not divide across 8 replicas (v3-8 = 8 TPUStrategy replicas)"),
     ("mirrored on several workers", GOOD_VERTEX + ["--workers=2", "--"] + PATHS +
      ["--strategy=mirrored"],
@@ -224,6 +224,9 @@ ERRORS = [
      "--strategy=one_device would use 1 of 4 GPUs"),
     ("mirrored on a TPU VM", TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS + ["--strategy=mirrored"],
      "the tpu_vm target runs TPUStrategy: pass --strategy=tpu, not --strategy=mirrored"),
+    ("TPU name on a TPU VM", TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS +
+     ["--strategy=tpu", "--tpu=my-tpu"],
+     "on a TPU VM the trainer needs --tpu=local after -- (got --tpu=my-tpu)"),
     ("no strategy", GOOD_VERTEX + ["--"] + PATHS, "--strategy=... is required after --"),
     ("multi-host TPU", TPU_VM + ["--tpu_type=v3-32", "--"] + PATHS + ["--strategy=tpu"],
      "v3-32 is a multi-host TPU slice"),
@@ -321,6 +324,17 @@ def test_global_batch_comes_from_override_then_config_file(workdir):
     validation.global_batch_size({"config": "configs/other.py"})
 
 
+def test_launcher_reads_the_same_batch_as_the_trainer_from_shipped_configs(monkeypatch):
+  from trainer import config as trainer_config  # imports TensorFlow: the real configs need it
+  monkeypatch.chdir(REPO)
+  names = sorted(n for n in os.listdir("configs") if n.endswith(".py"))
+  assert "quora_bert_base.py" in names
+  for name in names:
+    path = f"configs/{name}"
+    assert validation.global_batch_size({"config": path}) == (
+        trainer_config.load_config_file(path).train.global_batch_size), path
+
+
 def test_source_files_ship_package_configs_and_setup_only(tmp_path):
   for name in ["setup.py", "bertcore/__init__.py", "bertcore/__pycache__/env.cpython-311.pyc",
                "configs/tiny.py", "docker/tpu_vm_setup.sh", "docker/Dockerfile", "tests/test_x.py",
@@ -354,7 +368,7 @@ def fake_gcloud(tmp_path, monkeypatch):
 
 def test_tpu_vm_submit_runs_the_dry_run_commands(workdir, fake_gcloud):
   bin_dir, log = fake_gcloud
-  args = TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS + ["--strategy=tpu"]
+  args = TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS + ["--strategy=tpu", "--tpu=local"]
   plan = dry_run(args, workdir)
   result = run_cli(args, workdir, path_prefix=bin_dir)
   assert result.returncode == 0, result.stderr
@@ -368,8 +382,8 @@ def test_tpu_vm_submit_runs_the_dry_run_commands(workdir, fake_gcloud):
 def test_tpu_vm_submit_stops_at_the_first_failing_command(workdir, fake_gcloud, monkeypatch):
   bin_dir, log = fake_gcloud
   monkeypatch.setenv("GCLOUD_FAIL", "create")
-  result = run_cli(TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS + ["--strategy=tpu"], workdir,
-                   path_prefix=bin_dir)
+  result = run_cli(TPU_VM + ["--tpu_type=v4-8", "--"] + PATHS + ["--strategy=tpu", "--tpu=local"],
+                   workdir, path_prefix=bin_dir)
   assert result.returncode == 1
   assert result.stderr.startswith(
       "error: command failed with exit code 1: gcloud compute tpus tpu-vm create bert-tpu ")
