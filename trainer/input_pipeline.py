@@ -212,7 +212,8 @@ def make_dataset(data_dir, split, global_batch_size, *, manifest, head, training
   logging.info("input pipeline %d/%d reads %s shards: %s", pipeline_id, num_pipelines, split,
                [posixpath.basename(f) for f in files])
 
-  epoch_seed = seed + 7919 * epoch  # a fresh, reproducible order per epoch
+  # A fresh, reproducible order per epoch (epoch may be a tensor: see make_train_stream).
+  epoch_seed = tf.cast(seed, tf.int64) + 7919 * tf.cast(epoch, tf.int64)
   ds = tf.data.Dataset.from_tensor_slices(files)
   if training:
     ds = ds.shuffle(len(files), seed=epoch_seed, reshuffle_each_iteration=True)
@@ -269,6 +270,30 @@ def make_dataset(data_dir, split, global_batch_size, *, manifest, head, training
       return _pad(x, boundaries)
     ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_train_stream(data_dir, global_batch_size, *, steps_per_epoch, first_epoch, num_epochs,
+                      skip_steps=0, input_context=None, **kwargs):
+  """All remaining training batches of one input pipeline, epoch after epoch, as one dataset.
+
+  Epoch e is make_dataset(..., epoch=e) cut to steps_per_epoch steps, so its order depends
+  only on (seed, e); the stream starts at first_epoch with skip_steps of it already consumed,
+  which reproduces exactly the batches an uninterrupted run would have seen. One dataset for
+  the whole run means one iterator, so the training function is traced once.
+  Args: as make_dataset (training=True), plus the epoch range [first_epoch, num_epochs).
+  """
+  replicas = input_context.num_replicas_in_sync if input_context else 1
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  batches_per_epoch = steps_per_epoch * (replicas // pipelines)
+
+  def one_epoch(epoch):
+    return make_dataset(data_dir, "train", global_batch_size, training=True,
+                        input_context=input_context, epoch=epoch, **kwargs).take(
+                            batches_per_epoch)
+  stream = tf.data.Dataset.range(first_epoch, num_epochs).flat_map(one_epoch)
+  if skip_steps:
+    stream = stream.skip(skip_steps * (replicas // pipelines))
+  return stream.prefetch(tf.data.AUTOTUNE)
 
 
 def _sorted_batches(features, batch_size):

@@ -115,6 +115,11 @@ class Run:
                            "max_seq_length": manifest.get("max_seq_length"),
                            "vocab_sha256": manifest.get("vocab_sha256"),
                            "rows": {s: v.get("rows") for s, v in manifest["splits"].items()}}))
+    self._run.config.update({"dataset_artifact": artifact.name, "data_dir": data_dir},
+                            allow_val_change=True)
+    if self.mode != "online":
+      # W&B cannot use artifacts offline; the digest in the config still names the data.
+      return
     if os.path.exists(manifest_path):
       artifact.add_file(manifest_path, name="manifest.json")
     else:  # gs:// data: reference the manifest instead of uploading it
@@ -172,8 +177,9 @@ def start_run(config, model_dir, job_type, is_chief=True):
     return Run(None, "disabled")
   import wandb
   group = config.wandb.group or posixpath.basename(model_dir.rstrip("/")) or "run"
-  # W&B writes its files next to the results (local dirs only; gs:// model dirs use ./wandb).
-  wandb_dir = model_dir if "://" not in model_dir else None
+  # W&B writes its files next to the results (WANDB_DIR, if set, wins; gs:// model dirs
+  # cannot hold them, W&B then uses ./wandb).
+  wandb_dir = os.environ.get("WANDB_DIR") or (model_dir if "://" not in model_dir else None)
   from trainer import config as config_lib  # local import: config imports nothing from here
   with _key_hidden_unless_online(mode):
     run = wandb.init(

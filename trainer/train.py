@@ -327,12 +327,13 @@ class _Run:
         # Divide by the GLOBAL batch: the cross-replica sum of gradients is then the mean.
         loss = tf.reduce_sum(per_example) / global_batch
         scaled = optimizer.get_scaled_loss(loss) if loss_scaled else loss
+      # None for variables the loss does not use (the pooler under mean pooling).
       return loss, tape.gradient(scaled, tvars)
 
     if config.xla:
       forward_backward = tf.function(forward_backward, jit_compile=True)
 
-    def apply_if(grads, finite):
+    def apply_if(grads, tvars, finite):
       """Applies the update on every replica, or on none when the step is not finite."""
       def cross_replica(distribution, grads, finite):
         ok = distribution.experimental_local_results(finite)[0]
@@ -350,6 +351,8 @@ class _Run:
     def replica_step(batch, preempt):
       features = {k: batch[k] for k in model_lib.INPUT_KEYS}
       loss, grads = forward_backward(features, batch["labels"])
+      used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
+      grads, used_vars = [g for g, _ in used], [v for _, v in used]
       ctx = tf.distribute.get_replica_context()
       grads = ctx.all_reduce(sum_op, grads)
       loss = ctx.all_reduce(sum_op, loss)
@@ -362,15 +365,17 @@ class _Run:
         # LossScaleOptimizer skips non-finite gradients itself (and lowers the scale): an
         # overflow of the scaled float16 gradients is routine, not a bad step.
         finite = tf.math.is_finite(loss)
-        optimizer.apply_gradients(zip(grads, tvars), experimental_aggregate_gradients=False)
+        optimizer.apply_gradients(zip(grads, used_vars), experimental_aggregate_gradients=False)
       else:
         finite = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
-        apply_if(grads, finite)
+        apply_if(grads, used_vars, finite)
       mask = tf.cast(features["input_mask"], tf.float32)
       real = ctx.all_reduce(sum_op, tf.reduce_sum(mask))
       padded = ctx.all_reduce(sum_op, tf.cast(tf.size(mask), tf.float32))
       # Any worker's SIGTERM reaches all workers at the same step, so they save together.
-      flag = ctx.all_reduce(sum_op, preempt)
+      # (identity: a tensor of this replica; the same input object on every replica would be
+      # regrouped into one value that all_reduce cannot place.)
+      flag = ctx.all_reduce(sum_op, tf.identity(preempt))
       return loss, finite, real, padded, flag
 
     @tf.function
@@ -411,24 +416,25 @@ class _Run:
     return eval_fn
 
   # ----------------------------------------------------------------------------- training
-  def _train_dataset(self, epoch, skip_steps):
+  def _train_dataset(self, step):
+    """The distributed stream of all training batches from `step` to the end."""
     config = self.config
+    first_epoch, skip_steps = divmod(step, self.steps_per_epoch)
 
     def dataset_fn(ctx):
-      if epoch == 0 or skip_steps or not hasattr(self, "_said_shards"):
-        files = input_pipeline.assign_shards(self.shards["train"], ctx.num_input_pipelines,
-                                             ctx.input_pipeline_id)[0]
-        say(f"input pipeline {ctx.input_pipeline_id}/{ctx.num_input_pipelines} "
-            f"({strategy_lib.task_name(self.strategy)}) reads train shards "
-            f"{[posixpath.basename(f) for f in files]}")
-        self._said_shards = True
-      return input_pipeline.make_dataset(
-          self.data_dir, "train", config.train.global_batch_size, manifest=self.manifest,
-          head=self.head, training=True, input_context=ctx, shards=self.shards["train"],
+      files = input_pipeline.assign_shards(self.shards["train"], ctx.num_input_pipelines,
+                                           ctx.input_pipeline_id)[0]
+      say(f"input pipeline {ctx.input_pipeline_id}/{ctx.num_input_pipelines} "
+          f"({strategy_lib.task_name(self.strategy)}) reads train shards "
+          f"{[posixpath.basename(f) for f in files]}")
+      return input_pipeline.make_train_stream(
+          self.data_dir, config.train.global_batch_size, steps_per_epoch=self.steps_per_epoch,
+          first_epoch=first_epoch, num_epochs=config.train.epochs, skip_steps=skip_steps,
+          input_context=ctx, manifest=self.manifest, head=self.head, shards=self.shards["train"],
           positive_label=config.model.positive_label, padding=config.train.padding,
           bucket_boundaries=config.train.bucket_boundaries,
-          shuffle_buffer=config.train.shuffle_buffer, seed=config.train.seed, epoch=epoch,
-          skip_steps=skip_steps, cycle_length=config.data.cycle_length)
+          shuffle_buffer=config.train.shuffle_buffer, seed=config.train.seed,
+          cycle_length=config.data.cycle_length)
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def _train(self):
@@ -439,13 +445,17 @@ class _Run:
     writer = self._summary_writer("train")
     self.nan_skipped = 0
     self._evaluate_pending_epoch(step)
-    window = {"steps": 0, "finite_steps": 0, "loss": 0.0, "real": 0.0, "padded": 0.0, "time": time.perf_counter()}
+    window = {"steps": 0, "finite_steps": 0, "loss": 0.0, "real": 0.0, "padded": 0.0,
+              "time": time.perf_counter()}
     self.throughput = {"real": 0.0, "padded": 0.0, "examples": 0, "seconds": 0.0}
+    if step >= total:
+      return None
+    if step % spe:
+      say(f"epoch {step // spe + 1}: skipping the {step % spe} batches trained before the "
+          "restart")
+    iterator = iter(self._train_dataset(step))
     while step < total:
       epoch, done_in_epoch = divmod(step, spe)
-      if done_in_epoch:
-        say(f"epoch {epoch + 1}: skipping the {done_in_epoch} batches trained before the restart")
-      iterator = iter(self._train_dataset(epoch, done_in_epoch))
       while done_in_epoch < spe:
         n = self._steps_this_call(step, spe - done_in_epoch)
         try:
@@ -481,6 +491,7 @@ class _Run:
       self.epoch.assign(epoch + 1)
       self._save(step)
       self._evaluate_epoch(epoch + 1, step)
+      window["time"] = time.perf_counter()  # evaluation time is not training time
     return None
 
   def _steps_this_call(self, step, left_in_epoch):

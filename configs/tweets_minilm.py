@@ -1,0 +1,39 @@
+"""The offline CPU demo: all-MiniLM-L6-v2 (converted) fine-tuned on real tweets.
+
+  python -m trainer.convert --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
+      --output_dir=runs/encoders/all-minilm-l6-v2
+  python -m preprocess.run @configs/data/tweets_binary.args \\
+      --input="$(python -m preprocess.datasets tweets)" \\
+      --encoder_dir=runs/encoders/all-minilm-l6-v2 --output_dir=runs/data/tweets_binary
+  python -m trainer.task --config=configs/tweets_minilm.py \\
+      --data_dir=runs/data/tweets_binary --model_dir=runs/models/tweets_minilm
+
+Binary positive-vs-rest (about 18% positive). The 3-class variant, on data preprocessed with
+configs/data/tweets_3class.args:
+  python -m trainer.task --config=configs/tweets_minilm.py --config.model.head=multiclass \\
+      --data_dir=runs/data/tweets_3class --model_dir=runs/models/tweets_minilm_3class
+(positive_label also lets the binary head run one-vs-rest on the 3-class data.)
+MiniLM is a mean-pooling sentence model whose pooler was never trained: mean pooling.
+"""
+from trainer.config import default_config
+
+
+def get_config():
+  config = default_config()
+  config.encoder.kind = "checkpoint"
+  config.encoder.dir = "runs/encoders/all-minilm-l6-v2"
+  config.model.head = "binary"
+  config.model.positive_label = "positive"
+  config.model.pooling = "mean"
+  config.model.dropout = 0.1
+  config.train.global_batch_size = 32
+  config.train.epochs = 3
+  config.train.learning_rate = 5e-5
+  config.train.warmup_fraction = 0.1
+  config.train.bucket_boundaries = (16, 32, 64, 128)
+  config.train.checkpoint_every_steps = 300
+  config.train.log_every_steps = 50
+  config.eval.global_batch_size = 128
+  config.precision = "float32"          # CPU
+  config.wandb.project = "bert-tweets-minilm"
+  return config

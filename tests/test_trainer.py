@@ -1,0 +1,282 @@
+"""trainer.train / trainer.task: training, resume, preemption, precision, refusals, W&B offline.
+
+Tiny random encoders on fake preprocessed data (tests/trainer_fixtures.py); every run is a
+real train_and_evaluate (or a real `python -m trainer.task` process), nothing is mocked.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import trainer_fixtures as fx  # noqa: F401  (imports bertcore before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bertcore import schema
+from trainer import config as config_lib
+from trainer import model as model_lib
+from trainer import strategy as strategy_lib
+from trainer import train
+
+ENV = dict(os.environ, WANDB_MODE="disabled", CUDA_VISIBLE_DEVICES="",
+           PYTHONPATH=os.pathsep.join([fx.REPO, os.path.join(fx.REPO, "tests")]))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("data"))
+  fx.tiny_data_dir(d, n_train=512)
+  fx.write_vocab(d)
+  return d
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+  yield
+  strategy_lib.set_precision("float32")
+
+
+def one_device():
+  return strategy_lib.build_strategy("one_device")
+
+
+def checkpoint_steps(model_dir, sub="checkpoints"):
+  state = tf.train.get_checkpoint_state(os.path.join(model_dir, sub))
+  return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
+
+
+def test_training_lowers_the_loss_then_a_rerun_does_not_retrain(data_dir, tmp_path, capsys):
+  model_dir = str(tmp_path / "run")
+  config = fx.tiny_config(data_dir)
+  results = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert results["final"]["step"] == results["final"]["total_steps"] == 64
+  losses = [e["validation"]["loss"] for e in results["epochs"]]
+  assert losses[-1] < 0.55 < np.log(2)                # from ~ln 2 at random init
+  assert results["final"]["validation"]["best_f1"] > 0.75
+  written = json.load(open(os.path.join(model_dir, "eval_results.json")))
+  assert written["final"]["validation"]["f1"] == results["final"]["validation"]["f1"]
+  assert json.load(open(os.path.join(model_dir, "config.json")))["train"]["epochs"] == 2
+  assert os.path.exists(os.path.join(model_dir, "export", "saved_model.pb"))
+  assert os.listdir(os.path.join(model_dir, "plots", "validation"))
+  assert checkpoint_steps(model_dir, "best") == [results["final"]["best_step"]]
+  capsys.readouterr()
+
+  again = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert "not retraining" in capsys.readouterr().out
+  assert again["final"] == written["final"]
+
+
+def test_stopped_run_resumes_and_continues_the_step_count(data_dir, tmp_path, capsys):
+  model_dir = str(tmp_path / "run")
+  config = fx.tiny_config(data_dir, **{"train.stop_at_step": 37, "export": False})
+  stopped = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert stopped == {"stopped_at_step": 37, "total_steps": 64}
+  assert max(checkpoint_steps(model_dir)) == 37
+  evaluated = json.load(open(os.path.join(model_dir, "eval_results.json")))["epochs"]
+  assert [e["epoch"] for e in evaluated] == [1]
+  capsys.readouterr()
+
+  config = fx.tiny_config(data_dir, **{"export": False})
+  results = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  out = capsys.readouterr().out
+  assert "step 37 (epoch 2, 5 of its 32 steps done)" in out
+  assert "skipping the 5 batches trained before the restart" in out
+  assert "step 4/64" not in out and "step 40/64" in out   # counting went on from 37
+  assert [e["epoch"] for e in results["epochs"]] == [1, 2]
+  assert max(checkpoint_steps(model_dir)) == 64
+
+
+def test_changed_batch_size_cannot_resume_into_the_same_model_dir(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  config = fx.tiny_config(data_dir, **{"train.stop_at_step": 2, "export": False})
+  train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  config = fx.tiny_config(data_dir, **{"train.global_batch_size": 8})
+  with pytest.raises(ValueError, match="train.global_batch_size"):
+    train.train_and_evaluate(config, data_dir, model_dir, one_device())
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_with_float32_logits(data_dir, tmp_path, policy):
+  config = fx.tiny_config(data_dir, **{"precision": policy, "train.stop_at_step": 3,
+                                       "export": False})
+  result = train.train_and_evaluate(config, data_dir, str(tmp_path / "run"), one_device())
+  assert result["stopped_at_step"] == 3
+  assert tf.keras.mixed_precision.global_policy().name == policy
+  manifest = schema.read_manifest(data_dir)
+  classifier, _ = model_lib.build_classifier(config, manifest)
+  ids = tf.constant([[2, 4, 3, 0]])
+  logits = classifier({"input_word_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32),
+                       "input_type_ids": tf.zeros_like(ids)})
+  assert logits.dtype == tf.float32 and logits.shape == (1, 1)
+  encoder_layer = [l for l in classifier.layers if "encoder" in l.name][0]
+  assert encoder_layer.compute_dtype == policy.split("_")[1]
+
+
+def test_non_finite_loss_stops_naming_the_step_and_never_becomes_best(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  config = fx.tiny_config(data_dir, **{"train.learning_rate": 1e30, "train.epochs": 1})
+  with pytest.raises(train.TrainingError, match="at step 2 "):
+    train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert checkpoint_steps(model_dir) == []
+
+  config = fx.tiny_config(data_dir, **{"train.learning_rate": 1e30, "train.epochs": 1,
+                                       "train.nan_policy": "skip"})
+  results = train.train_and_evaluate(config, data_dir, str(tmp_path / "skip"), one_device())
+  assert results["final"]["nan_steps_skipped"] == 31
+  assert checkpoint_steps(str(tmp_path / "skip"), "best") == []   # NaN is never best
+  assert results["final"]["export_dir"] is None
+
+
+def test_vocabulary_mismatch_is_refused_before_building(data_dir, tmp_path):
+  other = fx.write_vocab(str(tmp_path), fx.VOCAB[:-1] + ["zzz"])
+  config = fx.tiny_config(data_dir, **{"encoder.vocab_file": other})
+  with pytest.raises(schema.DataError, match="vocabulary mismatch"):
+    train.train_and_evaluate(config, data_dir, str(tmp_path / "run"), one_device())
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_hub_savedmodel_encoder_builds_and_its_vocab_is_checked(data_dir, tmp_path):
+  hub_dir = fx.write_hub_encoder(str(tmp_path / "hub"))
+  config = fx.tiny_config(data_dir, **{"encoder.kind": "hub", "encoder.hub_handle": hub_dir,
+                                       "model.pooling": "cls"})
+  manifest = schema.read_manifest(data_dir)
+  assert model_lib.check_encoder_fits_data(config.encoder, manifest).endswith("vocab.txt")
+  classifier, _ = model_lib.build_classifier(config, manifest)
+  ids = tf.constant([[2, 4, 3]])
+  logits = classifier({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+                       "input_type_ids": tf.zeros_like(ids)})
+  assert logits.shape == (1, 1)
+  assert len(classifier.trainable_variables) > 10   # the encoder is fine-tuned too
+  fx.write_vocab(os.path.join(hub_dir, "assets"), fx.VOCAB[::-1])
+  with pytest.raises(schema.DataError, match="vocabulary mismatch"):
+    model_lib.check_encoder_fits_data(config.encoder, manifest)
+
+
+def test_bad_data_dirs_and_model_dirs_are_refused(data_dir, tmp_path):
+  config = fx.tiny_config(data_dir)
+  with pytest.raises(schema.DataError, match="no manifest.json"):
+    train.train_and_evaluate(config, str(tmp_path), str(tmp_path / "run"), one_device())
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(ValueError, match="not writable"):
+    train.train_and_evaluate(config, data_dir, str(blocker / "run"), one_device())
+
+
+def test_every_shipped_config_is_valid():
+  configs = os.path.join(fx.REPO, "configs")
+  names = sorted(f for f in os.listdir(configs) if f.endswith(".py"))
+  assert {"quora_bert_base.py", "tiny.py", "tweets_minilm.py"} <= set(names)
+  for name in names:
+    config_lib.validate(config_lib.load_config_file(os.path.join(configs, name)))
+  quora = config_lib.load_config_file(os.path.join(configs, "quora_bert_base.py"))
+  assert quora.encoder.hub_handle.endswith("bert_en_uncased_L-12_H-768_A-12/4")
+  assert (quora.train.global_batch_size, quora.train.learning_rate, quora.train.epochs,
+          quora.model.dropout, quora.model.head) == (32, 2e-5, 5, 0.5, "binary")
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import trainer_fixtures as fx
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainer import strategy as strategy_lib, train
+    data_dir, model_dir = sys.argv[1], sys.argv[2]
+    strategy = strategy_lib.build_strategy("mirrored")
+    try:
+      train.train_and_evaluate(fx.tiny_config(data_dir, **{"train.global_batch_size": 15}),
+                               data_dir, model_dir + "_odd", strategy)
+      refused = None
+    except ValueError as e:
+      refused = str(e)
+    results = train.train_and_evaluate(
+        fx.tiny_config(data_dir, **{"train.epochs": 1, "export": False}), data_dir, model_dir,
+        strategy)
+    print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync,
+                                  "refused": refused, "final": results["final"]}))
+""")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
+  proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, data_dir, str(tmp_path / "run")],
+                        env=ENV, capture_output=True, text=True, timeout=240)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+  result = json.loads(lines[0][len("RESULT "):])
+  assert result["replicas"] == 2
+  assert "not divisible by the 2 replicas" in result["refused"]
+  assert result["final"]["step"] == 32
+  assert "2 replica(s) x 8" in proc.stdout
+  assert result["final"]["validation"]["num_examples"] == 64   # filler rows are not counted
+
+
+def _task(data_dir, model_dir, *flags, env=ENV):
+  return [sys.executable, "-m", "trainer.task", f"--config={fx.TINY_CONFIG}",
+          f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+          f"--config.encoder.vocab_file={os.path.join(data_dir, 'vocab.txt')}", *flags]
+
+
+def test_sigterm_saves_a_checkpoint_exits_nonzero_and_the_rerun_resumes(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  proc = subprocess.Popen(_task(data_dir, model_dir, "--config.train.epochs=200",
+                                "--config.train.checkpoint_every_steps=0"),
+                          env=ENV, cwd=fx.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  output = []
+  for line in proc.stdout:
+    output.append(line)
+    if line.startswith("step 8/"):
+      proc.send_signal(signal.SIGTERM)
+      break
+  rest, _ = proc.communicate(timeout=60)
+  output = "".join(output) + rest
+  assert proc.returncode == 143, output[-3000:]
+  saved = [l for l in output.splitlines() if l.startswith("preempted: checkpoint saved at step")]
+  assert len(saved) == 1, output[-3000:]
+  step = int(saved[0].rsplit(" ", 1)[1])
+  assert step >= 8 and checkpoint_steps(model_dir) == [step]
+
+  rerun = subprocess.run(_task(data_dir, model_dir, "--config.train.epochs=200",
+                               "--config.train.checkpoint_every_steps=0",
+                               f"--config.train.stop_at_step={step + 2}"),
+                         env=ENV, cwd=fx.REPO, capture_output=True, text=True, timeout=120)
+  assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+  assert f"resuming from {model_dir}/checkpoints/ckpt-{step}: step {step}" in rerun.stdout
+  assert checkpoint_steps(model_dir)[-1] == step + 2
+
+
+def test_task_prints_one_line_errors(data_dir, tmp_path):
+  proc = subprocess.run(_task(str(tmp_path), str(tmp_path / "run")), env=ENV, cwd=fx.REPO,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert "Traceback" not in proc.stderr
+
+
+def test_wandb_offline_run_writes_its_files_and_never_the_key(data_dir, tmp_path):
+  sentinel = "SENTINEL-wandb-key-0123456789abcdef0123456789abcdef"
+  model_dir = str(tmp_path / "run")
+  env = dict(ENV, WANDB_MODE="offline", WANDB_API_KEY=sentinel,
+             WANDB_CACHE_DIR=str(tmp_path / "cache"), WANDB_DATA_DIR=str(tmp_path / "data"),
+             WANDB_CONFIG_DIR=str(tmp_path / "config"), WANDB_ARTIFACT_DIR=str(tmp_path / "art"))
+  proc = subprocess.run(_task(data_dir, model_dir, "--config.train.epochs=1",
+                              "--config.wandb.mode=auto"),
+                        env=env, cwd=fx.REPO, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  assert sentinel not in proc.stdout + proc.stderr
+  runs = sorted(os.listdir(os.path.join(model_dir, "wandb")))
+  offline = [r for r in runs if r.startswith("offline-run-")]
+  assert len(offline) == 3, runs                        # train, evaluate, save
+  for run in offline:
+    assert any(f.endswith(".wandb") for f in os.listdir(os.path.join(model_dir, "wandb", run)))
+  scanned = 0
+  for root in (model_dir, str(tmp_path)):
+    for dirpath, _, files in os.walk(root):
+      for name in files:
+        with open(os.path.join(dirpath, name), "rb") as f:
+          assert sentinel.encode() not in f.read(), os.path.join(dirpath, name)
+        scanned += 1
+  assert scanned > 20
