@@ -3,7 +3,10 @@
 Submitting a Beam job to Dataflow is running the pipeline locally with `--runner=DataflowRunner`:
 Beam builds the graph here, stages the code and submits it. `--setup_file=./setup.py` makes Beam
 build this package and install it (with tensorflow-text, whose ops the tokenizer needs) on every
-Dataflow worker; so the command runs from the repository root.
+Dataflow worker; so the command runs from the repository root. preprocess.run waits for the job
+(`with beam.Pipeline(...)`) and then writes plots and manifest.json from this machine, so the
+launching process must keep running until the Dataflow job is done; the vocabulary is read here
+too, so --vocab_file may be local.
 """
 import importlib.util
 import os
@@ -56,7 +59,7 @@ def validate(job_name, staging_bucket, preprocess_args):
   clashes = [name for name in LAUNCHER_OPTIONS if name in flags]
   if clashes:
     raise ValueError(f"--{clashes[0]} is set by the launcher; remove it from after --")
-  validation.check_cloud_paths(flags, required=("input", "output_dir"))
+  validation.check_cloud_paths(preprocess_args, required=("input", "output_dir"))
 
 
 def beam_gcp_installed():
@@ -65,7 +68,7 @@ def beam_gcp_installed():
 
 
 def submit(command):
-  """Runs the preprocessing command, which stages the code and submits the job to Dataflow."""
+  """Runs the preprocessing command: it submits the job to Dataflow and waits for it to finish."""
   if not beam_gcp_installed():
     raise ValueError(CLOUD_HINT)
   if not os.path.isfile("setup.py"):

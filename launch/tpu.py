@@ -72,7 +72,7 @@ def validate(tpu_name, tpu_type, trainer_args):
   validation.check_resource_name(tpu_name, "TPU VM")
   replicas, runtime = validation.tpu_topology(tpu_type)
   flags = validation.parse_flags(trainer_args)
-  validation.check_cloud_paths(flags, required=("data_dir", "model_dir"))
+  validation.check_cloud_paths(trainer_args, required=("data_dir", "model_dir"))
   validation.check_strategy(flags.get("strategy"), "tpu_vm")
   if flags.get("tpu") != "local":
     # The trainer runs on the TPU VM, which owns the chips; a TPU name would go through the

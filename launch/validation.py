@@ -74,30 +74,48 @@ _TPU_TYPE = re.compile(r"^(v2|v3|v4|v5p|v5litepod|v6e)-(\d+)$")
 _RESOURCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def parse_flags(args):
-  """Reads absl-style flags from a passthrough argument list.
+def flag_items(args):
+  """Reads absl/argparse-style flags from a passthrough argument list, in order.
 
   Args:
-    args: e.g. ["--data_dir=gs://b/d", "--strategy", "tpu", "--xla"].
+    args: e.g. ["--data_dir=gs://b/d", "--strategy", "tpu", "--xla", "@configs/data/x.args"].
+      An `@file` argument (preprocess.run's flag files) is read in place: one flag per line,
+      blank and `#` lines skipped.
 
   Returns:
-    {name: value} with the last occurrence winning; a bare `--flag` maps to "true".
+    [(name, value), ...]; a bare `--flag` has the value "true".
   """
-  flags = {}
+  expanded = []
+  for arg in args:
+    if arg.startswith("@"):
+      try:
+        with open(arg[1:], encoding="utf-8") as f:
+          expanded += [line.strip() for line in f
+                       if line.strip() and not line.strip().startswith("#")]
+      except OSError as e:
+        raise ValueError(f"cannot read flag file {arg[1:]}: {e.strerror}") from None
+    else:
+      expanded.append(arg)
+  items = []
   i = 0
-  while i < len(args):
-    arg = args[i]
+  while i < len(expanded):
+    arg = expanded[i]
     if arg.startswith("-"):
       name, eq, value = arg.lstrip("-").partition("=")
       if not eq:
-        if i + 1 < len(args) and not args[i + 1].startswith("-"):
-          value = args[i + 1]
+        if i + 1 < len(expanded) and not expanded[i + 1].startswith("-"):
+          value = expanded[i + 1]
           i += 1
         else:
           value = "true"
-      flags[name] = value
+      items.append((name, value))
     i += 1
-  return flags
+  return items
+
+
+def parse_flags(args):
+  """{name: value} of flag_items(args), the last occurrence of a flag winning (as in absl)."""
+  return dict(flag_items(args))
 
 
 def require_gs(flag, value):
@@ -106,19 +124,21 @@ def require_gs(flag, value):
     raise ValueError(f"{flag} must be a gs:// path for a cloud run (got {value!r})")
 
 
-def check_cloud_paths(flags, required):
+def check_cloud_paths(args, required):
   """Checks the passthrough data/model paths: every one given must be gs://.
 
   Args:
-    flags: parse_flags() of the passthrough.
+    args: the passthrough argument list (a repeated flag, like preprocess's --input, is checked
+      at every occurrence).
     required: flag names that must be present (e.g. ("data_dir", "model_dir")).
   """
+  items = flag_items(args)
   for name in required:
-    if name not in flags:
+    if name not in dict(items):
       raise ValueError(f"--{name}=gs://... is required after -- for a cloud run")
-  for name in CLOUD_PATH_FLAGS:
-    if name in flags:
-      require_gs(f"--{name}", flags[name])
+  for name, value in items:
+    if name in CLOUD_PATH_FLAGS:
+      require_gs(f"--{name}", value)
 
 
 def check_resource_name(name, what):

@@ -69,7 +69,7 @@ def validate(staging_bucket, image, machine_type, accelerator_type, accelerator_
     raise ValueError(f"--workers must be >= 1 (got {workers})")
   gpu, count = validation.resolve_accelerator(machine_type, accelerator_type, accelerator_count)
   flags = validation.parse_flags(trainer_args)
-  validation.check_cloud_paths(flags, required=("data_dir", "model_dir"))
+  validation.check_cloud_paths(trainer_args, required=("data_dir", "model_dir"))
   strategy = flags.get("strategy")
   validation.check_strategy(strategy, "vertex", workers=workers, accelerator_count=count)
   replicas = validation.gpu_replicas(strategy, workers, count)

@@ -44,10 +44,13 @@ IMAGE = "us-central1-docker.pkg.dev/proj/repo/bert-trainer:1"
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-  """A repository root as the launcher sees it: ./setup.py and ./configs/tiny.py."""
+  """A repository root as the launcher sees it: ./setup.py, ./configs/tiny.py, flag files."""
   (tmp_path / "setup.py").write_text("# stand-in\n")
   (tmp_path / "configs").mkdir()
   (tmp_path / "configs" / "tiny.py").write_text(TINY_CONFIG)
+  (tmp_path / "configs" / "tweets.args").write_text("# a recipe\n--text_column=text\n\n"
+                                                    "--labels=rest,positive\n")
+  (tmp_path / "configs" / "direct.args").write_text("--runner=DirectRunner\n")
   monkeypatch.chdir(tmp_path)
   return tmp_path
 
@@ -152,8 +155,9 @@ def test_tpu_vm_runtime_override_and_skip_create(workdir):
 
 
 def test_dataflow_dry_run_has_pipeline_options_and_setup_file(workdir):
-  job_args = ["--input=gs://bkt/raw/train*.csv", "--output_dir=gs://bkt/data",
-              "--vocab_file=gs://bkt/vocab.txt", "--num_shards=64"]
+  job_args = ["@configs/tweets.args", "--input=gs://bkt/raw/train*.csv",
+              "--input=gs://bkt/raw/more.csv", "--output_dir=gs://bkt/data",
+              "--vocab_file=vocab.txt", "--num_shards=64"]
   plan = dry_run(DATAFLOW + ["--machine_type=n2-standard-4", "--workers=20", "--"] + job_args,
                  workdir)
   options = {
@@ -242,6 +246,12 @@ ERRORS = [
      "config file not found: configs/nope.py"),
     ("dataflow local output", DATAFLOW + ["--", "--input=gs://b/x.csv", "--output_dir=out"],
      "--output_dir must be a gs:// path for a cloud run (got 'out')"),
+    ("dataflow second input local", DATAFLOW + ["--", "--input=gs://b/x.csv", "--input",
+                                                "more/*.csv", "--output_dir=gs://b/o"],
+     "--input must be a gs:// path for a cloud run (got 'more/*.csv')"),
+    ("dataflow runner in a flag file", DATAFLOW + ["--", "@configs/direct.args",
+                                                   "--input=gs://b/x.csv", "--output_dir=gs://b/o"],
+     "--runner is set by the launcher; remove it from after --"),
     ("dataflow runner after --", DATAFLOW + ["--", "--input=gs://b/x.csv",
                                              "--output_dir=gs://b/o", "--runner=DirectRunner"],
      "--runner is set by the launcher; remove it from after --"),
@@ -286,6 +296,11 @@ def test_parse_flags_reads_absl_styles():
   assert validation.parse_flags(
       ["--a=1", "--b", "2", "--xla", "--c=x=y", "-d=4", "--a=5", "--e"]) == {
           "a": "5", "b": "2", "xla": "true", "c": "x=y", "d": "4", "e": "true"}
+
+
+def test_flag_items_keep_repeats_and_read_flag_files(workdir):
+  assert validation.flag_items(["--input=a", "@configs/tweets.args", "--input", "b"]) == [
+      ("input", "a"), ("text_column", "text"), ("labels", "rest,positive"), ("input", "b")]
 
 
 @pytest.mark.parametrize("tpu_type, replicas, runtime", [
@@ -376,7 +391,8 @@ def test_tpu_vm_submit_runs_the_dry_run_commands(workdir, fake_gcloud):
   assert ran == plan["commands"]
   assert "gcloud compute tpus tpu-vm delete bert-tpu" in result.stdout
   with tarfile.open(workdir / "build" / "launch" / "bert-tpu-src.tar.gz") as tar:
-    assert sorted(tar.getnames()) == ["configs/tiny.py", "setup.py"]
+    assert sorted(tar.getnames()) == [
+        "configs/direct.args", "configs/tiny.py", "configs/tweets.args", "setup.py"]
 
 
 def test_tpu_vm_submit_stops_at_the_first_failing_command(workdir, fake_gcloud, monkeypatch):
