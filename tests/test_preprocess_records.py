@@ -40,3 +40,13 @@ def test_pack_batch_matches_per_row_packing():
       encoder.pack(r) for r in rows]
   packed, offsets = records.pack_batch([2**40, 1], [0, 1, 2])  # The slow path.
   assert [packed[offsets[0]:offsets[1]], packed[offsets[1]:]] == [records.varint(2**40), b"\x01"]
+
+
+def test_parts_packed_equals_parts():
+  encoder = records.ExampleEncoder()
+  for example_id, ids in [("q1", [2, 300, 3]), ("x" * 5000, [2] * 3000), ("", [1]),
+                          ("id", list(range(20000, 22000)))]:
+    packed, offsets = records.pack_batch(ids, [0, len(ids)])
+    types = [0] * (len(ids) - 1) + [1]
+    assert encoder.parts_packed(example_id, packed, len(ids), bytes(types)) == encoder.parts(
+        example_id, ids, types)
