@@ -57,6 +57,13 @@ def generate_csv(path, rows, vocab_file, seed=0):
   os.replace(tmp, path)
 
 
+def cpu_seconds():
+  """User + system CPU time of this process and its finished children (worker processes)."""
+  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+      resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def peak_rss_mb():
   own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # multi_processing workers
@@ -65,13 +72,13 @@ def peak_rss_mb():
 
 def child_job(args, extra):
   from preprocess import run as run_lib
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), cpu_seconds()
   manifest = run_lib.run([f"--input={args.csv}", f"--output_dir={args.out}",
                           f"--vocab_file={args.vocab_file}", "--labels=0,1",
                           f"--num_shards={args.num_shards}", *extra])
   seconds = time.perf_counter() - start
-  return {"seconds": seconds, "rows": manifest["rows_read"], "written": manifest["rows_written"],
-          "peak_rss_mb": peak_rss_mb()}
+  return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": manifest["rows_read"],
+          "written": manifest["rows_written"], "peak_rss_mb": peak_rss_mb()}
 
 
 def child_identity(args, extra):
@@ -80,14 +87,15 @@ def child_identity(args, extra):
   from apache_beam.options.pipeline_options import PipelineOptions
   from preprocess import job
   options = PipelineOptions(extra)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), cpu_seconds()
   with beam.Pipeline(runner=job.make_runner(options), options=options) as p:
     _ = (p | "Read" >> beam.io.ReadFromText(args.csv, skip_header_lines=1)
          | "Encode" >> beam.Map(str.encode)
          | "Write" >> beam.io.WriteToTFRecord(os.path.join(args.out, "identity"),
                                               num_shards=3 * args.num_shards))
   seconds = time.perf_counter() - start
-  return {"seconds": seconds, "rows": args.rows, "peak_rss_mb": peak_rss_mb()}
+  return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": args.rows,
+          "peak_rss_mb": peak_rss_mb()}
 
 
 def child_tutorial(args, extra):
@@ -117,12 +125,12 @@ def child_tutorial(args, extra):
 
   dataset = tf.data.Dataset.from_tensor_slices(
       ([r[1] for r in rows], [int(r[2]) for r in rows]))
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), cpu_seconds()
   n = 0
   for features, _ in dataset.map(to_feature_map, num_parallel_calls=tf.data.AUTOTUNE).batch(32):
     n += int(features["input_word_ids"].shape[0])
   seconds = time.perf_counter() - start
-  return {"seconds": seconds, "rows": n, "peak_rss_mb": peak_rss_mb()}
+  return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": n, "peak_rss_mb": peak_rss_mb()}
 
 
 def measure(kind, csv_path, rows, args, extra, out):
@@ -175,7 +183,8 @@ def main():
         continue
       r = measure(kind, csv_path, args.rows, args, extra, os.path.join(args.workdir, f"out_{kind}"))
       print(f"({kind}) {labels[kind]:40s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
-            f"{r['rows_per_s']:>10.0f} rows/s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+            f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB  "
+            f"(load avg {os.getloadavg()[0]:.1f})", flush=True)
       if kind not in results or r["seconds"] < results[kind]["seconds"]:
         results[kind] = r
   if args.repeat > 1:
@@ -192,7 +201,8 @@ def main():
     r = measure("a", large_csv, args.large_rows, args, extra,
                 os.path.join(args.workdir, "out_large"))
     print(f"(a) job end to end, large                {r['rows']:>9d} rows {r['seconds']:8.1f} s "
-          f"{r['rows_per_s']:>10.0f} rows/s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+          f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB  "
+          f"(load avg {os.getloadavg()[0]:.1f})", flush=True)
     if "a" in results:
       growth = r["peak_rss_mb"] / results["a"]["peak_rss_mb"]
       ok = r["peak_rss_mb"] <= 2048 and growth <= 1.2
