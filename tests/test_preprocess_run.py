@@ -73,3 +73,15 @@ def test_bad_numbers(tmp_path):
                  "--train_fraction=0.9", "--validation_fraction=0.2"])
   with pytest.raises(ValueError, match="--batch_size"):
     run_lib.run(["--input=x", f"--output_dir={tmp_path}", "--vocab_file=v", "--batch_size=0"])
+
+
+def test_encoder_dir_gives_vocab_and_casing(tmp_path, tiny_vocab_file):
+  (tmp_path / "bert_config.json").write_text('{"do_lower_case": false}')
+  (tmp_path / "vocab.txt").write_text(open(tiny_vocab_file).read())
+  args, _ = run_lib.make_parser().parse_known_args(
+      ["--input=x", "--output_dir=o", f"--encoder_dir={tmp_path}"])
+  k = run_lib.job_kwargs(args)
+  assert (k["vocab_path"], k["lower_case"]) == (str(tmp_path / "vocab.txt"), False)
+  args, _ = run_lib.make_parser().parse_known_args(
+      ["--input=x", "--output_dir=o", f"--encoder_dir={tmp_path}", "--lower_case=true"])
+  assert run_lib.job_kwargs(args)["lower_case"] is True
