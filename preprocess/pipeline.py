@@ -18,6 +18,10 @@ Why this shape:
   does) therefore never holds the data set, and memory does not grow with the input.
 - WriteShards sorts each shard by example id and resolves duplicate ids there (all rows of one id
   hash to one shard), so the bytes written never depend on bundling, batching or parallelism.
+- Memory: one worker holds at most one shard (rows / (3 * num_shards) on average) in WriteShards,
+  and WriteDeadLetter holds the rejections (small, excerpts are cut to 200 characters).
+- Discovered labels (no --labels) are the labels of the rows that pass ValidateRows; a class
+  seen only on rows later rejected as duplicate_id or empty_text keeps a 0 in the histograms.
 """
 import collections
 import concurrent.futures
@@ -308,24 +312,31 @@ class WriteShards(beam.DoFn):
     path = schema.shard_path(self._output_dir, split, shard, self._num_shards, self._compression)
     partial = f"{path}.partial"
     options = tf.io.TFRecordOptions(compression_type=self._compression or "")
-    shard_stats = stats.empty_stats()
+    kept = []  # The written records, for the statistics.
     previous_id = None
     with tf.io.TFRecordWriter(partial, options) as writer:
-      for (example_id, file, line, names, before, after, token_length, truncated,
-           long_text, words, chars, excerpt) in records:
+      for record in records:
+        example_id, names = record[0], record[3]
         if example_id == previous_id:
           self._duplicates.inc()
-          yield beam.pvalue.TaggedOutput(
-              "rejected", rows.Rejection("duplicate_id", self._input_files[file], line, excerpt))
+          yield beam.pvalue.TaggedOutput("rejected", rows.Rejection(
+              "duplicate_id", self._input_files[record[1]], record[2], record[11]))
           continue
         previous_id = example_id
         label_entry = label_entries.get(names)
         if label_entry is None:
           label_entry = label_entries[names] = self._records.ints_entry(
               schema.LABEL_IDS, [label_index[name] for name in names])
-        writer.write(self._records.join(before, label_entry, after))
-        stats.add_row(shard_stats, names, token_length, truncated, long_text, words, chars)
+        writer.write(self._records.join(record[4], label_entry, record[5]))
+        kept.append(record)
     tf.io.gfile.rename(partial, path, overwrite=True)
+    shard_stats = stats.empty_stats()
+    if kept:
+      # (example_id, file, line, names, before, after, token_length, truncated, long_text,
+      #  words, chars, excerpt)
+      columns = list(zip(*kept))
+      stats.add_rows(shard_stats, columns[3], columns[6], columns[7], columns[8], columns[9],
+                     columns[10])
     self._written.inc(shard_stats["rows"])
     yield {"split": split, "shard": shard, "file": posixpath.basename(path), "stats": shard_stats}
 

@@ -106,6 +106,13 @@ def content_id(text, text_pair=None):
 
 def parse_labels(cell, config):
   """A label cell -> (class names, None) or ((), reason)."""
+  if not config.multi_label and config.label_map is None:  # The common case, kept cheap.
+    value = cell.strip()
+    if not value:
+      return (), "missing_label"
+    if config.labels is not None and value not in config.labels:
+      return (), "unknown_label"
+    return (value,), None
   values = cell.split(config.label_separator) if config.multi_label else [cell]
   values = [v.strip() for v in values if v.strip()]
   if not values:

@@ -39,6 +39,22 @@ def add_row(stats, label_names, token_length, truncated, long_text, words, chars
   stats["chars"][chars] += 1
 
 
+def add_rows(stats, label_names, token_lengths, truncated, long_text, words, chars):
+  """Counts many written rows at once (Counter counts an iterable in C).
+
+  label_names: one tuple of names per row; the other arguments: one value per row.
+  """
+  stats["rows"] += len(token_lengths)
+  stats["truncated"] += sum(truncated)
+  stats["long_text"] += sum(long_text)
+  for names, n in collections.Counter(label_names).items():
+    for name in names:
+      stats["label_histogram"][name] += n
+  stats["token_length"].update(token_lengths)
+  stats["words"].update(words)
+  stats["chars"].update(chars)
+
+
 def merge_stats(into, other):
   """Adds `other` into `into` (both from empty_stats) and returns `into`."""
   for key in ("rows", "truncated", "long_text"):

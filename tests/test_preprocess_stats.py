@@ -80,3 +80,13 @@ def test_log_to_wandb_offline_keeps_the_key_out(tmp_path, monkeypatch):
   for root, _, names in os.walk(tmp_path):
     for name in names:
       assert sentinel.encode() not in open(os.path.join(root, name), "rb").read(), name
+
+
+def test_add_rows_equals_add_row():
+  one, many = stats.empty_stats(), stats.empty_stats()
+  data = [(("1",), 10, False, False, 3, 12), (("0", "1"), 130, True, True, 90, 500),
+          (("1",), 10, True, False, 3, 11), ((), 4, False, False, 1, 2)]
+  for row in data:
+    stats.add_row(one, *row)
+  stats.add_rows(many, *zip(*data))
+  assert one == many
