@@ -24,10 +24,15 @@ def num_outputs(head, num_labels):
 
 def encoder_vocab(encoder_config):
   """(vocab_path, lower_case) of the configured encoder, or None for a random one without vocab."""
-  if encoder_config.kind == "hub":
-    return tokenization.resolve_vocab(hub_handle=encoder_config.hub_handle)
-  if encoder_config.kind == "checkpoint":
-    return tokenization.resolve_vocab(encoder_dir=encoder_config.dir)
+  try:
+    if encoder_config.kind == "hub":
+      return tokenization.resolve_vocab(hub_handle=encoder_config.hub_handle)
+    if encoder_config.kind == "checkpoint":
+      return tokenization.resolve_vocab(encoder_dir=encoder_config.dir)
+  except (OSError, IOError, tf.errors.OpError, ValueError) as e:
+    where = encoder_config.hub_handle if encoder_config.kind == "hub" else encoder_config.dir
+    message = (getattr(e, "message", None) or str(e)).splitlines()[0]
+    raise ValueError(f"cannot load the {encoder_config.kind} encoder {where}: {message}") from None
   if encoder_config.vocab_file:
     return tokenization.resolve_vocab(vocab_file=encoder_config.vocab_file)
   return None

@@ -488,7 +488,6 @@ class _Run:
           say(f"stopped at step {step} (train.stop_at_step); re-run the same command to "
               "continue")
           return {"stopped_at_step": step, "total_steps": total}
-      self.epoch.assign(epoch + 1)
       self._save(step)
       self._evaluate_epoch(epoch + 1, step)
       window["time"] = time.perf_counter()  # evaluation time is not training time
@@ -539,10 +538,12 @@ class _Run:
         tf.summary.scalar(k, v)
     self.tracker.log(metrics, step=step)
     t = self.throughput
-    t["real"] += window["real"]
-    t["padded"] += window["padded"]
-    t["examples"] += examples
-    t["seconds"] += seconds
+    if t.get("warm"):  # the first window holds tracing and compilation: not throughput
+      t["real"] += window["real"]
+      t["padded"] += window["padded"]
+      t["examples"] += examples
+      t["seconds"] += seconds
+    t["warm"] = True
     window.update(steps=0, finite_steps=0, loss=0.0, real=0.0, padded=0.0, time=now)
 
   def _learning_rate(self):
@@ -555,7 +556,15 @@ class _Run:
   def _save(self, step):
     if step == self.last_saved_step:
       return
-    self.manager.save(checkpoint_number=step)
+    self.epoch.assign(step // self.steps_per_epoch)  # epochs completed at this step
+    try:
+      # Written under temporary names; the `checkpoint` state file is replaced atomically
+      # last, so a checkpoint cut short by a crash never becomes the latest.
+      self.manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      message = getattr(e, "message", None) or str(e)
+      raise TrainingError(f"could not save the checkpoint of step {step} in "
+                          f"{self.manager.directory}: {message.splitlines()[0]}") from None
     self.last_saved_step = step
     self._clean_worker_dir()
 
@@ -761,6 +770,8 @@ class _Run:
                                             self.manifest.get("lower_case", True),
                                             self.manifest["max_seq_length"])
     export_dir = posixpath.join(self.write_dir, EXPORT_DIR)
+    for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
+      tf.io.gfile.rmtree(stale)
     validation = final.get("validation") or {}
     export.export_saved_model(
         self.classifier, text_encoder, self.label_names, self.head, threshold, export_dir,
