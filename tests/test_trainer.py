@@ -275,3 +275,36 @@ def test_wandb_offline_run_writes_its_files_and_never_the_key(data_dir, tmp_path
           assert sentinel.encode() not in f.read(), os.path.join(dirpath, name)
         scanned += 1
   assert scanned > 20
+
+
+def test_wandb_mode_and_secret_filtering(monkeypatch, tmp_path):
+  from trainer import tracking
+  monkeypatch.setenv("HOME", str(tmp_path))           # no ~/.netrc login
+  for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED"):
+    monkeypatch.delenv(name, raising=False)
+  assert tracking.resolve_mode("auto") == "disabled"  # no key: off, never a login prompt
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  assert tracking.resolve_mode("auto") == "offline"
+  monkeypatch.delenv("WANDB_MODE")
+  monkeypatch.setenv("WANDB_API_KEY", "k3y-value")
+  assert tracking.resolve_mode("auto") == "online"
+  assert tracking.resolve_mode("disabled") == "disabled"
+  cleaned = tracking.sanitize({"wandb": {"api_key": "x", "project": "p"},
+                               "note": "uses k3y-value here", "tags": ["k3y-value"]})
+  assert cleaned == {"wandb": {"api_key": "<redacted>", "project": "p"},
+                     "note": "uses <redacted> here", "tags": ["<redacted>"]}
+
+
+@pytest.mark.slow
+def test_xla_compiled_training_matches_the_plain_step(data_dir, tmp_path):
+  weights = {}
+  for xla in (False, True):
+    config = fx.tiny_config(data_dir, **{"xla": xla, "train.stop_at_step": 8, "export": False})
+    train.train_and_evaluate(config, data_dir, str(tmp_path / f"xla{xla}"), one_device())
+    reader = tf.train.load_checkpoint(str(tmp_path / f"xla{xla}" / "checkpoints" / "ckpt-8"))
+    weights[xla] = {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(
+        str(tmp_path / f"xla{xla}" / "checkpoints" / "ckpt-8"))
+                    if name.startswith("model/") and name.endswith("VARIABLE_VALUE")}
+  assert weights[False].keys() == weights[True].keys() and len(weights[True]) > 10
+  for name, value in weights[False].items():
+    np.testing.assert_allclose(weights[True][name], value, atol=2e-3, err_msg=name)
