@@ -7,8 +7,8 @@ the MiniLM vocabulary; ~6% positives) it prints rows/s for
   (a) the job end to end (`preprocess.run`, local FnApiRunner, 3 splits x --num_shards shards),
   (b) an identity Beam pipeline: ReadFromText -> WriteToTFRecord with as many shards, no
       tokenizing (Beam's own I/O limit on this machine, same runner),
-  (c) the tutorial's path: a per-example Python WordPiece tokenizer (Model Garden's FullTokenizer)
-      behind tf.py_function in tf.data (on --tutorial_rows rows; it is slow),
+  (c) the tutorial's path: Model Garden's InputExample + convert_single_example (a per-example
+      Python WordPiece tokenizer) behind tf.py_function in tf.data (on --tutorial_rows rows),
 and the peak RSS of (a) at --rows and (with --large_rows) at a larger count. Each measurement
 runs in a fresh subprocess, so its ru_maxrss is its own. Extra flags (e.g.
 --direct_num_workers=2 --direct_running_mode=multi_processing) go to (a) and (b).
@@ -99,29 +99,36 @@ def child_identity(args, extra):
 
 
 def child_tutorial(args, extra):
-  """The tutorial's to_feature: FullTokenizer per example inside tf.py_function, in tf.data."""
+  """The tutorial's input path, as written there: Model Garden's InputExample +
+  convert_single_example (FullTokenizer, Python WordPiece) per example inside tf.py_function,
+  mapped over a tf.data.Dataset of (text, label)."""
   import csv
   import bertcore  # noqa: F401
   import tensorflow as tf
+  from official.nlp.data import classifier_data_lib
   from official.nlp.tools import tokenization
   tokenizer = tokenization.FullTokenizer(args.vocab_file, do_lower_case=True)
   with open(args.csv, encoding="utf-8", newline="") as f:
     reader = csv.reader(f)
     next(reader)
     rows = [r for _, r in zip(range(args.tutorial_rows), reader)]
-  max_seq_length = 128
+  label_list, max_seq_length = [0, 1], 128
 
   def to_feature(text, label):
-    tokens = tokenizer.tokenize(text.numpy().decode("utf-8"))[:max_seq_length - 2]
-    ids = tokenizer.convert_tokens_to_ids(["[CLS]"] + tokens + ["[SEP]"])
-    mask = [1] * len(ids) + [0] * (max_seq_length - len(ids))
-    ids = ids + [0] * (max_seq_length - len(ids))
-    return ids, mask, [0] * max_seq_length, label
+    example = classifier_data_lib.InputExample(guid=None, text_a=text.numpy(), text_b=None,
+                                               label=label.numpy())
+    feature = classifier_data_lib.convert_single_example(0, example, label_list, max_seq_length,
+                                                         tokenizer)
+    return feature.input_ids, feature.input_mask, feature.segment_ids, feature.label_id
 
   def to_feature_map(text, label):
-    ids, mask, types, label = tf.py_function(
+    input_ids, input_mask, segment_ids, label_id = tf.py_function(
         to_feature, inp=[text, label], Tout=[tf.int32, tf.int32, tf.int32, tf.int32])
-    return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, label
+    for t in (input_ids, input_mask, segment_ids):
+      t.set_shape([max_seq_length])
+    label_id.set_shape([])
+    return {"input_word_ids": input_ids, "input_mask": input_mask,
+            "input_type_ids": segment_ids}, label_id
 
   dataset = tf.data.Dataset.from_tensor_slices(
       ([r[1] for r in rows], [int(r[2]) for r in rows]))

@@ -6,6 +6,7 @@ manifest is always a complete output.
 """
 import posixpath
 import re
+import sys
 
 import apache_beam as beam
 from apache_beam.options import pipeline_options
@@ -119,9 +120,14 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
         f"rejected: {manifest['rows_rejected']}); see {posixpath.join(output_dir, 'rejected.jsonl')}")
   split_stats = split_stats_of(summary)
   manifest["plots"] = stats.write_plots(output_dir, split_stats, manifest["labels"])
-  if stats.wandb_enabled(wandb_project):
-    stats.log_to_wandb(wandb_project, manifest, output_dir, manifest["plots"])
   schema.write_manifest(output_dir, manifest)
+  if stats.wandb_enabled(wandb_project):
+    # After the manifest: the data is complete whatever happens to the optional logging.
+    try:
+      stats.log_to_wandb(wandb_project, manifest, output_dir, manifest["plots"])
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"warning: W&B logging failed ({type(e).__name__}: {e}); the data is complete",
+            file=sys.stderr)
   return manifest
 
 

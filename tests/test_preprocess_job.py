@@ -11,6 +11,7 @@ from bertcore import schema
 from bertcore import tokenization
 from preprocess import rows
 from preprocess import run as run_lib
+from preprocess import stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = b"long " * 200_000  # 1,000,000 characters: a long_text, truncated and kept.
@@ -209,7 +210,8 @@ def test_gzip_and_rerun_over_an_old_output(bad_run, tmp_path, tiny_vocab_file):
   assert examples == EXPECTED_EXAMPLES
 
 
-def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, monkeypatch):
+def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, monkeypatch,
+                                                   capsys):
   # The job must never try Beam's Prism runner (it downloads a binary) nor DirectRunner's path.
   from apache_beam.runners.direct import direct_runner
   from apache_beam.runners.portability import prism_runner
@@ -218,6 +220,14 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
     raise AssertionError("Prism / DirectRunner must not be used")
   monkeypatch.setattr(prism_runner.PrismRunner, "__init__", refuse)
   monkeypatch.setattr(direct_runner.DirectRunner, "run_pipeline", refuse)
+  # W&B logging comes after the manifest, and its failure does not fail the job.
+  logged = []
+
+  def fail_after_manifest(project, manifest, output_dir, plots):
+    logged.append(os.path.exists(os.path.join(output_dir, "manifest.json")))
+    raise RuntimeError("W&B is down")
+  monkeypatch.setattr(stats, "log_to_wandb", fail_after_manifest)
+  monkeypatch.setenv("WANDB_MODE", "offline")
 
   (tmp_path / "pairs.csv").write_text(
       "text,pair\nwhat is this,how are you ?\nthe cat,a dog\nthe cat,a dog\n", encoding="utf-8")
@@ -225,7 +235,9 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
   manifest = run_lib.run([
       f"--input={tmp_path / 'pairs.csv'}", f"--output_dir={out}", f"--vocab_file={tiny_vocab_file}",
       "--id_column=", "--text_column=text", "--text_pair_column=pair", "--label_column=",
-      "--max_seq_length=8", "--num_shards=1", "--runner=DirectRunner"])
+      "--max_seq_length=8", "--num_shards=1", "--runner=DirectRunner", "--wandb_project=p"])
+  assert logged == [True]
+  assert "warning: W&B logging failed (RuntimeError: W&B is down)" in capsys.readouterr().err
   assert manifest["labels"] == [] and manifest["columns"]["label"] is None
   assert (manifest["rows_read"], manifest["rows_written"]) == (3, 2)
   assert manifest["rows_rejected"] == {"duplicate_id": 1}  # The same texts twice.
