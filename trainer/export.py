@@ -41,6 +41,7 @@ from absl import logging
 import bertcore
 from bertcore import schema
 from bertcore import tokenization
+from trainer import faults
 
 HEADS = ("binary", "multiclass", "multilabel")
 VOCAB_ASSET = "vocab.txt"
@@ -248,6 +249,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
         "serve_examples": module.serve_examples.get_concrete_function(),
     }
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
+    faults.maybe_crash("export")  # tests only (trainer/faults.py); off by default
     _move_into_place(tmp_dir, export_dir)
   except BaseException:
     if tf.io.gfile.exists(tmp_dir):

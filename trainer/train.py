@@ -34,7 +34,7 @@ from official.nlp import optimization
 from bertcore import schema, tokenization
 from trainer import config as config_lib
 from trainer import evaluation, export, input_pipeline, model as model_lib, strategy as strategy_lib
-from trainer import tracking
+from trainer import faults, tracking
 
 RESULTS_FILE = "eval_results.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -464,6 +464,7 @@ class _Run:
               tf.constant(1.0 if self.preemption.requested else 0.0))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
           self._raise_data_error("train", e)
+        faults.maybe_crash("train_step")  # tests only (trainer/faults.py); off by default
         first = step + 1
         step += n
         done_in_epoch += n
@@ -560,7 +561,8 @@ class _Run:
     try:
       # Written under temporary names; the `checkpoint` state file is replaced atomically
       # last, so a checkpoint cut short by a crash never becomes the latest.
-      self.manager.save(checkpoint_number=step)
+      self.manager.save(checkpoint_number=step,
+                        options=faults.checkpoint_options("checkpoint_write"))
     except (tf.errors.OpError, OSError) as e:
       message = getattr(e, "message", None) or str(e)
       raise TrainingError(f"could not save the checkpoint of step {step} in "
@@ -621,6 +623,7 @@ class _Run:
         parts.append({k: v.numpy() for k, v in self.eval_fn(iterator).items()})
       except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         self._raise_data_error(split, e)
+      faults.maybe_crash("evaluation")
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     keep = out["weights"] > 0
     labels, probs = out["labels"][keep], out["probs"][keep]
@@ -660,7 +663,8 @@ class _Run:
     if improved:
       self.best_value.assign(value)
       self.best_step.assign(step)
-      self.best_manager.save(checkpoint_number=step)
+      self.best_manager.save(checkpoint_number=step,
+                             options=faults.checkpoint_options("best_checkpoint_write"))
       self._clean_worker_dir()
     summary = {k: metrics.get(k) for k in ("loss", "accuracy", "precision", "recall", "f1",
                                            "pr_auc", "roc_auc", "best_threshold", "best_f1")}
