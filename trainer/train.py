@@ -296,10 +296,14 @@ class _Run:
         self.best_checkpoint, posixpath.join(self.write_dir, BEST_DIR), max_to_keep=1)
     latest = tf.train.latest_checkpoint(posixpath.join(self.model_dir, CHECKPOINT_DIR))
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
+      # expect_partial: Adam's slots are restored when first created; a resume with no step
+      # left never creates them, and TF would warn about them at exit.
+      self.checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
       step = int(self.global_step.numpy())
-      say(f"resuming from {latest}: step {step} (epoch {step // self.steps_per_epoch + 1}, "
-          f"{step % self.steps_per_epoch} of its {self.steps_per_epoch} steps done)")
+      where = (f"all {self.total_steps} steps done" if step >= self.total_steps else
+               f"epoch {step // self.steps_per_epoch + 1}, {step % self.steps_per_epoch} of its "
+               f"{self.steps_per_epoch} steps done")
+      say(f"resuming from {latest}: step {step} ({where})")
     best = tf.train.latest_checkpoint(posixpath.join(self.model_dir, BEST_DIR))
     if best:
       reader = tf.train.load_checkpoint(best)
