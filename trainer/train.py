@@ -189,16 +189,27 @@ class _Run:
                        f"{message.splitlines()[0]}") from None
 
   def _check_disk_space(self, num_params):
-    """One clear error when a checkpoint + the best weights + the export cannot fit."""
+    """One clear error when the checkpoints, the best weights and the export cannot fit."""
     if "://" in self.model_dir:
       return
     free = shutil.disk_usage(self.model_dir).free
-    # A checkpoint holds the weights and Adam's two slots; best/ and export/ the weights.
-    need = num_params * 4 * (3 + 1 + 1)
+    # A checkpoint holds the weights and Adam's two slots, and keep_checkpoints + 1 of them
+    # exist while a new one is written; best/ and export/ hold the weights, the export also
+    # its graph (a few MB whatever the model size). What an earlier run of this model_dir
+    # left there is replaced as the run goes on, so it counts as available.
+    checkpoint = num_params * 4 * 3
+    total = (checkpoint * (self.config.train.keep_checkpoints + 1) + num_params * 4 * 2
+             + 16 * 2**20)
+    used = sum(os.path.getsize(os.path.join(root, name))
+               for sub in (CHECKPOINT_DIR, BEST_DIR, EXPORT_DIR)
+               for root, _, names in os.walk(os.path.join(self.model_dir, sub))
+               for name in names)
+    need = max(total - used, checkpoint)
     if free < need:
-      raise ValueError(f"not enough disk space in {self.model_dir}: a checkpoint, the best "
-                       f"weights and the export need about {need / 1e6:.0f} MB, "
-                       f"{free / 1e6:.0f} MB are free")
+      raise ValueError(f"not enough disk space in {self.model_dir}: "
+                       f"{self.config.train.keep_checkpoints} checkpoints (+1 while saving), "
+                       f"the best weights and the export need about {need / 1e6:.1f} MB more, "
+                       f"{free / 1e6:.1f} MB are free")
 
   def _check_resume_compatible(self):
     previous = config_lib.read_config_json(self.model_dir)
