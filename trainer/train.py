@@ -37,6 +37,7 @@ from trainer import evaluation, export, input_pipeline, model as model_lib, stra
 from trainer import faults, tracking
 
 RESULTS_FILE = "eval_results.json"
+DUMP_STATE_ENV = "BERTFT_DUMP_STATE_DIR"  # see _dump_state (tests only)
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 EXPORT_DIR = "export"
@@ -507,6 +508,7 @@ class _Run:
       self._save(step)
       self._evaluate_epoch(epoch + 1, step)
       window["time"] = time.perf_counter()  # evaluation time is not training time
+    _dump_state(self.checkpoint, self.strategy)  # tests only (see _dump_state); off by default
     return None
 
   def _steps_this_call(self, step, left_in_epoch):
@@ -811,6 +813,15 @@ class _Run:
     finally:
       tracker.finish()
     return export_dir
+
+
+def _dump_state(checkpoint, strategy):
+  """Test hook: with $BERTFT_DUMP_STATE_DIR set, every process, chief or not, writes its state
+  at the end of training (model, optimizer, step) to <dir>/<task name>/state-1, so a test can
+  compare the workers of a multi-worker run (a non-chief deletes its own checkpoints)."""
+  out = os.environ.get(DUMP_STATE_ENV)
+  if out:
+    checkpoint.write(posixpath.join(out, strategy_lib.task_name(strategy), "state-1"))
 
 
 def _read_results(model_dir):
