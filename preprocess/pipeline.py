@@ -154,10 +154,11 @@ class UnionLabels(beam.CombineFn):
 class Tokenize(beam.DoFn):
   """[Row] -> [(split, shard, payload)]: token ids for a whole chunk in one tokenizer call.
 
-  payload: a marshalled tuple (example_id, file index, line, label names, before, after,
-  token_length, truncated, long_text, words, chars, excerpt) for WriteShards, where before/after
-  are the serialized Example entries around label_ids (labels may not be known yet). marshal,
-  not pickle: it is ~3x faster for these builtin types, and temp files never outlive the job.
+  payload: the chunk's rows of one (split, shard), marshalled as a list of tuples
+  (example_id, file index, line, label names, before, after, token_length, truncated,
+  long_text, words, chars, excerpt) for WriteShards, where before/after are the serialized
+  Example entries around label_ids (labels may not be known yet). marshal, not pickle: it is
+  ~3x faster for these builtin types, and temp files never outlive the job.
   Tagged `rejected`: rows whose text has no word piece at all (e.g. only control characters),
   as empty_text.
   """
@@ -205,7 +206,7 @@ class Tokenize(beam.DoFn):
   def _emit(self, tokenized):
     chunk, splits, packed_ids, id_offsets, packed_types, num_pieces = tokenized
     c = self._config
-    out = []
+    groups = collections.defaultdict(list)  # (split, shard) -> record tuples
     for i, row in enumerate(chunk):
       start, end = splits[i], splits[i + 1]
       if end - start == 1 + self._segments:  # Only [CLS] and [SEP]s: no word piece survived.
@@ -218,13 +219,12 @@ class Tokenize(beam.DoFn):
       before, after = self._records.parts_packed(
           row.example_id, packed_ids[id_offsets[i]:id_offsets[i + 1]], end - start,
           packed_types[start:end])
-      payload = marshal.dumps(
+      groups[(split, shard)].append(
           (row.example_id, self._file_index[row.file], row.line, row.labels, before, after,
            num_pieces[i] + 1 + self._segments, num_pieces[i] > self._budget, row.long_text,
            row.words, row.chars, row.excerpt))
-      out.append((split, shard, payload))
-    if out:
-      yield out
+    if groups:
+      yield [(split, shard, marshal.dumps(group)) for (split, shard), group in groups.items()]
 
   def process(self, chunk):
     # Tokenize this chunk on the helper thread (TensorFlow releases the GIL) while this thread
@@ -304,7 +304,7 @@ class WriteShards(beam.DoFn):
     records = []
     for path in sorted(p for p in temp_files if p is not None):
       for payload in _read_records(path):
-        records.append(marshal.loads(payload))
+        records.extend(marshal.loads(payload))
     records.sort(key=operator.itemgetter(0, 1, 2))  # (example_id, file index, line)
 
     label_index = {name: i for i, name in enumerate(labels)}

@@ -49,13 +49,13 @@ def decode(chunk):
   """Tokenize output -> [(id, split, shard, input_ids, type_ids, token_length, truncated)]."""
   out = []
   for split, shard, payload in chunk:
-    r = marshal.loads(payload)
-    # The entries before and after label_ids, joined without labels, parse as an Example.
-    example = tf.train.Example.FromString(records.ExampleEncoder().join(r[4], b"", r[5]))
-    feature = example.features.feature
-    assert feature["example_id"].bytes_list.value == [r[0].encode()]
-    out.append((r[0], split, shard, list(feature["input_ids"].int64_list.value),
-                list(feature["type_ids"].int64_list.value), r[6], r[7]))
+    for r in marshal.loads(payload):
+      # The entries before and after label_ids, joined without labels, parse as an Example.
+      example = tf.train.Example.FromString(records.ExampleEncoder().join(r[4], b"", r[5]))
+      feature = example.features.feature
+      assert feature["example_id"].bytes_list.value == [r[0].encode()]
+      out.append((r[0], split, shard, list(feature["input_ids"].int64_list.value),
+                  list(feature["type_ids"].int64_list.value), r[6], r[7]))
   return out
 
 

@@ -18,6 +18,7 @@ No py_function anywhere, so the pipeline runs in TF's C++ threads and serialises
 """
 import math
 import posixpath
+import re
 
 import tensorflow as tf
 from absl import logging
@@ -72,7 +73,7 @@ def verify_shards(shards, compression=None, on_corrupt="error"):
           problem = (f"holds {counted} records but the manifest says {rows} "
                      "(truncated or replaced)")
       except tf.errors.OpError as e:
-        problem = f"is corrupt ({e.message.splitlines()[0]})"
+        problem = f"is corrupt ({error_line(e)})"
     if problem is None:
       good.append((path, counted))
     elif on_corrupt == "skip":
@@ -90,8 +91,16 @@ def find_corrupt_shard(shards, compression=None):
     try:
       count_records(path, compression)
     except tf.errors.OpError as e:
-      return path, e.message.splitlines()[0]
+      return path, error_line(e)
   return None
+
+
+def error_line(error):
+  """The first line of an error's message, without TF's `{{function_node ...}}` prefix and
+  `[Op:...]` suffix: e.g. "corrupted record at 4493"."""
+  message = getattr(error, "message", None) or str(error)
+  line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message.splitlines()[0])
+  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
 
 
 def padded_lengths(bucket_boundaries, max_seq_length):

@@ -581,9 +581,8 @@ class _Run:
       self.manager.save(checkpoint_number=step,
                         options=faults.checkpoint_options("checkpoint_write"))
     except (tf.errors.OpError, OSError) as e:
-      message = getattr(e, "message", None) or str(e)
       raise TrainingError(f"could not save the checkpoint of step {step} in "
-                          f"{self.manager.directory}: {message.splitlines()[0]}") from None
+                          f"{self.manager.directory}: {input_pipeline.error_line(e)}") from None
     self.last_saved_step = step
     self._clean_worker_dir()
 
