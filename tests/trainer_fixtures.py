@@ -123,3 +123,19 @@ def tiny_config(data_dir, **overrides):
   values = {"encoder.vocab_file": os.path.join(data_dir, "vocab.txt"), "wandb.mode": "disabled"}
   values.update(overrides)
   return config_lib.load_config_file(TINY_CONFIG, values)
+
+
+def task_env(**extra):
+  """The environment of a `python -m trainer.task` test process: W&B off, no GPU, repo on path."""
+  env = dict(os.environ, WANDB_MODE="disabled", CUDA_VISIBLE_DEVICES="",
+             PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
+  env.update(extra)
+  return env
+
+
+def task_command(data_dir, model_dir, *flags):
+  """`python -m trainer.task` on configs/tiny.py, with the data dir's vocab.txt checked."""
+  import sys
+  return [sys.executable, "-m", "trainer.task", f"--config={TINY_CONFIG}",
+          f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+          f"--config.encoder.vocab_file={os.path.join(data_dir, 'vocab.txt')}", *flags]
