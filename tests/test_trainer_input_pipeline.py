@@ -154,3 +154,15 @@ def test_verify_shards_names_a_truncated_file_or_skips_it(tmp_path):
   good, skipped = ip.verify_shards(shards, on_corrupt="skip")
   assert [p for p, _ in good] == [shards[0][0]] and skipped[0][0] == bad
   assert ip.find_corrupt_shard(shards)[0] == bad
+
+
+def test_the_replicas_of_one_step_get_batches_of_one_shape(binary_dir):
+  data_dir, manifest, _ = binary_dir
+  ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                   num_replicas_in_sync=2)
+  ds = ip.make_dataset(data_dir, "train", 16, manifest=manifest, head="binary", training=True,
+                       input_context=ctx, bucket_boundaries=(16, 32))
+  shapes = [b["input_word_ids"].shape for b in _take(ds, 40)]
+  assert all(s[0] == 8 for s in shapes)
+  assert all(shapes[i] == shapes[i + 1] for i in range(0, 40, 2))   # pairs = steps
+  assert len(set(shapes)) >= 2

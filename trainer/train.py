@@ -22,6 +22,7 @@ import posixpath
 import shutil
 import signal
 import threading
+import tempfile
 import time
 import uuid
 
@@ -116,10 +117,10 @@ class _Run:
     self.model_dir = model_dir.rstrip("/")
     self.strategy = strategy
     self.chief = strategy_lib.is_chief(strategy)
-    # Non-chief workers must take part in saving (MultiWorkerMirroredStrategy), into a
-    # private directory that is deleted right after.
-    self.write_dir = (self.model_dir if self.chief else posixpath.join(
-        self.model_dir, ".tmp", f"{strategy_lib.task_name(strategy)}-{uuid.uuid4().hex[:8]}"))
+    # Non-chief workers must take part in saving (MultiWorkerMirroredStrategy) but may not
+    # write into model_dir: they save into a local temporary directory, deleted at the end.
+    self.write_dir = (self.model_dir if self.chief else tempfile.mkdtemp(
+        prefix=f"bert-trainer-{strategy_lib.task_name(strategy)}-"))
     self.head = config.model.head
     self.results = {}
 
@@ -256,17 +257,20 @@ class _Run:
           f"{[s['file'] for s in self.skipped_shards]}")
 
     self._build()
-    with _PreemptionFlag() as self.preemption:
-      self.tracker = tracking.start_run(self.config, self.model_dir, "train", self.chief)
-      self.tracker.use_dataset(self.data_dir, self.manifest)
-      try:
-        stopped = self._train()
-      finally:
-        self.tracker.finish()
-      if stopped is not None:
-        return stopped
-      self._raise_if_preempted()
-      return self._finish()
+    try:
+      with _PreemptionFlag() as self.preemption:
+        self.tracker = tracking.start_run(self.config, self.model_dir, "train", self.chief)
+        self.tracker.use_dataset(self.data_dir, self.manifest)
+        try:
+          stopped = self._train()
+        finally:
+          self.tracker.finish()
+        if stopped is not None:
+          return stopped
+        self._raise_if_preempted()
+        return self._finish()
+    finally:
+      self._clean_worker_dir(everything=True)
 
   # ----------------------------------------------------------------------------- building
   def _build(self):
@@ -370,6 +374,12 @@ class _Run:
       used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
       grads, used_vars = [g for g, _ in used], [v for _, v in used]
       ctx = tf.distribute.get_replica_context()
+      if strategy.num_replicas_in_sync > 1:
+        # The embedding gradient is IndexedSlices with one row per token; all-gathering
+        # those fails when replicas hold different numbers of tokens (multi-worker: each
+        # worker buckets its own batches). Dense all-reduce works for any shapes.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                 for g in grads]
       grads = ctx.all_reduce(sum_op, grads)
       loss = ctx.all_reduce(sum_op, loss)
       if loss_scaled:
@@ -586,9 +596,14 @@ class _Run:
     self.last_saved_step = step
     self._clean_worker_dir()
 
-  def _clean_worker_dir(self):
-    if not self.chief and tf.io.gfile.exists(self.write_dir):
-      tf.io.gfile.rmtree(self.write_dir)
+  def _clean_worker_dir(self, everything=False):
+    """Deletes what a non-chief worker saved (its copy of best/ stays until the end)."""
+    if self.chief:
+      return
+    for sub in ([""] if everything else [CHECKPOINT_DIR, EXPORT_DIR]):
+      path = posixpath.join(self.write_dir, sub).rstrip("/")
+      if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
 
   def _summary_writer(self, name):
     if not self.chief:
@@ -681,7 +696,6 @@ class _Run:
       self.best_step.assign(step)
       self.best_manager.save(checkpoint_number=step,
                              options=faults.checkpoint_options("best_checkpoint_write"))
-      self._clean_worker_dir()
     summary = {k: metrics.get(k) for k in ("loss", "accuracy", "precision", "recall", "f1",
                                            "pr_auc", "roc_auc", "best_threshold", "best_f1")}
     if self.chief:
@@ -705,7 +719,9 @@ class _Run:
   def _finish(self):
     config = self.config
     step = int(self.global_step.numpy())
-    best = tf.train.latest_checkpoint(posixpath.join(self.model_dir, BEST_DIR))
+    # This process's own best/ first: a non-chief worker must not race the chief's write.
+    best = (tf.train.latest_checkpoint(posixpath.join(self.write_dir, BEST_DIR))
+            or tf.train.latest_checkpoint(posixpath.join(self.model_dir, BEST_DIR)))
     if best:
       self.best_checkpoint.read(best).assert_existing_objects_matched().expect_partial()
       source = f"best checkpoint (step {int(self.best_step.numpy())}, validation " \
