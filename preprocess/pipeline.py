@@ -346,7 +346,9 @@ def _read_records(path):
   # tf_record_iterator is the fastest reader from Python (no tf.data graph per file); it is
   # deprecated for model input, not removed.
   from tensorflow.python.lib.io import tf_record  # pylint: disable=g-direct-tensorflow-import
-  return tf_record.tf_record_iterator(path)
+  from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
+  with deprecation.silence():
+    return tf_record.tf_record_iterator(path)
 
 
 def write_dead_letter(rejections, output_dir):

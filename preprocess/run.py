@@ -178,7 +178,8 @@ def main(argv=None):
   print(f"preprocess: {manifest['rows_read']} rows read, {manifest['rows_written']} written "
         f"({split_rows}), "
         f"{manifest['rows_rejected_total']} rejected {manifest['rows_rejected']}; "
-        f"labels {manifest['labels']}; see {manifest['dead_letter_file']} and manifest.json")
+        f"labels {manifest['labels']}; manifest.json, {manifest['dead_letter_file']} and plots/ "
+        f"are in {make_parser().parse_known_args(argv)[0].output_dir}")
 
 
 if __name__ == "__main__":
