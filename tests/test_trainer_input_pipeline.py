@@ -166,3 +166,8 @@ def test_the_replicas_of_one_step_get_batches_of_one_shape(binary_dir):
   assert all(s[0] == 8 for s in shapes)
   assert all(shapes[i] == shapes[i + 1] for i in range(0, 40, 2))   # pairs = steps
   assert len(set(shapes)) >= 2
+  batches = _take(ip.make_dataset(data_dir, "validation", 16, manifest=manifest,
+                                  head="binary", training=False, input_context=ctx), 100)
+  assert len(batches) % 2 == 0 and sum(b["weights"].sum() for b in batches) == 70
+  assert all(batches[i]["input_word_ids"].shape == batches[i + 1]["input_word_ids"].shape
+             for i in range(0, len(batches), 2))

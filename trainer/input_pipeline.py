@@ -279,7 +279,9 @@ def make_dataset(data_dir, split, global_batch_size, *, manifest, head, training
       filler = schema.make_example(FILLER_ID, [0], [0], [] if head == "multilabel" else [0])
       ds = ds.concatenate(tf.data.Dataset.from_tensors(filler.SerializeToString()).repeat())
       ds = ds.take(target)
-    ds = ds.batch(batch_size, drop_remainder=pad_to_equal_batches)
+    # As in training, the R batches of one step share one shape (R = replicas fed here).
+    r = replicas_per_pipeline if pad_to_equal_batches else 1
+    ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
 
     def eval_batch(serialized):
       parsed = schema.parse_examples(serialized)
@@ -287,6 +289,8 @@ def make_dataset(data_dir, split, global_batch_size, *, manifest, head, training
       x["weights"] = tf.cast(tf.not_equal(parsed[schema.EXAMPLE_ID], FILLER_ID), tf.float32)
       return _pad(x, boundaries)
     ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if r > 1:
+      ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
   return ds.prefetch(tf.data.AUTOTUNE)
 
 

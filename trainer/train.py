@@ -155,6 +155,12 @@ class _Run:
       if batch % replicas:
         raise ValueError(f"config.{name}={batch} is not divisible by the {replicas} replicas; "
                          f"use a multiple of {replicas} (each replica gets global / {replicas})")
+    hosts = getattr(self.strategy.extended, "num_hosts", 1)
+    if isinstance(self.strategy, tf.distribute.TPUStrategy) and hosts > 1 and (
+        config.train.padding == "bucket"):
+      # Each host buckets its own batches, but all TPU cores of a step run one program.
+      raise ValueError(f"length bucketing cannot keep the {hosts} TPU hosts' batch shapes "
+                       "equal; use --config.train.padding=fixed on a multi-host TPU")
     self._check_model_dir_writable()
 
     compression = manifest.get("compression")
