@@ -36,6 +36,10 @@ def build_strategy(name, tpu=None):
         json.loads(os.environ["TF_CONFIG"])
       except json.JSONDecodeError as e:
         raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+    # No collective timeout: a dead worker already fails the others' collectives (a reset
+    # connection, or missed heartbeats of the coordination service this strategy starts:
+    # ~10 s in TF 2.20; tests/test_multiworker.py), while a timeout would also cut off a
+    # worker that waits for the chief alone writing a checkpoint, the export or W&B files.
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     if not tpu:
