@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export WANDB_MODE=disabled CUDA_VISIBLE_DEVICES=""
 if unshare -n true 2>/dev/null; then
-  exec unshare -n bash -c 'ip link set lo up && exec .venv/bin/python -m pytest -q "$@"' _ "$@"
+  # CI_OFFLINE=1 lets tests/test_secrets.py check that the network really is absent.
+  exec unshare -n bash -c 'ip link set lo up && CI_OFFLINE=1 exec .venv/bin/python -m pytest -q "$@"' _ "$@"
 fi
 echo "test.sh: cannot create a network namespace here; running with the network present" >&2
 exec .venv/bin/python -m pytest -q "$@"
