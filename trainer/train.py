@@ -692,6 +692,7 @@ class _Run:
     if evaluated is None:
       say(f"epoch {epoch}: no validation rows; the last checkpoint will be exported")
       return
+    self._last_validation = (step, evaluated)  # the final evaluation may reuse it
     metrics = evaluated[0]
     key = self._best_key()
     value = metrics.get(key)
@@ -743,7 +744,11 @@ class _Run:
       for split in ("validation", "test"):
         if split == "test" and not (config.eval.test_split and self._labelled(split)):
           continue
-        evaluated = self._evaluate(split)
+        cached = getattr(self, "_last_validation", None)
+        if split == "validation" and cached and cached[0] == final["best_step"]:
+          evaluated = cached[1]  # the same weights were just evaluated at that epoch's end
+        else:
+          evaluated = self._evaluate(split)
         if evaluated is None:
           continue
         metrics, labels, probs = evaluated
