@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import trainer_fixtures as fx  # noqa: F401  (imports bertcore before TensorFlow)
@@ -65,14 +66,16 @@ def run_task(data_dir, model_dir, *flags, crash_at=None, signal_name="KILL", env
                           env=env or fx.task_env(**extra), cwd=fx.REPO, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   lines, fault_time = [], None
-  deadline = time.monotonic() + TIMEOUT
-  for line in proc.stdout:
-    lines.append(line)
-    if line.startswith("fault injection:"):
-      fault_time = time.monotonic()
-    if time.monotonic() > deadline:
-      proc.kill()
-  proc.wait(timeout=60)
+  watchdog = threading.Timer(TIMEOUT, proc.kill)    # a hung process fails the test, not CI
+  watchdog.start()
+  try:
+    for line in proc.stdout:
+      lines.append(line)
+      if line.startswith("fault injection:"):
+        fault_time = time.monotonic()
+    proc.wait(timeout=60)
+  finally:
+    watchdog.cancel()
   after_fault = None if fault_time is None else time.monotonic() - fault_time
   return proc.returncode, "".join(lines), after_fault
 
