@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bertcore import schema
-from tensorflow.python.framework import errors as tf_errors
+import tensorflow as tf
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<name>.py).",
@@ -58,7 +58,7 @@ def main(argv):
     logging.debug("%s", traceback.format_exc())
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
-  except (tf_errors.UnavailableError, tf_errors.CancelledError, tf_errors.AbortedError) as e:
+  except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError) as e:
     # Multi-worker: a peer died and the collectives were aborted. The last checkpoint is intact.
     logging.debug("%s", traceback.format_exc())
     first_line = (e.message or str(e)).strip().splitlines()[0]
