@@ -315,8 +315,9 @@ def report(runs_file):
         "test macro-F1 | accuracy | -"
     print(f"\n### {task}: every run\n")
     print(f"| run | date | pooling | lr | epochs x steps | batch | seq | weights | other | "
-          f"{first} | baseline | margin | wall (train) | CPU share | load |")
-    print("|" + "---|" * 16)
+          f"{first} | baseline | margin | wall (train+eval) | CPU time (train+eval) | CPU share | "
+          f"load |")
+    print("|" + "---|" * 17)
     for r in rows:
       c = r["fine_tuned"]["config"]
       s = r["fine_tuned"]["summary"]
@@ -337,8 +338,10 @@ def report(runs_file):
             f"{c['train.learning_rate']} | {c['train.epochs']} x {s['total_steps'] // c['train.epochs']} | "
             f"{c['train.global_batch_size']} | {r['max_seq_length']} | {weights} | {other} | {figs} | "
             f"{b:.4f} | {headline(r, 'fine_tuned')[0] - b:+.4f} | "
-            f"{minutes(r['fine_tuned']['seconds'])} ({minutes(st['seconds'])}) | "
-            f"{st['cpu_share']:.0%} | {st['loadavg_start']}-{st['loadavg_end']} |")
+            f"{minutes(r['fine_tuned']['seconds'])} ({minutes(st['seconds'])}"
+            f"{', resumed: eval only' if st.get('resumed') else ''}) | "
+            f"{minutes(st['cpu_seconds'])} | {st['cpu_share']:.0%} | "
+            f"{st['loadavg_start']}-{st['loadavg_end']} |")
 
 
 # ------------------------------------------------------------------------------------- main
