@@ -520,12 +520,20 @@ class _Run:
           self._save(step)
           say(f"stopped at step {step} (train.stop_at_step); re-run the same command to "
               "continue")
-          return {"stopped_at_step": step, "total_steps": total}
+          return {"stopped_at_step": step, "total_steps": total, **self._throughput()}
       self._save(step)
       self._evaluate_epoch(epoch + 1, step)
       window["time"] = time.perf_counter()  # evaluation time is not training time
     _dump_state(self.checkpoint, self.strategy)  # tests only (see _dump_state); off by default
     return None
+
+  def _throughput(self):
+    """Steady-state training examples/s and padding efficiency of this process's run."""
+    t = getattr(self, "throughput", None)
+    if not t or not t["seconds"]:
+      return {}
+    return {"train_examples_per_sec": t["examples"] / t["seconds"],
+            "train_padding_efficiency": t["real"] / max(t["padded"], 1.0)}
 
   def _steps_this_call(self, step, left_in_epoch):
     """Steps for one train_fn call: up to steps_per_execution, stopping at every boundary."""
@@ -775,10 +783,7 @@ class _Run:
       say(f"warning: not exported: {validation['error']} on the validation split")
     elif config.export:
       final["export_dir"] = self._export(threshold, final)
-    if self.throughput["seconds"]:
-      t = self.throughput
-      final["train_examples_per_sec"] = t["examples"] / t["seconds"]
-      final["train_padding_efficiency"] = t["real"] / max(t["padded"], 1.0)
+    final.update(self._throughput())
     final["skipped_shards"] = self.skipped_shards
     final["nan_steps_skipped"] = self.nan_skipped
     self.results["final"] = final
