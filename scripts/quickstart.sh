@@ -22,7 +22,7 @@ $PY -m preprocess.run @configs/data/tweets_binary.args \
 
 step "3/5 fine-tune, evaluate every epoch, export -> $MODEL"
 $PY -m trainer.task --config=configs/tweets_minilm.py --config.encoder.dir="$ENCODER" \
-  --config.train.epochs=1 --data_dir="$DATA" --model_dir="$MODEL" --strategy=one_device
+  --data_dir="$DATA" --model_dir="$MODEL" --strategy=one_device
 
 step "4/5 predictions of the exported model on a few sentences (configs/data/example_tweets.csv)"
 $PY -m trainer.predict --model="$MODEL/export" --input=configs/data/example_tweets.csv \
