@@ -121,9 +121,10 @@ class Stopwatch:
 
   def record(self, **extra):
     # cpu_share: the fraction of the machine's cores this stage kept busy (1.0 = all of them).
-    share = self.cpu_seconds / max(self.seconds, 1e-9) / (os.cpu_count() or 1)
+    share = (self.cpu_seconds / self.seconds / (os.cpu_count() or 1)
+             if self.seconds >= 1 else None)  # Meaningless for a (cached) stage of ~0 s.
     return {"seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1),
-            "cpu_share": round(share, 2), "loadavg_start": round(self.load_start, 2),
+            "cpu_share": None if share is None else round(share, 2), "loadavg_start": round(self.load_start, 2),
             "loadavg_end": round(self.load_end, 2), **extra}
 
 
