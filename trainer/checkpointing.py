@@ -39,10 +39,11 @@ class RunState:
   epoch: tf.Variable           # int64: epochs completed at `step`
   checkpoint: tf.train.Checkpoint
   manager: tf.train.CheckpointManager
+  scratch: bool                # a non-chief's write_dir: checkpoints are deleted once saved
   last_saved_step: int = -1
 
 
-def create_state(config, manifest, strategy, policy, total_steps, write_dir):
+def create_state(config, manifest, strategy, policy, total_steps, write_dir, scratch):
   """Builds the classifier, optimizer and counters under strategy.scope(): a RunState."""
   with strategy.scope():
     classifier, _ = model_lib.build_classifier(config, manifest)
@@ -54,7 +55,7 @@ def create_state(config, manifest, strategy, policy, total_steps, write_dir):
   manager = tf.train.CheckpointManager(
       checkpoint, posixpath.join(write_dir, CHECKPOINT_DIR),
       max_to_keep=config.train.keep_checkpoints, step_counter=step)
-  return RunState(classifier, optimizer, step, epoch, checkpoint, manager)
+  return RunState(classifier, optimizer, step, epoch, checkpoint, manager, scratch)
 
 
 def restore_latest(state, model_dir):
@@ -81,6 +82,13 @@ def save(state, step, steps_per_epoch):
     raise TrainingError(f"could not save the checkpoint of step {step} in "
                         f"{state.manager.directory}: {input_pipeline.error_line(e)}") from None
   state.last_saved_step = step
+  if state.scratch:
+    remove_dir(state.manager.directory)
+
+
+def remove_dir(path):
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
 
 
 class BestTracker:

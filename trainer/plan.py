@@ -44,6 +44,11 @@ class RunPlan:
   def compression(self):
     return self.manifest.get("compression")
 
+  def source(self, split, model_config):
+    """The input_pipeline.Source of a split (its checked shards)."""
+    return input_pipeline.source(self.data_dir, split, self.manifest, model_config.head,
+                                 model_config.positive_label, shards=self.shards[split])
+
 
 def plan_run(config, data_dir, model_dir, strategy):
   """Checks the config, data, model_dir and resume compatibility; returns the RunPlan.
@@ -183,3 +188,12 @@ def _normalise(value):
   if isinstance(value, dict):
     return {k: _normalise(v) for k, v in value.items()}
   return value
+
+
+def data_error(plan, split, error):
+  """The error to raise after a read error: a DataError naming the corrupt shard if one is."""
+  found = input_pipeline.find_corrupt_shard(plan.shards[split], plan.compression)
+  if found:
+    return schema.DataError(f"shard {found[0]} is corrupt ({found[1]}); re-run preprocessing, "
+                            "or set --config.data.on_corrupt_shard=skip")
+  return error
