@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bertcore import schema  # noqa: E402
+from trainer import config as config_lib  # noqa: E402
 from trainer import input_pipeline  # noqa: E402
 
 
@@ -102,9 +103,12 @@ def main():
   manifest = schema.read_manifest(data_dir)
   print(f"host: {os.cpu_count()} CPU cores, tensorflow {tf.__version__}")
   for padding in ("bucket", "fixed"):
-    ds = input_pipeline.make_dataset(
-        data_dir, args.split, args.batch_size, manifest=manifest, head="binary", training=True,
-        padding=padding, bucket_boundaries=(16, 32, 64, 128), shuffle_buffer=10000)
+    config = config_lib.default_config()
+    config.train.update(global_batch_size=args.batch_size, padding=padding,
+                        bucket_boundaries=(16, 32, 64, 128), shuffle_buffer=10000)
+    ds = input_pipeline.train_batches(
+        input_pipeline.source(data_dir, args.split, manifest, "binary"), config.train,
+        config.data)
     rate, efficiency = measure(ds, args.batch_size, args.seconds)
     print(f"padding={padding:6s} batch={args.batch_size}: {rate:10.0f} examples/s  "
           f"padding efficiency {efficiency:.3f} (real tokens / padded tokens)")

@@ -371,7 +371,7 @@ def test_per_file_move_puts_saved_model_pb_last(tmp_path, monkeypatch):
     moved.append(os.path.relpath(dst, tmp_path))
     real_rename(src, dst, overwrite)
   monkeypatch.setattr(tf.io.gfile, "rename", rename)
-  export._move_into_place(str(tmp_path / "export.tmp-1"), str(tmp_path / "export"),
+  export.move_into_place(str(tmp_path / "export.tmp-1"), str(tmp_path / "export"),
                           per_file=True)
   # First the old export is moved aside, then the files, saved_model.pb last.
   assert moved[0].startswith("export.old-")

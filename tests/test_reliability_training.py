@@ -1,21 +1,12 @@
 """Reliability of training under injected faults, on real `python -m trainer.task` processes.
 
-Kills are deterministic: trainer/faults.py makes a process send itself SIGKILL (or the signal in
-BERTFT_CRASH_SIGNAL) on its n-th arrival at a named point, BERTFT_CRASH_AT=<point>[:<n>].
-One model_dir goes through the stages below in order, each stage a process killed at the next
-point and, at the same time, the re-run (same command) of the previous one:
-
-  stage  fault                               resumes from   leaves
-  1      SIGKILL after step 6 (train_step)   -              ckpt-4
-  2      SIGKILL writing ckpt-8              ckpt-4         ckpt-4 (+ ckpt-8 files, unnamed)
-  3      SIGKILL in epoch 1's evaluation     ckpt-4         ckpt-8, no results
-  4      SIGKILL writing best/ckpt-8         ckpt-8         no best
-  5      SIGTERM in epoch 2's evaluation     ckpt-8         ckpt-16, epoch 1's results; exit 143
-  6      SIGKILL exporting                   ckpt-16        no export/
-  7      -                                   ckpt-16        the finished run
-  8      the finished run's weights, Adam slots and metrics equal, bit for bit, those of an
-         uninterrupted run: no batch was repeated or skipped (one step moves weights by ~0.04).
-A failed stage skips the later ones. Each process imports TensorFlow: ~10 s of CPU apiece.
+Kills are deterministic and injected from the test side: tests/fault_launcher.py patches the
+trainer's own functions (the train and eval steps, CheckpointManager.save, the export's
+move_into_place) so that the process sends itself SIGKILL (or SIGTERM) on its n-th arrival at
+a point. Each test starts from an empty model_dir, kills one run at one point, checks what it
+left (checkpoints, eval_results.json, export/, the exit code), then re-runs the same training
+to the end and checks it equals, bit for bit, an uninterrupted run: no batch was repeated or
+skipped (one step moves weights by ~0.04). Each killed process imports TensorFlow: ~10 s of CPU.
 
 Data and disk faults run the trainer in-process (in a mount namespace for the disks): they go
 through the same checks, and the entry point's one-line `error:` is tested in test_trainer.
@@ -43,6 +34,7 @@ from trainer import train
 STEPS_PER_EPOCH, TOTAL = 8, 16           # 128 train rows / batch 16, 2 epochs (configs/tiny.py)
 FLAGS = ("--config.train.checkpoint_every_steps=4", "--config.train.log_every_steps=2")
 TIMEOUT = 300
+FAULT_LAUNCHER = os.path.join(fx.REPO, "tests", "fault_launcher.py")
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +51,14 @@ def float32_policy():
   strategy_lib.set_precision("float32")
 
 
-def run_task(data_dir, model_dir, *flags, crash_at=None, signal_name="KILL", env=None):
-  """Runs the trainer; returns (returncode, output, seconds from the fault line to the exit)."""
-  extra = {"BERTFT_CRASH_AT": crash_at, "BERTFT_CRASH_SIGNAL": signal_name} if crash_at else {}
-  proc = subprocess.Popen(fx.task_command(data_dir, model_dir, *flags),
-                          env=env or fx.task_env(**extra), cwd=fx.REPO, text=True,
+def run_task(data_dir, model_dir, *flags, crash_at=None, signal_name="KILL"):
+  """Runs the trainer (through the fault launcher when crash_at is given); returns
+  (returncode, output, seconds from the injected fault to the exit)."""
+  command = fx.task_command(data_dir, model_dir, *flags)
+  if crash_at:
+    command = [sys.executable, FAULT_LAUNCHER, f"--crash_at={crash_at}",
+               f"--signal={signal_name}", "--"] + command[3:]
+  proc = subprocess.Popen(command, env=fx.task_env(), cwd=fx.REPO, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   lines, fault_time = [], None
   watchdog = threading.Timer(TIMEOUT, proc.kill)    # a hung process fails the test, not CI
@@ -115,166 +110,120 @@ def results(model_dir):
 
 
 # ------------------------------------------------------------------- kills at 5 points + SIGTERM
-class Chain:
-  """The model_dir that the stage tests below take through one fault after another."""
-
-  def __init__(self, data_dir, model_dir):
-    self.data_dir, self.model_dir = data_dir, model_dir
-    self.ckpt_dir = os.path.join(model_dir, "checkpoints")
-    self.best_dir = os.path.join(model_dir, "best")
-    self.stage = 0
-    self.broken = None
-
-  def run(self, stage, crash_at=None, signal_name="KILL"):
-    if self.broken:
-      pytest.skip(f"stage {self.broken} of the chain failed; this stage resumes from it")
-    assert self.stage == stage - 1, "the chain's stages must run in order"
-    self.stage = stage
-    self.broken = stage    # until the test says otherwise
-    return run_task(self.data_dir, self.model_dir, *FLAGS, crash_at=crash_at,
-                    signal_name=signal_name)
-
-  def passed(self):
-    self.broken = None
-
-  def resumed_from(self, output, step):
-    where = (f"all {TOTAL} steps done" if step == TOTAL else
-             f"epoch {step // STEPS_PER_EPOCH + 1}, {step % STEPS_PER_EPOCH} of its "
-             f"{STEPS_PER_EPOCH} steps done")
-    return f"resuming from {self.ckpt_dir}/ckpt-{step}: step {step} ({where})" in output
+def tiny_overrides(**more):
+  """The config of FLAGS, for in-process runs."""
+  return {"train.checkpoint_every_steps": 4, "train.log_every_steps": 2, **more}
 
 
 @pytest.fixture(scope="module")
-def chain(data_dir, tmp_path_factory):
-  return Chain(data_dir, str(tmp_path_factory.mktemp("chain") / "run"))
+def reference(data_dir, tmp_path_factory):
+  """An uninterrupted run: (its ckpt-16 values, its results)."""
+  model_dir = str(tmp_path_factory.mktemp("reference") / "run")
+  results = train.train_and_evaluate(fx.tiny_config(data_dir, **tiny_overrides(export=False)),
+                                     data_dir, model_dir, strategy_lib.build_strategy("one_device"))
+  return read_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-16")), results
 
 
-def test_1_kill_mid_step_keeps_the_last_checkpoint(chain):
-  code, out, _ = chain.run(1, "train_step:6")
-  assert code == -signal.SIGKILL, out[-3000:]
-  assert "fault injection: SIGKILL at train_step (arrival 6)" in out
-  assert logged_steps(out) == [2, 4]
-  latest, recorded = checkpoint_state(chain.ckpt_dir)
-  assert (latest, recorded) == (f"{chain.ckpt_dir}/ckpt-4", [f"{chain.ckpt_dir}/ckpt-4"])
-  assert_valid_checkpoint(latest, 4)
-  assert results(chain.model_dir) is None
-  chain.passed()
-
-
-def test_2_kill_mid_checkpoint_write_never_makes_it_latest(chain):
-  code, out, _ = chain.run(2, "checkpoint_write")
-  assert code == -signal.SIGKILL, out[-3000:]
-  assert chain.resumed_from(out, 4), out[-3000:]
-  assert "epoch 1: skipping the 4 batches trained before the restart" in out
-  assert "fault injection: SIGKILL at checkpoint_write (arrival 1)" in out
-  assert logged_steps(out) == [6, 8]
-  # ckpt-8's files were complete on disk, but the state file never named it.
-  assert os.path.exists(os.path.join(chain.ckpt_dir, "ckpt-8.index"))
-  latest, recorded = checkpoint_state(chain.ckpt_dir)
-  assert (latest, recorded) == (f"{chain.ckpt_dir}/ckpt-4", [f"{chain.ckpt_dir}/ckpt-4"])
-  assert_valid_checkpoint(latest, 4)
-  chain.passed()
-
-
-def test_3_kill_during_evaluation_keeps_the_epoch_unevaluated(chain):
-  code, out, _ = chain.run(3, "evaluation")
-  assert code == -signal.SIGKILL, out[-3000:]
-  assert chain.resumed_from(out, 4), out[-3000:]     # not the unnamed ckpt-8 of stage 2
-  assert "fault injection: SIGKILL at evaluation (arrival 1)" in out
-  assert logged_steps(out) == [6, 8]
-  latest, _ = checkpoint_state(chain.ckpt_dir)
-  assert latest == f"{chain.ckpt_dir}/ckpt-8"
-  assert_valid_checkpoint(latest, 8)
-  assert results(chain.model_dir) is None            # epoch 1 was never recorded
-  chain.passed()
-
-
-def test_4_kill_mid_best_checkpoint_write_leaves_no_best(chain):
-  code, out, _ = chain.run(4, "best_checkpoint_write")
-  assert code == -signal.SIGKILL, out[-3000:]
-  assert chain.resumed_from(out, 8), out[-3000:]
-  assert "fault injection: SIGKILL at best_checkpoint_write (arrival 1)" in out
-  assert logged_steps(out) == []                     # the pending evaluation comes first
-  assert os.path.exists(os.path.join(chain.best_dir, "ckpt-8.index"))
-  assert checkpoint_state(chain.best_dir) == (None, [])
-  assert results(chain.model_dir) is None
-  chain.passed()
-
-
-def test_5_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(chain):
-  # Fault at the 3rd evaluation batch: the pending epoch-1 evaluation has 2, so this is the
-  # first batch of epoch 2's evaluation, after steps 9-16.
-  code, out, after_fault = chain.run(5, "evaluation:3", signal_name="TERM")
-  assert code == 143, out[-3000:]
-  assert chain.resumed_from(out, 8), out[-3000:]
-  assert "fault injection: SIGTERM at evaluation (arrival 3)" in out
-  assert out.count("preempted: checkpoint saved at step 16") == 1
-  assert after_fault < 30, after_fault
-  assert logged_steps(out) == [10, 12, 14, 16]       # epoch 1 is not trained again
-  assert out.count("epoch 1 validation:") == 1 and "epoch 2 validation:" not in out
-  assert [(e["epoch"], e["step"], e["best"]) for e in results(chain.model_dir)["epochs"]] == [
-      (1, 8, True)]
-  latest, _ = checkpoint_state(chain.ckpt_dir)
-  assert latest == f"{chain.ckpt_dir}/ckpt-16"
-  assert_valid_checkpoint(latest, 16)
-  assert checkpoint_state(chain.best_dir)[0] == f"{chain.best_dir}/ckpt-8"
-  chain.passed()
-
-
-def test_6_kill_during_export_leaves_no_half_export(chain):
-  code, out, _ = chain.run(6, "export")
-  assert code == -signal.SIGKILL, out[-3000:]
-  assert chain.resumed_from(out, 16), out[-3000:]
-  assert "fault injection: SIGKILL at export (arrival 1)" in out
-  assert logged_steps(out) == []
-  assert "epoch 2 validation:" in out and "final evaluation of the best checkpoint" in out
-  assert not os.path.exists(os.path.join(chain.model_dir, "export"))
-  staged = [n for n in os.listdir(chain.model_dir) if n.startswith("export.tmp-")]
-  assert len(staged) == 1      # complete, but never moved into place
-  written = results(chain.model_dir)
-  assert [e["epoch"] for e in written["epochs"]] == [1, 2] and "final" not in written
-  chain.passed()
-
-
-def test_7_rerun_finishes_the_run(chain):
-  code, out, _ = chain.run(7)
-  assert code == 0, out[-3000:]
-  assert chain.resumed_from(out, 16), out[-3000:]
-  assert logged_steps(out) == [] and " validation:" not in out   # nothing re-evaluated
-  written = results(chain.model_dir)
-  assert written["final"]["step"] == written["final"]["total_steps"] == TOTAL
-  assert [(e["epoch"], e["step"]) for e in written["epochs"]] == [(1, 8), (2, 16)]
-  names = os.listdir(chain.model_dir)
-  assert "export" in names and not [n for n in names if n.startswith("export.")]
-  export_dir = os.path.join(chain.model_dir, "export")
-  assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
-  metadata = json.load(open(os.path.join(export_dir, "assets", "metadata.json")))
-  assert metadata["training"]["step"] == TOTAL
-  latest, _ = checkpoint_state(chain.ckpt_dir)
-  assert latest == f"{chain.ckpt_dir}/ckpt-16"
-  assert_valid_checkpoint(latest, 16)
-  chain.passed()
-
-
-def test_8_the_resumed_run_equals_an_uninterrupted_run_bit_for_bit(chain, data_dir, tmp_path):
-  if chain.broken or chain.stage != 7:
-    pytest.skip("the chain did not finish")
-  reference_dir = str(tmp_path / "reference")
-  config = fx.tiny_config(data_dir, **{"train.checkpoint_every_steps": 4,
-                                       "train.log_every_steps": 2, "export": False})
-  reference = train.train_and_evaluate(config, data_dir, reference_dir,
-                                       strategy_lib.build_strategy("one_device"))
-  got = read_checkpoint(os.path.join(chain.ckpt_dir, "ckpt-16"))
-  want = read_checkpoint(os.path.join(reference_dir, "checkpoints", "ckpt-16"))
-  assert got.keys() == want.keys()
-  for name in want:   # weights, Adam's slots and iterations, step, epoch
+def finish_and_compare(data_dir, model_dir, reference, export=False):
+  """Re-runs the killed run to the end (in this process); asserts it equals the reference."""
+  results = train.train_and_evaluate(fx.tiny_config(data_dir, **tiny_overrides(export=export)),
+                                     data_dir, model_dir, strategy_lib.build_strategy("one_device"))
+  want_values, want = reference
+  got_values = read_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-16"))
+  assert got_values.keys() == want_values.keys()
+  for name in want_values:   # weights, Adam's slots and iterations, step, epoch
     if name != "save_counter/.ATTRIBUTES/VARIABLE_VALUE":   # counts saves, not steps
-      np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-  written = results(chain.model_dir)
+      np.testing.assert_array_equal(got_values[name], want_values[name], err_msg=name)
   for key in ("validation", "test", "best_step", "threshold", "source"):
-    assert written["final"][key] == reference["final"][key], key
-  assert [e["validation"] for e in written["epochs"]] == [
-      e["validation"] for e in reference["epochs"]]
+    assert results["final"][key] == want["final"][key], key
+  assert [e["validation"] for e in results["epochs"]] == [
+      e["validation"] for e in want["epochs"]]
+  return results
+
+
+@pytest.fixture
+def dirs(tmp_path):
+  model_dir = str(tmp_path / "run")
+  return model_dir, os.path.join(model_dir, "checkpoints"), os.path.join(model_dir, "best")
+
+
+def test_kill_mid_step_keeps_the_last_checkpoint(data_dir, dirs, reference):
+  model_dir, ckpt_dir, _ = dirs
+  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="train_step:6")
+  assert code == -signal.SIGKILL, out[-3000:]
+  latest, recorded = checkpoint_state(ckpt_dir)
+  assert (latest, recorded) == (f"{ckpt_dir}/ckpt-4", [f"{ckpt_dir}/ckpt-4"])
+  assert_valid_checkpoint(latest, 4)
+  assert results(model_dir) is None
+  finish_and_compare(data_dir, model_dir, reference)
+
+
+def test_kill_mid_checkpoint_write_never_makes_it_latest(data_dir, dirs, reference):
+  model_dir, ckpt_dir, _ = dirs
+  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="checkpoint_write:2")
+  assert code == -signal.SIGKILL, out[-3000:]
+  # ckpt-8's files were complete on disk, but the state file never named it.
+  assert os.path.exists(os.path.join(ckpt_dir, "ckpt-8.index"))
+  latest, recorded = checkpoint_state(ckpt_dir)
+  assert (latest, recorded) == (f"{ckpt_dir}/ckpt-4", [f"{ckpt_dir}/ckpt-4"])
+  assert_valid_checkpoint(latest, 4)
+  finish_and_compare(data_dir, model_dir, reference)
+
+
+def test_kill_during_evaluation_keeps_the_epoch_unevaluated(data_dir, dirs, reference):
+  model_dir, ckpt_dir, _ = dirs
+  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation")
+  assert code == -signal.SIGKILL, out[-3000:]
+  latest, _ = checkpoint_state(ckpt_dir)
+  assert latest == f"{ckpt_dir}/ckpt-8"
+  assert_valid_checkpoint(latest, 8)
+  assert results(model_dir) is None            # epoch 1 was never recorded
+  finished = finish_and_compare(data_dir, model_dir, reference)
+  assert [e["epoch"] for e in finished["epochs"]] == [1, 2]
+
+
+def test_kill_mid_best_checkpoint_write_leaves_no_best(data_dir, dirs, reference):
+  model_dir, _, best_dir = dirs
+  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="best_checkpoint_write")
+  assert code == -signal.SIGKILL, out[-3000:]
+  assert os.path.exists(os.path.join(best_dir, "ckpt-8.index"))
+  assert checkpoint_state(best_dir) == (None, [])
+  assert results(model_dir) is None
+  finish_and_compare(data_dir, model_dir, reference)
+
+
+def test_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(data_dir, dirs,
+                                                                        reference):
+  model_dir, ckpt_dir, best_dir = dirs
+  # Epoch 1's evaluation has 2 batches: the 3rd is the first of epoch 2's, after step 16.
+  code, out, after_fault = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation:3",
+                                    signal_name="TERM")
+  assert code == 143, out[-3000:]
+  assert after_fault < 30, after_fault
+  assert [(e["epoch"], e["step"], e["best"]) for e in results(model_dir)["epochs"]] == [
+      (1, 8, True)]
+  latest, _ = checkpoint_state(ckpt_dir)
+  assert latest == f"{ckpt_dir}/ckpt-16"
+  assert_valid_checkpoint(latest, 16)
+  assert checkpoint_state(best_dir)[0] == f"{best_dir}/ckpt-8"
+  finish_and_compare(data_dir, model_dir, reference)
+
+
+def test_kill_during_export_leaves_no_half_export(data_dir, dirs, reference):
+  model_dir, ckpt_dir, _ = dirs
+  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="export")
+  assert code == -signal.SIGKILL, out[-3000:]
+  assert not os.path.exists(os.path.join(model_dir, "export"))
+  staged = [n for n in os.listdir(model_dir) if n.startswith("export.tmp-")]
+  assert len(staged) == 1      # complete, but never moved into place
+  written = results(model_dir)
+  assert [e["epoch"] for e in written["epochs"]] == [1, 2] and "final" not in written
+  finished = finish_and_compare(data_dir, model_dir, reference, export=True)
+  assert finished["final"]["step"] == finished["final"]["total_steps"] == TOTAL
+  names = os.listdir(model_dir)
+  assert "export" in names and not [n for n in names if n.startswith("export.")]
+  metadata = json.load(open(os.path.join(model_dir, "export", "assets", "metadata.json")))
+  assert metadata["training"]["step"] == TOTAL
 
 
 # ---------------------------------------------------------------- corrupt data, bad manifests
@@ -366,11 +315,12 @@ def test_an_incomplete_manifest_or_data_dir_is_refused(data_dir, tmp_path, damag
 # Root ignores file modes, so read-only and full disks are real tmpfs mounts, made inside a
 # private mount namespace (`unshare -m`) by this driver process, which trains in-process and
 # prints one JSON line of results. The disk fills up at a deterministic point: the driver
-# replaces the train_step fault hook with "fill the disk" on the 6th step (ckpt-4 is saved).
+# patches the train step (tests/fault_launcher.py) to fill the disk after the 6th step.
 DISK_DRIVER = textwrap.dedent(r"""
     import json, os, subprocess, sys
     import trainer_fixtures as fx
-    from trainer import faults, strategy, train
+    import fault_launcher
+    from trainer import strategy, train
     base, data_dir = sys.argv[1], sys.argv[2]
 
     def mount(name, options):
@@ -396,21 +346,17 @@ DISK_DRIVER = textwrap.dedent(r"""
 
     disk = mount("full", "size=64m")
     filler = os.path.join(disk, "filler")
-    steps = []
 
-    def fill_at_step_6(point):
-      if point == "train_step":
-        steps.append(point)
-        if len(steps) == 6:
-          fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-          try:
-            while True:
-              os.write(fd, bytes(4096))
-          except OSError:
-            pass
-          finally:
-            os.close(fd)
-    faults.maybe_crash = fill_at_step_6
+    def fill_the_disk():
+      fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+      try:
+        while True:
+          os.write(fd, bytes(4096))
+      except OSError:
+        pass
+      finally:
+        os.close(fd)
+    fault_launcher.install("train_step", 6, fill_the_disk)
     overrides = {"train.epochs": 1, "export": False, "train.checkpoint_every_steps": 4}
     model_dir = os.path.join(disk, "run")
     out["full"] = run("full", model_dir, **overrides)

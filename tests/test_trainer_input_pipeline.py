@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from bertcore import schema
+from trainer import config as config_lib
 from trainer import input_pipeline as ip
 
 
@@ -23,6 +24,27 @@ def binary_dir(tmp_path_factory):
   return d, manifest, rows
 
 
+def _config(**train):
+  """The default config with config.train fields replaced."""
+  config = config_lib.default_config()
+  for name, value in train.items():
+    config.train[name] = value
+  return config
+
+
+def _train(data_dir, manifest, batch, input_context=None, epoch=0, skip_steps=0, **train):
+  config = _config(global_batch_size=batch, **train)
+  return ip.train_batches(ip.source(data_dir, "train", manifest, "binary"), config.train,
+                          config.data, input_context=input_context, epoch=epoch,
+                          skip_steps=skip_steps)
+
+
+def _eval(data_dir, manifest, batch, head="binary", input_context=None, positive_label=""):
+  config = _config()
+  return ip.eval_batches(ip.source(data_dir, "validation", manifest, head, positive_label),
+                         batch, config.train, config.data, input_context=input_context)
+
+
 def _take(ds, n):
   return [{k: v.numpy() for k, v in b.items()} for b in ds.take(n)]
 
@@ -30,8 +52,7 @@ def _take(ds, n):
 def test_training_batches_have_only_bucket_shapes_and_exact_padding(binary_dir):
   data_dir, manifest, rows = binary_dir
   by_tokens = {tuple(r[1]): r for r in rows}
-  ds = ip.make_dataset(data_dir, "train", 8, manifest=manifest, head="binary", training=True,
-                       bucket_boundaries=(16, 32))
+  ds = _train(data_dir, manifest, 8, bucket_boundaries=(16, 32))
   assert ds.element_spec["input_word_ids"].shape.as_list() == [8, None]
   seen_lengths = set()
   for batch in _take(ds, 60):
@@ -53,8 +74,7 @@ def test_training_batches_have_only_bucket_shapes_and_exact_padding(binary_dir):
 
 def test_fixed_padding_pads_everything_to_max_seq_length(binary_dir):
   data_dir, manifest, _ = binary_dir
-  ds = ip.make_dataset(data_dir, "train", 8, manifest=manifest, head="binary", training=True,
-                       padding="fixed")
+  ds = _train(data_dir, manifest, 8, padding="fixed")
   assert {b["input_word_ids"].shape for b in _take(ds, 10)} == {(8, 64)}
 
 
@@ -62,8 +82,7 @@ def test_multiclass_and_multilabel_labels(tmp_path):
   rows = fx.example_rows(40, seed=3, num_labels=3)
   manifest = fx.write_data_dir(str(tmp_path / "mc"), {"train": rows, "validation": rows},
                                labels=("a", "b", "c"), num_shards=1)
-  ds = ip.make_dataset(str(tmp_path / "mc"), "validation", 40, manifest=manifest,
-                       head="multiclass", training=False)
+  ds = _eval(str(tmp_path / "mc"), manifest, 40, head="multiclass")
   (batch,) = _take(ds, 1)
   assert batch["labels"].dtype == np.int32
   assert sorted(batch["labels"].tolist()) == sorted(r[3][0] for r in rows)
@@ -71,8 +90,7 @@ def test_multiclass_and_multilabel_labels(tmp_path):
   rows = fx.example_rows(40, seed=4, num_labels=3, multilabel=True)
   manifest = fx.write_data_dir(str(tmp_path / "ml"), {"train": rows, "validation": rows},
                                labels=("a", "b", "c"), num_shards=1, multi_label=True)
-  ds = ip.make_dataset(str(tmp_path / "ml"), "validation", 40, manifest=manifest,
-                       head="multilabel", training=False)
+  ds = _eval(str(tmp_path / "ml"), manifest, 40, head="multilabel")
   (batch,) = _take(ds, 1)
   expected = {tuple(r[1]): [float(k in r[3]) for k in range(3)] for r in rows}
   for ids, mask, hot in zip(batch["input_word_ids"], batch["input_mask"], batch["labels"]):
@@ -84,8 +102,7 @@ def test_binary_one_vs_rest_from_multiclass_data(tmp_path):
   rows = fx.example_rows(30, seed=6, num_labels=3)
   manifest = fx.write_data_dir(str(tmp_path), {"validation": rows}, labels=("neg", "neu", "pos"),
                                num_shards=1)
-  ds = ip.make_dataset(str(tmp_path), "validation", 30, manifest=manifest, head="binary",
-                       training=False, positive_label="pos")
+  ds = _eval(str(tmp_path), manifest, 30, positive_label="pos")
   (batch,) = _take(ds, 1)
   expected = {tuple(r[1]): float(r[3][0] == 2) for r in rows}
   got = {tuple(i[:m.sum()]): l[0] for i, m, l in zip(batch["input_word_ids"],
@@ -103,8 +120,7 @@ def test_eval_pipelines_get_disjoint_shards_and_equal_full_batches(binary_dir):
     ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
                                      num_replicas_in_sync=2)
     files = ip.assign_shards(shards, 2, pipeline)[0]
-    batches = _take(ip.make_dataset(data_dir, "validation", 16, manifest=manifest,
-                                    head="binary", training=False, input_context=ctx), 100)
+    batches = _take(_eval(data_dir, manifest, 16, input_context=ctx), 100)
     batch_counts.append(len(batches))
     for b in batches:
       assert b["input_word_ids"].shape[0] == 8
@@ -122,8 +138,7 @@ def test_fewer_shards_than_pipelines_still_reads_every_row_once(tmp_path):
   seen = []
   for pipeline in range(3):
     ctx = tf.distribute.InputContext(3, pipeline, 3)
-    for b in _take(ip.make_dataset(str(tmp_path), "validation", 3, manifest=manifest,
-                                   head="binary", training=False, input_context=ctx), 100):
+    for b in _take(_eval(str(tmp_path), manifest, 3, input_context=ctx), 100):
       seen += [tuple(i[:m.sum()]) for i, m, w in zip(b["input_word_ids"], b["input_mask"],
                                                      b["weights"]) if w]
   assert sorted(seen) == sorted(tuple(r[1]) for r in rows)
@@ -132,8 +147,8 @@ def test_fewer_shards_than_pipelines_still_reads_every_row_once(tmp_path):
 def test_skip_steps_resumes_the_same_batch_sequence(binary_dir):
   data_dir, manifest, _ = binary_dir
   def batches(epoch, skip):
-    ds = ip.make_dataset(data_dir, "train", 8, manifest=manifest, head="binary", training=True,
-                         bucket_boundaries=(16, 32), seed=3, epoch=epoch, skip_steps=skip)
+    ds = _train(data_dir, manifest, 8, bucket_boundaries=(16, 32), seed=3, epoch=epoch,
+                skip_steps=skip)
     return [b["input_word_ids"].tolist() for b in _take(ds, 12)]
   full = batches(epoch=1, skip=0)
   assert batches(epoch=1, skip=5)[:7] == full[5:]
@@ -160,14 +175,12 @@ def test_the_replicas_of_one_step_get_batches_of_one_shape(binary_dir):
   data_dir, manifest, _ = binary_dir
   ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                    num_replicas_in_sync=2)
-  ds = ip.make_dataset(data_dir, "train", 16, manifest=manifest, head="binary", training=True,
-                       input_context=ctx, bucket_boundaries=(16, 32))
+  ds = _train(data_dir, manifest, 16, input_context=ctx, bucket_boundaries=(16, 32))
   shapes = [b["input_word_ids"].shape for b in _take(ds, 40)]
   assert all(s[0] == 8 for s in shapes)
   assert all(shapes[i] == shapes[i + 1] for i in range(0, 40, 2))   # pairs = steps
   assert len(set(shapes)) >= 2
-  batches = _take(ip.make_dataset(data_dir, "validation", 16, manifest=manifest,
-                                  head="binary", training=False, input_context=ctx), 100)
+  batches = _take(_eval(data_dir, manifest, 16, input_context=ctx), 100)
   assert len(batches) % 2 == 0 and sum(b["weights"].sum() for b in batches) == 70
   assert all(batches[i]["input_word_ids"].shape == batches[i + 1]["input_word_ids"].shape
              for i in range(0, len(batches), 2))

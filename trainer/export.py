@@ -41,7 +41,6 @@ from absl import logging
 import bertcore
 from bertcore import schema
 from bertcore import tokenization
-from trainer import faults
 
 HEADS = ("binary", "multiclass", "multilabel")
 VOCAB_ASSET = "vocab.txt"
@@ -202,7 +201,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
 
   The SavedModel is written to `<export_dir>.tmp-<random>` and renamed into place when
   complete, so a crash never leaves a half-written model at export_dir (on gs:// the files
-  are moved one by one with saved_model.pb last; see _move_into_place). An older export at
+  are moved one by one with saved_model.pb last; see move_into_place). An older export at
   export_dir is moved aside first and deleted afterwards.
   """
   labels = [str(x) for x in labels]
@@ -249,8 +248,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
         "serve_examples": module.serve_examples.get_concrete_function(),
     }
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
-    faults.maybe_crash("export")  # tests only (trainer/faults.py); off by default
-    _move_into_place(tmp_dir, export_dir)
+    move_into_place(tmp_dir, export_dir)
   except BaseException:
     if tf.io.gfile.exists(tmp_dir):
       tf.io.gfile.rmtree(tmp_dir)
@@ -262,7 +260,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
   return export_dir
 
 
-def _move_into_place(tmp_dir, export_dir, per_file=None):
+def move_into_place(tmp_dir, export_dir, per_file=None):
   """Moves a complete export from tmp_dir to export_dir, replacing an older export there.
 
   Locally one directory rename does it atomically. Object stores (gs://, any "scheme://")

@@ -16,6 +16,7 @@ Output elements (per replica): a dict
     yield the same number of full batches.
 No py_function anywhere, so the pipeline runs in TF's C++ threads and serialises into graphs.
 """
+import dataclasses
 import math
 import posixpath
 import re
@@ -173,148 +174,205 @@ def _to_features(parsed, head, num_classes, positive_index):
   return features
 
 
-def make_dataset(data_dir, split, global_batch_size, *, manifest, head, training,
-                 input_context=None, shards=None, positive_label="",
-                 padding="bucket", bucket_boundaries=(16, 32, 64, 128),
-                 shuffle_buffer=10000, seed=0, epoch=0, skip_steps=0, cycle_length=8,
-                 pad_to_equal_batches=True):
-  """The dataset of one input pipeline, for strategy.distribute_datasets_from_function.
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """What one split's input pipelines read, and how its labels become model targets."""
+  data_dir: str
+  split: str
+  shards: tuple             # ((path, rows), ...), rows None when the manifest lacks counts
+  compression: object       # None | "GZIP"
+  labels: tuple             # the data's labels, label id = index
+  max_seq_length: int
+  head: str                 # binary | multiclass | multilabel: the label format
+  positive_label: str = ""  # binary: the positive class ("" = labels[1])
 
-  Args:
-    data_dir: the preprocessing output (its manifest names the shards).
-    split: train | validation | test.
-    global_batch_size: examples per step over all replicas; each element of the returned
-      dataset is one replica's batch (global / num_replicas_in_sync).
-    manifest: the data's manifest (schema.read_manifest).
-    head: binary | multiclass | multilabel: the label format.
-    training: shuffle (seeded by seed and epoch), repeat forever, drop remainders; otherwise
-      one pass in a fixed order, with filler rows (weights 0) so that every pipeline yields the
-      same number of full batches.
-    input_context: a tf.distribute.InputContext (None = one pipeline, one replica).
-    shards: [(path, rows)] to read (default: the manifest's shards of `split`).
-    padding: bucket (pad to the smallest padded length that fits) | fixed (max_seq_length).
-    skip_steps: training only: steps of this epoch already consumed (resume mid-epoch); the
-      same seed gives the same batches, so the remaining ones follow exactly.
-  """
-  num_pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  replicas = input_context.num_replicas_in_sync if input_context else 1
-  if global_batch_size % replicas:
-    raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
-                     f"{replicas} replicas")
-  batch_size = global_batch_size // replicas
-  replicas_per_pipeline = replicas // num_pipelines
-  compression = manifest.get("compression")
-  labels = list(manifest["labels"])
-  num_classes = len(labels)
-  positive_index = label_index(labels, positive_label) if head == "binary" else -1
-  max_seq_length = int(manifest["max_seq_length"])
-  lengths = (padded_lengths(bucket_boundaries, max_seq_length) if padding == "bucket"
-             else [max_seq_length])
 
+def source(data_dir, split, manifest, head, positive_label="", shards=None):
+  """The Source of a split from its manifest (shards default to the manifest's)."""
   if shards is None:
     shards = split_shards(data_dir, split, manifest)
-  files, rows, element_sharded = assign_shards(shards, num_pipelines, pipeline_id)
+  return Source(data_dir, split, tuple(shards), manifest.get("compression"),
+                tuple(manifest["labels"]), int(manifest["max_seq_length"]), head,
+                positive_label)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pipeline:
+  """Where one input pipeline sits among the replicas (from a tf.distribute.InputContext)."""
+  num_pipelines: int
+  pipeline_id: int
+  replicas: int
+
+  @property
+  def replicas_here(self):
+    return self.replicas // self.num_pipelines
+
+
+def _pipeline(input_context, global_batch_size):
+  ctx = input_context or tf.distribute.InputContext()
+  if global_batch_size % ctx.num_replicas_in_sync:
+    raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
+                     f"{ctx.num_replicas_in_sync} replicas")
+  return _Pipeline(ctx.num_input_pipelines, ctx.input_pipeline_id, ctx.num_replicas_in_sync)
+
+
+def _read_records(src, pipeline, cycle_length, shuffle_seed=None):
+  """This pipeline's serialized records (its own shard files); file order shuffled by
+  shuffle_seed (None: sorted). Returns (dataset, rows of this pipeline or None)."""
+  files, rows, element_sharded = assign_shards(src.shards, pipeline.num_pipelines,
+                                               pipeline.pipeline_id)
   if not files:
-    raise schema.DataError(f"split {split!r} of {data_dir} has no rows")
+    raise schema.DataError(f"split {src.split!r} of {src.data_dir} has no rows")
   if element_sharded:
     logging.warning("split %s has fewer non-empty shards (%d) than input pipelines (%d): each "
                     "pipeline reads every shard and keeps 1 record in %d; write more shards",
-                    split, len(files), num_pipelines, num_pipelines)
-  logging.info("input pipeline %d/%d reads %s shards: %s", pipeline_id, num_pipelines, split,
-               [posixpath.basename(f) for f in files])
-
-  # A fresh, reproducible order per epoch (epoch may be a tensor: see make_train_stream).
-  epoch_seed = tf.cast(seed, tf.int64) + 7919 * tf.cast(epoch, tf.int64)
+                    src.split, len(files), pipeline.num_pipelines, pipeline.num_pipelines)
+  logging.info("input pipeline %d/%d reads %s shards: %s", pipeline.pipeline_id,
+               pipeline.num_pipelines, src.split, [posixpath.basename(f) for f in files])
   ds = tf.data.Dataset.from_tensor_slices(files)
-  if training:
-    ds = ds.shuffle(len(files), seed=epoch_seed, reshuffle_each_iteration=True)
+  if shuffle_seed is not None:
+    ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
   ds = ds.interleave(
-      lambda f: tf.data.TFRecordDataset(f, compression_type=compression or ""),
+      lambda f: tf.data.TFRecordDataset(f, compression_type=src.compression or ""),
       cycle_length=max(1, min(cycle_length, len(files))),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if element_sharded:
-    ds = ds.shard(num_pipelines, pipeline_id)
+    ds = ds.shard(pipeline.num_pipelines, pipeline.pipeline_id)
+  return ds, rows
+
+
+def _padded_lengths_of(src, train_config):
+  if train_config.padding == "bucket":
+    return padded_lengths(train_config.bucket_boundaries, src.max_seq_length)
+  return [src.max_seq_length]
+
+
+def _features_fn(src):
+  """parsed examples -> ragged model inputs and labels in the head's format."""
+  positive = label_index(list(src.labels), src.positive_label) if src.head == "binary" else -1
+  return lambda parsed: _to_features(parsed, src.head, len(src.labels), positive)
+
+
+def train_batches(src, train_config, data_config, *, input_context=None, epoch=0,
+                  skip_steps=0):
+  """One input pipeline's training batches of one epoch's order, repeated forever.
+
+  Args:
+    src: the train Source.
+    train_config: config.train (global_batch_size, padding, bucket_boundaries,
+      shuffle_buffer, seed).
+    data_config: config.data (cycle_length).
+    input_context: a tf.distribute.InputContext (None = one pipeline, one replica).
+    epoch: int or int64 tensor: the order is a function of (seed, epoch) only.
+    skip_steps: steps of this order already consumed (resume mid-epoch).
+  Returns:
+    a dataset of one replica's batches (global / replicas examples), no remainders.
+  """
+  pipeline = _pipeline(input_context, train_config.global_batch_size)
+  batch_size = train_config.global_batch_size // pipeline.replicas
+  # A fresh, reproducible order per epoch (epoch may be a tensor: see train_stream).
+  epoch_seed = tf.cast(train_config.seed, tf.int64) + 7919 * tf.cast(epoch, tf.int64)
+  ds, _ = _read_records(src, pipeline, data_config.cycle_length, shuffle_seed=epoch_seed)
+  ds = ds.shuffle(train_config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+  # Repeat the records, not the batches: no partial batch at an epoch boundary, and a
+  # pipeline with fewer rows than its share of steps wraps around.
+  ds = ds.repeat()
+  lengths = _padded_lengths_of(src, train_config)
   boundaries = tf.constant(lengths, tf.int32)
-
-  def to_features(serialized):
-    return _to_features(schema.parse_examples(serialized), head, num_classes, positive_index)
-
-  if training:
-    ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
-    # Repeat the records, not the batches: no partial batch at an epoch boundary, and a
-    # pipeline with fewer rows than its share of steps wraps around.
-    ds = ds.repeat()
-    if len(lengths) == 1:
-      ds = ds.batch(batch_size, drop_remainder=True)
-      ds = ds.map(lambda s: _pad(to_features(s), boundaries),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-      # Length bucketing, vectorised: a pool of batches is parsed at once, sorted by length
-      # and cut into steps of neighbouring lengths, each padded to the smallest padded
-      # length that fits. A step is the R consecutive batches this pipeline feeds its R
-      # replicas, all of one shape: TPU replicas run one program, and a GPU step waits for
-      # its slowest replica anyway. (Per-example group_by_window is several times slower.)
-      r = replicas_per_pipeline
-      steps_per_pool = max(1, POOL_BATCHES // r)
-      ds = ds.batch(steps_per_pool * r * batch_size, drop_remainder=True)
-      ds = ds.map(lambda s: _sorted_batches(to_features(s), r * batch_size),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-      ds = ds.unbatch()                                  # one step: [r * B, (len)]
-      ds = ds.map(lambda x: _pad(x, boundaries), num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=True)
-      # Undo the short-to-long order within a pool, reproducibly.
-      ds = ds.shuffle(steps_per_pool, seed=epoch_seed, reshuffle_each_iteration=True)
-      if r > 1:
-        ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
-    if skip_steps:
-      ds = ds.skip(skip_steps * replicas_per_pipeline)
+  to_features = _features_fn(src)
+  if len(lengths) == 1:
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda s: _pad(to_features(schema.parse_examples(s)), boundaries),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   else:
-    if pad_to_equal_batches:
-      if rows is None:
-        raise schema.DataError(f"the manifest of {data_dir} lacks per-shard row counts, "
-                               "needed to give every input pipeline equal batches")
-      steps = eval_steps(shards, num_pipelines, global_batch_size, replicas)
-      target = steps * replicas_per_pipeline * batch_size
-      filler = schema.make_example(FILLER_ID, [0], [0], [] if head == "multilabel" else [0])
-      ds = ds.concatenate(tf.data.Dataset.from_tensors(filler.SerializeToString()).repeat())
-      ds = ds.take(target)
-    # As in training, the R batches of one step share one shape (R = replicas fed here).
-    r = replicas_per_pipeline if pad_to_equal_batches else 1
-    ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
-
-    def eval_batch(serialized):
-      parsed = schema.parse_examples(serialized)
-      x = _to_features(parsed, head, num_classes, positive_index)
-      x["weights"] = tf.cast(tf.not_equal(parsed[schema.EXAMPLE_ID], FILLER_ID), tf.float32)
-      return _pad(x, boundaries)
-    ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if r > 1:
-      ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
+    ds = _bucketed(ds, to_features, boundaries, pipeline.replicas_here, batch_size, epoch_seed)
+  if skip_steps:
+    ds = ds.skip(skip_steps * pipeline.replicas_here)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def make_train_stream(data_dir, global_batch_size, *, steps_per_epoch, first_epoch, num_epochs,
-                      skip_steps=0, input_context=None, **kwargs):
+def _bucketed(records, to_features, boundaries, r, batch_size, seed):
+  """Length bucketing, vectorised: a pool of batches is parsed at once, sorted by length and
+  cut into steps of neighbouring lengths, each padded to the smallest padded length that
+  fits. A step is the r consecutive batches this pipeline feeds its r replicas, all of one
+  shape: TPU replicas run one program, and a GPU step waits for its slowest replica anyway.
+  (Per-example group_by_window is several times slower.)"""
+  steps_per_pool = max(1, POOL_BATCHES // r)
+  ds = records.batch(steps_per_pool * r * batch_size, drop_remainder=True)
+  ds = ds.map(lambda s: _sorted_batches(to_features(schema.parse_examples(s)), r * batch_size),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.unbatch()                                  # one step: [r * B, (len)]
+  ds = ds.map(lambda x: _pad(x, boundaries), num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
+  # Undo the short-to-long order within a pool, reproducibly.
+  ds = ds.shuffle(steps_per_pool, seed=seed, reshuffle_each_iteration=True)
+  if r > 1:
+    ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
+  return ds
+
+
+def eval_batches(src, global_batch_size, train_config, data_config, *, input_context=None,
+                 pad_to_equal_batches=True):
+  """One input pipeline's evaluation batches: one pass in a fixed order.
+
+  Args:
+    src: the Source of the split to evaluate.
+    global_batch_size: examples per step over all replicas (config.eval.global_batch_size).
+    train_config: config.train (padding, bucket_boundaries: the shapes the model saw).
+    data_config: config.data (cycle_length).
+    input_context: a tf.distribute.InputContext (None = one pipeline, one replica).
+    pad_to_equal_batches: add filler rows (weights 0) so that every pipeline yields the same
+      number of full batches (the steps of a distributed evaluation must match).
+  Returns:
+    a dataset of one replica's batches, with float32 `weights` [batch] (0 = filler).
+  """
+  pipeline = _pipeline(input_context, global_batch_size)
+  batch_size = global_batch_size // pipeline.replicas
+  ds, rows = _read_records(src, pipeline, data_config.cycle_length)
+  if pad_to_equal_batches:
+    if rows is None:
+      raise schema.DataError(f"the manifest of {src.data_dir} lacks per-shard row counts, "
+                             "needed to give every input pipeline equal batches")
+    steps = eval_steps(src.shards, pipeline.num_pipelines, global_batch_size, pipeline.replicas)
+    filler = schema.make_example(FILLER_ID, [0], [0], [] if src.head == "multilabel" else [0])
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(filler.SerializeToString()).repeat())
+    ds = ds.take(steps * pipeline.replicas_here * batch_size)
+  # As in training, the r batches of one step share one shape (r = replicas fed here).
+  r = pipeline.replicas_here if pad_to_equal_batches else 1
+  ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
+  boundaries = tf.constant(_padded_lengths_of(src, train_config), tf.int32)
+  to_features = _features_fn(src)
+
+  def eval_batch(serialized):
+    parsed = schema.parse_examples(serialized)
+    x = to_features(parsed)
+    x["weights"] = tf.cast(tf.not_equal(parsed[schema.EXAMPLE_ID], FILLER_ID), tf.float32)
+    return _pad(x, boundaries)
+  ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if r > 1:
+    ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def train_stream(src, train_config, data_config, *, steps_per_epoch, first_epoch,
+                 skip_steps=0, input_context=None):
   """All remaining training batches of one input pipeline, epoch after epoch, as one dataset.
 
-  Epoch e is make_dataset(..., epoch=e) cut to steps_per_epoch steps, so its order depends
+  Epoch e is train_batches(..., epoch=e) cut to steps_per_epoch steps, so its order depends
   only on (seed, e); the stream starts at first_epoch with skip_steps of it already consumed,
   which reproduces exactly the batches an uninterrupted run would have seen. One dataset for
   the whole run means one iterator, so the training function is traced once.
-  Args: as make_dataset (training=True), plus the epoch range [first_epoch, num_epochs).
+  Args: as train_batches, plus the epochs [first_epoch, train_config.epochs).
   """
-  replicas = input_context.num_replicas_in_sync if input_context else 1
-  pipelines = input_context.num_input_pipelines if input_context else 1
-  batches_per_epoch = steps_per_epoch * (replicas // pipelines)
+  ctx = input_context or tf.distribute.InputContext()
+  replicas_here = ctx.num_replicas_in_sync // ctx.num_input_pipelines
 
   def one_epoch(epoch):
-    return make_dataset(data_dir, "train", global_batch_size, training=True,
-                        input_context=input_context, epoch=epoch, **kwargs).take(
-                            batches_per_epoch)
-  stream = tf.data.Dataset.range(first_epoch, num_epochs).flat_map(one_epoch)
+    return train_batches(src, train_config, data_config, input_context=input_context,
+                         epoch=epoch).take(steps_per_epoch * replicas_here)
+  stream = tf.data.Dataset.range(first_epoch, train_config.epochs).flat_map(one_epoch)
   if skip_steps:
-    stream = stream.skip(skip_steps * (replicas // pipelines))
+    stream = stream.skip(skip_steps * replicas_here)
   return stream.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,0 +1,129 @@
+"""trainer.steps, trainer.checkpointing, trainer.plan alone: no training loop, no processes."""
+import os
+
+import trainer_fixtures as fx  # noqa: F401  (imports bertcore before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from bertcore import schema
+from trainer import checkpointing, plan as plan_lib, steps
+from trainer import config as config_lib
+from trainer import strategy as strategy_lib
+
+BATCH = 4
+
+
+def tiny_classifier():
+  """Embedding -> mean over tokens -> 1 logit: the classifier interface on 33 weights."""
+  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k)
+            for k in ("input_word_ids", "input_mask", "input_type_ids")}
+  embedded = tf_keras.layers.Embedding(len(fx.VOCAB), 1)(inputs["input_word_ids"])
+  pooled = tf_keras.layers.GlobalAveragePooling1D()(embedded)
+  logits = tf_keras.layers.Dense(1)(pooled)
+  return tf_keras.Model(inputs, logits)
+
+
+def batches(labels):
+  """Repeating batches: "good" rows labelled 1, "bad" rows labelled `labels`."""
+  ids = tf.constant([[2, 4, 3], [2, 5, 3], [2, 4, 3], [2, 5, 3]], tf.int32)
+  return tf.data.Dataset.from_tensors({
+      "input_word_ids": ids, "input_mask": tf.ones_like(ids), "input_type_ids": tf.zeros_like(ids),
+      "labels": tf.constant([[1.0], [labels], [1.0], [labels]])}).repeat()
+
+
+def make_step(strategy, **train):
+  config = config_lib.default_config()
+  config.train.update(global_batch_size=BATCH, learning_rate=0.1, **train)
+  with strategy.scope():
+    classifier = tiny_classifier()
+    optimizer = tf_keras.optimizers.SGD(0.5)
+    step = tf.Variable(0, dtype=tf.int64)
+  fn = steps.make_train_step(strategy, classifier, optimizer, step, config.train, "binary")
+  return fn, classifier, step
+
+
+def run(fn, labels, n, strategy):
+  iterator = iter(strategy.experimental_distribute_dataset(batches(labels)))
+  return fn(iterator, tf.constant(n, tf.int32), tf.constant(0.0))
+
+
+def test_train_step_lowers_the_loss_and_counts_steps():
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  fn, _, step = make_step(strategy)
+  losses, finites, real, padded, flag = run(fn, 0.0, 20, strategy)
+  losses = losses.numpy()
+  assert finites.numpy().all() and losses.shape == (20,)
+  assert losses[-1] < losses[0] - 0.1 and (np.diff(losses) < 0).all()
+  assert int(step.numpy()) == 20
+  assert float(real) == float(padded) == 20 * BATCH * 3 and float(flag) == 0.0
+
+
+def test_a_non_finite_step_applies_no_update():
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  fn, classifier, step = make_step(strategy)
+  before = [v.numpy().copy() for v in classifier.trainable_variables]
+  losses, finites, *_ = run(fn, float("nan"), 2, strategy)
+  assert not finites.numpy().any() and np.isnan(losses.numpy()).all()
+  for old, new in zip(before, classifier.trainable_variables):
+    np.testing.assert_array_equal(old, new.numpy())
+  assert int(step.numpy()) == 2        # the step still counts (nan_policy decides)
+
+
+def test_best_tracker_keeps_the_maximum_and_survives_a_restore(tmp_path):
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  classifier = tiny_classifier()
+  best = checkpointing.BestTracker(classifier, strategy, str(tmp_path))
+  assert best.update(0.5, 8) and not best.update(0.4, 16) and not best.update(float("nan"), 24)
+  assert not best.update(None, 32) and best.update(0.6, 40)
+  assert (float(best.value.numpy()), int(best.step.numpy())) == (0.6, 40)
+  saved = [v.numpy().copy() for v in classifier.weights]
+
+  other = tiny_classifier()
+  again = checkpointing.BestTracker(other, strategy, str(tmp_path / "elsewhere"))
+  again.restore_value(str(tmp_path))
+  assert (float(again.value.numpy()), int(again.step.numpy())) == (0.6, 40)
+  assert not again.update(0.55, 48)
+  assert again.restore_weights(str(tmp_path / "elsewhere"), str(tmp_path))
+  for want, got in zip(saved, other.weights):
+    np.testing.assert_array_equal(want, got.numpy())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("data"))
+  fx.write_data_dir(d, {"train": fx.example_rows(40, seed=1, num_labels=3),
+                        "validation": fx.example_rows(12, seed=2, num_labels=3)},
+                    labels=("neg", "neu", "pos"))
+  fx.write_vocab(d)
+  return d
+
+
+def test_plan_run_returns_what_the_checks_found(data_dir, tmp_path):
+  config = fx.tiny_config(data_dir, **{"model.positive_label": "pos", "train.epochs": 3})
+  plan = plan_lib.plan_run(config, data_dir + "/", str(tmp_path / "run"),
+                           strategy_lib.build_strategy("one_device"))
+  assert plan.data_dir == data_dir and plan.labels == ("neg", "neu", "pos")
+  assert plan.label_names == ("not pos", "pos")
+  assert plan.rows == {"train": 40, "validation": 12, "test": 0}
+  assert plan.labelled == {"train": True, "validation": True, "test": False}
+  assert (plan.steps_per_epoch, plan.total_steps) == (40 // 16, 3 * (40 // 16))
+  assert [r for _, r in plan.shards["train"]] == [20, 20] and plan.skipped_shards == ()
+  assert plan.vocab_file == os.path.join(data_dir, "vocab.txt")
+
+
+@pytest.mark.parametrize("overrides,error,message", [
+    ({}, schema.DataError, "needs --config.model.positive_label"),
+    ({"model.head": "multiclass", "train.class_weights": (1.0, 2.0)}, ValueError,
+     "class_weights has 2 weights for 3 classes"),
+    ({"model.head": "multiclass", "train.global_batch_size": 64}, schema.DataError,
+     "fewer than one global batch of 64"),
+])
+def test_plan_run_refuses_bad_configs_in_one_line(data_dir, tmp_path, overrides, error,
+                                                  message):
+  config = fx.tiny_config(data_dir, **overrides)
+  with pytest.raises(error, match=message) as raised:
+    plan_lib.plan_run(config, data_dir, str(tmp_path / "run"),
+                      strategy_lib.build_strategy("one_device"))
+  assert "\n" not in str(raised.value)

@@ -1,0 +1,128 @@
+"""Evaluation during and after training: epoch-end validation, the final evaluation, results.
+
+  <model_dir>/eval_results.json  {"epochs": [{epoch, step, validation, best}],
+                                  "final": {step, source, validation, test, threshold, ...}}
+"""
+import dataclasses
+import json
+import math
+import posixpath
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainer import config as config_lib
+from trainer import evaluation, input_pipeline, plan as plan_lib
+from trainer.progress import say
+
+RESULTS_FILE = "eval_results.json"
+PLOTS_DIR = "plots"
+SUMMARY_KEYS = ("loss", "accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc",
+                "best_threshold", "best_f1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+  """One pass over a split: JSON-able metrics, labels and probabilities (numpy)."""
+  metrics: dict
+  labels: np.ndarray
+  probs: np.ndarray
+
+
+def evaluate_split(split, *, config, plan, strategy, eval_step, between_batches=None):
+  """Runs eval_step over a split; returns an Evaluated, or None if the split is empty.
+
+  between_batches: called before each batch (the preemption check).
+  """
+  if plan.rows[split] == 0:
+    return None
+  src = plan.source(split, config.model)
+  pipelines = []
+
+  def dataset_fn(ctx):
+    pipelines.append(ctx.num_input_pipelines)
+    return input_pipeline.eval_batches(src, config.eval.global_batch_size, config.train,
+                                       config.data, input_context=ctx)
+  iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+  steps = input_pipeline.eval_steps(src.shards, pipelines[0], config.eval.global_batch_size,
+                                    strategy.num_replicas_in_sync)
+  parts = []
+  for _ in range(steps):
+    if between_batches:
+      between_batches()
+    try:
+      parts.append({k: v.numpy() for k, v in eval_step(iterator).items()})
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+      raise plan_lib.data_error(plan, split, e) from None
+  out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return _metrics(out, split, config.model.head, plan)
+
+
+def _metrics(out, split, head, plan):
+  keep = out["weights"] > 0                       # filler rows have weight 0
+  labels, probs = out["labels"][keep], out["probs"][keep]
+  if keep.sum() != plan.rows[split]:
+    logging.warning("%s: evaluated %d rows, the manifest says %d", split, keep.sum(),
+                    plan.rows[split])
+  loss = float(np.mean(out["loss"][keep]))
+  if head == "binary":
+    labels = labels[:, 0]
+  labels = labels.astype(np.int64)
+  if not np.isfinite(probs).all() or not math.isfinite(loss):
+    return Evaluated({"loss": None, "num_examples": int(keep.sum()),
+                      "error": "the model produced non-finite outputs"}, labels, probs)
+  metrics = evaluation.compute_metrics(labels, probs, head, list(plan.label_names), loss=loss)
+  return Evaluated(metrics, labels, probs)
+
+
+def best_key(config):
+  key = config.eval.best_metric
+  return "best_f1" if key == "auto" else key
+
+
+def record_epoch(results, epoch, step, evaluated, best, config):
+  """Updates the best weights and results["epochs"]; returns whether this epoch is best."""
+  key = best_key(config)
+  improved = best.update(evaluated.metrics.get(key), step)
+  results["epochs"] = [e for e in results["epochs"] if e["epoch"] != epoch] + [
+      {"epoch": epoch, "step": step, "validation": evaluated.metrics, "best": improved}]
+  return improved
+
+
+def summary(metrics):
+  """The scalar metrics shown in progress lines, TensorBoard and W&B."""
+  return {k: metrics.get(k) for k in SUMMARY_KEYS if isinstance(metrics.get(k), float)}
+
+
+def final_splits(config, plan):
+  """The splits of the final evaluation: validation, and the test split if labelled."""
+  return ["validation"] + (["test"] if config.eval.test_split and plan.labelled["test"] else [])
+
+
+def save_plots(split, evaluated, config, plan):
+  """Writes a split's plots under model_dir/plots/<split>; returns {name: path}."""
+  out_dir = posixpath.join(plan.model_dir, PLOTS_DIR, split)
+  paths = evaluation.save_plots(evaluated.labels, evaluated.probs, config.model.head,
+                                list(plan.label_names), out_dir)
+  return {f"{split}/{posixpath.splitext(posixpath.basename(p))[0]}": p for p in paths}
+
+
+def decision_threshold(validation, head):
+  """The validation's F1-best threshold (binary / multilabel), else the default."""
+  threshold = (validation or {}).get("best_threshold")
+  if threshold is None and head != "multiclass":
+    threshold = evaluation.DEFAULT_THRESHOLD
+  return threshold
+
+
+def read_results(model_dir):
+  path = posixpath.join(model_dir, RESULTS_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_results(model_dir, results):
+  config_lib.write_json_atomic(posixpath.join(model_dir, RESULTS_FILE), results)

@@ -1,0 +1,58 @@
+"""The run's last step: the serving SavedModel of the final weights, and its W&B artifact."""
+import posixpath
+
+import tensorflow as tf
+
+from bertcore import tokenization
+from trainer import checkpointing, export, tracking
+from trainer.plan import EXPORT_DIR
+from trainer.progress import say
+
+
+def export_vocab(plan):
+  """The vocab.txt to bundle: the encoder's, else the one preprocessing recorded (if it fits)."""
+  if plan.vocab_file:
+    return plan.vocab_file
+  recorded = (plan.manifest.get("tokenizer") or {}).get("vocab_file")
+  for path in (recorded, recorded and posixpath.join(plan.data_dir, recorded)):
+    if path and tf.io.gfile.exists(path) and tokenization.vocab_sha256(
+        tokenization.load_vocab(path)) == plan.manifest["vocab_sha256"]:
+      return path
+  return None
+
+
+def export_trained_model(config, plan, classifier, final, write_dir, chief):
+  """Exports classifier with final["threshold"] to <write_dir>/export; logs it to W&B.
+
+  Returns the export directory (None on a non-chief worker, or without a vocabulary).
+  """
+  vocab_file = export_vocab(plan)
+  if vocab_file is None:
+    say("warning: no export: a random encoder without encoder.vocab_file, and the data's "
+        "vocabulary file was not found")
+    return None
+  text_encoder = tokenization.TextEncoder(tokenization.load_vocab(vocab_file),
+                                          plan.manifest.get("lower_case", True),
+                                          plan.manifest["max_seq_length"])
+  export_dir = posixpath.join(write_dir, EXPORT_DIR)
+  for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
+    tf.io.gfile.rmtree(stale)
+  validation = final.get("validation") or {}
+  export.export_saved_model(
+      classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
+      export_dir, vocab_file, extra_metadata={"training": {
+          "step": final["step"], "best_step": final["best_step"],
+          "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir}})
+  if not chief:
+    checkpointing.remove_dir(export_dir)
+    return None
+  tracker = tracking.start_run(config, plan.model_dir, "save", chief)
+  try:
+    tracker.use_dataset(plan.data_dir, plan.manifest)
+    tracker.log_model(export_dir, f"model-{tracking.dataset_digest(plan.manifest)}",
+                      metadata={"head": config.model.head, "labels": list(plan.label_names),
+                                "threshold": final["threshold"],
+                                "validation_best_f1": validation.get("best_f1")})
+  finally:
+    tracker.finish()
+  return export_dir

@@ -1,0 +1,199 @@
+"""The checks before a run builds anything, and what they found: a RunPlan.
+
+Everything the trainer needs from the data's manifest is read here (and kept in the plan), so
+that a bad data dir, config or model_dir is refused with one line before any model exists.
+"""
+import dataclasses
+import os
+import posixpath
+import shutil
+import uuid
+
+import tensorflow as tf
+
+from bertcore import schema
+from trainer import checkpointing
+from trainer import config as config_lib
+from trainer import input_pipeline
+from trainer import model as model_lib
+
+# Config fields that fix the meaning of a checkpoint or of a step number: a re-run into an
+# existing model_dir may not change them (epochs, learning rate, logging, ... may change).
+RESUME_FIXED = ("encoder", "model", "train.global_batch_size", "train.seed", "train.padding",
+                "train.bucket_boundaries", "train.shuffle_buffer", "train.steps_per_epoch")
+EXPORT_DIR = "export"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """What the checks found: the data, the label names and the length of the run."""
+  data_dir: str
+  model_dir: str
+  manifest: dict            # the data's manifest.json (read once, here)
+  labels: tuple             # the data's labels, label id = index
+  label_names: tuple        # the model's outputs: binary ("not <pos>" or the other, <pos>)
+  shards: dict              # split -> [(path, rows)] to read
+  skipped_shards: tuple     # ({"file", "problem"}, ...) dropped by on_corrupt_shard=skip
+  rows: dict                # split -> rows
+  labelled: dict            # split -> whether it has labels to evaluate against
+  steps_per_epoch: int
+  total_steps: int
+  vocab_file: str           # the encoder's vocab.txt, or None (random encoder without one)
+
+  @property
+  def compression(self):
+    return self.manifest.get("compression")
+
+  def source(self, split, model_config):
+    """The input_pipeline.Source of a split (its checked shards)."""
+    return input_pipeline.source(self.data_dir, split, self.manifest, model_config.head,
+                                 model_config.positive_label, shards=self.shards[split])
+
+
+def plan_run(config, data_dir, model_dir, strategy):
+  """Checks the config, data, model_dir and resume compatibility; returns the RunPlan.
+
+  Raises:
+    schema.DataError / ValueError: one line saying what is wrong and how to fix it.
+  """
+  data_dir, model_dir = data_dir.rstrip("/"), model_dir.rstrip("/")
+  config_lib.validate(config)
+  manifest = schema.read_manifest(data_dir)
+  labels = tuple(manifest["labels"])
+  label_names = _label_names(config, manifest, labels, data_dir)
+  vocab_file = model_lib.check_encoder_fits_data(config.encoder, manifest)
+  _check_batches_fit(config, strategy)
+  check_model_dir_writable(model_dir)
+  shards, skipped = _read_shards(config, data_dir, manifest)
+  rows = {s: _rows(shards[s], manifest, s) for s in schema.SPLITS}
+  steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
+      rows["train"], config.train.global_batch_size))
+  _check_resume_compatible(config, model_dir)
+  labelled = {s: sum((manifest["splits"].get(s, {}).get("label_histogram") or {}).values()) > 0
+              for s in schema.SPLITS}
+  return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
+                 tuple(skipped), rows, labelled, steps_per_epoch,
+                 steps_per_epoch * config.train.epochs, vocab_file)
+
+
+def _label_names(config, manifest, labels, data_dir):
+  head = config.model.head
+  if not labels:
+    raise schema.DataError(f"{data_dir} has no labels (the input had no label column): "
+                           "it can be used for prediction, not training")
+  if manifest.get("multi_label") and head != "multilabel":
+    raise schema.DataError("the data is multi-label; use --config.model.head=multilabel")
+  if head == "multiclass" and config.train.class_weights and (
+      len(config.train.class_weights) != len(labels)):
+    raise ValueError(f"config.train.class_weights has {len(config.train.class_weights)} "
+                     f"weights for {len(labels)} classes {list(labels)}")
+  if head != "binary":
+    return list(labels)
+  pos = input_pipeline.label_index(list(labels), config.model.positive_label)
+  rest = [x for i, x in enumerate(labels) if i != pos]
+  return [rest[0] if len(rest) == 1 else f"not {labels[pos]}", labels[pos]]
+
+
+def _check_batches_fit(config, strategy):
+  replicas = strategy.num_replicas_in_sync
+  for name, batch in (("train.global_batch_size", config.train.global_batch_size),
+                      ("eval.global_batch_size", config.eval.global_batch_size)):
+    if batch % replicas:
+      raise ValueError(f"config.{name}={batch} is not divisible by the {replicas} replicas; "
+                       f"use a multiple of {replicas} (each replica gets global / {replicas})")
+  hosts = getattr(strategy.extended, "num_hosts", 1)
+  if isinstance(strategy, tf.distribute.TPUStrategy) and hosts > 1 and (
+      config.train.padding == "bucket"):
+    # Each host buckets its own batches, but all TPU cores of a step run one program.
+    raise ValueError(f"length bucketing cannot keep the {hosts} TPU hosts' batch shapes "
+                     "equal; use --config.train.padding=fixed on a multi-host TPU")
+
+
+def _read_shards(config, data_dir, manifest):
+  """({split: [(path, rows)]}, [skipped {"file", "problem"}]), verified if configured."""
+  shards, skipped = {}, []
+  for split in schema.SPLITS:
+    found = input_pipeline.split_shards(data_dir, split, manifest)
+    if config.data.verify_shards:
+      found, bad = input_pipeline.verify_shards(found, manifest.get("compression"),
+                                                config.data.on_corrupt_shard)
+      skipped += [{"file": p, "problem": why} for p, why in bad]
+    shards[split] = found
+  return shards, skipped
+
+
+def _rows(shards, manifest, split):
+  if all(r is not None for _, r in shards):
+    return sum(r for _, r in shards)
+  return int(manifest["splits"][split]["rows"])
+
+
+def check_model_dir_writable(model_dir):
+  probe = posixpath.join(model_dir, f".write-test-{uuid.uuid4().hex[:8]}")
+  try:
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("ok")
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    message = getattr(e, "message", None) or str(e)
+    raise ValueError(f"model_dir {model_dir} is not writable: "
+                     f"{message.splitlines()[0]}") from None
+
+
+def check_disk_space(model_dir, keep_checkpoints, num_params):
+  """One clear error when the checkpoints, the best weights and the export cannot fit."""
+  if "://" in model_dir:
+    return
+  free = shutil.disk_usage(model_dir).free
+  # A checkpoint holds the weights and Adam's two slots, and keep_checkpoints + 1 of them
+  # exist while a new one is written; best/ and export/ hold the weights, the export also
+  # its graph (a few MB whatever the model size). What an earlier run of this model_dir
+  # left there is replaced as the run goes on, so it counts as available.
+  checkpoint = num_params * 4 * 3
+  total = checkpoint * (keep_checkpoints + 1) + num_params * 4 * 2 + 16 * 2**20
+  used = sum(os.path.getsize(os.path.join(root, name))
+             for sub in (checkpointing.CHECKPOINT_DIR, checkpointing.BEST_DIR, EXPORT_DIR)
+             for root, _, names in os.walk(os.path.join(model_dir, sub))
+             for name in names)
+  need = max(total - used, checkpoint)
+  if free < need:
+    raise ValueError(f"not enough disk space in {model_dir}: "
+                     f"{keep_checkpoints} checkpoints (+1 while saving), "
+                     f"the best weights and the export need about {need / 1e6:.1f} MB more, "
+                     f"{free / 1e6:.1f} MB are free")
+
+
+def _check_resume_compatible(config, model_dir):
+  previous = config_lib.read_config_json(model_dir)
+  if previous is None:
+    return
+  current = config_lib.to_dict(config)
+  changed = []
+  for key in RESUME_FIXED:
+    a, b = previous, current
+    for part in key.split("."):
+      a, b = (a or {}).get(part), (b or {}).get(part)
+    if _normalise(a) != _normalise(b):
+      changed.append(key)
+  if changed and tf.io.gfile.exists(posixpath.join(model_dir, checkpointing.CHECKPOINT_DIR)):
+    raise ValueError(f"{model_dir} holds a run with a different "
+                     f"{', '.join(changed)}; resuming it would mix two experiments. Use a "
+                     "new --model_dir (or restore the old values)")
+
+
+def _normalise(value):
+  if isinstance(value, (list, tuple)):
+    return [_normalise(v) for v in value]
+  if isinstance(value, dict):
+    return {k: _normalise(v) for k, v in value.items()}
+  return value
+
+
+def data_error(plan, split, error):
+  """The error to raise after a read error: a DataError naming the corrupt shard if one is."""
+  found = input_pipeline.find_corrupt_shard(plan.shards[split], plan.compression)
+  if found:
+    return schema.DataError(f"shard {found[0]} is corrupt ({found[1]}); re-run preprocessing, "
+                            "or set --config.data.on_corrupt_shard=skip")
+  return error
