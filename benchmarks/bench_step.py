@@ -1,0 +1,350 @@
+"""One training step of the tweets recipe (MiniLM sizes): examples/s, tokens/s, FLOP/s and MFU.
+
+  python benchmarks/bench_step.py                                  # fixed shapes [32, L]
+  python benchmarks/bench_step.py --variants=f32,bf16,xla --lengths=32 --rounds=6
+  python benchmarks/bench_step.py --data_dir=runs/data/tweets_binary --buckets=16,32,64,128 \\
+      --buckets=derived                                            # real bucketed batches
+  python benchmarks/bench_step.py --profile=/tmp/D/profile --lengths=32   # where a step goes
+
+The step is the trainer's: classifier forward + sigmoid loss, tape gradient, clip by global
+norm 1.0, Model Garden AdamW (weight decay 0.01, warm-up + decay schedule). The encoder is a
+randomly initialised BertEncoderV2 of all-MiniLM-L6-v2's sizes (speed does not depend on the
+weights). Variants (each its own model and optimizer, measured interleaved A B C A B C ...,
+so a shared machine's load hits them alike; figures are medians over rounds, ratios are
+against the first variant of the same round):
+  f32          float32, no XLA (today's CPU default)
+  bf16         mixed_bfloat16 policy
+  f16          mixed_float16 policy (with loss scaling, as the trainer does on GPUs)
+  xla          jit_compile on forward+backward only (what --config.xla does today)
+  xla_step     jit_compile on the whole step (forward, backward, clip, AdamW update)
+  bf16_xla     mixed_bfloat16 + xla_step
+  noemb        the word-embedding table gets no update: an upper bound on what any sparse
+               embedding update can save (a measurement, not a training option)
+  nodrop       dropout 0 (the cost of dropout's random masks)
+  tanh         tanh-approximate GELU instead of the exact erf one
+Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
+for the dense layers and 4 * batch * L^2 * hidden per layer for attention scores and values.
+MFU divides the achieved model FLOP/s by this machine's float32 matmul peak, measured in the
+same run with a large tf.matmul (before and after; the higher figure is used).
+Thread settings must be fixed before TensorFlow starts: run once per setting with
+--intra_op_threads / --inter_op_threads and compare the printed ratios to the matmul peak.
+Results are printed and appended as JSON lines to --out (benchmarks/results/step.jsonl).
+"""
+import argparse
+import collections
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bertcore  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+from official.nlp import optimization  # noqa: E402
+
+from trainer import config as config_lib, model as model_lib  # noqa: E402
+
+MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
+              vocab_size=30522, hidden_act="gelu_exact")
+VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "nodrop", "tanh")
+WORD_EMBEDDINGS = "word_embeddings"
+
+
+def model_flops(batch, length, hidden, layers, intermediate):
+  """Matmul FLOPs of one encoder forward+backward on [batch, length] tokens."""
+  dense_params = layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+  tokens = batch * length
+  forward = 2 * dense_params * tokens + layers * 4 * batch * length * length * hidden
+  return 3 * forward
+
+
+def matmul_peak(dtype=tf.float32, n=2048, seconds=3.0):
+  """Achieved FLOP/s of an [n, n] x [n, n] matmul, repeated for about `seconds`."""
+  a = tf.random.normal([n, n], dtype=tf.float32)
+  a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+
+  @tf.function
+  def repeat(a, b, k):
+    total = tf.zeros([], tf.float32)
+    for _ in tf.range(k):
+      total += tf.cast(tf.reduce_sum(tf.matmul(a, b)[:1, :1]), tf.float32)
+    return total
+  repeat(a, b, 2).numpy()
+  k, best = 2, 0.0
+  start = time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    t = time.perf_counter()
+    repeat(a, b, k).numpy()
+    best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t))
+    k = min(k * 2, 16)
+  return best
+
+
+def build_variant(name, batch_size, total_steps=10000):
+  """(step_fn, description) for one variant: step_fn(features, labels) -> loss."""
+  precision = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
+               "f16": "mixed_float16"}.get(name, "float32")
+  tf_keras.mixed_precision.set_global_policy(precision)
+  config = config_lib.default_config()
+  for k, v in MINILM.items():
+    if k == "vocab_size":
+      continue
+    setattr(config.encoder, k, v)
+  if name == "tanh":
+    config.encoder.hidden_act = "gelu"
+  if name == "nodrop":
+    config.encoder.dropout = 0.0
+    config.model.dropout = 0.0
+  config.model.pooling = "mean"
+  manifest = {"labels": ["rest", "positive"], "vocab_size": MINILM["vocab_size"]}
+  tf_keras.utils.set_random_seed(0)
+  classifier, _ = model_lib.build_classifier(config, manifest)
+  optimizer = optimization.create_optimizer(5e-5, total_steps, total_steps // 10,
+                                            optimizer_type="adamw")
+  if precision == "mixed_float16":
+    optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+  tf_keras.mixed_precision.set_global_policy("float32")
+  step = make_step(classifier, optimizer, xla=name in ("xla", "xla_step", "bf16_xla"),
+                   whole_step=name in ("xla_step", "bf16_xla"), skip_embeddings=name == "noemb")
+  return step, classifier
+
+
+def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embeddings=False,
+              clip_norm=1.0):
+  """The trainer's replica step on one device: loss, gradients, clip, AdamW update."""
+  loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+  tvars = [v for v in classifier.trainable_variables
+           if not (skip_embeddings and WORD_EMBEDDINGS in v.name)]
+
+  def forward_backward(features, labels):
+    with tf.GradientTape() as tape:
+      logits = classifier(features, training=True)
+      loss = tf.reduce_mean(model_lib.per_example_loss(labels, logits, "binary"))
+      scaled = optimizer.get_scaled_loss(loss) if loss_scaled else loss
+    return loss, tape.gradient(scaled, tvars)
+
+  if xla and not whole_step:
+    forward_backward = tf.function(forward_backward, jit_compile=True)
+
+  def step(features, labels):
+    loss, grads = forward_backward(features, labels)
+    used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
+    grads = [g for g, _ in used]
+    if loss_scaled:
+      grads = optimizer.get_unscaled_gradients(grads)
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    optimizer.apply_gradients(zip(grads, [v for _, v in used]))
+    return loss
+  signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in model_lib.INPUT_KEYS},
+               tf.TensorSpec([None, 1], tf.float32)]
+  return tf.function(step, input_signature=signature, jit_compile=bool(whole_step))
+
+
+def fixed_batch(batch_size, length, seed=0):
+  rng = np.random.RandomState(seed)
+  ids = rng.randint(1000, MINILM["vocab_size"], size=(batch_size, length)).astype(np.int32)
+  features = {"input_word_ids": tf.constant(ids),
+              "input_mask": tf.ones([batch_size, length], tf.int32),
+              "input_type_ids": tf.zeros([batch_size, length], tf.int32)}
+  labels = tf.constant(rng.randint(2, size=(batch_size, 1)).astype(np.float32))
+  return features, labels
+
+
+def real_batches(data_dir, boundaries, batch_size, num_batches, seed=0):
+  """num_batches bucketed training batches of the tweets, in memory (input cost excluded)."""
+  from bertcore import schema
+  from trainer import input_pipeline
+  manifest = schema.read_manifest(data_dir)
+  ds = input_pipeline.make_dataset(
+      data_dir, "train", batch_size, manifest=manifest, head="binary", training=True,
+      positive_label="positive", bucket_boundaries=boundaries, seed=seed)
+  out = []
+  for batch in ds.take(num_batches):
+    out.append(({k: batch[k] for k in model_lib.INPUT_KEYS}, batch["labels"]))
+  return out
+
+
+def time_steps(step, batches, repeats=1):
+  """Seconds for running step over batches `repeats` times (the last loss is fetched)."""
+  start = time.perf_counter()
+  for _ in range(repeats):
+    for features, labels in batches:
+      loss = step(features, labels)
+  loss.numpy()
+  return time.perf_counter() - start
+
+
+def interleaved(steps, batches_of, rounds, repeats):
+  """{variant: [seconds per round]}, variants run A B C A B C ... after one warm-up pass."""
+  for name, step in steps.items():
+    time_steps(step, batches_of(name))  # traces and compiles every shape
+  times = collections.defaultdict(list)
+  for _ in range(rounds):
+    for name, step in steps.items():
+      times[name].append(time_steps(step, batches_of(name), repeats))
+  return times
+
+
+def summarise(times, examples, real_tokens, padded_tokens, flops, peak, label, base):
+  """Printable rows and JSON records for one measurement."""
+  records = []
+  for name, secs in times.items():
+    med = statistics.median(secs)
+    ratio = statistics.median(b / s for b, s in zip(times[base], secs))
+    rec = dict(label=label, variant=name, examples_per_s=examples / med,
+               real_tokens_per_s=real_tokens / med, padded_tokens_per_s=padded_tokens / med,
+               model_flops_per_s=flops / med, mfu=flops / med / peak,
+               padding_efficiency=real_tokens / padded_tokens,
+               speedup_vs_base=ratio, base=base, rounds=len(secs))
+    records.append(rec)
+    print(f"{label:<22} {name:<9} {rec['examples_per_s']:8.1f} ex/s {rec['real_tokens_per_s']:8.0f}"
+          f" tok/s  {rec['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  MFU {rec['mfu']:.2f}  "
+          f"pad.eff {rec['padding_efficiency']:.2f}  x{ratio:.2f} vs {base}", flush=True)
+  return records
+
+
+def profile_step(step, features, labels, logdir, steps=5):
+  """Traces `steps` steps with the TensorFlow profiler; returns {category: seconds per step}."""
+  tf.profiler.experimental.start(logdir)
+  for _ in range(steps):
+    step(features, labels).numpy()
+  tf.profiler.experimental.stop()
+  return {k: v / steps for k, v in op_time_by_category(logdir).items()}
+
+
+CATEGORIES = (  # first match wins: (category, substrings of the lower-cased "name:type")
+    ("optimizer update + clip (AdamW)", ("adamweightdecay", "global_norm")),
+    ("embedding lookup + gradient", ("embedding", "unsortedsegmentsum", "gather")),
+    ("attention scores + values (einsum)", ("self_attention/einsum",)),
+    ("softmax", ("softmax",)),
+    ("dense matmuls (QKV, output, FFN)", ("einsum", "matmul")),
+    ("GELU", ("gelu", "intermediate_activation")),
+    ("LayerNorm", ("norm",)),
+    ("dropout", ("dropout",)),
+)
+
+
+def op_time_by_category(logdir):
+  """Sums the op events of the newest trace in logdir by CATEGORIES: {category: seconds}.
+
+  Only events named "op_name:OpType" count (the executor's enclosing events would count
+  their ops twice); the sum covers both cores, so it exceeds the wall time.
+  """
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+  paths = tf.io.gfile.glob(os.path.join(logdir, "plugins/profile/*/*.xplane.pb"))
+  space = xplane_pb2.XSpace()
+  with tf.io.gfile.GFile(sorted(paths)[-1], "rb") as f:
+    space.ParseFromString(f.read())
+  totals = collections.Counter()
+  for plane in space.planes:
+    if plane.name != "/host:CPU":
+      continue
+    for line in plane.lines:
+      if "tf_Compute" not in line.name:
+        continue
+      for event in line.events:
+        name = plane.event_metadata[event.metadata_id].name
+        if ":" in name:
+          totals[categorise(name)] += event.duration_ps * 1e-12
+  return dict(totals)
+
+
+def categorise(op_name):
+  low = op_name.lower()
+  for category, keys in CATEGORIES:
+    if any(k in low for k in keys):
+      return category
+  return "other (bias grads, residual adds, loss, copies)"
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--variants", default="f32,bf16,xla,xla_step,noemb,nodrop,tanh")
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--lengths", default="16,32,64,128", help="fixed shapes [batch, L]")
+  p.add_argument("--data_dir", default="", help="also time real bucketed batches")
+  p.add_argument("--buckets", action="append", default=[],
+                 help="bucket set, e.g. 16,32,64,128 or 'derived' (trainer.buckets); repeatable")
+  p.add_argument("--num_batches", type=int, default=24, help="real batches per bucket set")
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--repeats", type=int, default=3, help="fixed-shape steps per round")
+  p.add_argument("--intra_op_threads", type=int, default=0)
+  p.add_argument("--inter_op_threads", type=int, default=0)
+  p.add_argument("--profile", default="", help="trace dir: profile f32 at the first length")
+  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                               "step.jsonl"))
+  args = p.parse_args(argv)
+  if args.intra_op_threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+  if args.inter_op_threads:
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+  variants = [v for v in args.variants.split(",") if v]
+  unknown = sorted(set(variants) - set(VARIANTS))
+  if unknown:
+    raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+  env = dict(load=open("/proc/loadavg").read().split()[:3], cpu=platform.processor(),
+             onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+             intra=args.intra_op_threads, inter=args.inter_op_threads, tf=tf.__version__)
+  print(f"load {' '.join(env['load'])}; threads intra {args.intra_op_threads or 'default'} "
+        f"inter {args.inter_op_threads or 'default'}", flush=True)
+  peak = matmul_peak()
+  peak_bf16 = matmul_peak(tf.bfloat16)
+  print(f"matmul peak: float32 {peak / 1e9:.1f} GFLOP/s, bfloat16 {peak_bf16 / 1e9:.1f} GFLOP/s",
+        flush=True)
+  steps = {}
+  for name in variants:
+    steps[name], _ = build_variant(name, args.batch_size)
+  b = args.batch_size
+  records = []
+  h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
+  lengths = [int(x) for x in args.lengths.split(",") if x]
+  if args.profile:
+    features, labels = fixed_batch(b, lengths[0])
+    step = steps[variants[0]]
+    step(features, labels).numpy()
+    per_step = profile_step(step, features, labels, args.profile)
+    wall = time_steps(step, [(features, labels)], 5) / 5
+    print(f"profile of {variants[0]} at [{b}, {lengths[0]}]: wall {wall * 1e3:.0f} ms/step, "
+          f"op time {sum(per_step.values()) * 1e3:.0f} ms/step (both cores' ops summed)")
+    for k, v in sorted(per_step.items(), key=lambda kv: -kv[1]):
+      print(f"  {k:<42} {v * 1e3:7.1f} ms  {v / sum(per_step.values()):6.1%}")
+    records.append(dict(label=f"profile [{b},{lengths[0]}]", variant=variants[0],
+                        wall_s=wall, op_seconds=per_step))
+  for length in lengths:
+    batch = [fixed_batch(b, length)]
+    times = interleaved(steps, lambda _: batch, args.rounds, args.repeats)
+    tokens = b * length
+    records += summarise(times, b * args.repeats, tokens * args.repeats, tokens * args.repeats,
+                         model_flops(b, length, h, n, i) * args.repeats, peak,
+                         f"fixed [{b},{length}]", variants[0])
+  if args.data_dir:
+    from bertcore import schema
+    from trainer import buckets as buckets_lib
+    manifest = schema.read_manifest(args.data_dir)
+    for spec in args.buckets or ["16,32,64,128"]:
+      bounds = (buckets_lib.derive_boundaries(manifest["splits"]["train"]["token_length"],
+                                              int(manifest["max_seq_length"]))
+                if spec == "derived" else tuple(int(x) for x in spec.split(",")))
+      batches = real_batches(args.data_dir, bounds, b, args.num_batches)
+      real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in batches)
+      padded = sum(int(tf.size(f["input_mask"])) for f, _ in batches)
+      flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in batches)
+      times = interleaved(steps, lambda _: batches, args.rounds, 1)
+      records += summarise(times, b * len(batches), real, padded, flops, peak,
+                           f"tweets {','.join(map(str, bounds))}", variants[0])
+  for rec in records:
+    rec.update(env, peak_flops_f32=peak, peak_flops_bf16=peak_bf16)
+  if args.out:
+    tf.io.gfile.makedirs(os.path.dirname(args.out))
+    with tf.io.gfile.GFile(args.out, "a") as f:
+      for rec in records:
+        f.write(json.dumps(rec) + "\n")
+  print(f"load at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+
+
+if __name__ == "__main__":
+  main()
