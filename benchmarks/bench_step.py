@@ -248,7 +248,7 @@ def op_time_by_category(logdir):
         continue
       for event in line.events:
         name = plane.event_metadata[event.metadata_id].name
-        if ":" in name:
+        if ":" in name and not name.startswith("ExecutorState"):  # an op, not a container
           totals[categorise(name)] += event.duration_ps * 1e-12
   return dict(totals)
 

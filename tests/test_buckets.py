@@ -1,0 +1,57 @@
+"""trainer.buckets: boundaries from the manifest's token-length statistics (exact, tiny)."""
+import numpy as np
+import pytest
+
+from trainer import buckets
+
+# The real tweets' train split, as its manifest records it (max_seq_length 128).
+TWEETS = {"max": 265, "mean": 33.0509, "p50": 33, "p90": 49, "p95": 54, "p99": 61}
+
+
+def test_quantiles_match_the_recorded_mean():
+  stats = {"mean": 12.5, "p50": 10, "p90": 20, "p95": 20, "p99": 20, "max": 20}
+  probs, lengths = buckets.length_quantiles(stats, 128)
+  # Above p50 the trapezoids hold 0.4 * 15 + 0.1 * 20 = 8; the first must hold 4.5:
+  # (low + 10) / 2 * 0.5 = 4.5.
+  assert probs.tolist() == [0.0, 0.5, 0.9, 0.95, 0.99, 1.0]
+  assert lengths.tolist() == [8.0, 10.0, 20.0, 20.0, 20.0, 20.0]
+
+
+def test_quantiles_clamp_to_max_seq_length_and_minimum_length():
+  stats = {"mean": 1.0, "p50": 4, "p90": 6, "p95": 8, "p99": 300, "max": 400}
+  _, lengths = buckets.length_quantiles(stats, 64)
+  assert lengths.tolist() == [buckets.MIN_LENGTH, 4.0, 6.0, 8.0, 64.0, 64.0]
+
+
+def test_padding_efficiency():
+  assert buckets.padding_efficiency([3, 5, 8], (4, 8)) == pytest.approx(16 / 20)
+  # Longer than every boundary: counted as unpadded (the pipeline pads to max_seq_length).
+  assert buckets.padding_efficiency([4], (2,)) == 1.0
+
+
+def test_best_boundaries_minimise_padding():
+  lengths = np.array([8] * 10 + [16] * 10 + [30])
+  assert buckets.best_boundaries(lengths, 32, 1) == (32,)
+  assert buckets.best_boundaries(lengths, 32, 2) == (16, 32)   # 352 padded tokens vs 432
+  assert buckets.best_boundaries(lengths, 32, 3) == (8, 16, 32)
+  assert buckets.best_boundaries(lengths, 32, 6) == (8, 16, 32)  # more buy nothing
+
+
+def test_derive_boundaries_for_the_tweets():
+  bounds = buckets.derive_boundaries(TWEETS, 128)
+  assert bounds == (16, 24, 32, 40, 48, 56, 64, 128)
+  lengths = buckets.sample_lengths(TWEETS, 128)
+  # On the fitted distribution (whose top 1% spreads evenly up to 128, more than real tweets
+  # do); on real batches it measures higher: benchmarks/results/step.md.
+  assert buckets.padding_efficiency(lengths, bounds) == pytest.approx(0.90, abs=1e-3)
+  assert buckets.padding_efficiency(lengths, (16, 32, 64, 128)) < 0.75
+
+
+def test_derive_boundaries_takes_the_fewest_buckets():
+  narrow = {"mean": 30.5, "p50": 31, "p90": 32, "p95": 32, "p99": 32, "max": 32}
+  assert buckets.derive_boundaries(narrow, 32) == (32,)
+
+
+def test_missing_statistics_are_one_clear_error():
+  with pytest.raises(ValueError, match="lack p99; re-run preprocessing"):
+    buckets.derive_boundaries({"mean": 3, "p50": 3, "p90": 3, "p95": 3, "max": 3}, 8)
