@@ -20,6 +20,9 @@ against the first variant of the same round):
   bf16_xla     mixed_bfloat16 + xla_step
   noemb        the word-embedding table gets no update: an upper bound on what any sparse
                embedding update can save (a measurement, not a training option)
+  lazyemb      the word-embedding table gets a sparse ("lazy") AdamW update of the rows in the
+               batch only (moments, weight decay and step of the other rows wait); the rest
+               as f32. bf16_lazyemb: the same under mixed_bfloat16.
   nodrop       dropout 0 (the cost of dropout's random masks)
   tanh         tanh-approximate GELU instead of the exact erf one
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
@@ -50,7 +53,8 @@ from trainer import config as config_lib, model as model_lib  # noqa: E402
 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
               vocab_size=30522, hidden_act="gelu_exact")
-VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "nodrop", "tanh")
+VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
+            "tanh", "bf16_lazyemb")
 WORD_EMBEDDINGS = "word_embeddings"
 
 
@@ -87,7 +91,7 @@ def matmul_peak(dtype=tf.float32, n=2048, seconds=3.0):
 def build_variant(name, batch_size, total_steps=10000):
   """(step_fn, description) for one variant: step_fn(features, labels) -> loss."""
   precision = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
-               "f16": "mixed_float16"}.get(name, "float32")
+               "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}.get(name, "float32")
   tf_keras.mixed_precision.set_global_policy(precision)
   config = config_lib.default_config()
   for k, v in MINILM.items():
@@ -109,16 +113,53 @@ def build_variant(name, batch_size, total_steps=10000):
     optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
   tf_keras.mixed_precision.set_global_policy("float32")
   step = make_step(classifier, optimizer, xla=name in ("xla", "xla_step", "bf16_xla"),
-                   whole_step=name in ("xla_step", "bf16_xla"), skip_embeddings=name == "noemb")
+                   whole_step=name in ("xla_step", "bf16_xla"),
+                   skip_embeddings=name == "noemb",
+                   lazy_embeddings=name in ("lazyemb", "bf16_lazyemb"))
   return step, classifier
 
 
+class LazyAdamW:
+  """AdamW on the rows of one embedding table that a batch uses (as tf.keras LazyAdam).
+
+  Matches Model Garden's AdamWeightDecay on those rows (bias-corrected rate, decoupled weight
+  decay lr * rate * w); rows not in the batch keep their moments and weights unchanged.
+  """
+
+  def __init__(self, table, schedule, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-6):
+    self.table, self.schedule, self.wd = table, schedule, weight_decay
+    self.b1, self.b2, self.eps = beta_1, beta_2, epsilon
+    self.m = tf.Variable(tf.zeros_like(table), trainable=False)
+    self.v = tf.Variable(tf.zeros_like(table), trainable=False)
+    self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+  def apply(self, grad):
+    """grad: tf.IndexedSlices of the table (one row per token, repeats allowed)."""
+    rows, where = tf.unique(grad.indices)
+    g = tf.math.unsorted_segment_sum(grad.values, where, tf.size(rows))   # [rows, hidden]
+    lr = self.schedule(self.t)
+    self.t.assign_add(1)
+    t = tf.cast(self.t, tf.float32)
+    lr_t = lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
+    m = self.b1 * tf.gather(self.m, rows) + (1 - self.b1) * g
+    v = self.b2 * tf.gather(self.v, rows) + (1 - self.b2) * g * g
+    w = tf.gather(self.table, rows)
+    update = lr_t * m / (tf.sqrt(v) + self.eps) + lr * self.wd * w
+    self.m.scatter_update(tf.IndexedSlices(m, rows))
+    self.v.scatter_update(tf.IndexedSlices(v, rows))
+    self.table.scatter_sub(tf.IndexedSlices(update, rows))
+
+
 def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embeddings=False,
-              clip_norm=1.0):
+              lazy_embeddings=False, clip_norm=1.0):
   """The trainer's replica step on one device: loss, gradients, clip, AdamW update."""
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-  tvars = [v for v in classifier.trainable_variables
-           if not (skip_embeddings and WORD_EMBEDDINGS in v.name)]
+  tvars = list(classifier.trainable_variables)
+  table = [v for v in tvars if WORD_EMBEDDINGS in v.name][0]
+  if skip_embeddings:
+    tvars.remove(table)
+  lazy = LazyAdamW(table, optimizer.learning_rate) if lazy_embeddings else None
 
   def forward_backward(features, labels):
     with tf.GradientTape() as tape:
@@ -137,7 +178,12 @@ def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embedd
     if loss_scaled:
       grads = optimizer.get_unscaled_gradients(grads)
     grads, _ = tf.clip_by_global_norm(grads, clip_norm)
-    optimizer.apply_gradients(zip(grads, [v for _, v in used]))
+    used_vars = [v for _, v in used]
+    if lazy is not None:
+      i = [v is table for v in used_vars].index(True)
+      lazy.apply(grads.pop(i))
+      used_vars.pop(i)
+    optimizer.apply_gradients(zip(grads, used_vars))
     return loss
   signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in model_lib.INPUT_KEYS},
                tf.TensorSpec([None, 1], tf.float32)]

@@ -1,0 +1,136 @@
+"""Learning per example: validation and test PR-AUC / F1 after N training examples, per variant.
+
+  python benchmarks/bench_learning_curve.py --data_dir=runs/data/tweets_binary \\
+      --encoder_dir=runs/encoders/all-minilm-l6-v2 --work_dir=/tmp/curves \\
+      --examples=1600,3200,6400,9600 --seeds=1,2 \\
+      --variant=today: --variant=hf:train.lr_schedule=linear,train.adam_epsilon=1e-8
+
+Each (variant, seed, N) is one `python -m trainer.task` run of the tweets recipe
+(configs/tweets_minilm.py) with N / global_batch_size steps in one epoch, so the warm-up and
+decay span the N examples exactly as a user's run of that length would. A variant is
+`name:override,override,...`, each override a config field=value given to trainer.task as
+`--config.<field>=<value>`: the driver only speaks the command line, so it keeps working
+whatever the trainer's insides look like. Export is off (not needed for the figures).
+The figures come from each run's eval_results.json ("final": the best checkpoint by
+validation F1, here the only one); a finished run is read back, not retrained. One JSON line per
+run is appended to --out, and a table of means over seeds is printed.
+"""
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = (("test", "pr_auc"), ("test", "best_f1"), ("test", "f1"), ("validation", "pr_auc"),
+           ("validation", "best_f1"))
+
+
+def parse_variant(spec):
+  """'name:a.b=1,c=x' -> ('name', ['--config.a.b=1', '--config.c=x'])."""
+  name, _, overrides = spec.partition(":")
+  if not name:
+    raise ValueError(f"variant {spec!r} needs a name before ':'")
+  flags = [f"--config.{o.strip()}" for o in overrides.split(",") if o.strip()]
+  for flag in flags:
+    if "=" not in flag:
+      raise ValueError(f"override {flag[len('--config.'):]!r} of variant {name} needs field=value")
+  return name, flags
+
+
+def run_command(args, flags, seed, examples, model_dir):
+  """The trainer.task command line of one run."""
+  steps = examples // args.batch_size
+  return [sys.executable, "-m", "trainer.task", f"--config={args.config}",
+          f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={args.data_dir}",
+          f"--model_dir={model_dir}", "--strategy=one_device",
+          f"--config.train.global_batch_size={args.batch_size}",
+          f"--config.train.steps_per_epoch={steps}", "--config.train.epochs=1",
+          f"--config.train.checkpoint_every_steps={steps}", f"--config.train.seed={seed}",
+          "--config.export=False"] + flags
+
+
+def read_final(model_dir):
+  """{split/metric: value} from a finished run's eval_results.json, or None."""
+  path = os.path.join(model_dir, "eval_results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    final = json.load(f).get("final")
+  if not final:
+    return None
+  return {f"{split}/{k}": final.get(split, {}).get(k) for split, k in METRICS}
+
+
+def run_one(args, name, flags, seed, examples):
+  model_dir = os.path.join(args.work_dir, f"{name}-seed{seed}-n{examples}")
+  result = read_final(model_dir)
+  seconds = None
+  if result is None:
+    cmd = run_command(args, flags, seed, examples, model_dir)
+    print(f"run: {name} seed {seed} examples {examples}: {' '.join(cmd[1:])}", flush=True)
+    start = time.perf_counter()
+    env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
+    with open(model_dir + ".log", "w") as log:
+      done = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+      print(f"  failed (exit {done.returncode}); see {model_dir}.log", flush=True)
+      return None
+    result = read_final(model_dir)
+  record = dict(variant=name, overrides=flags, seed=seed, examples=examples,
+                wall_seconds=seconds, load=open("/proc/loadavg").read().split()[:3], **result)
+  print("  " + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)),
+        flush=True)
+  return record
+
+
+def print_table(records):
+  groups = collections.defaultdict(list)
+  for r in records:
+    groups[(r["variant"], r["examples"])].append(r)
+  print(f"{'variant':<16} {'examples':>8} {'seeds':>5} " +
+        " ".join(f"{k[0][:4]}/{k[1]:<8}" for k in METRICS))
+  for (name, n), rs in sorted(groups.items()):
+    means = [statistics.mean(r[f"{s}/{k}"] for r in rs) for s, k in METRICS]
+    print(f"{name:<16} {n:>8} {len(rs):>5} " + " ".join(f"{m:13.4f}" for m in means))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--encoder_dir", required=True)
+  p.add_argument("--work_dir", required=True, help="one model_dir per run (kept, resumable)")
+  p.add_argument("--config", default="configs/tweets_minilm.py")
+  p.add_argument("--examples", default="1600,3200,6400,9600")
+  p.add_argument("--seeds", default="1,2")
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--variant", action="append", default=[],
+                 help="name:field=value,... (repeatable; default: today's config)")
+  p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
+                                               "learning_curve.jsonl"))
+  args = p.parse_args(argv)
+  try:
+    variants = [parse_variant(v) for v in (args.variant or ["today:"])]
+  except ValueError as e:
+    raise SystemExit(f"error: {e}")
+  os.makedirs(args.work_dir, exist_ok=True)
+  records = []
+  for examples in [int(x) for x in args.examples.split(",")]:
+    for seed in [int(x) for x in args.seeds.split(",")]:
+      for name, flags in variants:  # interleaved, so a change of machine load hits all alike
+        record = run_one(args, name, flags, seed, examples)
+        if record:
+          records.append(record)
+          if args.out:
+            with open(args.out, "a") as f:
+              f.write(json.dumps(record) + "\n")
+  if records:
+    print_table(records)
+
+
+if __name__ == "__main__":
+  main()
