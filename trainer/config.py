@@ -19,6 +19,7 @@ ENCODER_KINDS = ("hub", "checkpoint", "random")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 NAN_POLICIES = ("stop", "skip")
 PADDINGS = ("bucket", "fixed")
+LR_SCHEDULES = ("linear", "polynomial_from_zero")
 CONFIG_FILE = "config.json"
 
 
@@ -55,6 +56,13 @@ def default_config():
   c.train.learning_rate = 2e-5
   c.train.end_learning_rate = 0.0
   c.train.warmup_fraction = 0.1
+  # linear: warm up to the peak, then decay linearly to end_learning_rate (PyTorch / Hugging
+  # Face); polynomial_from_zero: Model Garden's, whose decay starts at step 0.
+  c.train.lr_schedule = "linear"
+  c.train.adam_epsilon = 1e-8
+  # Update only the word-embedding rows a batch uses (one replica; faster on CPU, see
+  # trainer/optimization.py). False = Keras' dense Adam update of the whole table.
+  c.train.lazy_embeddings = True
   c.train.weight_decay = 0.01
   c.train.clip_norm = 1.0              # clip by global norm after the cross-replica sum; 0 = off
   c.train.pos_weight = 1.0             # binary / multilabel: weight of positive targets in the loss
@@ -104,6 +112,7 @@ def validate(config):
   one_of("precision", config.precision, PRECISIONS)
   one_of("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
   one_of("train.padding", config.train.padding, PADDINGS)
+  one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)
   one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
   if config.encoder.kind == "hub" and not config.encoder.hub_handle:
     raise ValueError("config.encoder.kind=hub needs config.encoder.hub_handle")

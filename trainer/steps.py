@@ -90,6 +90,10 @@ def _make_replica_step(strategy, classifier, optimizer, forward_backward, clip_n
       # worker buckets its own batches). Dense all-reduce works for any shapes.
       grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
                for g in grads]
+    else:
+      # One row per distinct token, so that the global norm is the norm of the gradient
+      # (repeated rows' squares summed apart would understate it) and a lazy update is cheap.
+      grads = [_sum_repeated_rows(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
     grads = ctx.all_reduce(_SUM, grads)
     loss = ctx.all_reduce(_SUM, loss)
     if loss_scaled:
@@ -115,6 +119,13 @@ def _make_replica_step(strategy, classifier, optimizer, forward_backward, clip_n
     return loss, finite, real, padded, flag
 
   return replica_step
+
+
+def _sum_repeated_rows(slices):
+  """IndexedSlices with repeated indices -> the same gradient with each index once."""
+  rows, position = tf.unique(slices.indices)
+  values = tf.math.unsorted_segment_sum(slices.values, position, tf.size(rows))
+  return tf.IndexedSlices(values, rows, slices.dense_shape)
 
 
 def _apply_if(optimizer, grads, tvars, finite):
