@@ -11,6 +11,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from trainer import hardware
+
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
@@ -60,10 +62,15 @@ def device_type(strategy):
 
 
 def resolve_precision(precision, strategy):
-  """Maps `auto` to the policy that suits the hardware: float16 on GPU, bfloat16 on TPU."""
+  """Maps `auto` to the policy that suits the hardware: float16 on GPU, bfloat16 on TPU and
+  on CPUs with native bfloat16 (2.0x a float32 MiniLM step on AVX512_BF16:
+  benchmarks/results/step.md), float32 on other CPUs (emulated bfloat16 is slower)."""
   if precision != "auto":
     return precision
-  return {"TPU": "mixed_bfloat16", "GPU": "mixed_float16"}.get(device_type(strategy), "float32")
+  device = device_type(strategy)
+  if device == "CPU":
+    return "mixed_bfloat16" if hardware.native_bfloat16() else "float32"
+  return {"TPU": "mixed_bfloat16", "GPU": "mixed_float16"}[device]
 
 
 def set_precision(policy):
