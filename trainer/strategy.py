@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+from bertcore.names import STRATEGIES
 
 
 def build_strategy(name, tpu=None):
