@@ -40,16 +40,15 @@ import numpy as np
 import tensorflow as tf
 
 from bertcore import files
-from bertcore import names
 from bertcore import private_apis
 from bertcore import schema
+from bertcore.names import DEAD_LETTER_FILE as DEAD_LETTER
 from preprocess import csv_source
 from preprocess import records as records_lib
 from preprocess import rows
 from preprocess import stats
 
 NAMESPACE = "preprocess"
-DEAD_LETTER = names.DEAD_LETTER_FILE
 SUMMARY = "summary.json"
 
 
@@ -388,7 +387,7 @@ def build(pipeline, config: PipelineConfig):
   temp_files = tokenized.records | "WriteTempShards" >> beam.ParDo(WriteTempShards(c.temp_dir))
   # Every (split, shard) gets a key, so that empty shards are written too and the count is fixed.
   all_keys = pipeline | "AllShardKeys" >> beam.Create(
-      [((split, shard), None) for split in names.SPLITS for shard in range(c.num_shards)])
+      [((split, shard), None) for split in schema.SPLITS for shard in range(c.num_shards)])
   shards = ((temp_files, all_keys)
             | "FlattenShardKeys" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()

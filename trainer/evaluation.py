@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from bertcore import names
+from bertcore.names import check_head
 
 DEFAULT_THRESHOLD = 0.5
 # 0.01, 0.02, ..., 0.99: rounded so that the JSON shows 0.29, not 0.29000000000000004.
@@ -84,7 +84,7 @@ def compute_metrics(labels, probs, head, label_names, loss=None):
 
 def _check_inputs(labels, probs, head, label_names):
   """Validates and normalises the arrays; raises ValueError with one clear line."""
-  names.check_head(head)
+  check_head(head)
   names = [str(x) for x in label_names]
   labels = np.asarray(labels)
   probs = np.asarray(probs, dtype=np.float64)
