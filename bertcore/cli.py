@@ -4,7 +4,8 @@
       app.run(main, flags_parser=cli.parse_flags)
 
 A bad command line ends with one `error: ...` line and exit code 1 instead of absl's
-two-line "FATAL Flags parsing error"; `--help` is absl's. TensorFlow-free.
+two-line "FATAL Flags parsing error"; `--help` is absl's. error_line() makes any exception
+such a line. TensorFlow-free, so the launcher uses it too.
 """
 import sys
 
@@ -31,6 +32,17 @@ def parse_flags(argv):
 
 def require_flags(*names):
   """Exits with one `error: --a, --b required` line unless every named flag has a value."""
-  missing = [f"--{name}" for name in names if not flags.FLAGS[name].value]
+  missing = [f"--{name}" for name in names
+             if flags.FLAGS[name].value is None or flags.FLAGS[name].value == ""]
   if missing:
     sys.exit(f"error: {', '.join(missing)} required")
+
+
+def error_line(exc):
+  """The first non-empty line of an error's message (the type name if it has none).
+
+  TensorFlow's OpError keeps its own text in `.message` (str() adds the op's context).
+  """
+  message = getattr(exc, "message", None)
+  text = (message if isinstance(message, str) and message.strip() else str(exc)).strip()
+  return text.splitlines()[0] if text else type(exc).__name__

@@ -3,7 +3,6 @@
   write_atomic(path, text|bytes)   write to a temporary name, then rename over `path`
   write_json(path, obj)            write_atomic of indented, key-sorted JSON
   read_json(path)                  the parsed JSON of a file
-  error_line(exc)                  the first line of an error, for one-line `error:` reports
 
 (Named `files`, not `io`, so that modules using the standard library's io can import it.)
 """
@@ -42,13 +41,3 @@ def read_json(path):
   """The parsed JSON of `path` (json.JSONDecodeError / tf.errors.OpError as raised)."""
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
-
-
-def error_line(exc):
-  """The first non-empty line of an error's message (the type name if it has none).
-
-  TensorFlow's OpError keeps its own text in `.message` (str() adds the op's context).
-  """
-  message = getattr(exc, "message", None)
-  text = (message if isinstance(message, str) and message.strip() else str(exc)).strip()
-  return text.splitlines()[0] if text else type(exc).__name__

@@ -15,6 +15,7 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 import bertcore
+from bertcore import cli
 from bertcore import files
 from bertcore import names
 from bertcore import private_apis
@@ -131,7 +132,7 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
     try:
       stats.log_to_wandb(wandb_project, manifest, output_dir)
     except Exception as e:  # pylint: disable=broad-except
-      print(f"warning: W&B logging failed ({type(e).__name__}: {files.error_line(e)}); "
+      print(f"warning: W&B logging failed ({type(e).__name__}: {cli.error_line(e)}); "
             "the data is complete", file=sys.stderr)
   return manifest
 

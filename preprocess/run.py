@@ -21,7 +21,7 @@ import sys
 
 from apache_beam.options import pipeline_options
 
-from bertcore import files
+from bertcore import cli
 from bertcore import names
 from bertcore import tokenization
 from preprocess import job
@@ -176,7 +176,7 @@ def main(argv=None):
   except Exception as e:  # pylint: disable=broad-except
     import tensorflow as tf
     if isinstance(e, tf.errors.OpError):  # e.g. an unreadable vocab or output dir.
-      sys.exit(f"error: {files.error_line(e)}")
+      sys.exit(f"error: {cli.error_line(e)}")
     raise
   m = manifest
   split_rows = ", ".join(f"{s}={info.rows}" for s, info in m.splits.items())

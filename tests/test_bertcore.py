@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bertcore import files, names, private_apis, schema, wandb_mode  # Before TensorFlow.
+from bertcore import cli, files, names, private_apis, schema, wandb_mode  # Before TensorFlow.
 import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,13 +41,13 @@ def test_write_atomic_replaces_and_leaves_no_temp_file(tmp_path):
 
 
 def test_error_line():
-  assert files.error_line(ValueError("first\nsecond")) == "first"
-  assert files.error_line(KeyError()) == "KeyError"
+  assert cli.error_line(ValueError("first\nsecond")) == "first"
+  assert cli.error_line(KeyError()) == "KeyError"
   try:
     tf.io.gfile.GFile("/nonexistent/dir/x").read()
   except tf.errors.OpError as e:
-    assert files.error_line(e) == e.message.splitlines()[0]
-    assert "\n" not in files.error_line(e)
+    assert cli.error_line(e) == e.message.splitlines()[0]
+    assert "\n" not in cli.error_line(e)
 
 
 @pytest.mark.parametrize("env,requested,expected", [

@@ -12,7 +12,7 @@ exactly this model.
 import tensorflow as tf
 import tf_keras
 
-from bertcore import files, names, schema, tokenization
+from bertcore import cli, names, schema, tokenization
 from trainer import encoders
 
 INPUT_KEYS = names.MODEL_INPUTS
@@ -28,7 +28,7 @@ def encoder_vocab(encoder_config):
   except (OSError, IOError, tf.errors.OpError, ValueError) as e:
     where = encoder_config.hub_handle if encoder_config.kind == "hub" else encoder_config.dir
     raise ValueError(f"cannot load the {encoder_config.kind} encoder {where}: "
-                     f"{files.error_line(e)}") from None
+                     f"{cli.error_line(e)}") from None
   if encoder_config.vocab_file:
     return tokenization.resolve_vocab(vocab_file=encoder_config.vocab_file)
   return None

@@ -33,7 +33,6 @@ from absl import app
 from absl import flags
 
 from bertcore import cli
-from bertcore import files
 from trainer import export
 
 CHUNK_BATCHES = 16  # Rows sorted by length together: batch_size * CHUNK_BATCHES.
@@ -293,7 +292,7 @@ def main(argv):
                 batch_size=FLAGS.batch_size, encoding=FLAGS.encoding,
                 log=lambda line: print(line, flush=True))
   except (ValueError, tf.errors.OpError, OSError) as e:
-    sys.exit(f"error: {files.error_line(e)}")
+    sys.exit(f"error: {cli.error_line(e)}")
 
 
 if __name__ == "__main__":

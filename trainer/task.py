@@ -15,7 +15,7 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bertcore import files
+from bertcore import cli
 from bertcore import names
 from bertcore import schema
 import tensorflow as tf
@@ -37,8 +37,8 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have ret
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # Only the program name: cli.parse_flags refuses positional arguments.
+  cli.require_flags("config", "data_dir", "model_dir")
   from trainer import strategy as strategy_lib, train
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
@@ -62,11 +62,10 @@ def main(argv):
   except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError) as e:
     # Multi-worker: a peer died and the collectives were aborted. The last checkpoint is intact.
     logging.debug("%s", traceback.format_exc())
-    print(f"error: a peer worker failed or became unreachable ({files.error_line(e)[:200]}); "
+    print(f"error: a peer worker failed or became unreachable ({cli.error_line(e)[:200]}); "
           "re-run all workers with the same model_dir to resume", file=sys.stderr, flush=True)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "data_dir", "model_dir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
