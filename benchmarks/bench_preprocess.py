@@ -77,8 +77,8 @@ def child_job(args, extra):
                           f"--vocab_file={args.vocab_file}", "--labels=0,1",
                           f"--num_shards={args.num_shards}", *extra])
   seconds = time.perf_counter() - start
-  return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": manifest["rows_read"],
-          "written": manifest["rows_written"], "peak_rss_mb": peak_rss_mb()}
+  return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": manifest.rows_read,
+          "written": manifest.rows_written, "peak_rss_mb": peak_rss_mb()}
 
 
 def child_identity(args, extra):

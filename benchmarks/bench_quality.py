@@ -171,8 +171,8 @@ def make_config(args, encoder_dir, manifest):
   }
   if args.steps_per_epoch:
     overrides["train.steps_per_epoch"] = args.steps_per_epoch
-  train_hist = manifest["splits"]["train"]["label_histogram"]
-  counts = [train_hist[name] for name in manifest["labels"]]
+  train_hist = manifest.splits["train"].label_histogram
+  counts = [train_hist[name] for name in manifest.labels]
   if head == "binary" and args.pos_weight:
     # balanced: positives weigh as much as the rest in total (rest / positive rows).
     overrides["train.pos_weight"] = (counts[0] / counts[1] if args.pos_weight == "balanced"
@@ -419,7 +419,7 @@ def main(argv=None):
       "task": args.task, "run_name": run_name, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
       "code": code_version(),
       "max_seq_length": args.max_seq_length, "hardware": hw,
-      "rows": {s: manifest["splits"][s]["rows"] for s in ("train", "validation", "test")},
+      "rows": {s: manifest.splits[s].rows for s in ("train", "validation", "test")},
       "fine_tuned": {
           "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
           "config_file": args.config or None,

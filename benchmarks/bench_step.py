@@ -49,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 from official.nlp import optimization  # noqa: E402
 
+from bertcore import names, schema  # noqa: E402
 from trainer import config as config_lib, model as model_lib  # noqa: E402
 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
@@ -104,7 +105,8 @@ def build_variant(name, batch_size, total_steps=10000):
     config.encoder.dropout = 0.0
     config.model.dropout = 0.0
   config.model.pooling = "mean"
-  manifest = {"labels": ["rest", "positive"], "vocab_size": MINILM["vocab_size"]}
+  manifest = schema.Manifest(labels=["rest", "positive"], vocab_sha256="", max_seq_length=128,
+                             splits={}, vocab_size=MINILM["vocab_size"])
   tf_keras.utils.set_random_seed(0)
   classifier, _ = model_lib.build_classifier(config, manifest)
   optimizer = optimization.create_optimizer(5e-5, total_steps, total_steps // 10,
@@ -185,7 +187,7 @@ def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embedd
       used_vars.pop(i)
     optimizer.apply_gradients(zip(grads, used_vars))
     return loss
-  signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in model_lib.INPUT_KEYS},
+  signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in names.MODEL_INPUTS},
                tf.TensorSpec([None, 1], tf.float32)]
   return tf.function(step, input_signature=signature, jit_compile=bool(whole_step))
 
@@ -205,12 +207,14 @@ def real_batches(data_dir, boundaries, batch_size, num_batches, seed=0):
   from bertcore import schema
   from trainer import input_pipeline
   manifest = schema.read_manifest(data_dir)
-  ds = input_pipeline.make_dataset(
-      data_dir, "train", batch_size, manifest=manifest, head="binary", training=True,
-      positive_label="positive", bucket_boundaries=boundaries, seed=seed)
+  config = config_lib.default_config()
+  config.train.update(global_batch_size=batch_size, bucket_boundaries=tuple(boundaries),
+                      seed=seed)
+  src = input_pipeline.source(data_dir, "train", manifest, "binary", "positive")
+  ds = input_pipeline.train_batches(src, config.train, config.data)
   out = []
   for batch in ds.take(num_batches):
-    out.append(({k: batch[k] for k in model_lib.INPUT_KEYS}, batch["labels"]))
+    out.append(({k: batch[k] for k in names.MODEL_INPUTS}, batch["labels"]))
   return out
 
 
@@ -372,8 +376,8 @@ def main(argv=None):
     from trainer import buckets as buckets_lib
     manifest = schema.read_manifest(args.data_dir)
     for spec in args.buckets or ["16,32,64,128"]:
-      bounds = (buckets_lib.derive_boundaries(manifest["splits"]["train"]["token_length"],
-                                              int(manifest["max_seq_length"]))
+      bounds = (buckets_lib.derive_boundaries(manifest.splits["train"].token_length,
+                                              int(manifest.max_seq_length))
                 if spec == "derived" else tuple(int(x) for x in spec.split(",")))
       batches = real_batches(args.data_dir, bounds, b, args.num_batches)
       real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in batches)

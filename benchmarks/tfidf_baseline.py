@@ -117,15 +117,15 @@ def read_data_dir_ids(data_dir):
   manifest = schema.read_manifest(data_dir)
   result = {}
   for split in schema.SPLITS:
-    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, manifest["compression"])))
-    ds = tf.data.TFRecordDataset(files, compression_type=manifest["compression"] or "")
+    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, manifest.compression)))
+    ds = tf.data.TFRecordDataset(files, compression_type=manifest.compression or "")
     ids = {}
     for batch in ds.batch(4096).map(schema.parse_examples):
       for example_id, label_ids in zip(batch[schema.EXAMPLE_ID].numpy(),
                                        batch[schema.LABEL_IDS].to_list()):
         ids[example_id.decode("utf-8")] = label_ids[0] if len(label_ids) == 1 else tuple(label_ids)
     result[split] = ids
-  return result, manifest["labels"]
+  return result, manifest.labels
 
 
 def check_against_data_dir(dataset: Dataset, data_dir):

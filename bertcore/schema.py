@@ -4,10 +4,16 @@ Every record is one tf.train.Example with UNPADDED token ids; padding and bucket
 trainer's job. The preprocessing writer, the trainer's reader and the exported serving
 signature all use the definitions below.
 """
+import copy
+import dataclasses
 import json
 import posixpath
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
+
+from bertcore import files
+from bertcore import names
 
 EXAMPLE_ID = "example_id"   # bytes: the row's id (or a content hash when the CSV has no id column)
 INPUT_IDS = "input_ids"     # int64[length]: [CLS] a... [SEP] (b... [SEP]), truncated
@@ -23,8 +29,8 @@ FEATURE_SPEC = {
     LABEL_IDS: tf.io.VarLenFeature(tf.int64),
 }
 
-MANIFEST = "manifest.json"
-SPLITS = ("train", "validation", "test")
+MANIFEST = names.MANIFEST_FILE
+SPLITS = names.SPLITS
 
 
 def make_example(example_id, input_ids, type_ids, label_ids):
@@ -66,27 +72,111 @@ class DataError(ValueError):
   """Raised when a data directory is missing, incomplete or does not fit the model."""
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """One split of the manifest (`splits.<name>` in manifest.json).
+
+  rows: records written. shards: {shard file name: records}. label_histogram: {class: rows}
+  (every class, 0 included). token_length / words / chars: {mean, p50, p90, p95, p99, max}
+  (None values for an empty split). truncated / long_text: rows cut to max_seq_length /
+  --max_text_chars.
+  """
+  rows: int
+  shards: Dict[str, int] = dataclasses.field(default_factory=dict)
+  label_histogram: Dict[str, int] = dataclasses.field(default_factory=dict)
+  token_length: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  truncated: int = 0
+  long_text: int = 0
+  words: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  chars: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# Keys a manifest must have for the trainer to use it; the others have defaults so that
+# manifests written by earlier versions (or tests' minimal ones) still read.
+REQUIRED_KEYS = ("labels", "vocab_sha256", "max_seq_length", "splits")
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  """What the preprocessing job wrote: manifest.json, typed. Built by preprocess.job.
+
+  Its JSON form (to_json / from_json) has exactly the keys of manifest.json, so data
+  directories written before this class existed read unchanged.
+  """
+  labels: List[str]                     # class names; label id = index
+  vocab_sha256: str                     # tokenization.vocab_sha256 of the vocabulary used
+  max_seq_length: int                   # no record is longer (ids incl. [CLS]/[SEP])
+  splits: Dict[str, SplitInfo]          # split name -> SplitInfo
+  vocab_size: Optional[int] = None
+  lower_case: Optional[bool] = None     # None: not recorded (old manifests)
+  multi_label: bool = False
+  compression: Optional[str] = None     # None or "GZIP"
+  num_shards: Optional[int] = None      # shards per split
+  tokenizer: Dict[str, Any] = dataclasses.field(default_factory=dict)  # type, vocab_file, ...
+  package_version: Optional[str] = None
+  input_files: List[str] = dataclasses.field(default_factory=list)
+  encoding: Optional[str] = None
+  columns: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
+  split_fractions: Dict[str, float] = dataclasses.field(default_factory=dict)
+  rows_read: int = 0
+  rows_written: int = 0
+  rows_rejected: Dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows
+  rows_rejected_total: int = 0
+  dead_letter_file: str = names.DEAD_LETTER_FILE
+  plots: List[str] = dataclasses.field(default_factory=list)  # paths relative to the data dir
+
+  @property
+  def tokenizer_vocab_file(self):
+    """The vocab.txt path preprocessing read (may be on another machine), or None."""
+    return self.tokenizer.get("vocab_file")
+
+  def to_json(self):
+    """The manifest.json dict (same keys and values as from_json read)."""
+    data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+            if f.name != "splits"}
+    data["splits"] = {name: dataclasses.asdict(info) for name, info in self.splits.items()}
+    return data
+
+  @classmethod
+  def from_json(cls, data, where=MANIFEST):
+    """Builds a Manifest from manifest.json's dict; DataError (one line) if it is unusable.
+
+    where: names the file in error messages. Keys this version does not know are ignored.
+    """
+    if not isinstance(data, dict):
+      raise DataError(f"{where} does not hold a JSON object; re-run preprocessing")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+      raise DataError(f"{where} lacks {', '.join(missing)}; re-run preprocessing")
+    known = {f.name for f in dataclasses.fields(cls)} - {"splits"}
+    split_fields = {f.name for f in dataclasses.fields(SplitInfo)}
+    try:
+      splits = {name: SplitInfo(**{k: v for k, v in entry.items() if k in split_fields})
+                for name, entry in data["splits"].items()}
+      return cls(splits=splits, **{k: v for k, v in data.items() if k in known})
+    except (TypeError, AttributeError) as e:  # e.g. a split entry without `rows`
+      raise DataError(f"{where} is malformed ({e}); re-run preprocessing") from None
+
+
 def write_manifest(data_dir, manifest):
-  """Writes the manifest last and atomically: its presence marks a complete output."""
-  path = posixpath.join(data_dir, MANIFEST)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  """Writes `<data_dir>/manifest.json` last and atomically: its presence marks a complete output.
+
+  manifest: a Manifest (a manifest.json-shaped dict is validated through Manifest.from_json).
+  """
+  if not isinstance(manifest, Manifest):
+    manifest = Manifest.from_json(manifest)
+  files.write_atomic(posixpath.join(data_dir, MANIFEST),
+                     json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 def read_manifest(data_dir):
-  """Reads `<data_dir>/manifest.json`, refusing a directory without a complete one."""
+  """The Manifest of `data_dir`; DataError (one line) for a missing, partial or invalid one."""
   path = posixpath.join(data_dir, MANIFEST)
   if not tf.io.gfile.exists(path):
     raise DataError(f"{data_dir} has no {MANIFEST}: it is not the complete output of "
                     "`python -m preprocess.run` (a crashed or unfinished run leaves none)")
   try:
-    with tf.io.gfile.GFile(path) as f:
-      manifest = json.load(f)
+    data = files.read_json(path)
   except json.JSONDecodeError as e:
     raise DataError(f"{path} is not valid JSON ({e}); re-run preprocessing") from None
-  missing = [k for k in ("labels", "vocab_sha256", "max_seq_length", "splits") if k not in manifest]
-  if missing:
-    raise DataError(f"{path} lacks {', '.join(missing)}; re-run preprocessing")
-  return manifest
+  return Manifest.from_json(data, where=path)

@@ -4,11 +4,13 @@ One `TextEncoder` turns raw strings (or string pairs) into truncated WordPiece i
 [SEP], so that serving tokenizes and truncates exactly as the preprocessing job did.
 """
 import hashlib
-import json
 import posixpath
 
 import tensorflow as tf
 import tensorflow_text as text
+
+from bertcore import files
+from bertcore import names
 
 CLS, SEP, PAD, UNK = "[CLS]", "[SEP]", "[PAD]", "[UNK]"
 
@@ -45,14 +47,13 @@ def resolve_vocab(vocab_file=None, encoder_dir=None, hub_handle=None):
   if vocab_file:
     return vocab_file, True
   if encoder_dir:
-    with tf.io.gfile.GFile(posixpath.join(encoder_dir, "bert_config.json")) as f:
-      config = json.load(f)
-    return posixpath.join(encoder_dir, "vocab.txt"), bool(config.get("do_lower_case", True))
+    config = files.read_json(posixpath.join(encoder_dir, names.BERT_CONFIG_FILE))
+    return posixpath.join(encoder_dir, names.VOCAB_FILE), bool(config.get("do_lower_case", True))
   import tensorflow_hub as hub  # Only this path needs it; keep import time low elsewhere.
   path = hub.resolve(hub_handle)
   loaded = tf.saved_model.load(path)
   lower_case = bool(loaded.do_lower_case.numpy()) if hasattr(loaded, "do_lower_case") else True
-  return posixpath.join(path, "assets", "vocab.txt"), lower_case
+  return posixpath.join(path, "assets", names.VOCAB_FILE), lower_case
 
 
 class TextEncoder(tf.Module):

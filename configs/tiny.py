@@ -12,13 +12,8 @@ from trainer.config import default_config
 
 def get_config():
   config = default_config()
-  config.encoder.kind = "random"
-  config.encoder.hidden_size = 32
-  config.encoder.num_layers = 2
-  config.encoder.num_heads = 2
-  config.encoder.intermediate_size = 64
-  config.encoder.max_position_embeddings = 128
-  config.encoder.dropout = 0.0
+  config.encoder.update(kind="random", hidden_size=32, num_layers=2, num_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, dropout=0.0)
   config.model.head = "binary"
   config.model.pooling = "mean"
   config.model.dropout = 0.0

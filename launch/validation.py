@@ -9,14 +9,16 @@ import importlib.util
 import os
 import re
 
+from ml_collections.config_flags import config_path as ml_config_path
+
+from bertcore.names import STRATEGIES
+
 # Passthrough flags that name data the cloud job reads or writes: a local path there would be
 # a path on the remote machine, which does not have the user's files.
 CLOUD_PATH_FLAGS = ("data_dir", "model_dir", "input", "output_dir")
 
 # The trainer's config field that holds the global batch (per-replica batch × replicas).
 GLOBAL_BATCH_FIELD = "train.global_batch_size"
-
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 # Vertex AI GPU machine families. Accelerator-optimized machines (A2, A3, G2) come with a fixed
 # GPU model and count; N1 machines take a GPU model and one of a few counts. Sources: Vertex AI
@@ -76,6 +78,11 @@ _RESOURCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 def flag_items(args):
   """Reads absl/argparse-style flags from a passthrough argument list, in order.
+
+  Hand-written because no flag library can read them here: the flags belong to another
+  program (trainer.task's absl flags, preprocess.run's argparse + every Beam pipeline option),
+  whose definitions this TensorFlow-free launcher does not import; a library parser needs the
+  definitions to know which flags take a value. This reads only the generic shapes.
 
   Args:
     args: e.g. ["--data_dir=gs://b/d", "--strategy", "tpu", "--xla", "@configs/data/x.args"].
@@ -272,16 +279,6 @@ def load_config(config_flag):
   return module.get_config(arg) if arg else module.get_config()
 
 
-def _lookup(config, dotted):
-  value = config
-  for key in dotted.split("."):
-    try:
-      value = value[key] if isinstance(value, dict) else getattr(value, key)
-    except (KeyError, AttributeError):
-      return None
-  return value
-
-
 def global_batch_size(flags):
   """The global batch the trainer will use: the passthrough override, else the config file's."""
   override = flags.get("config." + GLOBAL_BATCH_FIELD)
@@ -292,7 +289,10 @@ def global_batch_size(flags):
       raise ValueError(f"--config.{GLOBAL_BATCH_FIELD}={override} is not an integer") from None
   if "config" not in flags:
     raise ValueError("--config=configs/<experiment>.py is required after -- for a cloud run")
-  value = _lookup(load_config(flags["config"]), GLOBAL_BATCH_FIELD)
+  try:  # the dotted lookup config_flags itself uses for --config.<a.b>=...
+    value = ml_config_path.get_value(GLOBAL_BATCH_FIELD, load_config(flags["config"]))
+  except (KeyError, AttributeError):
+    value = None
   if value is None:
     raise ValueError(f"config {flags['config']} has no {GLOBAL_BATCH_FIELD}; pass "
                      f"--config.{GLOBAL_BATCH_FIELD}=N after --")

@@ -6,6 +6,7 @@ container and sets TF_CONFIG in each: worker pool 0 is the "chief" (exactly one 
 holds the other "worker"s. The trainer reads its cluster from TF_CONFIG, so all replicas get the
 same image, machine and arguments.
 """
+from bertcore import cli
 from launch import validation
 
 # What the container runs: the trainer's entry point (docker/Dockerfile's ENTRYPOINT too; it is
@@ -95,5 +96,5 @@ def submit(request, region):
                                    custom_job=aiplatform_v1.CustomJob(request["custom_job"]))
   except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as e:
     raise ValueError(f"submitting to Vertex AI failed: {type(e).__name__}: "
-                     f"{str(e).splitlines()[0] if str(e) else ''}") from e
+                     f"{cli.error_line(e)}") from e
   return job.name

@@ -4,6 +4,7 @@ Order matters for crash safety: an old manifest is removed first, shards and the
 file are written by the pipeline, and the manifest is written last, so a directory with a
 manifest is always a complete output.
 """
+import dataclasses
 import gc
 import posixpath
 import re
@@ -14,6 +15,10 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 import bertcore
+from bertcore import cli
+from bertcore import files
+from bertcore import names
+from bertcore import private_apis
 from bertcore import schema
 from bertcore import tokenization
 from preprocess import csv_source
@@ -29,36 +34,29 @@ def make_runner(options):
   """The runner for these options, never attempting Beam's Prism download.
 
   Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary; for a batch
-  pipeline like ours it then falls back to the FnApiRunner. We build that FnApiRunner directly
-  (with the options in its provision info, as DirectRunner does), so no network is touched.
-  direct_num_workers / direct_running_mode are honoured by the FnApiRunner. Any other runner
-  name (DataflowRunner, ...) is returned as is for Beam to resolve.
+  pipeline like ours it then falls back to the FnApiRunner, which we build directly (see
+  bertcore.private_apis). Any other runner name (DataflowRunner, ...) is returned as is for
+  Beam to resolve.
   """
   name = options.view_as(pipeline_options.StandardOptions).runner
   if name not in LOCAL_RUNNERS:
     return name
-  from apache_beam.portability.api import beam_provision_api_pb2
-  from apache_beam.runners.portability.fn_api_runner import fn_runner
-  from apache_beam.runners.portability.portable_runner import JobServiceHandle
-  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-  provision_info = fn_runner.ExtendedProvisionInfo(
-      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-  return fn_runner.FnApiRunner(provision_info=provision_info)
+  return private_apis.local_beam_runner(options)
 
 
 def prepare_output_dir(output_dir):
   """Removes what an earlier run wrote (manifest first), so stale files never mix in."""
-  manifest = posixpath.join(output_dir, schema.MANIFEST)
+  manifest = posixpath.join(output_dir, names.MANIFEST_FILE)
   if tf.io.gfile.exists(manifest):
     tf.io.gfile.remove(manifest)
-  for split in schema.SPLITS:
+  for split in names.SPLITS:
     split_dir = posixpath.join(output_dir, split)
     if tf.io.gfile.isdir(split_dir):
       for name in tf.io.gfile.listdir(split_dir):
         if re.fullmatch(rf"{split}-\d{{5}}-of-\d{{5}}\.tfrecord(\.gz)?(\.partial)?", name):
           tf.io.gfile.remove(posixpath.join(split_dir, name))
     tf.io.gfile.makedirs(split_dir)
-  for name in (pipeline_lib.DEAD_LETTER,) + tuple(stats.PLOTS.values()) + (stats.LABEL_PLOT,):
+  for name in (names.DEAD_LETTER_FILE,) + tuple(stats.PLOTS.values()) + (stats.LABEL_PLOT,):
     path = posixpath.join(output_dir, name)
     if tf.io.gfile.exists(path):
       tf.io.gfile.remove(path)
@@ -85,7 +83,7 @@ def check_inputs(patterns, encoding, columns):
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
             split_salt, compression, batch_size, options=None, wandb_project=None):
-  """Runs the whole job and returns the manifest (also written to output_dir/manifest.json).
+  """Runs the whole job and returns its schema.Manifest (also written to output_dir).
 
   Raises ValueError (or DataError) with a one-line message for fatal problems: no input
   files, a required column missing from a header, no valid row at all.
@@ -99,11 +97,11 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
   if max_seq_length < 3:
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
   vocab = tokenization.load_vocab(vocab_path)
-  files = check_inputs(input_patterns, encoding, columns)
+  input_files = check_inputs(input_patterns, encoding, columns)
   temp_dir = prepare_output_dir(output_dir)
 
   config = pipeline_lib.PipelineConfig(
-      input_files=files, output_dir=output_dir, temp_dir=temp_dir, encoding=encoding,
+      input_files=input_files, output_dir=output_dir, temp_dir=temp_dir, encoding=encoding,
       columns=columns, row_config=row_config, labels=tuple(labels) if labels is not None else None,
       vocab=vocab, lower_case=lower_case, max_seq_length=max_seq_length, num_shards=num_shards,
       train_fraction=train_fraction, validation_fraction=validation_fraction,
@@ -118,67 +116,67 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
   finally:
     gc.unfreeze()
 
-  summary = pipeline_lib.read_summary(temp_dir)
+  summary = files.read_json(posixpath.join(temp_dir, pipeline_lib.SUMMARY))
   tf.io.gfile.rmtree(temp_dir)
   manifest = make_manifest(config, summary, vocab_path)
-  if manifest["rows_written"] == 0:
+  if manifest.rows_written == 0:
     raise schema.DataError(
-        f"no valid row in {len(files)} input file(s) ({manifest['rows_read']} read, "
-        f"rejected: {manifest['rows_rejected']}); see {posixpath.join(output_dir, 'rejected.jsonl')}")
-  split_stats = split_stats_of(summary)
-  manifest["plots"] = stats.write_plots(output_dir, split_stats, manifest["labels"])
+        f"no valid row in {len(input_files)} input file(s) ({manifest.rows_read} read, "
+        f"rejected: {manifest.rows_rejected}); see "
+        f"{posixpath.join(output_dir, names.DEAD_LETTER_FILE)}")
+  plots = stats.write_plots(output_dir, split_stats_of(summary), manifest.labels)
+  manifest = dataclasses.replace(manifest, plots=plots)
   schema.write_manifest(output_dir, manifest)
   if stats.wandb_enabled(wandb_project):
     # After the manifest: the data is complete whatever happens to the optional logging.
     try:
-      stats.log_to_wandb(wandb_project, manifest, output_dir, manifest["plots"])
+      stats.log_to_wandb(wandb_project, manifest, output_dir)
     except Exception as e:  # pylint: disable=broad-except
-      print(f"warning: W&B logging failed ({type(e).__name__}: {e}); the data is complete",
-            file=sys.stderr)
+      print(f"warning: W&B logging failed ({type(e).__name__}: {cli.error_line(e)}); "
+            "the data is complete", file=sys.stderr)
   return manifest
 
 
 def split_stats_of(summary):
-  split_stats = {split: stats.empty_stats() for split in schema.SPLITS}
+  split_stats = {split: stats.empty_stats() for split in names.SPLITS}
   for shard in summary["shards"]:
     stats.merge_stats(split_stats[shard["split"]], stats.from_json(shard["stats"]))
   return split_stats
 
 
 def make_manifest(config, summary, vocab_path):
-  """The manifest (key set fixed by the team contract) from the pipeline's summary."""
+  """The schema.Manifest of a finished pipeline, from its summary (plots are added later)."""
   c = config
   labels = list(summary["labels"])
   split_stats = split_stats_of(summary)
   splits = {}
-  for split in schema.SPLITS:
+  for split in names.SPLITS:
     shard_rows = {s["file"]: s["stats"]["rows"] for s in summary["shards"] if s["split"] == split}
-    splits[split] = stats.split_summary(split_stats[split], labels, shard_rows)
+    splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows))
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
-  rows_written = sum(s["rows"] for s in splits.values())
-  return {
-      "package_version": bertcore.__version__,
-      "input_files": list(c.input_files),
-      "encoding": c.encoding,
-      "columns": c.columns._asdict(),
-      "labels": labels,
-      "multi_label": c.row_config.multi_label,
-      "vocab_sha256": tokenization.vocab_sha256(c.vocab),
-      "vocab_size": len(c.vocab),
-      "lower_case": c.lower_case,
-      "tokenizer": {"type": "FastBertTokenizer", "vocab_file": vocab_path,
-                    "lower_case": c.lower_case},
-      "max_seq_length": c.max_seq_length,
-      "compression": c.compression,
-      "num_shards": c.num_shards,
-      "split_fractions": {
+  return schema.Manifest(
+      package_version=bertcore.__version__,
+      input_files=list(c.input_files),
+      encoding=c.encoding,
+      columns=c.columns._asdict(),
+      labels=labels,
+      multi_label=c.row_config.multi_label,
+      vocab_sha256=tokenization.vocab_sha256(c.vocab),
+      vocab_size=len(c.vocab),
+      lower_case=c.lower_case,
+      tokenizer={"type": "FastBertTokenizer", "vocab_file": vocab_path,
+                 "lower_case": c.lower_case},
+      max_seq_length=c.max_seq_length,
+      compression=c.compression,
+      num_shards=c.num_shards,
+      split_fractions={
           "train": c.train_fraction, "validation": c.validation_fraction,
           "test": round(1 - c.train_fraction - c.validation_fraction, 12)},
-      "rows_read": sum(summary["rows_read"].values()),
-      "rows_written": rows_written,
-      "rows_rejected": rows_rejected,
-      "rows_rejected_total": sum(rows_rejected.values()),
-      "dead_letter_file": pipeline_lib.DEAD_LETTER,
-      "splits": splits,
-      "plots": [],
-  }
+      rows_read=sum(summary["rows_read"].values()),
+      rows_written=sum(s.rows for s in splits.values()),
+      rows_rejected=rows_rejected,
+      rows_rejected_total=sum(rows_rejected.values()),
+      dead_letter_file=names.DEAD_LETTER_FILE,
+      splits=splits,
+      plots=[],
+  )

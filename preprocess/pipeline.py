@@ -39,14 +39,16 @@ from apache_beam.utils.windowed_value import WindowedValue
 import numpy as np
 import tensorflow as tf
 
+from bertcore import files
+from bertcore import private_apis
 from bertcore import schema
+from bertcore.names import DEAD_LETTER_FILE as DEAD_LETTER
 from preprocess import csv_source
 from preprocess import records as records_lib
 from preprocess import rows
 from preprocess import stats
 
 NAMESPACE = "preprocess"
-DEAD_LETTER = "rejected.jsonl"
 SUMMARY = "summary.json"
 
 
@@ -303,7 +305,7 @@ class WriteShards(beam.DoFn):
     (split, shard), temp_files = element
     records = []
     for path in sorted(p for p in temp_files if p is not None):
-      for payload in _read_records(path):
+      for payload in private_apis.tf_record_iterator(path):
         records.extend(marshal.loads(payload))
     records.sort(key=operator.itemgetter(0, 1, 2))  # (example_id, file index, line)
 
@@ -341,25 +343,11 @@ class WriteShards(beam.DoFn):
     yield {"split": split, "shard": shard, "file": posixpath.basename(path), "stats": shard_stats}
 
 
-def _read_records(path):
-  """Yields the records of an uncompressed TFRecord file (a temp file of this job)."""
-  # tf_record_iterator is the fastest reader from Python (no tf.data graph per file); it is
-  # deprecated for model input, not removed.
-  from tensorflow.python.lib.io import tf_record  # pylint: disable=g-direct-tensorflow-import
-  from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
-  with deprecation.silence():
-    return tf_record.tf_record_iterator(path)
-
-
 def write_dead_letter(rejections, output_dir):
   """Writes all rejections, sorted by (file, line, reason), as JSON lines; returns counts."""
   rejections = sorted(rejections, key=lambda r: (r.file, r.line, r.reason))
-  path = posixpath.join(output_dir, DEAD_LETTER)
-  with tf.io.gfile.GFile(path + ".partial", "w") as f:
-    # One write, even of "": GFile creates the file on its first write only.
-    f.write("".join(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n"
-                    for r in rejections))
-  tf.io.gfile.rename(path + ".partial", path, overwrite=True)
+  files.write_atomic(posixpath.join(output_dir, DEAD_LETTER), "".join(
+      json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n" for r in rejections))
   return dict(sorted(collections.Counter(r.reason for r in rejections).items()))
 
 
@@ -376,8 +364,7 @@ def write_summary(parts, temp_dir):
     elif kind == "labels":
       summary["labels"] = list(value)
   summary["shards"].sort(key=lambda s: (s["split"], s["shard"]))
-  with tf.io.gfile.GFile(posixpath.join(temp_dir, SUMMARY), "w") as f:
-    json.dump(summary, f, sort_keys=True)
+  files.write_json(posixpath.join(temp_dir, SUMMARY), summary)
 
 
 def build(pipeline, config: PipelineConfig):
@@ -421,8 +408,3 @@ def build(pipeline, config: PipelineConfig):
        | "FlattenSummary" >> beam.Flatten()
        | "GatherSummary" >> beam.combiners.ToList()
        | "CollectSummary" >> beam.Map(write_summary, c.temp_dir))
-
-
-def read_summary(temp_dir):
-  with tf.io.gfile.GFile(posixpath.join(temp_dir, SUMMARY)) as f:
-    return json.load(f)

@@ -26,7 +26,6 @@ from preprocess import csv_source
 REJECT_REASONS = ("malformed_csv", "undecodable", "nul_character", "wrong_column_count",
                   "missing_id", "empty_text", "missing_label", "unknown_label", "duplicate_id")
 LONG_TEXT = "long_text"
-SPLIT_NAMES = ("train", "validation", "test")
 
 
 class Columns(NamedTuple):

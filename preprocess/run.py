@@ -21,6 +21,8 @@ import sys
 
 from apache_beam.options import pipeline_options
 
+from bertcore import cli
+from bertcore import names
 from bertcore import tokenization
 from preprocess import job
 from preprocess import rows
@@ -90,15 +92,17 @@ def make_parser():
 
 
 def unknown_beam_args(pipeline_args):
-  """The flags that neither this job nor any Beam PipelineOptions knows (likely typos)."""
-  parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
-  seen = set()
-  for cls in pipeline_options.PipelineOptions.__subclasses__():
-    if str(cls) not in seen:
-      seen.add(str(cls))
-      cls._add_argparse_args(parser)  # pylint: disable=protected-access
-  _, unknown = parser.parse_known_args(pipeline_args)
-  return [a for a in unknown if a.startswith("-")]
+  """The flags that neither this job nor any Beam PipelineOptions knows (likely typos).
+
+  Beam keeps flags it does not know only when asked to (retain_unknown_options=True); the
+  option names that appear then, and not among the defaults, are the unknown ones.
+  """
+  known = pipeline_options.PipelineOptions([]).get_all_options()
+  retained = pipeline_options.PipelineOptions(pipeline_args).get_all_options(
+      retain_unknown_options=True)
+  unknown = set(retained) - set(known)
+  return [arg for arg in pipeline_args if arg.startswith("-")
+          and arg.lstrip("-").partition("=")[0].replace("-", "_") in unknown]
 
 
 def parse_label_map(text):
@@ -153,15 +157,15 @@ def job_kwargs(args):
 
 
 def run(argv=None):
-  """Parses flags (ours + Beam's) and runs the job; returns the manifest."""
-  args, pipeline_args = make_parser().parse_known_args(argv)
+  """Parses flags (ours + Beam's, as Beam's examples do) and runs the job; returns its Manifest."""
+  known_args, pipeline_args = make_parser().parse_known_args(argv)
   unknown = unknown_beam_args(pipeline_args)
   if unknown:
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
-  if args.batch_size < 1:
-    raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+  if known_args.batch_size < 1:
+    raise ValueError(f"--batch_size must be at least 1, got {known_args.batch_size}")
   options = pipeline_options.PipelineOptions(pipeline_args)
-  return job.run_job(options=options, **job_kwargs(args))
+  return job.run_job(options=options, **job_kwargs(known_args))
 
 
 def main(argv=None):
@@ -172,14 +176,14 @@ def main(argv=None):
   except Exception as e:  # pylint: disable=broad-except
     import tensorflow as tf
     if isinstance(e, tf.errors.OpError):  # e.g. an unreadable vocab or output dir.
-      sys.exit(f"error: {e.message}")
+      sys.exit(f"error: {cli.error_line(e)}")
     raise
-  split_rows = ", ".join(f"{s}={v['rows']}" for s, v in manifest["splits"].items())
-  print(f"preprocess: {manifest['rows_read']} rows read, {manifest['rows_written']} written "
-        f"({split_rows}), "
-        f"{manifest['rows_rejected_total']} rejected {manifest['rows_rejected']}; "
-        f"labels {manifest['labels']}; manifest.json, {manifest['dead_letter_file']} and plots/ "
-        f"are in {make_parser().parse_known_args(argv)[0].output_dir}")
+  m = manifest
+  split_rows = ", ".join(f"{s}={info.rows}" for s, info in m.splits.items())
+  print(f"preprocess: {m.rows_read} rows read, {m.rows_written} written ({split_rows}), "
+        f"{m.rows_rejected_total} rejected {m.rows_rejected}; labels {m.labels}; "
+        f"{names.MANIFEST_FILE}, {m.dead_letter_file} and plots/ are in "
+        f"{make_parser().parse_known_args(argv)[0].output_dir}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ import posixpath
 
 import tensorflow as tf
 
+from bertcore import files
+from bertcore import wandb_mode
+
 PERCENTILES = (50, 90, 95, 99)
 HISTOGRAMS = ("token_length", "words", "chars")
 PLOTS = {"token_length": "plots/token_length.png", "words": "plots/words.png",
@@ -119,11 +122,15 @@ def split_summary(stats, labels, shard_rows):
   }
 
 
-def _save(figure, path):
+def _save(plt, figure, axes, path, legend):
+  """Lays out, writes (PNG, through gfile) and closes one figure."""
+  if legend:
+    axes.legend()
+  figure.tight_layout()
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(buffer.getvalue())
+  files.write_atomic(path, buffer.getvalue())
+  plt.close(figure)
 
 
 def write_plots(output_dir, split_stats, labels):
@@ -149,11 +156,7 @@ def write_plots(output_dir, split_stats, labels):
   axes.set_yscale("log")
   axes.set_ylabel("rows (log)")
   axes.set_title("label distribution" + ("" if labels else " (unlabeled input)"))
-  if splits:
-    axes.legend()
-  figure.tight_layout()
-  _save(figure, posixpath.join(output_dir, LABEL_PLOT))
-  plt.close(figure)
+  _save(plt, figure, axes, posixpath.join(output_dir, LABEL_PLOT), legend=bool(splits))
   written.append(LABEL_PLOT)
 
   titles = {"token_length": "word pieces + special tokens, before truncation",
@@ -167,58 +170,43 @@ def write_plots(output_dir, split_stats, labels):
                 histtype="step", log=True, label=split)
     axes.set_xlabel(titles[key])
     axes.set_ylabel("rows (log)")
-    if splits:
-      axes.legend()
-    figure.tight_layout()
-    _save(figure, posixpath.join(output_dir, relative))
-    plt.close(figure)
+    _save(plt, figure, axes, posixpath.join(output_dir, relative), legend=bool(splits))
     written.append(relative)
   return written
 
 
 def wandb_enabled(project):
-  """W&B logging is on only with a project and a mode that can log (offline, or online + key)."""
-  if not project:
-    return False
-  mode = os.environ.get("WANDB_MODE", "").lower()
-  if mode in ("disabled", "dryrun-disabled"):
-    return False
-  if mode in ("offline", "dryrun"):
-    return True
-  if os.environ.get("WANDB_API_KEY"):
-    return True
-  try:  # A key saved by `wandb login` lives in ~/.netrc.
-    import netrc
-    return bool(netrc.netrc().authenticators("api.wandb.ai"))
-  except (OSError, netrc.NetrcParseError):
-    return False
+  """W&B logging is on only with a project and a mode that can log (bertcore.wandb_mode)."""
+  return bool(project) and wandb_mode.resolve_mode() != "disabled"
 
 
-def log_to_wandb(project, manifest, output_dir, plots):
-  """Logs the manifest's statistics and the plots to W&B (the API key is never read here)."""
+def log_to_wandb(project, manifest, output_dir):
+  """Logs a schema.Manifest's statistics and its plots to W&B (the API key is never read here)."""
   import wandb
   from PIL import Image
 
-  config = {k: manifest[k] for k in ("input_files", "labels", "max_seq_length", "num_shards",
-                                     "split_fractions", "vocab_sha256", "lower_case")}
+  m = manifest
+  config = {"input_files": m.input_files, "labels": m.labels, "max_seq_length": m.max_seq_length,
+            "num_shards": m.num_shards, "split_fractions": m.split_fractions,
+            "vocab_sha256": m.vocab_sha256, "lower_case": m.lower_case}
   run = wandb.init(project=project, job_type="preprocess", config=config,
                    dir=os.environ.get("WANDB_DIR"))
   try:
-    summary = {"rows_read": manifest["rows_read"], "rows_written": manifest["rows_written"],
-               "rows_rejected_total": manifest["rows_rejected_total"]}
-    for reason, n in manifest["rows_rejected"].items():
+    summary = {"rows_read": m.rows_read, "rows_written": m.rows_written,
+               "rows_rejected_total": m.rows_rejected_total}
+    for reason, n in m.rows_rejected.items():
       summary[f"rejected/{reason}"] = n
-    for split, entry in manifest["splits"].items():
-      summary[f"{split}/rows"] = entry["rows"]
-      summary[f"{split}/truncated"] = entry["truncated"]
-      for name, n in entry["label_histogram"].items():
+    for split, info in m.splits.items():
+      summary[f"{split}/rows"] = info.rows
+      summary[f"{split}/truncated"] = info.truncated
+      for name, n in info.label_histogram.items():
         summary[f"{split}/label/{name}"] = n
       for key in HISTOGRAMS:
-        for stat, value in entry[key].items():
+        for stat, value in getattr(info, key).items():
           if value is not None:
             summary[f"{split}/{key}/{stat}"] = value
     images = {}
-    for relative in plots:
+    for relative in m.plots:
       with tf.io.gfile.GFile(posixpath.join(output_dir, relative), "rb") as f:
         images[relative] = wandb.Image(Image.open(io.BytesIO(f.read())))
     run.log({**summary, **images})

@@ -48,10 +48,10 @@ def test_same_rows_and_split_as_the_job(tmp_path, tweets_csv, tiny_vocab_file):
   manifest = run_lib.run(argv)
   dataset = tfidf_baseline.load_dataset(argv)
   assert dataset.labels == ["rest", "positive"]
-  assert dataset.rows_read == manifest["rows_read"] == 62
-  assert dataset.rows_rejected == manifest["rows_rejected"] == {"duplicate_id": 1}
+  assert dataset.rows_read == manifest.rows_read == 62
+  assert dataset.rows_rejected == manifest.rows_rejected == {"duplicate_id": 1}
   assert {s: len(dataset.splits[s].ids) for s in ("train", "validation", "test")} == {
-      s: manifest["splits"][s]["rows"] for s in ("train", "validation", "test")}
+      s: manifest.splits[s].rows for s in ("train", "validation", "test")}
   texts = [t for s in dataset.splits.values() for t in s.texts]
   assert "caf\u00e9 flight number 3" in texts
   first = [(s, i) for s, part in dataset.splits.items() for i, t in enumerate(part.texts)

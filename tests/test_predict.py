@@ -9,6 +9,7 @@ import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
 from trainer import predict
+from bertcore import cli
 
 import numpy as np
 import tensorflow as tf
@@ -164,9 +165,9 @@ def test_missing_inputs_raise_one_line(binary_model, tmp_path):
 def test_main_runs_from_flags(binary_model, tmp_path, capsys):
   input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "p.csv")
   write_csv(input_path, [["id", "text"], ["7", "the dog"], ["8", "a cat"]])
-  predict.main([
+  predict.main(cli.parse_flags([
       "predict", f"--model={binary_model}", f"--input={input_path}", f"--output={output_path}",
-      "--id_column=id", "--text_column=text", "--batch_size=1"])
+      "--id_column=id", "--text_column=text", "--batch_size=1"]))
   assert [r[0] for r in read_csv(output_path)] == ["id", "7", "8"]
   assert "predict: done: 2 rows, 2 predicted" in capsys.readouterr().out
 
@@ -195,5 +196,17 @@ def test_cli_missing_column_is_one_line_exit_1(binary_model, tmp_path):
 ])
 def test_main_flag_errors(argv, message):
   with pytest.raises(SystemExit) as info:
-    predict.main(["predict"] + argv)
+    predict.main(cli.parse_flags(["predict"] + argv))
   assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_cli_help_and_missing_flags_are_short(tmp_path):
+  def run(*argv):
+    return subprocess.run([sys.executable, "-m", "trainer.predict", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+  shown = run("--help")
+  assert "--model" in shown.stdout and "--text_pair_column" in shown.stdout
+  missing = run(f"--input={tmp_path / 'x.csv'}")
+  assert missing.returncode == 1
+  assert missing.stderr.strip().splitlines()[-1] == "error: --model, --output required"
+  assert "Traceback" not in missing.stderr

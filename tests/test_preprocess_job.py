@@ -114,14 +114,14 @@ def bad_run(tmp_path_factory, tiny_vocab_file):
 
 def test_bad_rows_exact_counts(bad_run):
   _, output_dir, manifest = bad_run
-  assert manifest["rows_read"] == 20
-  assert manifest["rows_written"] == 7
-  assert manifest["rows_rejected"] == EXPECTED_REJECTED
-  assert manifest["rows_rejected_total"] == 13
-  assert manifest["rows_read"] == manifest["rows_written"] + manifest["rows_rejected_total"]
-  assert sum(s["rows"] for s in manifest["splits"].values()) == 7
-  assert sum(s["long_text"] for s in manifest["splits"].values()) == 1
-  assert sum(s["truncated"] for s in manifest["splits"].values()) == 1
+  assert manifest.rows_read == 20
+  assert manifest.rows_written == 7
+  assert manifest.rows_rejected == EXPECTED_REJECTED
+  assert manifest.rows_rejected_total == 13
+  assert manifest.rows_read == manifest.rows_written + manifest.rows_rejected_total
+  assert sum(s.rows for s in manifest.splits.values()) == 7
+  assert sum(s.long_text for s in manifest.splits.values()) == 1
+  assert sum(s.truncated for s in manifest.splits.values()) == 1
 
 
 def test_dead_letter_file(bad_run):
@@ -150,36 +150,39 @@ def test_written_examples_exact(bad_run):
 def test_manifest(bad_run, tiny_vocab_file):
   pattern, output_dir, manifest = bad_run
   assert schema.read_manifest(output_dir) == manifest
-  assert set(manifest) == {
+  on_disk = json.load(open(os.path.join(output_dir, "manifest.json")))
+  assert on_disk == manifest.to_json()  # the file format: the same keys as ever
+  assert schema.Manifest.from_json(on_disk) == manifest
+  assert set(on_disk) == {
       "package_version", "input_files", "encoding", "columns", "labels", "multi_label",
       "vocab_sha256", "vocab_size", "lower_case", "tokenizer", "max_seq_length", "compression",
       "num_shards", "split_fractions", "rows_read", "rows_written", "rows_rejected",
       "rows_rejected_total", "dead_letter_file", "splits", "plots"}
-  assert manifest["input_files"] == [pattern.replace("*", "bad"),
+  assert manifest.input_files == [pattern.replace("*", "bad"),
                                      pattern.replace("*", "header_only")]
-  assert manifest["columns"] == {"id": "qid", "text": "question_text", "text_pair": None,
+  assert manifest.columns == {"id": "qid", "text": "question_text", "text_pair": None,
                                  "label": "target"}
-  assert manifest["labels"] == ["0", "1"]
-  assert manifest["vocab_sha256"] == tokenization.vocab_sha256(
+  assert manifest.labels == ["0", "1"]
+  assert manifest.vocab_sha256 == tokenization.vocab_sha256(
       tokenization.load_vocab(tiny_vocab_file))
-  assert manifest["tokenizer"] == {"type": "FastBertTokenizer", "vocab_file": tiny_vocab_file,
+  assert manifest.tokenizer == {"type": "FastBertTokenizer", "vocab_file": tiny_vocab_file,
                                    "lower_case": True}
-  assert (manifest["max_seq_length"], manifest["num_shards"], manifest["compression"]) == (
+  assert (manifest.max_seq_length, manifest.num_shards, manifest.compression) == (
       16, 2, None)
-  assert manifest["split_fractions"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
+  assert manifest.split_fractions == {"train": 0.8, "validation": 0.1, "test": 0.1}
   hist = {"0": 0, "1": 0}
-  for split, entry in manifest["splits"].items():
-    assert list(entry["shards"]) == [f"{split}-0000{i}-of-00002.tfrecord" for i in range(2)]
-    assert sum(entry["shards"].values()) == entry["rows"]
-    for name, n in entry["label_histogram"].items():
+  for split, entry in manifest.splits.items():
+    assert list(entry.shards) == [f"{split}-0000{i}-of-00002.tfrecord" for i in range(2)]
+    assert sum(entry.shards.values()) == entry.rows
+    for name, n in entry.label_histogram.items():
       hist[name] += n
   assert hist == {"0": 3, "1": 4}
-  assert max(e["chars"]["max"] or 0 for e in manifest["splits"].values()) == 1_000_000
+  assert max(e.chars["max"] or 0 for e in manifest.splits.values()) == 1_000_000
   # 200,000 pieces + [CLS] [SEP] before truncation for the 1 MB text cut to 100,000 chars.
-  assert max(e["token_length"]["max"] or 0 for e in manifest["splits"].values()) == 20_002
-  for plot in manifest["plots"]:
+  assert max(e.token_length["max"] or 0 for e in manifest.splits.values()) == 20_002
+  for plot in manifest.plots:
     assert open(os.path.join(output_dir, plot), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-  assert len(manifest["plots"]) == 4
+  assert len(manifest.plots) == 4
   assert not os.path.exists(os.path.join(output_dir, "_preprocess_tmp"))
 
 
@@ -201,7 +204,7 @@ def test_gzip_and_rerun_over_an_old_output(bad_run, tmp_path, tiny_vocab_file):
   open(os.path.join(out, "manifest.json"), "w").write("{}")
   open(os.path.join(out, "train", "train-00007-of-00009.tfrecord"), "w").write("stale")
   manifest = run_lib.run(job_args(pattern, out, tiny_vocab_file, "--compression=gzip"))
-  assert manifest["compression"] == "GZIP"
+  assert manifest.compression == "GZIP"
   assert sorted(os.listdir(os.path.join(out, "train"))) == [
       "train-00000-of-00002.tfrecord.gz", "train-00001-of-00002.tfrecord.gz"]
   examples = {}
@@ -223,7 +226,7 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
   # W&B logging comes after the manifest, and its failure does not fail the job.
   logged = []
 
-  def fail_after_manifest(project, manifest, output_dir, plots):
+  def fail_after_manifest(project, manifest, output_dir):
     logged.append(os.path.exists(os.path.join(output_dir, "manifest.json")))
     raise RuntimeError("W&B is down")
   monkeypatch.setattr(stats, "log_to_wandb", fail_after_manifest)
@@ -238,9 +241,9 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
       "--max_seq_length=8", "--num_shards=1", "--runner=DirectRunner", "--wandb_project=p"])
   assert logged == [True]
   assert "warning: W&B logging failed (RuntimeError: W&B is down)" in capsys.readouterr().err
-  assert manifest["labels"] == [] and manifest["columns"]["label"] is None
-  assert (manifest["rows_read"], manifest["rows_written"]) == (3, 2)
-  assert manifest["rows_rejected"] == {"duplicate_id": 1}  # The same texts twice.
+  assert manifest.labels == [] and manifest.columns["label"] is None
+  assert (manifest.rows_read, manifest.rows_written) == (3, 2)
+  assert manifest.rows_rejected == {"duplicate_id": 1}  # The same texts twice.
   got = {}
   for split in schema.SPLITS:
     for serialized in tf.data.TFRecordDataset(schema.shard_path(out, split, 0, 1)).batch(8):
@@ -254,7 +257,7 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
           ([2, 11, 12, 13, 3, 4, 5, 3], [0, 0, 0, 0, 0, 1, 1, 1], []),
       rows.content_id("the cat", "a dog"): ([2, 34, 35, 3, 39, 40, 3], [0, 0, 0, 0, 1, 1, 1], []),
   }
-  assert sum(e["truncated"] for e in manifest["splits"].values()) == 1
+  assert sum(e.truncated for e in manifest.splits.values()) == 1
 
 
 def test_no_valid_row_is_fatal_and_leaves_no_manifest(tmp_path, tiny_vocab_file):

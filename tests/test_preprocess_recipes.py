@@ -44,14 +44,14 @@ def test_binary_recipe_on_real_tweets(tmp_path, tiny_vocab_file):
   manifest = run_lib.run([recipe("tweets_binary.args"), f"--input={tmp_path / 'tweets.csv'}",
                           f"--output_dir={tmp_path / 'out'}", f"--vocab_file={tiny_vocab_file}",
                           "--num_shards=1"])
-  assert manifest["labels"] == ["rest", "positive"]
-  assert manifest["encoding"] == "latin-1"
-  assert manifest["rows_read"] == 402
-  assert manifest["rows_read"] == manifest["rows_written"] + manifest["rows_rejected_total"]
-  assert set(manifest["rows_rejected"]) <= {"duplicate_id"}
+  assert manifest.labels == ["rest", "positive"]
+  assert manifest.encoding == "latin-1"
+  assert manifest.rows_read == 402
+  assert manifest.rows_read == manifest.rows_written + manifest.rows_rejected_total
+  assert set(manifest.rows_rejected) <= {"duplicate_id"}
   with open(tmp_path / "out" / "rejected.jsonl") as f:  # Written even when empty.
-    assert len(f.readlines()) == manifest["rows_rejected_total"]
-  positives = sum(s["label_histogram"]["positive"] for s in manifest["splits"].values())
-  rest = sum(s["label_histogram"]["rest"] for s in manifest["splits"].values())
-  assert positives + rest == manifest["rows_written"]
-  assert 0.1 < positives / manifest["rows_written"] < 0.3
+    assert len(f.readlines()) == manifest.rows_rejected_total
+  positives = sum(s.label_histogram["positive"] for s in manifest.splits.values())
+  rest = sum(s.label_histogram["rest"] for s in manifest.splits.values())
+  assert positives + rest == manifest.rows_written
+  assert 0.1 < positives / manifest.rows_written < 0.3

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from bertcore import schema
 from preprocess import stats
 
 
@@ -69,12 +70,14 @@ def test_log_to_wandb_offline_keeps_the_key_out(tmp_path, monkeypatch):
                  "test": stats.empty_stats()}
   stats.add_row(split_stats["train"], ("1",), 9, False, False, 4, 20)
   plots = stats.write_plots(str(tmp_path), split_stats, ["0", "1"])
-  manifest = {"input_files": ["a.csv"], "labels": ["0", "1"], "max_seq_length": 16,
-              "num_shards": 1, "split_fractions": {"train": 1.0, "validation": 0.0, "test": 0.0},
-              "vocab_sha256": "x", "lower_case": True, "rows_read": 2, "rows_written": 1,
-              "rows_rejected_total": 1, "rows_rejected": {"empty_text": 1},
-              "splits": {s: stats.split_summary(v, ["0", "1"], {}) for s, v in split_stats.items()}}
-  stats.log_to_wandb("preprocess-test", manifest, str(tmp_path), plots)
+  manifest = schema.Manifest(
+      input_files=["a.csv"], labels=["0", "1"], max_seq_length=16, num_shards=1,
+      split_fractions={"train": 1.0, "validation": 0.0, "test": 0.0}, vocab_sha256="x",
+      lower_case=True, rows_read=2, rows_written=1, rows_rejected_total=1,
+      rows_rejected={"empty_text": 1}, plots=plots,
+      splits={s: schema.SplitInfo(**stats.split_summary(v, ["0", "1"], {}))
+              for s, v in split_stats.items()})
+  stats.log_to_wandb("preprocess-test", manifest, str(tmp_path))
   run_dirs = list((tmp_path / "wandb_dir" / "wandb").glob("offline-run-*"))
   assert len(run_dirs) == 1
   for root, _, names in os.walk(tmp_path):

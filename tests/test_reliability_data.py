@@ -100,9 +100,9 @@ def one_file_run(rows_inputs, tmp_path_factory, tiny_vocab_file):
 def test_run_twice_into_the_same_dir_gives_the_same_bytes(rows_inputs, one_file_run,
                                                           tiny_vocab_file):
   output_dir, manifest = one_file_run
-  assert manifest["rows_read"] == 92 and manifest["rows_written"] == 90
-  assert manifest["rows_rejected"] == {"empty_text": 1, "unknown_label": 1}
-  assert manifest["rows_read"] == manifest["rows_written"] + manifest["rows_rejected_total"]
+  assert manifest.rows_read == 92 and manifest.rows_written == 90
+  assert manifest.rows_rejected == {"empty_text": 1, "unknown_label": 1}
+  assert manifest.rows_read == manifest.rows_written + manifest.rows_rejected_total
   first = file_bytes(output_dir)
   assert len(first) == 9 + 2 + 4               # shards, manifest + rejected.jsonl, 4 plots
   run_lib.run(args(rows_inputs[0], output_dir, tiny_vocab_file))
@@ -115,12 +115,12 @@ def test_worker_processes_and_file_layout_do_not_move_examples(rows_inputs, one_
   parallel_dir = str(tmp_path / "parallel")
   parallel = run_lib.run(args(rows_inputs[1], parallel_dir, tiny_vocab_file,
                               "--direct_num_workers=2", "--direct_running_mode=multi_processing"))
-  assert len(parallel["input_files"]) == 3
+  assert len(parallel.input_files) == 3
   for key in ("rows_read", "rows_written", "rows_rejected", "splits", "labels"):
-    assert parallel[key] == manifest[key], key
+    assert getattr(parallel, key) == getattr(manifest, key), key
   one, many = file_bytes(output_dir), file_bytes(parallel_dir)
   shards = sorted(p for p in one if ".tfrecord" in p)
-  assert len(shards) == 9 and sum(manifest["splits"][s]["rows"] for s in schema.SPLITS) == 90
+  assert len(shards) == 9 and sum(manifest.splits[s].rows for s in schema.SPLITS) == 90
   for path in shards:
     assert many[path] == one[path], path
   reasons = [json.loads(line)["reason"] for line in many["rejected.jsonl"].decode().splitlines()]

@@ -86,7 +86,7 @@ def write_data_dir(data_dir, rows_by_split, labels=("0", "1"), num_shards=2, mul
       "splits": splits, "plots": [],
   }
   schema.write_manifest(data_dir, manifest)
-  return manifest
+  return schema.read_manifest(data_dir)
 
 
 def tiny_data_dir(data_dir, n_train=256, n_val=64, n_test=32, **kwargs):

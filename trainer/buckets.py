@@ -98,8 +98,8 @@ def derive_boundaries(token_length, max_seq_length, target_efficiency=0.90, max_
   The fewest buckets (at most max_buckets) whose padding efficiency on the fitted length
   distribution reaches target_efficiency; max_buckets ones if none does.
   Args:
-    token_length: manifest["splits"][split]["token_length"] (mean, p50, p90, p95, p99, max).
-    max_seq_length: manifest["max_seq_length"].
+    token_length: manifest.splits[split].token_length (mean, p50, p90, p95, p99, max).
+    max_seq_length: manifest.max_seq_length.
   Returns:
     a sorted tuple of ints ending with max_seq_length, for config.train.bucket_boundaries.
   """

@@ -12,15 +12,15 @@ import posixpath
 import ml_collections
 import tensorflow as tf
 from ml_collections import config_dict
+from ml_collections.config_flags import config_path
 
-HEADS = ("binary", "multiclass", "multilabel")
-POOLINGS = ("cls", "mean")
+from bertcore import files
+from bertcore.names import HEADS, POOLINGS, PRECISIONS, CONFIG_FILE  # noqa: F401 (re-exported)
+
 ENCODER_KINDS = ("hub", "checkpoint", "random")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 NAN_POLICIES = ("stop", "skip")
 PADDINGS = ("bucket", "fixed")
 LR_SCHEDULES = ("linear", "polynomial_from_zero")
-CONFIG_FILE = "config.json"
 
 
 def default_config():
@@ -159,16 +159,11 @@ def read_config_json(model_dir):
   path = posixpath.join(model_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return files.read_json(path)
 
 
-def write_json_atomic(path, obj):
-  """Writes JSON to path via a temporary file and a rename, so a crash never leaves half a file."""
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+# Kept for trainer/train.py, which writes its results with it: the same as files.write_json.
+write_json_atomic = files.write_json
 
 
 def load_config_file(path, overrides=None):
@@ -183,11 +178,5 @@ def load_config_file(path, overrides=None):
   spec.loader.exec_module(module)
   config = module.get_config()
   for name, value in (overrides or {}).items():
-    node = config
-    *parents, leaf = name.split(".")
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise KeyError(f"config has no field {name}")
-    node[leaf] = value
+    config_path.set_value(name, config, value)  # what --config.<name>=<value> does
   return config

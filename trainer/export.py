@@ -29,7 +29,6 @@ Inside the export:
   (`loaded.labels`, `loaded.head`, `loaded.threshold`, `loaded.max_seq_length`,
   `loaded.lower_case`).
 """
-import json
 import posixpath
 import shutil
 import tempfile
@@ -39,12 +38,14 @@ import tensorflow as tf
 from absl import logging
 
 import bertcore
+from bertcore import files
+from bertcore import names
 from bertcore import schema
 from bertcore import tokenization
+from trainer import model as model_lib
 
-HEADS = ("binary", "multiclass", "multilabel")
-VOCAB_ASSET = "vocab.txt"
-METADATA_ASSET = "metadata.json"
+VOCAB_ASSET = names.VOCAB_FILE
+METADATA_ASSET = names.EXPORT_METADATA_FILE
 METADATA_FORMAT = 1
 MULTILABEL_SEPARATOR = "|"
 SIGNATURES = ("serving_default", "serve_text_pair", "serve_examples")
@@ -118,41 +119,33 @@ class ServingModule(tf.Module):
     width = tf.reduce_max(tf.concat([lengths, tf.ones([1], tf.int64)], axis=0))
     shape = tf.stack([input_ids.nrows(), width])
     features = {
-        "input_word_ids": tf.cast(input_ids.to_tensor(self._pad_id, shape=shape), tf.int32),
-        "input_mask": tf.sequence_mask(lengths, maxlen=width, dtype=tf.int32),
-        "input_type_ids": tf.cast(type_ids.to_tensor(0, shape=shape), tf.int32),
+        names.INPUT_WORD_IDS: tf.cast(input_ids.to_tensor(self._pad_id, shape=shape), tf.int32),
+        names.INPUT_MASK: tf.sequence_mask(lengths, maxlen=width, dtype=tf.int32),
+        names.INPUT_TYPE_IDS: tf.cast(type_ids.to_tensor(0, shape=shape), tf.int32),
     }  # each int32 [batch, width]
     # Under a mixed-precision policy the logits may be float16/bfloat16.
     logits = tf.cast(self._call_classifier(features), tf.float32)  # [batch, num_outputs]
-    names = tf.constant(self._label_names)
+    label_names = tf.constant(self._label_names)
+    # binary [batch] = P(label 1); multiclass / multilabel [batch, C].
+    probabilities = model_lib.probabilities(logits, self._head_name)
     if self._head_name == "multiclass":
-      probabilities = tf.nn.softmax(logits, axis=-1)
       label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-      label = tf.gather(names, label_id)
+      label = tf.gather(label_names, label_id)
     else:
-      probabilities = tf.sigmoid(logits)
-      if self._head_name == "binary":
-        probabilities = probabilities[:, 0]  # [batch] = P(label 1)
       # `>=` in float32, exactly as trainer.evaluation sweeps thresholds.
       label_id = tf.cast(probabilities >= tf.constant(self._threshold_value, tf.float32),
                          tf.int64)
       if self._head_name == "binary":
-        label = tf.gather(names, label_id)
+        label = tf.gather(label_names, label_id)
       else:
-        batch_names = tf.broadcast_to(names, tf.shape(label_id))
+        batch_names = tf.broadcast_to(label_names, tf.shape(label_id))
         chosen = tf.ragged.boolean_mask(batch_names, tf.cast(label_id, tf.bool))
         label = tf.strings.reduce_join(chosen, axis=1, separator=MULTILABEL_SEPARATOR)
     return {"probabilities": probabilities, "label_id": label_id, "label": label}
 
 
-def num_outputs(head, labels):
-  """Logits the classifier must produce for a head: 1 for binary, else one per label."""
-  return 1 if head == "binary" else len(labels)
-
-
 def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file):
-  if head not in HEADS:
-    raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+  names.check_head(head)
   if head == "binary" and len(labels) != 2:
     raise ValueError(f"a binary head needs 2 labels, got {list(labels)}")
   if head != "binary" and len(labels) < 2:
@@ -169,9 +162,9 @@ def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file):
                      f"({len(tokens)} vs {len(text_encoder.vocab)} tokens, or different tokens)")
   # One eager call on [CLS] [SEP] builds the model if needed and checks the head width.
   ids = tf.constant([[text_encoder.cls_id, text_encoder.sep_id]], tf.int32)
-  logits = classifier({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
-                       "input_type_ids": tf.zeros_like(ids)}, training=False)
-  expected = num_outputs(head, labels)
+  logits = classifier({names.INPUT_WORD_IDS: ids, names.INPUT_MASK: tf.ones_like(ids),
+                       names.INPUT_TYPE_IDS: tf.zeros_like(ids)}, training=False)
+  expected = names.num_outputs(head, len(labels))
   if logits.shape.rank != 2 or logits.shape[-1] != expected:
     raise ValueError(f"the classifier returns logits of shape {logits.shape.as_list()}, but a "
                      f"{head} head with {len(labels)} labels needs [batch, {expected}]")
@@ -215,7 +208,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
       "head": head,
       "labels": labels,
       "threshold": None if head == "multiclass" else float(threshold),
-      "num_outputs": num_outputs(head, labels),
+      "num_outputs": names.num_outputs(head, len(labels)),
       "max_seq_length": text_encoder.max_seq_length,
       "lower_case": text_encoder.lower_case,
       "vocab_file": VOCAB_ASSET,
@@ -238,8 +231,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     vocab_path = posixpath.join(staging, VOCAB_ASSET)
     tf.io.gfile.copy(vocab_file, vocab_path)
     metadata_path = posixpath.join(staging, METADATA_ASSET)
-    with tf.io.gfile.GFile(metadata_path, "w") as f:
-      f.write(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    files.write_json(metadata_path, metadata)
     module = ServingModule(classifier, text_encoder, labels, head, threshold, vocab_path,
                            metadata_path)
     signatures = {
@@ -300,5 +292,4 @@ def read_metadata(export_dir):
       raise ValueError(f"model directory {export_dir} does not exist")
     raise ValueError(f"{export_dir} is not a model exported by trainer.export (it has no "
                      f"assets/{METADATA_ASSET})")
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return files.read_json(path)

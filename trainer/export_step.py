@@ -13,10 +13,10 @@ def export_vocab(plan):
   """The vocab.txt to bundle: the encoder's, else the one preprocessing recorded (if it fits)."""
   if plan.vocab_file:
     return plan.vocab_file
-  recorded = (plan.manifest.get("tokenizer") or {}).get("vocab_file")
+  recorded = plan.manifest.tokenizer_vocab_file
   for path in (recorded, recorded and posixpath.join(plan.data_dir, recorded)):
     if path and tf.io.gfile.exists(path) and tokenization.vocab_sha256(
-        tokenization.load_vocab(path)) == plan.manifest["vocab_sha256"]:
+        tokenization.load_vocab(path)) == plan.manifest.vocab_sha256:
       return path
   return None
 
@@ -32,8 +32,8 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
         "vocabulary file was not found")
     return None
   text_encoder = tokenization.TextEncoder(tokenization.load_vocab(vocab_file),
-                                          plan.manifest.get("lower_case", True),
-                                          plan.manifest["max_seq_length"])
+                                          plan.manifest.lower_case is not False,
+                                          plan.manifest.max_seq_length)
   export_dir = posixpath.join(write_dir, EXPORT_DIR)
   for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
     tf.io.gfile.rmtree(stale)

@@ -24,9 +24,9 @@ import re
 import tensorflow as tf
 from absl import logging
 
-from bertcore import schema
+from bertcore import names, schema
 
-MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+MODEL_INPUTS = names.MODEL_INPUTS
 POOL_BATCHES = 64   # batches sorted together by length when bucketing
 FILLER_ID = "\x00filler"  # example_id of the rows that pad evaluation to equal batches
 
@@ -36,13 +36,13 @@ def split_shards(data_dir, split, manifest):
 
   rows is None when the manifest does not record per-shard counts.
   """
-  info = manifest["splits"].get(split)
+  info = manifest.splits.get(split)
   if info is None:
     raise schema.DataError(f"{data_dir}/{schema.MANIFEST} has no {split!r} split")
-  compression = manifest.get("compression")
-  if "shards" in info:
+  compression = manifest.compression
+  if info.shards:
     return [(posixpath.join(data_dir, split, name), int(rows))
-            for name, rows in sorted(info["shards"].items())]
+            for name, rows in sorted(info.shards.items())]
   files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, compression)))
   return [(f, None) for f in files]
 
@@ -191,8 +191,8 @@ def source(data_dir, split, manifest, head, positive_label="", shards=None):
   """The Source of a split from its manifest (shards default to the manifest's)."""
   if shards is None:
     shards = split_shards(data_dir, split, manifest)
-  return Source(data_dir, split, tuple(shards), manifest.get("compression"),
-                tuple(manifest["labels"]), int(manifest["max_seq_length"]), head,
+  return Source(data_dir, split, tuple(shards), manifest.compression,
+                tuple(manifest.labels), int(manifest.max_seq_length), head,
                 positive_label)
 
 

@@ -12,14 +12,9 @@ exactly this model.
 import tensorflow as tf
 import tf_keras
 
-from bertcore import schema, tokenization
+from bertcore import cli, names, schema, tokenization
 from trainer import encoders
 
-INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-
-
-def num_outputs(head, num_labels):
-  return 1 if head == "binary" else num_labels
 
 
 def encoder_vocab(encoder_config):
@@ -31,8 +26,8 @@ def encoder_vocab(encoder_config):
       return tokenization.resolve_vocab(encoder_dir=encoder_config.dir)
   except (OSError, IOError, tf.errors.OpError, ValueError) as e:
     where = encoder_config.hub_handle if encoder_config.kind == "hub" else encoder_config.dir
-    message = (getattr(e, "message", None) or str(e)).splitlines()[0]
-    raise ValueError(f"cannot load the {encoder_config.kind} encoder {where}: {message}") from None
+    raise ValueError(f"cannot load the {encoder_config.kind} encoder {where}: "
+                     f"{cli.error_line(e)}") from None
   if encoder_config.vocab_file:
     return tokenization.resolve_vocab(vocab_file=encoder_config.vocab_file)
   return None
@@ -53,31 +48,31 @@ def check_encoder_fits_data(encoder_config, manifest):
     vocab_path, lower_case = vocab
     tokens = tokenization.load_vocab(vocab_path)
     sha = tokenization.vocab_sha256(tokens)
-    if sha != manifest["vocab_sha256"]:
+    if sha != manifest.vocab_sha256:
       raise schema.DataError(
           f"vocabulary mismatch: the encoder {source} has vocab {vocab_path} "
           f"({len(tokens)} tokens, sha256 {sha[:12]}) but the data was tokenized with "
-          f"sha256 {manifest['vocab_sha256'][:12]} ({manifest.get('vocab_size')} tokens); "
+          f"sha256 {manifest.vocab_sha256[:12]} ({manifest.vocab_size} tokens); "
           "re-run preprocessing with the encoder's vocabulary")
-    if "lower_case" in manifest and bool(manifest["lower_case"]) != bool(lower_case):
+    if manifest.lower_case is not None and bool(manifest.lower_case) != bool(lower_case):
       raise schema.DataError(
           f"lower-casing mismatch: the encoder {source} expects lower_case={lower_case} but "
-          f"the data was tokenized with lower_case={manifest['lower_case']}; re-run "
+          f"the data was tokenized with lower_case={manifest.lower_case}; re-run "
           "preprocessing with the encoder's setting")
   if encoder_config.kind == "checkpoint":
     bert_config = encoders.read_bert_config(encoder_config.dir)
     limit = bert_config.get("max_position_embeddings", 512)
-    if manifest["max_seq_length"] > limit:
+    if manifest.max_seq_length > limit:
       raise schema.DataError(
-          f"the data's max_seq_length {manifest['max_seq_length']} exceeds the encoder's "
+          f"the data's max_seq_length {manifest.max_seq_length} exceeds the encoder's "
           f"max_position_embeddings {limit}; re-run preprocessing with a shorter length")
-    if manifest.get("vocab_size", 0) > bert_config["vocab_size"]:
-      raise schema.DataError(f"the data's vocabulary ({manifest['vocab_size']} tokens) is "
+    if (manifest.vocab_size or 0) > bert_config["vocab_size"]:
+      raise schema.DataError(f"the data's vocabulary ({manifest.vocab_size} tokens) is "
                              f"larger than the encoder's ({bert_config['vocab_size']})")
   if (encoder_config.kind == "random"
-      and manifest["max_seq_length"] > encoder_config.max_position_embeddings):
+      and manifest.max_seq_length > encoder_config.max_position_embeddings):
     raise schema.DataError(
-        f"the data's max_seq_length {manifest['max_seq_length']} exceeds "
+        f"the data's max_seq_length {manifest.max_seq_length} exceeds "
         f"encoder.max_position_embeddings {encoder_config.max_position_embeddings}")
   return vocab[0] if vocab else None
 
@@ -121,18 +116,18 @@ def build_classifier(config, manifest):
 
   Args:
     config: the experiment ConfigDict (encoder.*, model.*).
-    manifest: the data manifest (labels, vocab_size).
+    manifest: the data's schema.Manifest (labels, vocab_size).
   Returns:
     (classifier, encoder): classifier a tf_keras.Model dict(input_word_ids, input_mask,
     input_type_ids) int32 [batch, seq] -> logits float32 [batch, num_outputs]. Build it under
     strategy.scope() after the precision policy is set.
   """
-  labels = manifest["labels"]
+  labels = manifest.labels
   head = config.model.head
   if head != "binary" and len(labels) < 2:
     raise schema.DataError(f"a {head} head needs at least 2 labels; the data has {labels}")
-  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in INPUT_KEYS}
-  encoder = build_encoder(config.encoder, int(manifest.get("vocab_size", 30522)))
+  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in names.MODEL_INPUTS}
+  encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
   outputs = encoder(inputs)
   if config.model.pooling == "cls":
     pooled = outputs["pooled_output"]
@@ -141,7 +136,7 @@ def build_classifier(config, manifest):
                                                      inputs["input_mask"])
   x = tf_keras.layers.Dropout(config.model.dropout, name="head_dropout")(pooled)
   logits = tf_keras.layers.Dense(
-      num_outputs(head, len(labels)), dtype="float32", name="logits",
+      names.num_outputs(head, len(labels)), dtype="float32", name="logits",
       kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))(x)
   return tf_keras.Model(inputs=inputs, outputs=logits, name="classifier"), encoder
 

@@ -42,7 +42,7 @@ class RunPlan:
 
   @property
   def compression(self):
-    return self.manifest.get("compression")
+    return self.manifest.compression
 
   def source(self, split, model_config):
     """The input_pipeline.Source of a split (its checked shards)."""
@@ -59,7 +59,7 @@ def plan_run(config, data_dir, model_dir, strategy):
   data_dir, model_dir = data_dir.rstrip("/"), model_dir.rstrip("/")
   config_lib.validate(config)
   manifest = schema.read_manifest(data_dir)
-  labels = tuple(manifest["labels"])
+  labels = tuple(manifest.labels)
   label_names = _label_names(config, manifest, labels, data_dir)
   vocab_file = model_lib.check_encoder_fits_data(config.encoder, manifest)
   _check_batches_fit(config, strategy)
@@ -69,7 +69,7 @@ def plan_run(config, data_dir, model_dir, strategy):
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
   _check_resume_compatible(config, model_dir)
-  labelled = {s: sum((manifest["splits"].get(s, {}).get("label_histogram") or {}).values()) > 0
+  labelled = {s: s in manifest.splits and sum(manifest.splits[s].label_histogram.values()) > 0
               for s in schema.SPLITS}
   return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
                  tuple(skipped), rows, labelled, steps_per_epoch,
@@ -81,7 +81,7 @@ def _label_names(config, manifest, labels, data_dir):
   if not labels:
     raise schema.DataError(f"{data_dir} has no labels (the input had no label column): "
                            "it can be used for prediction, not training")
-  if manifest.get("multi_label") and head != "multilabel":
+  if manifest.multi_label and head != "multilabel":
     raise schema.DataError("the data is multi-label; use --config.model.head=multilabel")
   if head == "multiclass" and config.train.class_weights and (
       len(config.train.class_weights) != len(labels)):
@@ -115,7 +115,7 @@ def _read_shards(config, data_dir, manifest):
   for split in schema.SPLITS:
     found = input_pipeline.split_shards(data_dir, split, manifest)
     if config.data.verify_shards:
-      found, bad = input_pipeline.verify_shards(found, manifest.get("compression"),
+      found, bad = input_pipeline.verify_shards(found, manifest.compression,
                                                 config.data.on_corrupt_shard)
       skipped += [{"file": p, "problem": why} for p, why in bad]
     shards[split] = found
@@ -125,7 +125,7 @@ def _read_shards(config, data_dir, manifest):
 def _rows(shards, manifest, split):
   if all(r is not None for _, r in shards):
     return sum(r for _, r in shards)
-  return int(manifest["splits"][split]["rows"])
+  return int(manifest.splits[split].rows)
 
 
 def check_model_dir_writable(model_dir):

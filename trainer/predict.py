@@ -29,8 +29,10 @@ import uuid
 
 import numpy as np
 import tensorflow as tf
+from absl import app
 from absl import flags
 
+from bertcore import cli
 from trainer import export
 
 CHUNK_BATCHES = 16  # Rows sorted by length together: batch_size * CHUNK_BATCHES.
@@ -153,7 +155,7 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
       if chunk:
         out.write(_predict_chunk(signature, chunk, batch_size, len(probability_columns),
                                  stats))
-    tf.io.gfile.rename(tmp_path, output_path, overwrite=True)
+    tf.io.gfile.rename(tmp_path, output_path, overwrite=True)  # complete: make it visible
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
@@ -269,54 +271,29 @@ def _csv_lines(rows):
 # ------------------------------------------------------------------------------------------
 # Entry point: flags only; the work is predict_csv.
 
-
-def define_flags(flag_values):
-  """The CLI flags, on their own FlagValues: importing this module defines no global flags,
-  so it cannot clash with another entry point's flags in the same process (e.g. tests)."""
-  flags.DEFINE_string("model", None, "Export directory written by trainer.export.",
-                      flag_values=flag_values)
-  flags.DEFINE_string("input", None, "CSV to predict (header row required).",
-                      flag_values=flag_values)
-  flags.DEFINE_string("output", None, "Predictions CSV to write.", flag_values=flag_values)
-  flags.DEFINE_string("id_column", "qid", "Id column copied to the output; empty: row numbers.",
-                      flag_values=flag_values)
-  flags.DEFINE_string("text_column", "question_text", "Text column.", flag_values=flag_values)
-  flags.DEFINE_string("text_pair_column", "", "Second text column for text-pair models.",
-                      flag_values=flag_values)
-  flags.DEFINE_integer("batch_size", 256, "Rows per model call.", flag_values=flag_values)
-  flags.DEFINE_string("encoding", "utf-8",
-                      "Input encoding (a UTF-8 byte-order mark is skipped).",
-                      flag_values=flag_values)
+flags.DEFINE_string("model", None, "Export directory written by trainer.export.")
+flags.DEFINE_string("input", None, "CSV to predict (header row required).")
+flags.DEFINE_string("output", None, "Predictions CSV to write.")
+flags.DEFINE_string("id_column", "qid", "Id column copied to the output; empty: row numbers.")
+flags.DEFINE_string("text_column", "question_text", "Text column.")
+flags.DEFINE_string("text_pair_column", "", "Second text column for text-pair models.")
+flags.DEFINE_integer("batch_size", 256, "Rows per model call.")
+flags.DEFINE_string("encoding", "utf-8", "Input encoding (a UTF-8 byte-order mark is skipped).")
+FLAGS = flags.FLAGS
 
 
-def main(argv=None):
-  """`python -m trainer.predict --model=... --input=... --output=...`; exits 1 with one
-  `error: ...` line on bad input."""
-  argv = sys.argv if argv is None else argv
-  flag_values = flags.FlagValues()
-  define_flags(flag_values)
-  if any(arg in ("-h", "--help", "-help") for arg in argv[1:]):
-    print(__doc__ + "\nflags:\n" + flag_values.get_help())
-    return
+def main(argv):
+  """Runs predict_csv from the parsed flags; exits 1 with one `error: ...` line on bad input."""
+  del argv  # Only the program name: cli.parse_flags refuses positional arguments.
+  cli.require_flags("model", "input", "output")
   try:
-    rest = flag_values(argv)
-  except flags.Error as e:
-    sys.exit(f"error: {e}")
-  if len(rest) > 1:
-    sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
-  missing = [f"--{name}" for name in ("model", "input", "output") if not flag_values[name].value]
-  if missing:
-    sys.exit(f"error: {', '.join(missing)} required")
-  f = flag_values
-  try:
-    predict_csv(f.model, f.input, f.output, id_column=f.id_column or None,
-                text_column=f.text_column, text_pair_column=f.text_pair_column or None,
-                batch_size=f.batch_size, encoding=f.encoding,
+    predict_csv(FLAGS.model, FLAGS.input, FLAGS.output, id_column=FLAGS.id_column or None,
+                text_column=FLAGS.text_column, text_pair_column=FLAGS.text_pair_column or None,
+                batch_size=FLAGS.batch_size, encoding=FLAGS.encoding,
                 log=lambda line: print(line, flush=True))
   except (ValueError, tf.errors.OpError, OSError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    sys.exit(f"error: {message}")
+    sys.exit(f"error: {cli.error_line(e)}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main, flags_parser=cli.parse_flags)

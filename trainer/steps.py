@@ -6,6 +6,7 @@ under strategy.run; they hold no state of their own beyond the objects passed in
 import tensorflow as tf
 import tf_keras
 
+from bertcore import names
 from trainer import model as model_lib
 
 _SUM = tf.distribute.ReduceOp.SUM
@@ -79,7 +80,7 @@ def _make_replica_step(strategy, classifier, optimizer, forward_backward, clip_n
   tvars = classifier.trainable_variables
 
   def replica_step(batch, preempt):
-    features = {k: batch[k] for k in model_lib.INPUT_KEYS}
+    features = {k: batch[k] for k in names.MODEL_INPUTS}
     loss, grads = forward_backward(features, batch["labels"])
     used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
     grads, used_vars = [g for g, _ in used], [v for _, v in used]
@@ -151,7 +152,7 @@ def make_eval_step(strategy, classifier, head):
   weights are 0 for the filler rows that pad evaluation to equal batches.
   """
   def replica_step(batch):
-    features = {k: batch[k] for k in model_lib.INPUT_KEYS}
+    features = {k: batch[k] for k in names.MODEL_INPUTS}
     logits = classifier(features, training=False)
     return {"probs": model_lib.probabilities(logits, head), "labels": batch["labels"],
             "weights": batch["weights"],

@@ -11,9 +11,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from bertcore.names import STRATEGIES
 from trainer import hardware
-
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 def build_strategy(name, tpu=None):

@@ -15,6 +15,8 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bertcore import cli
+from bertcore import names
 from bertcore import schema
 import tensorflow as tf
 
@@ -23,11 +25,10 @@ config_flags.DEFINE_config_file("config", None, "Experiment config file (configs
                                 lock_config=True)
 flags.DEFINE_string("data_dir", None, "Preprocessed data: manifest.json + TFRecord shards.")
 flags.DEFINE_string("model_dir", None, "Output: checkpoints, results, export (local or gs://).")
-flags.DEFINE_enum("strategy", "one_device",
-                  ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+flags.DEFINE_enum("strategy", "one_device", names.STRATEGIES,
                   "tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG).")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu ('local' on a TPU VM).")
-flags.DEFINE_enum("precision", None, ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+flags.DEFINE_enum("precision", None, names.PRECISIONS,
                   "Overrides config.precision (auto: float16 on GPU, bfloat16 on TPU, else "
                   "float32).")
 flags.DEFINE_boolean("xla", None, "Overrides config.xla: jit-compile the training step.")
@@ -36,8 +37,8 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have ret
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # Only the program name: cli.parse_flags refuses positional arguments.
+  cli.require_flags("config", "data_dir", "model_dir")
   from trainer import strategy as strategy_lib, train
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
@@ -61,12 +62,10 @@ def main(argv):
   except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError) as e:
     # Multi-worker: a peer died and the collectives were aborted. The last checkpoint is intact.
     logging.debug("%s", traceback.format_exc())
-    first_line = (e.message or str(e)).strip().splitlines()[0]
-    print(f"error: a peer worker failed or became unreachable ({first_line[:200]}); "
+    print(f"error: a peer worker failed or became unreachable ({cli.error_line(e)[:200]}); "
           "re-run all workers with the same model_dir to resume", file=sys.stderr, flush=True)
     sys.exit(1)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "data_dir", "model_dir"])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

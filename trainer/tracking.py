@@ -4,45 +4,27 @@ One W&B run per job type (train, evaluate, save) in one group per model_dir; the
 manifest is used as a `dataset` artifact and the export is logged as a `model` artifact, so
 the model's lineage shows which data made it. Only the chief process logs.
 
-Mode (config.wandb.mode=auto): WANDB_MODE from the environment if set (offline works with no
-network); otherwise online when an API key is configured (WANDB_API_KEY or a wandb login in
-~/.netrc), else disabled. The API key is never logged: config values are filtered, and in
+Mode (config.wandb.mode=auto): bertcore.wandb_mode.resolve_mode, the rule the preprocessing
+job follows too (WANDB_MODE=offline works with no network; online needs a configured API key,
+else W&B is disabled). The API key is never logged: config values are filtered, and in
 offline / disabled mode the key is hidden from W&B's own processes.
 """
 import contextlib
 import hashlib
-import netrc
 import os
 import posixpath
 import re
 
 from absl import logging
 
+from bertcore import names
+from bertcore import wandb_mode
+
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
-def resolve_mode(requested="auto"):
-  """online | offline | disabled, for config.wandb.mode (auto: see the module docstring)."""
-  if requested != "auto":
-    return requested
-  env = os.environ.get("WANDB_MODE", "").strip().lower()
-  if env in ("offline", "dryrun"):
-    return "offline"
-  if env in ("disabled", "online", "run"):
-    return "online" if env == "run" else env
-  if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true"):
-    return "disabled"
-  return "online" if _api_key_configured() else "disabled"
-
-
-def _api_key_configured():
-  if os.environ.get("WANDB_API_KEY"):
-    return True
-  try:
-    return netrc.netrc().authenticators("api.wandb.ai") is not None
-  except (FileNotFoundError, netrc.NetrcParseError, OSError):
-    return False
+resolve_mode = wandb_mode.resolve_mode  # online | offline | disabled for config.wandb.mode
 
 
 def sanitize(value, secrets=None):
@@ -102,28 +84,28 @@ class Run:
       self._run.log({name: wandb.Image(p) for name, p in paths.items()}, step=step)
 
   def use_dataset(self, data_dir, manifest):
-    """Records the preprocessed data (its manifest) as this run's input artifact."""
+    """Records the preprocessed data (its schema.Manifest) as this run's input artifact."""
     if not self._run:
       return
     import wandb
-    manifest_path = posixpath.join(data_dir, "manifest.json")
+    manifest_path = posixpath.join(data_dir, names.MANIFEST_FILE)
     digest = dataset_digest(manifest)
     artifact = wandb.Artifact(
         f"data-{digest}", type="dataset",
         description=f"preprocessed TFRecords in {data_dir}",
-        metadata=sanitize({"data_dir": data_dir, "labels": manifest.get("labels"),
-                           "max_seq_length": manifest.get("max_seq_length"),
-                           "vocab_sha256": manifest.get("vocab_sha256"),
-                           "rows": {s: v.get("rows") for s, v in manifest["splits"].items()}}))
+        metadata=sanitize({"data_dir": data_dir, "labels": manifest.labels,
+                           "max_seq_length": manifest.max_seq_length,
+                           "vocab_sha256": manifest.vocab_sha256,
+                           "rows": {s: info.rows for s, info in manifest.splits.items()}}))
     self._run.config.update({"dataset_artifact": artifact.name, "data_dir": data_dir},
                             allow_val_change=True)
     if self.mode != "online":
       # W&B cannot use artifacts offline; the digest in the config still names the data.
       return
     if os.path.exists(manifest_path):
-      artifact.add_file(manifest_path, name="manifest.json")
+      artifact.add_file(manifest_path, name=names.MANIFEST_FILE)
     else:  # gs:// data: reference the manifest instead of uploading it
-      artifact.add_reference(manifest_path, name="manifest.json", checksum=False)
+      artifact.add_reference(manifest_path, name=names.MANIFEST_FILE, checksum=False)
     self._run.use_artifact(artifact)
 
   def log_model(self, export_dir, name, metadata=None):
@@ -146,9 +128,9 @@ class Run:
 
 def dataset_digest(manifest):
   """A short, stable name for a data version: the hash of its manifest's split/shard counts."""
-  key = repr(sorted((s, sorted(v.get("shards", {}).items()), v.get("rows"))
-                    for s, v in manifest["splits"].items()))
-  key += manifest.get("vocab_sha256", "") + repr(manifest.get("labels"))
+  key = repr(sorted((s, sorted(info.shards.items()), info.rows)
+                    for s, info in manifest.splits.items()))
+  key += manifest.vocab_sha256 + repr(manifest.labels)
   return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 

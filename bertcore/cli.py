@@ -1,0 +1,48 @@
+"""The absl command-line conventions of the trainer's entry points (task, predict, convert).
+
+    if __name__ == "__main__":
+      app.run(main, flags_parser=cli.parse_flags)
+
+A bad command line ends with one `error: ...` line and exit code 1 instead of absl's
+two-line "FATAL Flags parsing error"; `--help` is absl's. error_line() makes any exception
+such a line. TensorFlow-free, so the launcher uses it too.
+"""
+import sys
+
+from absl import flags
+
+
+def parse_flags(argv):
+  """Parses argv (program name first) into flags.FLAGS; app.run's `flags_parser`.
+
+  Returns [program name]. Exits with one `error:` line for an unknown flag, a bad value or
+  a positional argument.
+  """
+  # Parsing starts from the defaults, so that calling this twice in one process (tests) does
+  # not keep the first command line's values.
+  flags.FLAGS.unparse_flags()
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  if len(rest) > 1:
+    sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
+  return rest
+
+
+def require_flags(*names):
+  """Exits with one `error: --a, --b required` line unless every named flag has a value."""
+  missing = [f"--{name}" for name in names
+             if flags.FLAGS[name].value is None or flags.FLAGS[name].value == ""]
+  if missing:
+    sys.exit(f"error: {', '.join(missing)} required")
+
+
+def error_line(exc):
+  """The first non-empty line of an error's message (the type name if it has none).
+
+  TensorFlow's OpError keeps its own text in `.message` (str() adds the op's context).
+  """
+  message = getattr(exc, "message", None)
+  text = (message if isinstance(message, str) and message.strip() else str(exc)).strip()
+  return text.splitlines()[0] if text else type(exc).__name__

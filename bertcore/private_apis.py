@@ -1,0 +1,42 @@
+"""The only places this package uses non-public Beam or TensorFlow APIs, and why.
+
+Each function wraps one private API behind a small public-looking call, so that an upgrade
+that moves it breaks here, in one place, with the reason at hand. Imports are inside the
+functions: importing this module costs nothing (launch stays TensorFlow-free).
+"""
+
+
+def local_beam_runner(options):
+  """Beam's in-process FnApiRunner, configured with `options` like DirectRunner would.
+
+  Why: Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary (no
+  network here, and a surprise on any machine), and then falls back to this FnApiRunner for a
+  batch pipeline like ours. Building it directly skips the download attempt.
+  direct_num_workers / direct_running_mode are read from the options by the FnApiRunner.
+  Public replacement: `beam.Pipeline(runner="DirectRunner")` once DirectRunner lets a pipeline
+  opt out of Prism (or `PrismRunner` with a pre-installed binary).
+  """
+  from apache_beam.portability.api import beam_provision_api_pb2
+  from apache_beam.runners.portability.fn_api_runner import fn_runner
+  from apache_beam.runners.portability.portable_runner import JobServiceHandle
+  # The FnApiRunner hands the pipeline options to its workers through the provision info,
+  # encoded as DirectRunner encodes them.
+  encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+  provision_info = fn_runner.ExtendedProvisionInfo(
+      beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+  return fn_runner.FnApiRunner(provision_info=provision_info)
+
+
+def tf_record_iterator(path):
+  """Yields the serialized records of an uncompressed TFRecord file, eagerly, without tf.data.
+
+  Why: the preprocessing job re-reads its own temporary shards inside Beam workers; this plain
+  Python iterator is the fastest reader (no tf.data graph built per file). The public
+  `tf.compat.v1.io.tf_record_iterator` is the same function but logs a deprecation warning per
+  call; `tensorflow.python.util.deprecation.silence` mutes it.
+  Public replacement: `tf.data.TFRecordDataset(path)` iterated eagerly (slower per small file).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
+  with deprecation.silence():
+    return tf.compat.v1.io.tf_record_iterator(path)
