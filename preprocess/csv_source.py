@@ -106,6 +106,22 @@ def read_header(path, encoding):
   return None
 
 
+def check_filesystems(paths):
+  """Raises ValueError, one line naming the extra to install, if Beam cannot read a gs:// path.
+
+  Beam registers its GCS filesystem only when the optional extra is installed; without it, it
+  would fail on the first gs:// path with a generic message.
+  """
+  for path in paths:
+    if path.startswith("gs://"):
+      try:
+        FileSystems.get_filesystem(path)
+      except ValueError:
+        raise ValueError(f'{path}: reading gs:// paths needs Beam\'s GCS support: '
+                         f'pip install "apache-beam[gcp]"') from None
+      return
+
+
 def match_files(patterns):
   """Expands glob patterns (local or remote) to a sorted, de-duplicated list of files."""
   results = FileSystems.match(list(patterns))

@@ -24,6 +24,7 @@ from apache_beam.options import pipeline_options
 from bertcore import tokenization
 from preprocess import job
 from preprocess import rows
+from preprocess import stats
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -164,6 +165,14 @@ def run(argv=None):
   return job.run_job(options=options, **job_kwargs(args))
 
 
+def format_label_counts(manifest):
+  """e.g. `{0: 120, 1: 80, 7: 1}` (rows per label over all splits); `none` for unlabeled data."""
+  counts = stats.label_counts(manifest)
+  if not counts:
+    return "none"
+  return "{" + ", ".join(f"{name}: {count}" for name, count in counts.items()) + "}"
+
+
 def main(argv=None):
   try:
     manifest = run(argv)
@@ -178,7 +187,7 @@ def main(argv=None):
   print(f"preprocess: {manifest['rows_read']} rows read, {manifest['rows_written']} written "
         f"({split_rows}), "
         f"{manifest['rows_rejected_total']} rejected {manifest['rows_rejected']}; "
-        f"labels {manifest['labels']}; manifest.json, {manifest['dead_letter_file']} and plots/ "
+        f"labels {format_label_counts(manifest)}; manifest.json, {manifest['dead_letter_file']} and plots/ "
         f"are in {make_parser().parse_known_args(argv)[0].output_dir}")
 
 
