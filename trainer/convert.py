@@ -311,12 +311,15 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if not args.print_bundled_minilm and not (args.hf_dir and args.output_dir):
     parser.error("--hf_dir and --output_dir are required")
-  logging.set_verbosity(logging.INFO)
   try:
     if args.print_bundled_minilm:
       print(bundled_minilm_dir())
       return
-    convert(args.hf_dir, args.output_dir)
+    # One line of ours on stdout, not absl INFO logging (which would also show TF's checkpoint
+    # INFO lines, e.g. "Sharding callback duration").
+    bert_config = convert(args.hf_dir, args.output_dir)
+    print(f"convert: wrote {args.output_dir} ({bert_config['num_hidden_layers']} layers, hidden "
+          f"{bert_config['hidden_size']}, hidden_act {bert_config['hidden_act']})", flush=True)
   except ValueError as e:
     sys.exit(f"error: {e}")
 
