@@ -1,4 +1,7 @@
-"""Process environment: Keras 2 selection and the TF version lock-step check."""
+"""Process environment: Keras 2 selection, TF's C++ log level, the TF version lock-step check."""
+import contextlib
+import ctypes
+import logging
 import os
 import sys
 from importlib import metadata
@@ -33,7 +36,46 @@ def configure():
     # TF picks its Keras at import; too late to switch. Say so instead of failing later.
     sys.exit("error: TensorFlow was imported before this package; set TF_USE_LEGACY_KERAS=1 "
              "in the environment or import this package first")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # The user's own TF_CPP_MIN_LOG_LEVEL wins (0 shows everything).
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", default_tf_log_level())
   problem = version_problem()
   if problem:
     sys.exit(f"error: {problem}")
+
+
+def cuda_driver_present():
+  """True if the NVIDIA driver library loads, i.e. TensorFlow's CUDA probe can succeed."""
+  try:
+    ctypes.CDLL("libcuda.so.1")  # What TensorFlow's CUDA probe loads; absent on CPU machines.
+  except OSError:
+    return False
+  return True
+
+
+def default_tf_log_level():
+  """The TF_CPP_MIN_LOG_LEVEL to use when the user set none: "2" or "3".
+
+  Level 2 hides TensorFlow's C++ INFO and WARNING lines (cudart_stub, cpu_feature_guard, oneDNN
+  notes). Without a CUDA driver the C++ ERROR lines of a normal run are noise too: the CUDA probe
+  failing (`failed call to cuInit ... (303)`) and `oneDNN supports DT_INT64 only on platforms
+  with AVX-512`; real failures reach Python as exceptions, which our entry points print as one
+  `error:` line. With a driver, ERROR lines may explain a GPU failure (cuDNN, out of memory), so
+  they stay: level 2.
+  """
+  return "2" if cuda_driver_present() else "3"
+
+
+@contextlib.contextmanager
+def quiet_optional_imports():
+  """Silences Python logging while a library logs its missing optional extras at import.
+
+  apache_beam logs `Failed to import GCSFileSystem ...` and `apitools not found ...` on import
+  when the GCS extras are not installed; that says nothing to a job without gs:// paths (those
+  get one line naming the extra to install, see preprocess.csv_source.check_filesystems).
+  """
+  previous = logging.root.manager.disable
+  logging.disable(logging.WARNING)
+  try:
+    yield
+  finally:
+    logging.disable(previous)

@@ -106,6 +106,37 @@ def read_header(path, encoding):
   return None
 
 
+def progress_size(path):
+  """The size in bytes that `encoded_size` counts up to, or None for gzip input (unknown)."""
+  if path.endswith(".gz"):
+    return None
+  metadata = FileSystems.match([path])[0].metadata_list
+  return metadata[0].size_in_bytes if metadata else None
+
+
+def encoded_size(records, encoding):
+  """The bytes the records took in the file (for progress): their text, encoded back."""
+  codec = python_codec(encoding)
+  codec = "utf-8" if codec == "utf-8-sig" else codec  # The BOM is not in the records.
+  return len("".join(r.raw for r in records).encode(codec, "surrogateescape"))
+
+
+def check_filesystems(paths):
+  """Raises ValueError, one line naming the extra to install, if Beam cannot read a gs:// path.
+
+  Beam registers its GCS filesystem only when the optional extra is installed; without it, it
+  would fail on the first gs:// path with a generic message.
+  """
+  for path in paths:
+    if path.startswith("gs://"):
+      try:
+        FileSystems.get_filesystem(path)
+      except ValueError:
+        raise ValueError(f'{path}: reading gs:// paths needs Beam\'s GCS support: '
+                         f'pip install "apache-beam[gcp]"') from None
+      return
+
+
 def match_files(patterns):
   """Expands glob patterns (local or remote) to a sorted, de-duplicated list of files."""
   results = FileSystems.match(list(patterns))

@@ -96,6 +96,7 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
     raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
   if max_seq_length < 3:
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
+  csv_source.check_filesystems([*input_patterns, output_dir])
   vocab = tokenization.load_vocab(vocab_path)
   input_files = check_inputs(input_patterns, encoding, columns)
   temp_dir = prepare_output_dir(output_dir)
@@ -127,6 +128,8 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
   plots = stats.write_plots(output_dir, split_stats_of(summary), manifest.labels)
   manifest = dataclasses.replace(manifest, plots=plots)
   schema.write_manifest(output_dir, manifest)
+  if labels is None:  # Discovered, not given: a rare one is probably a typo.
+    warn_rare_labels(manifest)
   if stats.wandb_enabled(wandb_project):
     # After the manifest: the data is complete whatever happens to the optional logging.
     try:
@@ -135,6 +138,14 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       print(f"warning: W&B logging failed ({type(e).__name__}: {cli.error_line(e)}); "
             "the data is complete", file=sys.stderr)
   return manifest
+
+
+def warn_rare_labels(manifest):
+  """Prints one warning line (stderr) per discovered label that looks like a typo."""
+  counts = stats.label_counts(manifest)
+  for name in stats.rare_labels(counts, manifest.rows_written):
+    print(stats.rare_label_warning(name, counts, manifest.rows_written), file=sys.stderr,
+          flush=True)
 
 
 def split_stats_of(summary):

@@ -44,6 +44,7 @@ from bertcore import private_apis
 from bertcore import schema
 from bertcore.names import DEAD_LETTER_FILE as DEAD_LETTER
 from preprocess import csv_source
+from preprocess import progress as progress_lib
 from preprocess import records as records_lib
 from preprocess import rows
 from preprocess import stats
@@ -93,12 +94,17 @@ class ReadCsv(beam.DoFn):
     count = 0
     if header is not None:  # The driver already refused files without the needed columns.
       layout = rows.make_layout(header.fields, self._columns, path)
+      # Time-based, so small files print nothing (on Dataflow the lines go to worker logs).
+      progress = progress_lib.Progress(posixpath.basename(path), csv_source.progress_size(path))
+      bytes_read = len(header.raw)
       chunk = []
       for record in records:
         chunk.append(record)
         if len(chunk) == self._batch_size:
           yield layout, chunk
           count += len(chunk)
+          bytes_read += csv_source.encoded_size(chunk, self._encoding)
+          progress.update(count, bytes_read)
           chunk = []
       if chunk:
         yield layout, chunk

@@ -26,6 +26,7 @@ from bertcore import names
 from bertcore import tokenization
 from preprocess import job
 from preprocess import rows
+from preprocess import stats
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -168,6 +169,14 @@ def run(argv=None):
   return job.run_job(options=options, **job_kwargs(known_args))
 
 
+def format_label_counts(manifest):
+  """e.g. `{0: 120, 1: 80, 7: 1}` (rows per label over all splits); `none` for unlabeled data."""
+  counts = stats.label_counts(manifest)
+  if not counts:
+    return "none"
+  return "{" + ", ".join(f"{name}: {count}" for name, count in counts.items()) + "}"
+
+
 def main(argv=None):
   try:
     manifest = run(argv)
@@ -181,7 +190,7 @@ def main(argv=None):
   m = manifest
   split_rows = ", ".join(f"{s}={info.rows}" for s, info in m.splits.items())
   print(f"preprocess: {m.rows_read} rows read, {m.rows_written} written ({split_rows}), "
-        f"{m.rows_rejected_total} rejected {m.rows_rejected}; labels {m.labels}; "
+        f"{m.rows_rejected_total} rejected {m.rows_rejected}; labels {format_label_counts(m)}; "
         f"{names.MANIFEST_FILE}, {m.dead_letter_file} and plots/ are in "
         f"{make_parser().parse_known_args(argv)[0].output_dir}")
 

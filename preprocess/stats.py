@@ -122,6 +122,32 @@ def split_summary(stats, labels, shard_rows):
   }
 
 
+# A discovered label this rare is more likely a typo (a `7` in a 0/1 column) than a class.
+RARE_LABEL_ROWS = 5
+RARE_LABEL_SHARE = 0.001
+
+
+def label_counts(manifest):
+  """{label: rows carrying it, over all splits}, in label-id order."""
+  return {name: sum(split.label_histogram.get(name, 0) for split in manifest.splits.values())
+          for name in manifest.labels}
+
+
+def rare_labels(counts, rows):
+  """The labels of `counts` on fewer than RARE_LABEL_ROWS rows or RARE_LABEL_SHARE of `rows`."""
+  return [name for name, count in counts.items()
+          if count < RARE_LABEL_ROWS or count < RARE_LABEL_SHARE * rows]
+
+
+def rare_label_warning(name, counts, rows):
+  """One line: how rare the discovered label `name` is, and the flags that fix a typo."""
+  common = ",".join(n for n in counts if n not in rare_labels(counts, rows))
+  return (f"warning: discovered label {name!r} is on only {counts[name]} of {rows} rows "
+          f"({counts[name] / max(rows, 1):.2%}); if it is a typo, fix the classes with "
+          f"--labels={common} (other values are then rejected as unknown_label) or merge it "
+          f"with --label_map=<raw>:<class>,...")
+
+
 def _save(plt, figure, axes, path, legend):
   """Lays out, writes (PNG, through gfile) and closes one figure."""
   if legend:

@@ -278,6 +278,8 @@ def test_entry_point_converts_and_reports_errors_in_one_line(tmp_path, capsys):
   convert.main(cli.parse_flags(["convert", f"--hf_dir={hf_dir}",
                                 f"--output_dir={tmp_path / 'encoder'}"]))
   assert os.path.exists(tmp_path / "encoder" / "bert_config.json")
+  assert capsys.readouterr().out == (f"convert: wrote {tmp_path / 'encoder'} (2 layers, hidden 32, "
+                                     "hidden_act gelu_exact)\n")
   with pytest.raises(SystemExit) as e:
     convert.main(cli.parse_flags(["convert", f"--hf_dir={tmp_path / 'nothing'}",
                                   f"--output_dir={tmp_path / 'out'}"]))

@@ -1,5 +1,6 @@
 """Flags of `python -m preprocess.run` and the runner choice (no pipeline runs here)."""
 import pytest
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
@@ -85,3 +86,50 @@ def test_encoder_dir_gives_vocab_and_casing(tmp_path, tiny_vocab_file):
   args, _ = run_lib.make_parser().parse_known_args(
       ["--input=x", "--output_dir=o", f"--encoder_dir={tmp_path}", "--lower_case=true"])
   assert run_lib.job_kwargs(args)["lower_case"] is True
+
+
+def _write_typo_csv(path):
+  """30 rows: 0/1 labels (15 each), plus one row whose label is a typo `7`."""
+  lines = ["qid,question_text,target"]
+  lines += [f"q{i},hello world,{i % 2}" for i in range(30)]
+  lines += ["q99,the cat sat,7"]
+  path.write_text("\n".join(lines) + "\n")
+  return str(path)
+
+
+def test_rare_discovered_label_is_warned_about_and_counted(tmp_path, tiny_vocab_file, capsys):
+  pattern = _write_typo_csv(tmp_path / "in.csv")
+  run_lib.main([f"--input={pattern}", f"--output_dir={tmp_path / 'out'}",
+                f"--vocab_file={tiny_vocab_file}", "--num_shards=1"])
+  out, err = capsys.readouterr()
+  assert err.splitlines() == [
+      "warning: discovered label '7' is on only 1 of 31 rows (3.23%); if it is a typo, fix the "
+      "classes with --labels=0,1 (other values are then rejected as unknown_label) or merge it "
+      "with --label_map=<raw>:<class>,..."]
+  assert "; labels {0: 15, 1: 15, 7: 1}; " in out
+
+
+def test_given_labels_are_not_warned_about(tmp_path, tiny_vocab_file, capsys):
+  pattern = _write_typo_csv(tmp_path / "in.csv")
+  run_lib.main([f"--input={pattern}", f"--output_dir={tmp_path / 'out'}",
+                f"--vocab_file={tiny_vocab_file}", "--num_shards=1", "--labels=0,1"])
+  out, err = capsys.readouterr()
+  assert err == ""
+  assert "1 rejected {'unknown_label': 1}; labels {0: 15, 1: 15}; " in out
+
+
+def _beam_reads_gcs():
+  try:
+    FileSystems.get_filesystem("gs://bucket/x")
+  except ValueError:
+    return False
+  return True
+
+
+@pytest.mark.skipif(_beam_reads_gcs(), reason="apache-beam[gcp] is installed here")
+def test_gs_path_without_the_gcs_extra_is_one_line(tmp_path, tiny_vocab_file):
+  with pytest.raises(SystemExit) as exit_info:
+    run_lib.main(["--input=gs://bucket/train.csv", f"--output_dir={tmp_path / 'out'}",
+                  f"--vocab_file={tiny_vocab_file}"])
+  assert exit_info.value.code == ('error: gs://bucket/train.csv: reading gs:// paths needs '
+                                  'Beam\'s GCS support: pip install "apache-beam[gcp]"')

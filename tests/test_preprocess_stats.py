@@ -93,3 +93,27 @@ def test_add_rows_equals_add_row():
     stats.add_row(one, *row)
   stats.add_rows(many, *zip(*data))
   assert one == many
+
+
+def test_rare_labels_are_under_five_rows_or_a_tenth_of_a_percent():
+  assert stats.rare_labels({"0": 6000, "1": 3993, "7": 7}, 10_000) == ["7"]  # 0.07%
+  assert stats.rare_labels({"x": 4990, "y": 5000, "z": 10}, 10_000) == []  # 0.1%: not under it
+  assert stats.rare_labels({"a": 4, "b": 100}, 104) == ["a"]  # under 5 rows
+  assert stats.rare_labels({"a": 5, "b": 5}, 10) == []
+  assert stats.rare_labels({"a": 0, "b": 9}, 9) == ["a"]  # only on rows rejected later
+
+
+def test_rare_label_warning_names_the_count_and_the_flags_that_fix_it():
+  counts = {"0": 6000, "1": 3993, "7": 7}
+  assert stats.rare_label_warning("7", counts, 10_000) == (
+      "warning: discovered label '7' is on only 7 of 10000 rows (0.07%); if it is a typo, fix "
+      "the classes with --labels=0,1 (other values are then rejected as unknown_label) or merge "
+      "it with --label_map=<raw>:<class>,...")
+
+
+def test_label_counts_add_up_the_splits():
+  manifest = {"labels": ["b", "a"], "splits": {
+      "train": {"label_histogram": {"a": 3, "b": 1}},
+      "validation": {"label_histogram": {"a": 1, "b": 0}},
+      "test": {"label_histogram": {}}}}
+  assert list(stats.label_counts(manifest).items()) == [("b", 1), ("a", 4)]

@@ -312,8 +312,11 @@ def main(argv):
       print(bundled_minilm_dir())
       return
     cli.require_flags("hf_dir", "output_dir")
-    logging.set_verbosity(logging.INFO)
-    convert(FLAGS.hf_dir, FLAGS.output_dir)
+    # One line of ours on stdout, not absl INFO logging (which would also show TF's checkpoint
+    # INFO lines, e.g. "Sharding callback duration").
+    bert_config = convert(FLAGS.hf_dir, FLAGS.output_dir)
+    print(f"convert: wrote {FLAGS.output_dir} ({bert_config['num_hidden_layers']} layers, hidden "
+          f"{bert_config['hidden_size']}, hidden_act {bert_config['hidden_act']})", flush=True)
   except ValueError as e:
     sys.exit(f"error: {e}")
 

@@ -72,6 +72,27 @@ def resolve_precision(precision, strategy):
   return {"TPU": "mixed_bfloat16", "GPU": "mixed_float16"}[device]
 
 
+def describe_devices(strategy, precision):
+  """One line: what TensorFlow found and will use, e.g.
+
+  `devices: 1 replica on CPU (no GPU or TPU found); precision float32` or
+  `devices: 4 replicas on GPU (4 x NVIDIA A100-SXM4-40GB); precision mixed_float16`.
+  It stands in for TensorFlow's own C++ device lines, which are hidden (bertcore.env).
+  """
+  kind = device_type(strategy)
+  replicas = strategy.num_replicas_in_sync
+  if kind == "GPU":
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", "GPU")
+             for gpu in tf.config.list_physical_devices("GPU")]
+    found = ", ".join(f"{names.count(n)} x {n}" for n in sorted(set(names)))
+  elif kind == "TPU":
+    found = f"{len(tf.config.list_logical_devices('TPU'))} TPU cores"
+  else:
+    found = "no GPU or TPU found"
+  return (f"devices: {replicas} replica{'s' if replicas > 1 else ''} on {kind} ({found}); "
+          f"precision {resolve_precision(precision, strategy)}")
+
+
 def set_precision(policy):
   """Sets the global Keras policy; call before any layer is built."""
   tf_keras.mixed_precision.set_global_policy(policy)

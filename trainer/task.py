@@ -52,6 +52,7 @@ def main(argv):
       config.xla = FLAGS.xla
   try:
     strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu)
+    print(strategy_lib.describe_devices(strategy, config.precision), flush=True)
     train.train_and_evaluate(config, FLAGS.data_dir, FLAGS.model_dir, strategy)
   except train.Preempted:
     sys.exit(PREEMPTED_EXIT_CODE)  # train already printed "preempted: checkpoint saved ..."
