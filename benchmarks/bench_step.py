@@ -47,10 +47,10 @@ import bertcore  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
-from official.nlp import optimization  # noqa: E402
 
 from bertcore import names, schema  # noqa: E402
 from trainer import config as config_lib, model as model_lib  # noqa: E402
+from trainer import optimization as trainer_optimization, steps as steps_lib  # noqa: E402
 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
               vocab_size=30522, hidden_act="gelu_exact")
@@ -109,59 +109,29 @@ def build_variant(name, batch_size, total_steps=10000):
                              splits={}, vocab_size=MINILM["vocab_size"])
   tf_keras.utils.set_random_seed(0)
   classifier, _ = model_lib.build_classifier(config, manifest)
-  optimizer = optimization.create_optimizer(5e-5, total_steps, total_steps // 10,
-                                            optimizer_type="adamw")
+  lazy = name in ("lazyemb", "bf16_lazyemb")
+  # The trainer's optimizer (trainer/optimization.py); without lazy, Model Garden's AdamW with
+  # its schedule, as the trainer was before train.lazy_embeddings.
+  config.train.update(learning_rate=5e-5, lazy_embeddings=lazy,
+                      lr_schedule="linear" if lazy else "polynomial_from_zero")
+  optimizer = trainer_optimization.create_optimizer(config.train, total_steps, "float32")
   if precision == "mixed_float16":
     optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
   tf_keras.mixed_precision.set_global_policy("float32")
   step = make_step(classifier, optimizer, xla=name in ("xla", "xla_step", "bf16_xla"),
                    whole_step=name in ("xla_step", "bf16_xla"),
-                   skip_embeddings=name == "noemb",
-                   lazy_embeddings=name in ("lazyemb", "bf16_lazyemb"))
+                   skip_embeddings=name == "noemb")
   return step, classifier
 
 
-class LazyAdamW:
-  """AdamW on the rows of one embedding table that a batch uses (as tf.keras LazyAdam).
-
-  Matches Model Garden's AdamWeightDecay on those rows (bias-corrected rate, decoupled weight
-  decay lr * rate * w); rows not in the batch keep their moments and weights unchanged.
-  """
-
-  def __init__(self, table, schedule, weight_decay=0.01, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-6):
-    self.table, self.schedule, self.wd = table, schedule, weight_decay
-    self.b1, self.b2, self.eps = beta_1, beta_2, epsilon
-    self.m = tf.Variable(tf.zeros_like(table), trainable=False)
-    self.v = tf.Variable(tf.zeros_like(table), trainable=False)
-    self.t = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-  def apply(self, grad):
-    """grad: tf.IndexedSlices of the table (one row per token, repeats allowed)."""
-    rows, where = tf.unique(grad.indices)
-    g = tf.math.unsorted_segment_sum(grad.values, where, tf.size(rows))   # [rows, hidden]
-    lr = self.schedule(self.t)
-    self.t.assign_add(1)
-    t = tf.cast(self.t, tf.float32)
-    lr_t = lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
-    m = self.b1 * tf.gather(self.m, rows) + (1 - self.b1) * g
-    v = self.b2 * tf.gather(self.v, rows) + (1 - self.b2) * g * g
-    w = tf.gather(self.table, rows)
-    update = lr_t * m / (tf.sqrt(v) + self.eps) + lr * self.wd * w
-    self.m.scatter_update(tf.IndexedSlices(m, rows))
-    self.v.scatter_update(tf.IndexedSlices(v, rows))
-    self.table.scatter_sub(tf.IndexedSlices(update, rows))
-
-
 def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embeddings=False,
-              lazy_embeddings=False, clip_norm=1.0):
+              clip_norm=1.0):
   """The trainer's replica step on one device: loss, gradients, clip, AdamW update."""
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
   tvars = list(classifier.trainable_variables)
   table = [v for v in tvars if WORD_EMBEDDINGS in v.name][0]
   if skip_embeddings:
     tvars.remove(table)
-  lazy = LazyAdamW(table, optimizer.learning_rate) if lazy_embeddings else None
 
   def forward_backward(features, labels):
     with tf.GradientTape() as tape:
@@ -176,15 +146,13 @@ def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embedd
   def step(features, labels):
     loss, grads = forward_backward(features, labels)
     used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
-    grads = [g for g, _ in used]
+    # As trainer/steps.py on one replica: repeated embedding rows summed once.
+    grads = [steps_lib._sum_repeated_rows(g) if isinstance(g, tf.IndexedSlices) else g  # noqa
+             for g, _ in used]
     if loss_scaled:
       grads = optimizer.get_unscaled_gradients(grads)
     grads, _ = tf.clip_by_global_norm(grads, clip_norm)
     used_vars = [v for _, v in used]
-    if lazy is not None:
-      i = [v is table for v in used_vars].index(True)
-      lazy.apply(grads.pop(i))
-      used_vars.pop(i)
     optimizer.apply_gradients(zip(grads, used_vars))
     return loss
   signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in names.MODEL_INPUTS},
@@ -313,7 +281,7 @@ def categorise(op_name):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--variants", default="f32,bf16,xla,xla_step,noemb,nodrop,tanh")
+  p.add_argument("--variants", default="f32,lazyemb,bf16,bf16_lazyemb")
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--lengths", default="16,32,64,128", help="fixed shapes [batch, L]")
   p.add_argument("--data_dir", default="", help="also time real bucketed batches")
