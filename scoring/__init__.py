@@ -1,0 +1,1 @@
+"""Batch scoring of an exported model as an Apache Beam job (RunInference); see scoring/run.py."""
