@@ -19,6 +19,7 @@ import argparse
 import csv
 import glob
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ sys.path.insert(0, REPO)
 from trainer import export  # noqa: E402  (sets up Keras 2 before TensorFlow)
 import numpy as np  # noqa: E402
 
-WORK = "/tmp/bench_score"
+WORK = os.environ.get("BENCH_SCORE_DIR", "/tmp/bench_score")  # scratch: exports, CSVs, outputs
 
 
 def loadavg():
@@ -94,8 +95,15 @@ def _tree_rss(pid):
   return total
 
 
+def _children_cpu_seconds():
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
 def timed(command):
-  """Runs a command; -> (wall seconds, peak tree RSS bytes, load average after)."""
+  """Runs a command; -> (wall seconds, CPU seconds of its process tree, peak tree RSS bytes,
+  load average after). CPU time counts every waited-for descendant (Beam's worker processes)."""
+  cpu = _children_cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")
   start = time.monotonic()
   proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -108,7 +116,7 @@ def timed(command):
   output = proc.stdout.read()
   if proc.returncode:
     sys.exit(f"error: {' '.join(command[:3])} failed:\n{output[-3000:]}")
-  return seconds, peak, loadavg()
+  return seconds, _children_cpu_seconds() - cpu, peak, loadavg()
 
 
 def predict_command(model_dir, input_path, output_path, batch_size):
@@ -149,7 +157,7 @@ def main():
   p.add_argument("--rss_rows", default="50000,500000")
   p.add_argument("--rss_model", default="tiny", choices=("real", "tiny"))
   p.add_argument("--workers", type=int, default=2)
-  p.add_argument("--batch_size", type=int, default=64, help="the Beam job's batch size")
+  p.add_argument("--batch_size", type=int, default=256, help="the Beam job's batch size")
   p.add_argument("--predict_batch_size", type=int, default=256,
                  help="trainer.predict's batch size (its default)")
   p.add_argument("--num_shards", type=int, default=8)
@@ -166,23 +174,26 @@ def main():
   if not args.skip_throughput:
     data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
     pred_out = os.path.join(WORK, "predict.csv")
-    t_a, rss_a, load_a = timed(predict_command(real, data, pred_out, args.predict_batch_size))
+    t_a, cpu_a, rss_a, load_a = timed(predict_command(real, data, pred_out, args.predict_batch_size))
     score_out = os.path.join(WORK, "score_out")
-    t_b, rss_b, load_b = timed(score_command(real, data, score_out, args))
+    t_b, cpu_b, rss_b, load_b = timed(score_command(real, data, score_out, args))
     same_ids, labels, diff = compare(pred_out, score_out)
-    print(f"(a) trainer.predict        {args.rows} rows: {t_a:7.1f} s  {args.rows / t_a:7.1f} rows/s  "
-          f"peak RSS {rss_a / 2**20:6.0f} MiB  (loadavg {load_a})")
-    print(f"(b) scoring.run, {args.workers} workers {args.rows} rows: {t_b:7.1f} s  "
-          f"{args.rows / t_b:7.1f} rows/s  peak RSS {rss_b / 2**20:6.0f} MiB  (loadavg {load_b})")
-    print(f"(b)/(a) rows/s: {t_a / t_b:.2f}; same ids: {same_ids}; same labels and errors: "
-          f"{labels}; max |probability difference|: {diff:.2e}")
+    for name, t, cpu, rss, load in (("(a) trainer.predict", t_a, cpu_a, rss_a, load_a),
+                                     (f"(b) scoring.run, {args.workers} workers", t_b, cpu_b,
+                                      rss_b, load_b)):
+      print(f"{name:28s} {args.rows} rows: {t:7.1f} s wall, {args.rows / t:6.1f} rows/s, "
+            f"{cpu:7.1f} CPU-s ({args.rows / cpu:5.1f} rows/CPU-s), peak RSS "
+            f"{rss / 2**20:5.0f} MiB (loadavg after: {load})")
+    print(f"(b)/(a): {t_a / t_b:.2f} by wall time, {cpu_a / cpu_b:.2f} by CPU time; same ids: "
+          f"{same_ids}; same labels and errors: {labels}; max |probability difference|: "
+          f"{diff:.2e}")
 
   model_dir = real if args.rss_model == "real" else build_export(
       args.encoder_dir, os.path.join(WORK, "export_tiny"), tiny=True)
   peaks = []
   for rows in [int(x) for x in args.rss_rows.split(",") if x]:
     data = write_csv(os.path.join(WORK, f"tweets_{rows}.csv"), rows)
-    seconds, peak, load = timed(score_command(model_dir, data, os.path.join(WORK, "rss_out"),
+    seconds, _, peak, load = timed(score_command(model_dir, data, os.path.join(WORK, "rss_out"),
                                               args))
     peaks.append(peak)
     print(f"scoring.run ({args.rss_model} model) {rows} rows: peak RSS {peak / 2**20:.0f} MiB "
