@@ -88,8 +88,9 @@ def _tree_rss(pid):
     try:
       with open(f"/proc/{p}/status") as f:
         total += next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-      with open(f"/proc/{p}/task/{p}/children") as f:
-        todo += [int(c) for c in f.read().split()]
+      for task in os.listdir(f"/proc/{p}/task"):  # children of every thread
+        with open(f"/proc/{p}/task/{task}/children") as f:
+          todo += [int(c) for c in f.read().split()]
     except (OSError, StopIteration):
       pass
   return total
@@ -130,6 +131,7 @@ def score_command(model_dir, input_path, output_dir, args):
           f"--output_dir={output_dir}", "--id_column=id", "--text_column=text",
           "--encoding=latin-1", f"--batch_size={args.batch_size}",
           f"--num_shards={args.num_shards}", f"--sort_rows={args.sort_rows}",
+          f"--model_threads={args.model_threads}",
           f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
 
 
@@ -161,6 +163,7 @@ def main():
   p.add_argument("--predict_batch_size", type=int, default=256,
                  help="trainer.predict's batch size (its default)")
   p.add_argument("--num_shards", type=int, default=8)
+  p.add_argument("--model_threads", type=int, default=1, help="TF threads per Beam worker")
   p.add_argument("--sort_rows", type=int, default=2048)
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
   p.add_argument("--skip_throughput", action="store_true")

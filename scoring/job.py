@@ -131,7 +131,7 @@ def make_manifest(config, metadata, part_counts):
 
 def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
             output_format="csv", num_shards=8, sort_rows=2048, batch_size=256,
-            large_model=False, options=None, wandb_project=None):
+            large_model=False, model_threads=0, options=None, wandb_project=None):
   """Scores every row of the inputs; returns the manifest (also in output_dir/manifest.json).
 
   Raises ValueError with a one-line message before the pipeline starts for a model directory
@@ -157,7 +157,7 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
       batch_size=batch_size,
       multilabel_separator=(metadata.get("multilabel_separator", "|")
                             if metadata["head"] == "multilabel" else None),
-      large_model=large_model)
+      large_model=large_model, model_threads=model_threads)
   options = options or pipeline_options.PipelineOptions([])
   try:
     # As in preprocessing: the local runner works in this process; keep the cyclic GC from

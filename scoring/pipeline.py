@@ -169,14 +169,23 @@ class ExportModelHandler(inference_base.ModelHandler):
   the model.
   """
 
-  def __init__(self, model_dir, pairs, batch_size, large_model=False):
+  def __init__(self, model_dir, pairs, batch_size, large_model=False, threads=0):
     super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                      large_model=large_model)
     self._model_dir = model_dir
     self._signature = "serve_text_pair" if pairs else "serving_default"
+    self._threads = threads
 
   def load_model(self):
     import tensorflow_text  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+    if self._threads:
+      # N worker processes on N cores: one thread each, instead of N thread pools of N threads
+      # competing for the same cores.
+      try:
+        tf.config.threading.set_intra_op_parallelism_threads(self._threads)
+        tf.config.threading.set_inter_op_parallelism_threads(self._threads)
+      except RuntimeError:  # TF already ran ops in this process (the in-process runner).
+        pass
     return tf.saved_model.load(self._model_dir)
 
   def run_inference(self, batch, model, inference_args=None):
@@ -319,6 +328,7 @@ class ScoreConfig(NamedTuple):
   batch_size: int
   multilabel_separator: Optional[str]
   large_model: bool = False
+  model_threads: int = 0
 
 
 def build(pipeline, config: ScoreConfig):
@@ -327,7 +337,8 @@ def build(pipeline, config: ScoreConfig):
   parts = [(i, path, split) for i, path in enumerate(c.input_files)
            for split in range(c.num_shards)]
   handler = ExportModelHandler(c.model_dir, pairs=c.columns.text_pair is not None,
-                               batch_size=c.batch_size, large_model=c.large_model)
+                               batch_size=c.batch_size, large_model=c.large_model,
+                               threads=c.model_threads)
   _ = (pipeline
        # Create reshuffles its elements, so parts spread over the workers.
        | "Parts" >> beam.Create(parts)

@@ -44,6 +44,9 @@ def make_parser():
   p.add_argument("--batch_size", type=int, default=256, help="rows per model call")
   p.add_argument("--large_model", action="store_true",
                  help="one model copy per machine, shared by its worker processes")
+  p.add_argument("--model_threads", type=int, default=0,
+                 help="TensorFlow threads per worker process (0: TensorFlow's default, all "
+                      "cores); e.g. 1 with --direct_num_workers equal to the cores")
   p.add_argument("--wandb_project", default="",
                  help="log counts and the label distribution to this W&B project")
   return p
@@ -61,7 +64,8 @@ def run(argv=None):
       model_dir=args.model.rstrip("/"), input_patterns=args.input, output_dir=args.output_dir,
       columns=columns, encoding=args.encoding, output_format=args.output_format,
       num_shards=args.num_shards, sort_rows=args.sort_rows, batch_size=args.batch_size,
-      large_model=args.large_model, options=pipeline_options.PipelineOptions(pipeline_args),
+      large_model=args.large_model, model_threads=args.model_threads,
+      options=pipeline_options.PipelineOptions(pipeline_args),
       wandb_project=args.wandb_project or None)
 
 

@@ -154,7 +154,8 @@ def test_jsonl_and_row_numbers(binary_model, tmp_path):
   input_path = str(tmp_path / "in.csv")
   write_rows(input_path, [["text"], ["why is the dog lazy?"], [""], ["cat"]])
   score(binary_model, input_path, str(tmp_path / "out"), "--id_column=", "--text_column=text",
-        "--output_format=jsonl", "--num_shards=2", "--sort_rows=2")
+        "--output_format=jsonl", "--num_shards=2", "--sort_rows=2",
+        "--model_threads=1")  # in-process runner: TF's pools exist already, kept as they are
   lines = []
   for name in ("predictions-00000-of-00002.jsonl", "predictions-00001-of-00002.jsonl"):
     with open(tmp_path / "out" / name, encoding="utf-8") as f:
