@@ -28,7 +28,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from trainer import export  # noqa: E402  (sets up Keras 2 before TensorFlow)
-import numpy as np  # noqa: E402
 
 WORK = os.environ.get("BENCH_SCORE_DIR", "/tmp/bench_score")  # scratch: exports, CSVs, outputs
 

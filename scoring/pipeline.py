@@ -33,11 +33,9 @@ from typing import NamedTuple, Optional, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base as inference_base
-import numpy as np
 import tensorflow as tf
 
 from preprocess import csv_source
-from trainer import export
 from trainer import predict
 
 NAMESPACE = "score"
