@@ -19,19 +19,23 @@ from launch import validation
 # Options the launcher owns; the same names after `--` would contradict them.
 LAUNCHER_OPTIONS = ("runner", "project", "region", "temp_location", "staging_location",
                     "setup_file", "job_name")
+# --job: the Beam job to run and the passthrough flags it needs (all gs:// paths).
+JOB_MODULES = {"preprocess": "preprocess.run", "score": "scoring.run"}
+REQUIRED_PATHS = {"preprocess": ("input", "output_dir"), "score": ("model", "input", "output_dir")}
 CLOUD_HINT = ("DataflowRunner needs apache-beam's gcp extra: "
               "pip install -c constraints.txt 'apache-beam[gcp]==2.77.0'")
 
 
 def build_command(project, region, job_name, staging_bucket, preprocess_args, machine_type=None,
-                  max_workers=None, python="python"):
-  """Returns {"command": argv, "pipeline_options": {...}} for the preprocessing job (pure).
+                  max_workers=None, python="python", job="preprocess"):
+  """Returns {"command": argv, "pipeline_options": {...}} for a Beam job (pure).
 
   Args:
     staging_bucket: gs://bucket[/prefix]; temp and staging files go under <bucket>/<job_name>/.
     preprocess_args: preprocess.run's own flags (--input, --output_dir, ...), unchanged.
     machine_type: Dataflow worker machine type, or None for Dataflow's default.
     max_workers: the autoscaling cap, or None for Dataflow's default.
+    job: "preprocess" (preprocess.run) or "score" (scoring.run); preprocess_args are its flags.
   """
   options = {
       "runner": "DataflowRunner",
@@ -46,12 +50,12 @@ def build_command(project, region, job_name, staging_bucket, preprocess_args, ma
     options["machine_type"] = machine_type
   if max_workers:
     options["max_num_workers"] = str(max_workers)
-  command = ([python, "-m", "preprocess.run"] +
+  command = ([python, "-m", JOB_MODULES[job]] +
              [f"--{name}={value}" for name, value in options.items()] + list(preprocess_args))
   return {"command": command, "pipeline_options": options}
 
 
-def validate(job_name, staging_bucket, preprocess_args):
+def validate(job_name, staging_bucket, preprocess_args, job="preprocess"):
   """Checks a Dataflow submission before anything runs."""
   validation.check_resource_name(job_name, "Dataflow job")
   validation.require_gs("--staging_bucket", staging_bucket)
@@ -59,7 +63,9 @@ def validate(job_name, staging_bucket, preprocess_args):
   clashes = [name for name in LAUNCHER_OPTIONS if name in flags]
   if clashes:
     raise ValueError(f"--{clashes[0]} is set by the launcher; remove it from after --")
-  validation.check_cloud_paths(preprocess_args, required=("input", "output_dir"))
+  validation.check_cloud_paths(preprocess_args, required=REQUIRED_PATHS[job])
+  if "model" in flags:  # The scoring job's export: workers load it, so it must be in the cloud.
+    validation.require_gs("--model", flags["model"])
 
 
 def beam_gcp_installed():

@@ -2,8 +2,8 @@
 
   python -m launch.submit <vertex|tpu_vm|dataflow> [launcher flags] [--dry_run] -- [job flags]
 
-Everything after `--` goes to trainer.task (vertex, tpu_vm) or preprocess.run (dataflow)
-unchanged. The submission is validated first; `--dry_run` prints the exact request or commands
+Everything after `--` goes to trainer.task (vertex, tpu_vm) or preprocess.run (dataflow;
+scoring.run with `dataflow --job=score`) unchanged. The submission is validated first; `--dry_run` prints the exact request or commands
 as JSON and exits 0 without contacting any cloud service. Run from the repository root.
 """
 import argparse
@@ -67,6 +67,8 @@ def build_parser():
   p.add_argument("--staging_bucket", required=True, help="gs://bucket[/prefix] for temp/staging")
   p.add_argument("--machine_type", help="Dataflow worker machine type (default: Dataflow's)")
   p.add_argument("--workers", type=int, help="maximum number of Dataflow workers (autoscaling)")
+  p.add_argument("--job", choices=sorted(dataflow.JOB_MODULES), default="preprocess",
+                 help="the Beam job: preprocess (preprocess.run) or score (scoring.run)")
   return parser
 
 
@@ -106,9 +108,10 @@ def plan(args, job_args):
       print("delete the TPU VM when done:", shlex.join(commands["delete"]))
     return printable, run
   bucket = args.staging_bucket.rstrip("/")
-  dataflow.validate(name, bucket, job_args)
+  dataflow.validate(name, bucket, job_args, job=args.job)
   job = dataflow.build_command(args.project, args.region, name, bucket, job_args,
-                               machine_type=args.machine_type, max_workers=args.workers)
+                               machine_type=args.machine_type, max_workers=args.workers,
+                               job=args.job)
   return ({"target": "dataflow", **job, "shell": shlex.join(job["command"])},
           lambda: dataflow.submit(job["command"]))
 

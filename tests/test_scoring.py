@@ -1,0 +1,248 @@
+"""scoring: the Beam RunInference scoring job against a tiny exported model (offline)."""
+import csv
+import glob
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
+from trainer import predict
+from scoring import pipeline as pipeline_lib
+from scoring import run as score_run
+
+import numpy as np
+
+import test_export  # the tiny vocabulary, classifier builder and texts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTINEL = "SENTINEL-wandb-key-5c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d"
+
+
+@pytest.fixture(scope="module")
+def binary_model(tmp_path_factory):
+  root = tmp_path_factory.mktemp("score")
+  vocab_path, text_encoder = test_export.tiny_setup(str(root))
+  export_dir = str(root / "export")
+  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
+                            0.5, export_dir, vocab_path)
+  return export_dir
+
+
+def write_rows(path, rows):
+  buffer = io.StringIO()
+  csv.writer(buffer, lineterminator="\n").writerows(rows)
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(buffer.getvalue())
+
+
+def read_shards(output_dir, suffix="csv"):
+  """-> (header, rows of all shards in order, shard file names)."""
+  names = sorted(os.path.basename(p) for p in glob.glob(f"{output_dir}/predictions-*.{suffix}"))
+  header, rows = None, []
+  for name in names:
+    with open(os.path.join(output_dir, name), newline="", encoding="utf-8") as f:
+      lines = list(csv.reader(f))
+    header, rows = lines[0], rows + lines[1:]
+  return header, rows, names
+
+
+def score(model, input_path, output_dir, *flags):
+  return score_run.run([f"--model={model}", f"--input={input_path}", f"--output_dir={output_dir}",
+                        *flags])
+
+
+TEXTS = ["why is the dog lazy?", "how, do you sleep", "the quick brown fox\njumps", "Über cat",
+         test_export.LONG_TEXT, "a", "fox fox fox fox"]
+
+
+@pytest.fixture(scope="module")
+def mixed_csv(tmp_path_factory):
+  """90 rows: good ones of many lengths, plus empty texts, an extra field, a missing field."""
+  path = str(tmp_path_factory.mktemp("input") / "test.csv")
+  rows = [["qid", "question_text"]]
+  for i in range(90):
+    text = TEXTS[i % len(TEXTS)] + " dog" * (i % 5)
+    if i % 17 == 3:
+      rows.append([f"q{i:03d}", "  "])
+    elif i == 40:
+      rows.append([f"q{i:03d}", "why", "is a dog"])
+    elif i == 41:
+      rows.append([f"q{i:03d}"])
+    else:
+      rows.append([f"q{i:03d}", text])
+  write_rows(path, rows)
+  return path
+
+
+def test_results_match_trainer_predict(binary_model, mixed_csv, tmp_path):
+  predict.predict_csv(binary_model, mixed_csv, str(tmp_path / "predict.csv"), batch_size=8,
+                      log=lambda _: None)
+  with open(tmp_path / "predict.csv", newline="", encoding="utf-8") as f:
+    expected = list(csv.reader(f))
+  manifest = score(binary_model, mixed_csv, str(tmp_path / "out"), "--batch_size=4",
+                   "--sort_rows=16", "--num_shards=3")
+  header, rows, names = read_shards(str(tmp_path / "out"))
+  assert header == expected[0] == ["qid", "label", "probability", "error"]
+  assert names == [f"predictions-0000{i}-of-00003.csv" for i in range(3)]
+  by_id = {r[0]: r for r in rows}
+  assert sorted(by_id) == sorted(r[0] for r in expected[1:]) and len(rows) == 90
+  for want in expected[1:]:
+    got = by_id[want[0]]
+    assert (got[1], got[3]) == (want[1], want[3])
+    if want[2]:
+      assert abs(float(got[2]) - float(want[2])) <= 1e-5
+    else:
+      assert got[2] == ""
+  # Blocks of 16 rows go to shard block % 3, each in input order.
+  assert [r[0] for r in rows[:17]] == [f"q{i:03d}" for i in list(range(16)) + [48]]
+  assert manifest["rows_read"] == 90 and manifest["rows_scored"] == 82
+  assert manifest["rows_rejected"] == {"empty_text": 6, "extra_fields": 1, "missing_field": 1}
+  assert sum(manifest["label_histogram"].values()) == 82
+  assert manifest["model"]["threshold"] == 0.5 and manifest["model"]["labels"] == ["0", "1"]
+  assert len(manifest["model"]["vocab_sha256"]) == 64
+  assert [s["rows"] for s in manifest["shards"]] == [16 + 16, 16 + 16, 16 + 10]
+  with open(tmp_path / "out" / "manifest.json") as f:
+    assert json.load(f) == manifest
+  assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json"] + names  # no temp dir left
+
+
+def test_undecodable_and_empty_rows_get_an_error_row(binary_model, tmp_path):
+  input_path = tmp_path / "bad.csv"
+  input_path.write_bytes(b"qid,question_text\n"
+                         b"a,why is the dog lazy?\n"
+                         b"b,caf\xe9 \xff\n"          # not UTF-8
+                         b"c,\n"
+                         b"\n"                         # a blank line is not a row
+                         b"d,how do you sleep\n")
+  manifest = score(binary_model, str(input_path), str(tmp_path / "out"), "--num_shards=1")
+  _, rows, _ = read_shards(str(tmp_path / "out"))
+  assert [(r[0], r[1] != "", r[3]) for r in rows] == [
+      ("a", True, ""), ("b", False, "undecodable"), ("c", False, "empty_text"), ("d", True, "")]
+  assert manifest["rows_read"] == 4 and manifest["rows_scored"] == 2
+  assert manifest["rows_rejected"] == {"empty_text": 1, "undecodable": 1}
+
+
+def test_output_identical_for_workers_and_batch_sizes(binary_model, mixed_csv, tmp_path):
+  score(binary_model, mixed_csv, str(tmp_path / "one"), "--batch_size=4", "--sort_rows=16")
+  score(binary_model, mixed_csv, str(tmp_path / "two"), "--batch_size=7", "--sort_rows=16",
+        "--direct_num_workers=2", "--direct_running_mode=multi_threading")
+  one, two = read_shards(str(tmp_path / "one")), read_shards(str(tmp_path / "two"))
+  assert one[2] == two[2] and one[0] == two[0]  # same shard files, same columns
+  assert [r[:2] + r[3:] for r in one[1]] == [r[:2] + r[3:] for r in two[1]]
+  np.testing.assert_allclose([float(r[2] or "nan") for r in one[1]],
+                             [float(r[2] or "nan") for r in two[1]], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_output_identical_with_two_worker_processes(binary_model, mixed_csv, tmp_path):
+  score(binary_model, mixed_csv, str(tmp_path / "one"), "--batch_size=4", "--sort_rows=16")
+  score(binary_model, mixed_csv, str(tmp_path / "two"), "--batch_size=4", "--sort_rows=16",
+        "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+  one, two = read_shards(str(tmp_path / "one")), read_shards(str(tmp_path / "two"))
+  assert one[2] == two[2]
+  assert [r[:2] + r[3:] for r in one[1]] == [r[:2] + r[3:] for r in two[1]]
+  np.testing.assert_allclose([float(r[2] or "nan") for r in one[1]],
+                             [float(r[2] or "nan") for r in two[1]], atol=1e-6)
+
+
+def test_jsonl_and_row_numbers(binary_model, tmp_path):
+  input_path = str(tmp_path / "in.csv")
+  write_rows(input_path, [["text"], ["why is the dog lazy?"], [""], ["cat"]])
+  score(binary_model, input_path, str(tmp_path / "out"), "--id_column=", "--text_column=text",
+        "--output_format=jsonl", "--num_shards=2", "--sort_rows=2",
+        "--model_threads=1")  # in-process runner: TF's pools exist already, kept as they are
+  lines = []
+  for name in ("predictions-00000-of-00002.jsonl", "predictions-00001-of-00002.jsonl"):
+    with open(tmp_path / "out" / name, encoding="utf-8") as f:
+      lines += [json.loads(line) for line in f]
+  assert [(x["row"], x["error"]) for x in lines] == [("1", ""), ("2", "empty_text"), ("3", "")]
+  assert set(lines[0]) == {"row", "label", "probability", "error"}
+
+
+def test_not_an_export_fails_in_one_line_before_the_pipeline(tmp_path, mixed_csv, capsys):
+  os.makedirs(tmp_path / "checkpoints")
+  with pytest.raises(SystemExit) as exit_info:
+    score_run.main([f"--model={tmp_path / 'checkpoints'}", f"--input={mixed_csv}",
+                    f"--output_dir={tmp_path / 'out'}"])
+  message = str(exit_info.value.code)
+  assert message.startswith("error: ") and "is not a model exported by trainer.export" in message
+  assert "\n" not in message
+  assert not os.path.exists(tmp_path / "out")  # nothing started
+
+
+def test_missing_column_fails_in_one_line(binary_model, mixed_csv, tmp_path):
+  with pytest.raises(SystemExit) as exit_info:
+    score_run.main([f"--model={binary_model}", f"--input={mixed_csv}", "--text_column=body",
+                    f"--output_dir={tmp_path / 'out'}"])
+  assert str(exit_info.value.code).startswith("error: column 'body' is not in ")
+
+
+def test_a_failed_run_leaves_no_complete_looking_output(binary_model, mixed_csv, tmp_path):
+  out = tmp_path / "out"
+  score(binary_model, mixed_csv, str(out), "--num_shards=2")
+  assert (out / "manifest.json").exists()
+  # An export whose graph is unreadable passes the metadata check; loading fails on the worker.
+  broken = str(tmp_path / "broken")
+  shutil.copytree(binary_model, broken)
+  with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+    f.write(b"not a SavedModel")
+  with pytest.raises(Exception):
+    score(broken, mixed_csv, str(out), "--num_shards=2")
+  assert os.listdir(out) == []  # old manifest and shards removed first, temp dir cleaned up
+
+
+def test_part_is_refused_when_rows_are_missing(tmp_path):
+  write = pipeline_lib.WritePart(str(tmp_path), ["qid", "label", "probability", "error"], "csv")
+  write.setup()
+  row = pipeline_lib.ScoreRow((0, 0), 0, 2, 1, "a", "text", "", None)
+  write.process(pipeline_lib.inference_base.PredictionResult(row, ("1", [0.9])))
+  end = pipeline_lib.ScoreRow((0, 0), -1, 0, 2, "", "", "", pipeline_lib.END)
+  with pytest.raises(RuntimeError, match="1 rows written, 2 read"):
+    write.process(pipeline_lib.inference_base.PredictionResult(end, None))
+  assert not glob.glob(str(tmp_path / "part-*.json"))
+
+
+def test_wandb_offline_logs_without_printing_the_key(binary_model, mixed_csv, tmp_path):
+  env = dict(os.environ, WANDB_MODE="offline", WANDB_API_KEY=SENTINEL, WANDB_DIR=str(tmp_path),
+             HOME=str(tmp_path), PYTHONPATH=os.pathsep.join([REPO, os.environ.get(
+                 "PYTHONPATH", "")]))
+  proc = subprocess.run(
+      [sys.executable, "-m", "scoring.run", f"--model={binary_model}", f"--input={mixed_csv}",
+       f"--output_dir={tmp_path / 'out'}", "--wandb_project=scoring-test", "--num_shards=1"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert SENTINEL not in proc.stdout + proc.stderr
+  assert "score: 90 rows read, 82 scored" in proc.stdout
+  runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
+  assert len(runs) == 1  # the driver (chief) logged one run
+  for root, _, names in os.walk(tmp_path / "wandb"):
+    for name in names:
+      with open(os.path.join(root, name), "rb") as f:
+        assert SENTINEL.encode() not in f.read(), name
+
+
+def test_dataflow_dry_run_renders_the_score_job(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.submit", "dataflow", "--project=proj", "--region=r1",
+       "--staging_bucket=gs://bkt", "--job_name=score-quora", "--job=score", "--dry_run", "--",
+       "--model=gs://bkt/export", "--input=gs://bkt/test.csv", "--output_dir=gs://bkt/pred"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  plan = json.loads(proc.stdout)
+  assert plan["command"][:3] == ["python", "-m", "scoring.run"]
+  assert "--setup_file=./setup.py" in plan["command"]
+  assert plan["command"][-3:] == ["--model=gs://bkt/export", "--input=gs://bkt/test.csv",
+                                  "--output_dir=gs://bkt/pred"]
+  local = subprocess.run(
+      [sys.executable, "-m", "launch.submit", "dataflow", "--project=proj", "--region=r1",
+       "--staging_bucket=gs://bkt", "--job_name=score-quora", "--job=score", "--dry_run", "--",
+       "--model=runs/export", "--input=gs://bkt/test.csv", "--output_dir=gs://bkt/pred"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert local.returncode == 2
+  assert local.stderr.strip() == ("error: --model must be a gs:// path for a cloud run "
+                                  "(got 'runs/export')")
