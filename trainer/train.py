@@ -290,7 +290,7 @@ def _summary_writer(run, name):
 def _evaluate(run, split):
   return eval_loop.evaluate_split(split, config=run.config, plan=run.plan,
                                   strategy=run.strategy, eval_step=run.eval_step,
-                                  between_batches=lambda: _stop_if_preempted(run))
+                                  between_calls=lambda: _stop_if_preempted(run))
 
 
 def evaluate_epoch(run, tracker, epoch, step):
