@@ -9,7 +9,7 @@ signal (SIGKILL by default; TERM exercises the preemption path). Points, by what
   checkpoint_write       a checkpoint's files are written, the `checkpoint` state file does
                          not name it yet (tf.train.CheckpointManager.save, write callbacks)
   best_checkpoint_write  the same for best/
-  evaluation             an evaluation batch returned (steps.make_eval_step's function)
+  evaluation             an evaluation call returned (steps.make_eval_step's function)
   export                 the SavedModel is complete in its temporary directory, not yet moved
                          into place (export.move_into_place)
 A line `fault injection: SIG<name> at <point> (arrival <n>)` is printed first.

@@ -195,8 +195,9 @@ def test_kill_mid_best_checkpoint_write_leaves_no_best(data_dir, dirs, reference
 def test_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(data_dir, dirs,
                                                                         reference):
   model_dir, ckpt_dir, best_dir = dirs
-  # Epoch 1's evaluation has 2 batches: the 3rd is the first of epoch 2's, after step 16.
-  code, out, after_fault = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation:3",
+  # Each evaluation (2 batches) is one eval_step call: the 2nd call is epoch 2's, after step
+  # 16; the preemption check after its last call stops before its results are recorded.
+  code, out, after_fault = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation:2",
                                     signal_name="TERM")
   assert code == 143, out[-3000:]
   assert after_fault < 30, after_fault

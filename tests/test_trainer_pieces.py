@@ -128,3 +128,62 @@ def test_plan_run_refuses_bad_configs_in_one_line(data_dir, tmp_path, overrides,
     plan_lib.plan_run(config, data_dir, str(tmp_path / "run"),
                       strategy_lib.build_strategy("one_device"))
   assert "\n" not in str(raised.value)
+
+
+# The tweets' train split statistics (trainer/buckets.py derives 16/24/.../64/128 from them).
+TWEET_LENGTHS = {"max": 265, "mean": 33.0509, "p50": 33, "p90": 49, "p95": 54, "p99": 61}
+
+
+@pytest.fixture()
+def tweet_like_dir(tmp_path):
+  """A data dir whose manifest records the tweets' token-length percentiles (max_seq 128)."""
+  d = str(tmp_path / "tweet_like")
+  fx.write_data_dir(d, {"train": fx.example_rows(40, seed=1),
+                        "validation": fx.example_rows(12, seed=2)}, max_seq_length=128)
+  fx.write_vocab(d)
+  manifest = schema.read_manifest(d)
+  manifest.splits["train"].token_length.clear()
+  manifest.splits["train"].token_length.update(TWEET_LENGTHS)
+  schema.write_manifest(d, manifest)
+  return d
+
+
+def _plan(data_dir, model_dir, **overrides):
+  config = fx.tiny_config(data_dir, **{"model.positive_label": "1", **overrides})
+  return config, plan_lib.plan_run(config, data_dir, model_dir,
+                                   strategy_lib.build_strategy("one_device"))
+
+
+def test_plan_derives_bucket_boundaries_from_the_manifest(tweet_like_dir, tmp_path):
+  _, plan = _plan(tweet_like_dir, str(tmp_path / "run"), **{"train.bucket_boundaries": ()})
+  assert plan.bucket_boundaries == (16, 24, 32, 40, 48, 56, 64, 128)
+  assert plan.boundaries_from == "manifest"
+
+
+def test_explicit_bucket_boundaries_win(tweet_like_dir, tmp_path):
+  _, plan = _plan(tweet_like_dir, str(tmp_path / "run"), **{"train.bucket_boundaries": (32, 64)})
+  assert (plan.bucket_boundaries, plan.boundaries_from) == ((32, 64), "config")
+
+
+def test_a_resumed_run_keeps_its_recorded_boundaries(tweet_like_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  config, plan = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": ()})
+  # What train_and_evaluate leaves: the resolved config and a checkpoint directory.
+  config_lib.write_config(plan_lib.with_boundaries(config, plan.bucket_boundaries), model_dir)
+  os.makedirs(os.path.join(model_dir, checkpointing.CHECKPOINT_DIR))
+  manifest = schema.read_manifest(tweet_like_dir)   # the data now says something else
+  manifest.splits["train"].token_length.update(p50=20, p90=25, p95=26, p99=27, mean=20.0)
+  schema.write_manifest(tweet_like_dir, manifest)
+  _, resumed = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": ()})
+  assert resumed.bucket_boundaries == plan.bucket_boundaries
+  assert resumed.boundaries_from == "config.json"
+  # The same values given explicitly are the same run; other values are refused.
+  _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": plan.bucket_boundaries})
+  with pytest.raises(ValueError, match="different train.bucket_boundaries"):
+    _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": (16, 32, 64, 128)})
+
+
+def test_deriving_without_length_percentiles_is_one_clear_error(data_dir, tmp_path):
+  with pytest.raises(schema.DataError, match="lack p50, p90, p95, p99.*bucket_boundaries=16"):
+    _plan(data_dir, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
+                                              "model.positive_label": "pos"})

@@ -68,7 +68,9 @@ def default_config():
   c.train.pos_weight = 1.0             # binary / multilabel: weight of positive targets in the loss
   c.train.class_weights = ()           # multiclass: one weight per class; () = all 1
   c.train.padding = "bucket"           # bucket | fixed (pad everything to max_seq_length)
-  c.train.bucket_boundaries = (16, 32, 64, 128)  # padded lengths; max_seq_length is added
+  # Padded lengths (max_seq_length is added); () = derived from the manifest's token lengths
+  # (trainer/buckets.py), once per model_dir: config.json records them.
+  c.train.bucket_boundaries = ()
   c.train.shuffle_buffer = 10000
   c.train.seed = 42
   c.train.steps_per_execution = 1      # steps run inside one tf.function call (TPU: 50-100)

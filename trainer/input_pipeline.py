@@ -312,9 +312,12 @@ def _bucketed(records, to_features, boundaries, r, batch_size, seed):
 
 
 def eval_batches(src, global_batch_size, train_config, data_config, *, input_context=None,
-                 pad_to_equal_batches=True):
+                 pad_to_equal_batches=True, pool_batches=POOL_BATCHES):
   """One input pipeline's evaluation batches: one pass in a fixed order.
 
+  Rows are sorted by length within pools of pool_batches steps before batching, so that a
+  batch's rows have similar lengths and little padding (labels, weights and outputs travel
+  with their row, so the metrics do not depend on the order).
   Args:
     src: the Source of the split to evaluate.
     global_batch_size: examples per step over all replicas (config.eval.global_batch_size).
@@ -323,6 +326,7 @@ def eval_batches(src, global_batch_size, train_config, data_config, *, input_con
     input_context: a tf.distribute.InputContext (None = one pipeline, one replica).
     pad_to_equal_batches: add filler rows (weights 0) so that every pipeline yields the same
       number of full batches (the steps of a distributed evaluation must match).
+    pool_batches: steps sorted together (1 = file order); only with pad_to_equal_batches.
   Returns:
     a dataset of one replica's batches, with float32 `weights` [batch] (0 = filler).
   """
@@ -339,16 +343,24 @@ def eval_batches(src, global_batch_size, train_config, data_config, *, input_con
     ds = ds.take(steps * pipeline.replicas_here * batch_size)
   # As in training, the r batches of one step share one shape (r = replicas fed here).
   r = pipeline.replicas_here if pad_to_equal_batches else 1
-  ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
   boundaries = tf.constant(_padded_lengths_of(src, train_config), tf.int32)
   to_features = _features_fn(src)
 
-  def eval_batch(serialized):
+  def eval_features(serialized):
     parsed = schema.parse_examples(serialized)
     x = to_features(parsed)
     x["weights"] = tf.cast(tf.not_equal(parsed[schema.EXAMPLE_ID], FILLER_ID), tf.float32)
-    return _pad(x, boundaries)
-  ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return x
+  if pad_to_equal_batches and pool_batches > 1:
+    # Every pool, the last one too, is a whole number of steps: the rows (with filler) are.
+    ds = ds.batch(pool_batches * r * batch_size)
+    ds = ds.map(lambda s: _sorted_batches(eval_features(s), r * batch_size),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+  else:
+    ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
+    ds = ds.map(eval_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(lambda x: _pad(x, boundaries), num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=True)
   if r > 1:
     ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
   return ds.prefetch(tf.data.AUTOTUNE)

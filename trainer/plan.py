@@ -12,7 +12,7 @@ import uuid
 import tensorflow as tf
 
 from bertcore import schema
-from trainer import checkpointing
+from trainer import buckets, checkpointing
 from trainer import config as config_lib
 from trainer import input_pipeline
 from trainer import model as model_lib
@@ -39,6 +39,8 @@ class RunPlan:
   steps_per_epoch: int
   total_steps: int
   vocab_file: str           # the encoder's vocab.txt, or None (random encoder without one)
+  bucket_boundaries: tuple  # the padded lengths of this run (resolve_boundaries)
+  boundaries_from: str      # where they come from: "config", "config.json", "manifest"
 
   @property
   def compression(self):
@@ -68,12 +70,48 @@ def plan_run(config, data_dir, model_dir, strategy):
   rows = {s: _rows(shards[s], manifest, s) for s in schema.SPLITS}
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
-  _check_resume_compatible(config, model_dir)
+  previous = config_lib.read_config_json(model_dir)
+  boundaries, boundaries_from = resolve_boundaries(config, manifest, previous, data_dir)
+  _check_resume_compatible(with_boundaries(config, boundaries), previous, model_dir)
   labelled = {s: s in manifest.splits and sum(manifest.splits[s].label_histogram.values()) > 0
               for s in schema.SPLITS}
   return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
                  tuple(skipped), rows, labelled, steps_per_epoch,
-                 steps_per_epoch * config.train.epochs, vocab_file)
+                 steps_per_epoch * config.train.epochs, vocab_file, boundaries,
+                 boundaries_from)
+
+
+def resolve_boundaries(config, manifest, previous_config, data_dir):
+  """The run's bucket boundaries, and where they come from.
+
+  config.train.bucket_boundaries ("config"); when it is (), the ones a previous run of this
+  model_dir recorded in its config.json (a resumed run keeps its shapes: "config.json"), else
+  the ones buckets.derive_boundaries fits to the train split's token lengths ("manifest").
+  Returns:
+    (tuple of ints, source)
+  """
+  explicit = tuple(int(b) for b in config.train.bucket_boundaries)
+  if explicit or config.train.padding != "bucket":
+    return explicit, "config"
+  recorded = ((previous_config or {}).get("train") or {}).get("bucket_boundaries")
+  if recorded:
+    return tuple(int(b) for b in recorded), "config.json"
+  train = manifest.splits.get("train")
+  stats = (train.token_length if train else None) or {}
+  try:
+    return buckets.derive_boundaries(stats, int(manifest.max_seq_length)), "manifest"
+  except ValueError as e:
+    raise schema.DataError(f"config.train.bucket_boundaries=() derives them from the manifest, "
+                           f"but {data_dir}'s {e}; or set them, e.g. "
+                           "--config.train.bucket_boundaries=16,32,64,128") from None
+
+
+def with_boundaries(config, boundaries):
+  """A copy of config whose train.bucket_boundaries are the resolved ones (what the input
+  pipelines read and config.json records)."""
+  config = config.copy_and_resolve_references()
+  config.train.bucket_boundaries = tuple(boundaries)
+  return config
 
 
 def _label_names(config, manifest, labels, data_dir):
@@ -164,8 +202,9 @@ def check_disk_space(model_dir, keep_checkpoints, num_params):
                      f"{free / 1e6:.1f} MB are free")
 
 
-def _check_resume_compatible(config, model_dir):
-  previous = config_lib.read_config_json(model_dir)
+def _check_resume_compatible(config, previous, model_dir):
+  """Refuses a config that changes a RESUME_FIXED field of previous (model_dir's config.json)
+  when model_dir holds checkpoints."""
   if previous is None:
     return
   current = config_lib.to_dict(config)

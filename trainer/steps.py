@@ -1,4 +1,4 @@
-"""The compiled step functions: a training call of n steps and one evaluation batch.
+"""The compiled step functions: a training call of n steps, an evaluation call of n batches.
 
 Both take an iterator over a distributed dataset (trainer.input_pipeline batches) and run
 under strategy.run; they hold no state of their own beyond the objects passed in.
@@ -145,12 +145,22 @@ def _apply_if(optimizer, grads, tvars, finite):
   return tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
 
 
-def make_eval_step(strategy, classifier, head):
-  """A tf.function eval_fn(iterator) -> {probs, labels, weights, loss} of one global batch.
+EVAL_OUTPUTS = ("probs", "labels", "weights", "loss")
 
-  Every worker gets every replica's rows (strategy.gather), first dimension = global batch;
-  weights are 0 for the filler rows that pad evaluation to equal batches.
+
+def make_eval_step(strategy, classifier, head):
+  """A tf.function eval_fn(iterator, num_steps) running num_steps evaluation batches.
+
+  One call runs many batches, so that the host's work (a call, copies to numpy) is per call,
+  not per batch. Every worker gets every replica's rows (strategy.gather).
+  Returns:
+    eval_fn(iterator, num_steps: int32 scalar) -> {probs float32 [n, K], labels [n, ...],
+      weights float32 [n], loss float32 [n]}, n = num_steps * global batch; weights are 0 for
+      the filler rows that pad evaluation to equal batches.
   """
+  dtypes = {"probs": tf.float32, "labels": tf.int32 if head == "multiclass" else tf.float32,
+            "weights": tf.float32, "loss": tf.float32}
+
   def replica_step(batch):
     features = {k: batch[k] for k in names.MODEL_INPUTS}
     logits = classifier(features, training=False)
@@ -159,8 +169,12 @@ def make_eval_step(strategy, classifier, head):
             "loss": model_lib.per_example_loss(batch["labels"], logits, head)}
 
   @tf.function
-  def eval_fn(iterator):
-    outputs = strategy.run(replica_step, args=(next(iterator),))
-    return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
+  def eval_fn(iterator, num_steps):
+    arrays = tuple(tf.TensorArray(dtypes[k], size=num_steps) for k in EVAL_OUTPUTS)
+    for i in tf.range(num_steps):
+      outputs = strategy.run(replica_step, args=(next(iterator),))
+      arrays = tuple(a.write(i, tf.cast(strategy.gather(outputs[k], axis=0), dtypes[k]))
+                     for a, k in zip(arrays, EVAL_OUTPUTS))
+    return {k: a.concat() for k, a in zip(EVAL_OUTPUTS, arrays)}
 
   return eval_fn

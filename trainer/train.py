@@ -74,6 +74,8 @@ def train_and_evaluate(config, data_dir, model_dir, strategy):
     TrainingError: a non-finite loss with nan_policy=stop.
   """
   plan = plan_lib.plan_run(config, data_dir, model_dir, strategy)
+  # From here on (input pipelines, config.json) the run's resolved bucket boundaries.
+  config = plan_lib.with_boundaries(config, plan.bucket_boundaries)
   previous = eval_loop.read_results(plan.model_dir)
   if previous.get("final", {}).get("step") == plan.total_steps:
     say(f"{plan.model_dir} already holds a finished run ({plan.total_steps} steps, final "
@@ -123,6 +125,12 @@ def _say_plan(config, plan, strategy, policy):
       f"{plan.rows['test']} test rows, labels {list(plan.labels)}; {plan.steps_per_epoch} "
       f"steps per epoch x {config.train.epochs} epochs = {plan.total_steps} steps of {batch} "
       f"examples ({replicas} replica(s) x {batch // replicas}); precision {policy}")
+  if config.train.padding == "bucket":
+    lengths = input_pipeline.padded_lengths(plan.bucket_boundaries, plan.manifest.max_seq_length)
+    origin = {"config": "config.train.bucket_boundaries", "config.json": "the earlier run's "
+              "config.json", "manifest": "derived from the manifest's token lengths"}
+    say(f"batch shapes: padded to {'/'.join(map(str, lengths))} tokens "
+        f"({origin[plan.boundaries_from]})")
   if plan.skipped_shards:
     say(f"warning: skipped {len(plan.skipped_shards)} bad shard(s): "
         f"{[s['file'] for s in plan.skipped_shards]}")
@@ -290,7 +298,7 @@ def _summary_writer(run, name):
 def _evaluate(run, split):
   return eval_loop.evaluate_split(split, config=run.config, plan=run.plan,
                                   strategy=run.strategy, eval_step=run.eval_step,
-                                  between_batches=lambda: _stop_if_preempted(run))
+                                  between_calls=lambda: _stop_if_preempted(run))
 
 
 def evaluate_epoch(run, tracker, epoch, step):
