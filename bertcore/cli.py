@@ -10,6 +10,7 @@ such a line. TensorFlow-free, so the launcher uses it too.
 import sys
 
 from absl import flags
+from absl import logging
 
 
 def parse_flags(argv):
@@ -27,6 +28,10 @@ def parse_flags(argv):
     sys.exit(f"error: {e}")
   if len(rest) > 1:
     sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # absl's INFO lines (and TensorFlow's, through absl) are not for users: our own progress
+    # lines say what happens. --verbosity=0 brings them back.
+    logging.set_verbosity(logging.WARNING)
   return rest
 
 

@@ -112,8 +112,9 @@ def test_rare_label_warning_names_the_count_and_the_flags_that_fix_it():
 
 
 def test_label_counts_add_up_the_splits():
-  manifest = {"labels": ["b", "a"], "splits": {
-      "train": {"label_histogram": {"a": 3, "b": 1}},
-      "validation": {"label_histogram": {"a": 1, "b": 0}},
-      "test": {"label_histogram": {}}}}
+  manifest = schema.Manifest.from_json({
+      "labels": ["b", "a"], "vocab_sha256": "x", "max_seq_length": 8, "splits": {
+          "train": {"rows": 4, "label_histogram": {"a": 3, "b": 1}},
+          "validation": {"rows": 1, "label_histogram": {"a": 1, "b": 0}},
+          "test": {"rows": 0, "label_histogram": {}}}})
   assert list(stats.label_counts(manifest).items()) == [("b", 1), ("a", 4)]

@@ -42,8 +42,6 @@ def main(argv):
   from trainer import strategy as strategy_lib, train
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   with config.unlocked():
     if FLAGS.precision is not None:
