@@ -196,7 +196,8 @@ def measure_interleaved(csv_path, args, extra, skip):
       if kind not in results or r["seconds"] < results[kind]["seconds"]:
         results[kind] = r
   if args.repeat > 1:
-    print("fastest: " + ", ".join(f"({k}) {r['rows_per_s']:.0f} rows/s" for k, r in results.items()))
+    print("fastest: " + ", ".join(f"({k}) {r['rows_per_s']:.0f} rows/s"
+                                  for k, r in results.items()))
   return results
 
 
