@@ -153,7 +153,12 @@ def measure(kind, csv_path, rows, args, extra, out):
   return data
 
 
-def main():
+LABELS = {"a": "job end to end", "b": "identity Beam read->WriteToTFRecord",
+          "c": "tutorial per-example py_function"}
+
+
+def parse_args():
+  """-> (argparse.Namespace, the unknown flags, which go to the runs of (a) and (b))."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rows", type=int, default=100_000)
   parser.add_argument("--large_rows", type=int, default=0, help="e.g. 1300000 (Quora's size)")
@@ -169,52 +174,73 @@ def main():
   parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
   args, extra = parser.parse_known_args()
   args.vocab_file = args.vocab_file or minilm_vocab()
+  return args, extra
 
-  if args._child:
-    child = {"a": child_job, "b": child_identity, "c": child_tutorial}[args._child]
-    print(json.dumps(child(args, extra)))
-    return
 
-  os.makedirs(args.workdir, exist_ok=True)
-  skip = set(filter(None, args.skip.split(",")))
-  csv_path = os.path.join(args.workdir, f"quora_like_{args.rows}.csv")
-  generate_csv(csv_path, args.rows, args.vocab_file)
-  print(f"CSV: {csv_path} ({args.rows} rows, {os.path.getsize(csv_path) / 1e6:.1f} MB); "
-        f"{os.cpu_count()} CPUs; runner flags: {' '.join(extra) or '(none)'}", flush=True)
+def result_line(label, r):
+  """One printed measurement: rows, seconds, rows/s, CPU, peak RSS and the load."""
+  return (f"{label:44s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
+          f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS "
+          f"{r['peak_rss_mb']:.0f} MB  (load avg {os.getloadavg()[0]:.1f})")
+
+
+def measure_interleaved(csv_path, args, extra, skip):
+  """Runs (a), (b), (c) --repeat times in turn ((c) once); -> {kind: its fastest result}."""
   results = {}
-  labels = {"a": "job end to end", "b": "identity Beam read->WriteToTFRecord",
-            "c": "tutorial per-example py_function"}
   for attempt in range(args.repeat):
     for kind in ("a", "b", "c"):
       if kind in skip or (kind == "c" and attempt):
         continue
       r = measure(kind, csv_path, args.rows, args, extra, os.path.join(args.workdir, f"out_{kind}"))
-      print(f"({kind}) {labels[kind]:40s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
-            f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB  "
-            f"(load avg {os.getloadavg()[0]:.1f})", flush=True)
+      print(result_line(f"({kind}) {LABELS[kind]}", r), flush=True)
       if kind not in results or r["seconds"] < results[kind]["seconds"]:
         results[kind] = r
   if args.repeat > 1:
-    print("fastest: " + ", ".join(f"({k}) {r['rows_per_s']:.0f} rows/s" for k, r in results.items()))
+    print("fastest: " + ", ".join(f"({k}) {r['rows_per_s']:.0f} rows/s"
+                                  for k, r in results.items()))
+  return results
+
+
+def print_ratios(results):
+  """Prints a/b and a/c against their targets (issue 2), for the pairs that were measured."""
   if "a" in results and "b" in results:
     ratio = results["a"]["rows_per_s"] / results["b"]["rows_per_s"]
     print(f"a/b = {ratio:.2f} (target >= 0.7): {'OK' if ratio >= 0.7 else 'MISSED'}")
   if "a" in results and "c" in results:
     ratio = results["a"]["rows_per_s"] / results["c"]["rows_per_s"]
     print(f"a/c = {ratio:.1f} (target >= 20): {'OK' if ratio >= 20 else 'MISSED'}")
+
+
+def measure_large(args, extra, results):
+  """Runs (a) on --large_rows rows; prints its peak RSS against the --rows run's."""
+  large_csv = os.path.join(args.workdir, f"quora_like_{args.large_rows}.csv")
+  generate_csv(large_csv, args.large_rows, args.vocab_file)
+  r = measure("a", large_csv, args.large_rows, args, extra,
+              os.path.join(args.workdir, "out_large"))
+  print(result_line("(a) job end to end, large", r), flush=True)
+  if "a" in results:
+    growth = r["peak_rss_mb"] / results["a"]["peak_rss_mb"]
+    ok = r["peak_rss_mb"] <= 2048 and growth <= 1.2
+    print(f"peak RSS {r['peak_rss_mb']:.0f} MB = {growth:.2f}x the {args.rows}-row run "
+          f"(targets <= 2048 MB and <= 1.2x): {'OK' if ok else 'MISSED'}")
+
+
+def main():
+  args, extra = parse_args()
+  if args._child:
+    child = {"a": child_job, "b": child_identity, "c": child_tutorial}[args._child]
+    print(json.dumps(child(args, extra)))
+    return
+  os.makedirs(args.workdir, exist_ok=True)
+  skip = set(filter(None, args.skip.split(",")))
+  csv_path = os.path.join(args.workdir, f"quora_like_{args.rows}.csv")
+  generate_csv(csv_path, args.rows, args.vocab_file)
+  print(f"CSV: {csv_path} ({args.rows} rows, {os.path.getsize(csv_path) / 1e6:.1f} MB); "
+        f"{os.cpu_count()} CPUs; runner flags: {' '.join(extra) or '(none)'}", flush=True)
+  results = measure_interleaved(csv_path, args, extra, skip)
+  print_ratios(results)
   if args.large_rows and "large" not in skip:
-    large_csv = os.path.join(args.workdir, f"quora_like_{args.large_rows}.csv")
-    generate_csv(large_csv, args.large_rows, args.vocab_file)
-    r = measure("a", large_csv, args.large_rows, args, extra,
-                os.path.join(args.workdir, "out_large"))
-    print(f"(a) job end to end, large                {r['rows']:>9d} rows {r['seconds']:8.1f} s "
-          f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB  "
-          f"(load avg {os.getloadavg()[0]:.1f})", flush=True)
-    if "a" in results:
-      growth = r["peak_rss_mb"] / results["a"]["peak_rss_mb"]
-      ok = r["peak_rss_mb"] <= 2048 and growth <= 1.2
-      print(f"peak RSS {r['peak_rss_mb']:.0f} MB = {growth:.2f}x the {args.rows}-row run "
-            f"(targets <= 2048 MB and <= 1.2x): {'OK' if ok else 'MISSED'}")
+    measure_large(args, extra, results)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,8 @@ def categorise(op_name):
   return "other (bias grads, residual adds, loss, copies)"
 
 
-def main(argv=None):
+def parse_args(argv=None):
+  """The command line -> argparse.Namespace; exits with one line on an unknown variant."""
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--variants", default="f32,lazyemb,bf16,bf16_lazyemb")
   p.add_argument("--batch_size", type=int, default=32)
@@ -296,71 +297,107 @@ def main(argv=None):
   p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                "step.jsonl"))
   args = p.parse_args(argv)
+  args.variants = [v for v in args.variants.split(",") if v]
+  unknown = sorted(set(args.variants) - set(VARIANTS))
+  if unknown:
+    raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+  args.lengths = [int(x) for x in args.lengths.split(",") if x]
+  return args
+
+
+def set_up_threads(args):
+  """Applies the thread flags; returns the environment dict stored with every record."""
   if args.intra_op_threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
   if args.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-  variants = [v for v in args.variants.split(",") if v]
-  unknown = sorted(set(variants) - set(VARIANTS))
-  if unknown:
-    raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
   env = dict(load=open("/proc/loadavg").read().split()[:3], cpu=platform.processor(),
              onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
              intra=args.intra_op_threads, inter=args.inter_op_threads, tf=tf.__version__)
   print(f"load {' '.join(env['load'])}; threads intra {args.intra_op_threads or 'default'} "
         f"inter {args.inter_op_threads or 'default'}", flush=True)
+  return env
+
+
+def profile_record(step, name, b, length, logdir):
+  """Profiles one step at [b, length], prints the time by op category; returns the record."""
+  features, labels = fixed_batch(b, length)
+  step(features, labels).numpy()
+  per_step = profile_step(step, features, labels, logdir)
+  wall = time_steps(step, [(features, labels)], 5) / 5
+  print(f"profile of {name} at [{b}, {length}]: wall {wall * 1e3:.0f} ms/step, "
+        f"op time {sum(per_step.values()) * 1e3:.0f} ms/step (both cores' ops summed)")
+  for k, v in sorted(per_step.items(), key=lambda kv: -kv[1]):
+    print(f"  {k:<42} {v * 1e3:7.1f} ms  {v / sum(per_step.values()):6.1%}")
+  return dict(label=f"profile [{b},{length}]", variant=name, wall_s=wall, op_seconds=per_step)
+
+
+def fixed_shape_records(steps, args, peak):
+  """Times every variant on one synthetic batch per length; returns summarise's records."""
+  b, repeats = args.batch_size, args.repeats
+  h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
+  records = []
+  for length in args.lengths:
+    batch = [fixed_batch(b, length)]
+    times = interleaved(steps, lambda _: batch, args.rounds, repeats)
+    tokens = b * length
+    records += summarise(times, b * repeats, tokens * repeats, tokens * repeats,
+                         model_flops(b, length, h, n, i) * repeats, peak,
+                         f"fixed [{b},{length}]", args.variants[0])
+  return records
+
+
+def real_batch_records(steps, args, peak):
+  """Times every variant on real bucketed batches of args.data_dir, per bucket set."""
+  from bertcore import schema
+  from trainer import buckets as buckets_lib
+  b = args.batch_size
+  h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
+  manifest = schema.read_manifest(args.data_dir)
+  records = []
+  for spec in args.buckets or ["16,32,64,128"]:
+    bounds = (buckets_lib.derive_boundaries(manifest.splits["train"].token_length,
+                                            int(manifest.max_seq_length))
+              if spec == "derived" else tuple(int(x) for x in spec.split(",")))
+    batches = real_batches(args.data_dir, bounds, b, args.num_batches)
+    real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in batches)
+    padded = sum(int(tf.size(f["input_mask"])) for f, _ in batches)
+    flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in batches)
+    times = interleaved(steps, lambda _: batches, args.rounds, 1)
+    records += summarise(times, b * len(batches), real, padded, flops, peak,
+                         f"tweets {','.join(map(str, bounds))}", args.variants[0])
+  return records
+
+
+def append_records(records, out):
+  """Appends the records to the JSON-lines file `out` (no-op for an empty path)."""
+  if not out:
+    return
+  tf.io.gfile.makedirs(os.path.dirname(out))
+  with tf.io.gfile.GFile(out, "a") as f:
+    for rec in records:
+      f.write(json.dumps(rec) + "\n")
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  env = set_up_threads(args)
   peak = matmul_peak()
   peak_bf16 = matmul_peak(tf.bfloat16)
   print(f"matmul peak: float32 {peak / 1e9:.1f} GFLOP/s, bfloat16 {peak_bf16 / 1e9:.1f} GFLOP/s",
         flush=True)
-  steps = {}
-  for name in variants:
-    steps[name], _ = build_variant(name, args.batch_size)
-  b = args.batch_size
+  steps = {name: build_variant(name, args.batch_size)[0] for name in args.variants}
   records = []
-  h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
-  lengths = [int(x) for x in args.lengths.split(",") if x]
   if args.profile:
-    features, labels = fixed_batch(b, lengths[0])
-    step = steps[variants[0]]
-    step(features, labels).numpy()
-    per_step = profile_step(step, features, labels, args.profile)
-    wall = time_steps(step, [(features, labels)], 5) / 5
-    print(f"profile of {variants[0]} at [{b}, {lengths[0]}]: wall {wall * 1e3:.0f} ms/step, "
-          f"op time {sum(per_step.values()) * 1e3:.0f} ms/step (both cores' ops summed)")
-    for k, v in sorted(per_step.items(), key=lambda kv: -kv[1]):
-      print(f"  {k:<42} {v * 1e3:7.1f} ms  {v / sum(per_step.values()):6.1%}")
-    records.append(dict(label=f"profile [{b},{lengths[0]}]", variant=variants[0],
-                        wall_s=wall, op_seconds=per_step))
-  for length in lengths:
-    batch = [fixed_batch(b, length)]
-    times = interleaved(steps, lambda _: batch, args.rounds, args.repeats)
-    tokens = b * length
-    records += summarise(times, b * args.repeats, tokens * args.repeats, tokens * args.repeats,
-                         model_flops(b, length, h, n, i) * args.repeats, peak,
-                         f"fixed [{b},{length}]", variants[0])
+    name = args.variants[0]
+    records.append(profile_record(steps[name], name, args.batch_size, args.lengths[0],
+                                  args.profile))
+  records += fixed_shape_records(steps, args, peak)
   if args.data_dir:
-    from bertcore import schema
-    from trainer import buckets as buckets_lib
-    manifest = schema.read_manifest(args.data_dir)
-    for spec in args.buckets or ["16,32,64,128"]:
-      bounds = (buckets_lib.derive_boundaries(manifest.splits["train"].token_length,
-                                              int(manifest.max_seq_length))
-                if spec == "derived" else tuple(int(x) for x in spec.split(",")))
-      batches = real_batches(args.data_dir, bounds, b, args.num_batches)
-      real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in batches)
-      padded = sum(int(tf.size(f["input_mask"])) for f, _ in batches)
-      flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in batches)
-      times = interleaved(steps, lambda _: batches, args.rounds, 1)
-      records += summarise(times, b * len(batches), real, padded, flops, peak,
-                           f"tweets {','.join(map(str, bounds))}", variants[0])
+    records += real_batch_records(steps, args, peak)
   for rec in records:
     rec.update(env, peak_flops_f32=peak, peak_flops_bf16=peak_bf16)
-  if args.out:
-    tf.io.gfile.makedirs(os.path.dirname(args.out))
-    with tf.io.gfile.GFile(args.out, "a") as f:
-      for rec in records:
-        f.write(json.dumps(rec) + "\n")
+  append_records(records, args.out)
   print(f"load at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

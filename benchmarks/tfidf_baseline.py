@@ -175,50 +175,19 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
   start = time.time()
   if head not in ("binary", "multiclass"):
     raise ValueError(f"head must be binary or multiclass, got {head!r}")
-  train, val, test = (dataset.splits[s] for s in schema.SPLITS)
   for split in schema.SPLITS:
     if not dataset.splits[split].ids:
       raise ValueError(f"the {split} split is empty")
-  labels = list(dataset.labels)
-  positive_index = None
-  names = labels
-  if head == "binary":
-    if len(labels) != 2 and positive_label is None:
-      raise ValueError(f"binary needs 2 labels or a positive_label, got {labels}")
-    positive_index = labels.index(positive_label) if positive_label else 1
-    rest = [n for i, n in enumerate(labels) if i != positive_index]
-    names = ["|".join(rest), labels[positive_index]]
-    y = {s: _binary_targets(dataset.splits[s].label_ids, positive_index) for s in schema.SPLITS}
-    fit_labels = y["train"]
-    positive_index_in_fit = 1
-  else:
-    y = {s: dataset.splits[s].label_ids for s in schema.SPLITS}
-    fit_labels = y["train"]
-    positive_index_in_fit = None
-
+  names, y, positive_index = _targets(dataset, head, positive_label)
   vectorizer = make_vectorizer()
-  x_train = vectorizer.fit_transform(train.texts)
-  x_val = vectorizer.transform(val.texts)
-  x_test = vectorizer.transform(test.texts)
-  select = "best_f1" if head == "binary" else "macro_f1"
-
-  grid = []
-  best = None
-  for class_weight in class_weights:
-    for c in cs:
-      model = linear_model.LogisticRegression(
-          C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
-      model.fit(x_train, fit_labels)
-      val_metrics = evaluation.compute_metrics(
-          y["validation"], _scores(model, x_val, head, positive_index_in_fit), head, names)
-      score = val_metrics[select]
-      grid.append({"C": c, "class_weight": class_weight, f"validation_{select}": score})
-      if best is None or score > best[0]:
-        best = (score, c, class_weight, model, val_metrics)
-  _, c, class_weight, model, val_metrics = best
+  x = {"train": vectorizer.fit_transform(dataset.splits["train"].texts)}
+  for split in ("validation", "test"):
+    x[split] = vectorizer.transform(dataset.splits[split].texts)
+  grid, (c, class_weight, model, val_metrics) = _search_grid(
+      x, y, head, names, positive_index, cs, class_weights, seed)
   test_metrics = evaluation.compute_metrics(
-      y["test"], _scores(model, x_test, head, positive_index_in_fit), head, names)
-  result = {
+      y["test"], _scores(model, x["test"], head, positive_index), head, names)
+  return {
       "model": "tfidf_1-2gram+logreg", "head": head, "label_names": names,
       "C": c, "class_weight": class_weight, "vocabulary_size": len(vectorizer.vocabulary_),
       "rows": {s: len(dataset.splits[s].ids) for s in schema.SPLITS},
@@ -226,7 +195,47 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
       "summary": summarize(val_metrics, test_metrics, head),
       "seconds": round(time.time() - start, 1),
   }
-  return result
+
+
+def _targets(dataset, head, positive_label):
+  """-> (label names, {split: int targets}, index of the positive class or None).
+
+  binary: targets are 1 for `positive_label` (default labels[1]) and 0 for the rest, whose
+  names are joined with "|"; multiclass: the dataset's label ids and names as they are.
+  """
+  labels = list(dataset.labels)
+  if head != "binary":
+    return labels, {s: dataset.splits[s].label_ids for s in schema.SPLITS}, None
+  if len(labels) != 2 and positive_label is None:
+    raise ValueError(f"binary needs 2 labels or a positive_label, got {labels}")
+  positive_index = labels.index(positive_label) if positive_label else 1
+  rest = [n for i, n in enumerate(labels) if i != positive_index]
+  names = ["|".join(rest), labels[positive_index]]
+  y = {s: _binary_targets(dataset.splits[s].label_ids, positive_index) for s in schema.SPLITS}
+  return names, y, 1  # After _binary_targets the positive class is 1.
+
+
+def _search_grid(x, y, head, names, positive_index, cs, class_weights, seed):
+  """Fits one model per (C, class_weight) on train and scores it on validation.
+
+  x, y: {split: features / targets}. Returns (grid rows, (C, class_weight, model,
+  validation metrics) of the best: binary best_f1, multiclass macro_f1; the first on ties).
+  """
+  select = "best_f1" if head == "binary" else "macro_f1"
+  grid = []
+  best, best_score = None, None
+  for class_weight in class_weights:
+    for c in cs:
+      model = linear_model.LogisticRegression(
+          C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
+      model.fit(x["train"], y["train"])
+      val_metrics = evaluation.compute_metrics(
+          y["validation"], _scores(model, x["validation"], head, positive_index), head, names)
+      score = val_metrics[select]
+      grid.append({"C": c, "class_weight": class_weight, f"validation_{select}": score})
+      if best is None or score > best_score:
+        best, best_score = (c, class_weight, model, val_metrics), score
+  return grid, best
 
 
 def f1_at(metrics, threshold):

@@ -141,3 +141,19 @@ def match_files(patterns):
   """Expands glob patterns (local or remote) to a sorted, de-duplicated list of files."""
   results = FileSystems.match(list(patterns))
   return sorted({m.path for result in results for m in result.metadata_list})
+
+
+def matched_files_with_headers(patterns, encoding):
+  """Expands the input globs; yields (path, header) for each file, in sorted path order.
+
+  Raises ValueError with one line if nothing matches or a file has no header row. The caller
+  checks the header's columns, since each job needs different ones.
+  """
+  paths = match_files(patterns)
+  if not paths:
+    raise ValueError(f"no input files match {', '.join(patterns)}")
+  for path in paths:
+    header = read_header(path, encoding)
+    if header is None:
+      raise ValueError(f"{path} is empty: every input file needs a header row")
+    yield path, header

@@ -69,14 +69,10 @@ def prepare_output_dir(output_dir):
 
 def check_inputs(patterns, encoding, columns):
   """Expands the input globs and checks every header; ValueError with one line if unusable."""
-  files = csv_source.match_files(patterns)
-  if not files:
-    raise ValueError(f"no input files match {', '.join(patterns)}")
-  for path in files:
-    header = csv_source.read_header(path, encoding)
-    if header is None:
-      raise ValueError(f"{path} is empty: every input file needs a header row")
+  files = []
+  for path, header in csv_source.matched_files_with_headers(patterns, encoding):
     rows.make_layout(header, columns, path)
+    files.append(path)
   return files
 
 

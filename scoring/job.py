@@ -26,6 +26,7 @@ from preprocess import csv_source
 from preprocess import job as preprocess_job
 from scoring import pipeline as pipeline_lib
 from trainer import export
+from trainer import predict
 
 MANIFEST = "manifest.json"
 SHARD_PATTERN = r"predictions-\d{5}-of-\d{5}\.(csv|jsonl)"
@@ -45,19 +46,17 @@ def check_model(model_dir):
 
 
 def check_inputs(patterns, encoding, columns):
-  """Expands the input globs and checks each header; ValueError with one line if unusable."""
-  files = csv_source.match_files(patterns)
-  if not files:
-    raise ValueError(f"no input files match {', '.join(patterns)}")
-  for path in files:
-    header = csv_source.read_header(path, encoding)
-    if header is None:
-      raise ValueError(f"{path} is empty: expected a header row")
+  """Expands the input globs and checks that each header has the id, text and pair columns.
+
+  Returns the sorted input files; ValueError with one line if one is unusable.
+  """
+  files = []
+  for path, header in csv_source.matched_files_with_headers(patterns, encoding):
     for name in (columns.id, columns.text, columns.text_pair):
-      if name and name not in header:
+      if name:
         hint = "; pass --id_column= to number the rows instead" if name == columns.id else ""
-        raise ValueError(f"column {name!r} is not in {path} (its columns: "
-                         f"{', '.join(repr(c) for c in header)}){hint}")
+        predict.column_index(header, name, path, hint)
+    files.append(path)
   return files
 
 
@@ -152,7 +151,7 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
   config = pipeline_lib.ScoreConfig(
       input_files=tuple(files), model_dir=model_dir, temp_dir=temp_dir, encoding=encoding,
       columns=columns,
-      output_columns=tuple(pipeline_lib.output_columns(metadata, columns.id)),
+      output_columns=tuple(predict.output_columns(metadata, columns.id)),
       output_format=output_format, num_shards=num_shards, sort_rows=sort_rows,
       batch_size=batch_size,
       multilabel_separator=(metadata.get("multilabel_separator", "|")

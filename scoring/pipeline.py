@@ -40,7 +40,6 @@ from trainer import predict
 
 NAMESPACE = "score"
 END = "__end__"  # ScoreRow.problem of the marker that closes a part.
-ROW_NUMBER_COLUMN = predict.ROW_NUMBER_COLUMN
 FORMATS = ("csv", "jsonl")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -69,15 +68,6 @@ class ScoreRow(NamedTuple):
   problem: Optional[str]
 
 
-def output_columns(metadata, id_column):
-  """The output's columns: id (or `row`), label, probability column(s), error."""
-  if metadata["head"] == "binary":
-    probabilities = ["probability"]
-  else:
-    probabilities = [f"probability_{name}" for name in metadata["labels"]]
-  return [id_column or ROW_NUMBER_COLUMN, "label"] + probabilities + ["error"]
-
-
 def column_indices(header, columns):
   """-> (id, text, text_pair) positions in the header (None for an absent column)."""
   index = lambda name: header.index(name) if name else None  # noqa: E731
@@ -94,7 +84,7 @@ def parse_record(record, row_number, header, indices):
   id_index, text_index, pair_index = indices
   if record.fields is None:
     return (str(row_number) if id_index is None else ""), "", "", "malformed_csv"
-  row_id, text, pair, problem = predict._parse_row(  # pylint: disable=protected-access
+  row_id, text, pair, problem = predict.parse_row(
       record.fields, row_number, header, id_index, text_index, pair_index)
   if not record.raw.isascii() and _SURROGATE.search(record.raw):
     # csv_source decodes bytes the encoding cannot read to lone surrogates.
@@ -215,8 +205,7 @@ def format_row(row, prediction, num_probabilities):
   if prediction is None:
     return [row.row_id, ""] + [""] * num_probabilities + [row.problem]
   label, probabilities = prediction
-  return ([row.row_id, label] + [predict._format_probability(p) for p in probabilities]  # pylint: disable=protected-access
-          + [""])
+  return [row.row_id, label] + [predict.format_probability(p) for p in probabilities] + [""]
 
 
 def encode_lines(cells, columns, output_format):

@@ -202,6 +202,20 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
   if head == "multiclass" and threshold is not None:
     logging.info("export: a multiclass head predicts by argmax; threshold %s is not used",
                  threshold)
+  metadata = _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata)
+  export_dir = export_dir.rstrip("/")
+  _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
+                     vocab_file, metadata)
+  logging.info("export: wrote %s (%s head, %d labels, threshold %s)", export_dir, head,
+               len(labels), metadata["threshold"])
+  return export_dir
+
+
+def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata):
+  """The dict written to assets/metadata.json: what serving and scoring need to know.
+
+  extra_metadata (or None) is merged in; ValueError if it would override one of our keys.
+  """
   metadata = {
       "format_version": METADATA_FORMAT,
       "package_version": bertcore.__version__,
@@ -222,8 +236,15 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     if clash:
       raise ValueError(f"extra_metadata may not override {', '.join(clash)}")
     metadata.update(extra_metadata)
+  return metadata
 
-  export_dir = export_dir.rstrip("/")
+
+def _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
+                       vocab_file, metadata):
+  """Saves the ServingModule to `<export_dir>.tmp-<random>`, then moves it to export_dir.
+
+  A failure removes the temporary directory and leaves export_dir as it was.
+  """
   tmp_dir = f"{export_dir}.tmp-{uuid.uuid4().hex[:12]}"
   # The assets are staged locally under their final names; the SavedModel writer copies them.
   staging = tempfile.mkdtemp(prefix="export-assets-")
@@ -247,9 +268,6 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  logging.info("export: wrote %s (%s head, %d labels, threshold %s)", export_dir, head,
-               len(labels), metadata["threshold"])
-  return export_dir
 
 
 def move_into_place(tmp_dir, export_dir, per_file=None):

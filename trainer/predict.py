@@ -20,6 +20,7 @@ name and renamed when complete. Rows are read in chunks and sorted by length wit
 before batching, so that a batch pads to similar lengths; results are written in input order.
 """
 import codecs
+import contextlib
 import csv
 import io
 import posixpath
@@ -72,15 +73,26 @@ def _text_encoding(encoding):
   return "utf-8-sig" if name == "utf-8" else encoding
 
 
-def _column_index(header, column, input_path, hint=""):
+def column_index(header, column, input_path, hint=""):
+  """The position of `column` in the header; ValueError (one line, naming the columns) if absent."""
   if column not in header:
     raise ValueError(f"column {column!r} is not in {input_path} (its columns: "
                      f"{', '.join(repr(c) for c in header)}){hint}")
   return header.index(column)
 
 
-def _format_probability(p):
+def format_probability(p):
+  """A probability as an output cell: 7 significant digits."""
   return format(float(p), ".7g")
+
+
+def output_columns(metadata, id_column):
+  """The output's columns for an export's metadata: id (or `row`), label, probabilities, error."""
+  if metadata["head"] == "binary":
+    probabilities = ["probability"]
+  else:
+    probabilities = [f"probability_{name}" for name in metadata["labels"]]
+  return [id_column or ROW_NUMBER_COLUMN, "label"] + probabilities + ["error"]
 
 
 def predict_csv(model_dir, input_path, output_path, id_column="qid",
@@ -109,74 +121,111 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
   if not tf.io.gfile.exists(input_path):
     raise ValueError(f"input file {input_path} does not exist")
   text_encoding = _text_encoding(encoding)
-  input_size = tf.io.gfile.stat(input_path).length
-  if metadata["head"] == "binary":
-    probability_columns = ["probability"]
-  else:
-    probability_columns = [f"probability_{name}" for name in metadata["labels"]]
-
   raw = _GFileRaw(tf.io.gfile.GFile(input_path, "rb"))
-  reader_file = io.TextIOWrapper(io.BufferedReader(raw), encoding=text_encoding, newline="")
-  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
   stats = {"rows": 0, "predicted": 0, "blank_lines": 0, "bad_rows": {}}
-  try:
-    # The header first: a wrong column fails before the model is loaded.
+  with io.TextIOWrapper(io.BufferedReader(raw), encoding=text_encoding,
+                        newline="") as reader_file:
     reader = csv.reader(reader_file)
+    # The header first: a wrong column fails before the model is loaded.
     header = _read_header(reader, input_path, encoding)
-    text_index = _column_index(header, text_column, input_path)
-    pair_index = (_column_index(header, text_pair_column, input_path)
-                  if text_pair_column else None)
-    id_index = (_column_index(header, id_column, input_path,
-                              "; pass --id_column= to number the rows instead")
-                if id_column else None)
-    columns = [id_column or ROW_NUMBER_COLUMN, "label"] + probability_columns + ["error"]
-
+    indices = _input_indices(header, input_path, id_column, text_column, text_pair_column)
+    columns = output_columns(metadata, id_column)
+    num_probabilities = len(columns) - 3  # All but id, label and error.
     loaded = tf.saved_model.load(model_dir)
     signature = loaded.signatures["serve_text_pair" if text_pair_column else "serving_default"]
-    start = last_progress = time.monotonic()
+    progress = _Progress(raw, tf.io.gfile.stat(input_path).length, log)
+    with _complete_output(output_path) as out:
+      out.write(_csv_lines([columns]))
+      rows = (parse_row(row, stats["rows"], header, *indices)
+              for row in _rows(reader, input_path, encoding, stats))
+      for chunk in _chunks(rows, batch_size * CHUNK_BATCHES):
+        out.write(_predict_chunk(signature, chunk, batch_size, num_probabilities, stats))
+        progress.report(stats["rows"])
+  summary = _summary(stats, progress.seconds(), output_path, columns)
+  log(_summary_line(summary))
+  return summary
+
+
+def _input_indices(header, input_path, id_column, text_column, text_pair_column):
+  """-> (id, text, text_pair) positions in the header, None for an absent id or pair column."""
+  text_index = column_index(header, text_column, input_path)
+  pair_index = column_index(header, text_pair_column, input_path) if text_pair_column else None
+  id_index = (column_index(header, id_column, input_path,
+                           "; pass --id_column= to number the rows instead")
+              if id_column else None)
+  return id_index, text_index, pair_index
+
+
+class _Progress:
+  """Logs rows/s and the share of the input read, at most every PROGRESS_SECONDS."""
+
+  def __init__(self, raw, input_size, log):
+    self._raw, self._input_size, self._log = raw, input_size, log
+    self._start = self._last = time.monotonic()
+
+  def report(self, rows):
+    now = time.monotonic()
+    if now - self._last >= PROGRESS_SECONDS:
+      self._last = now
+      done = 100 * self._raw.bytes_read / max(self._input_size, 1)
+      self._log(f"predict: {rows} rows (~{done:.0f}% of the input), "
+                f"{rows / (now - self._start):.0f} rows/s")
+
+  def seconds(self):
+    return time.monotonic() - self._start
+
+
+@contextlib.contextmanager
+def _complete_output(output_path):
+  """Yields a text file under a temporary name; renamed to output_path only on success.
+
+  On any error the temporary file is removed, so output_path is never a partial output.
+  """
+  tmp_path = f"{output_path}.tmp-{uuid.uuid4().hex[:12]}"
+  try:
     parent = posixpath.dirname(output_path)
     if parent:
       tf.io.gfile.makedirs(parent)
     with tf.io.gfile.GFile(tmp_path, "w") as out:
-      out.write(_csv_lines([columns]))
-      chunk = []
-      for row in _rows(reader, input_path, encoding, stats):
-        chunk.append(_parse_row(row, stats["rows"], header, id_index, text_index, pair_index))
-        if len(chunk) == batch_size * CHUNK_BATCHES:
-          out.write(_predict_chunk(signature, chunk, batch_size, len(probability_columns),
-                                   stats))
-          chunk = []
-          now = time.monotonic()
-          if now - last_progress >= PROGRESS_SECONDS:
-            last_progress = now
-            done = 100 * raw.bytes_read / max(input_size, 1)
-            log(f"predict: {stats['rows']} rows (~{done:.0f}% of the input), "
-                f"{stats['rows'] / (now - start):.0f} rows/s")
-      if chunk:
-        out.write(_predict_chunk(signature, chunk, batch_size, len(probability_columns),
-                                 stats))
+      yield out
     tf.io.gfile.rename(tmp_path, output_path, overwrite=True)  # complete: make it visible
   except BaseException:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
     raise
-  finally:
-    reader_file.close()
 
-  seconds = time.monotonic() - start
-  bad_total = sum(stats["bad_rows"].values())
-  summary = {
+
+def _chunks(items, size):
+  """Lists of `size` consecutive items (the last one shorter), from any iterable."""
+  chunk = []
+  for item in items:
+    chunk.append(item)
+    if len(chunk) == size:
+      yield chunk
+      chunk = []
+  if chunk:
+    yield chunk
+
+
+def _summary(stats, seconds, output_path, columns):
+  """The summary dict that predict_csv returns (see there), from the run's counts."""
+  return {
       "rows": stats["rows"], "predicted": stats["predicted"],
-      "bad_rows": dict(sorted(stats["bad_rows"].items())), "bad_rows_total": bad_total,
+      "bad_rows": dict(sorted(stats["bad_rows"].items())),
+      "bad_rows_total": sum(stats["bad_rows"].values()),
       "blank_lines": stats["blank_lines"], "seconds": round(seconds, 3),
       "rows_per_second": round(stats["rows"] / seconds, 1) if seconds > 0 else None,
       "output": output_path, "columns": columns,
   }
+
+
+def _summary_line(summary):
+  """The final log line: counts, reasons for rows without prediction, speed, output."""
   bad = ", ".join(f"{k} {v}" for k, v in summary["bad_rows"].items())
-  log(f"predict: done: {summary['rows']} rows, {summary['predicted']} predicted, {bad_total} "
-      f"without prediction{f' ({bad})' if bad else ''}, {summary['blank_lines']} blank lines "
-      f"skipped; {seconds:.1f} s, {summary['rows_per_second']} rows/s -> {output_path}")
-  return summary
+  return (f"predict: done: {summary['rows']} rows, {summary['predicted']} predicted, "
+          f"{summary['bad_rows_total']} without prediction{f' ({bad})' if bad else ''}, "
+          f"{summary['blank_lines']} blank lines skipped; {summary['seconds']:.1f} s, "
+          f"{summary['rows_per_second']} rows/s -> {summary['output']}")
 
 
 def _decode_error(input_path, encoding, row_number):
@@ -215,7 +264,7 @@ def _rows(reader, input_path, encoding, stats):
     yield row
 
 
-def _parse_row(row, row_number, header, id_index, text_index, pair_index):
+def parse_row(row, row_number, header, id_index, text_index, pair_index):
   """-> (id, text, text_pair, problem): problem is None or the reason for no prediction."""
   def field(index):
     return row[index] if index is not None and index < len(row) else ""
@@ -253,7 +302,7 @@ def _predict_chunk(signature, chunk, batch_size, num_probabilities, stats):
     names = outputs["label"].numpy()
     for j, i in enumerate(indices):
       lines[i] = ([chunk[i][0], names[j].decode("utf-8")]
-                  + [_format_probability(p) for p in probabilities[j]] + [""])
+                  + [format_probability(p) for p in probabilities[j]] + [""])
   stats["predicted"] += len(good)
   for i, (row_id, _, _, problem) in enumerate(chunk):
     if problem is not None:
