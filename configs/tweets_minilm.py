@@ -38,6 +38,6 @@ def get_config():
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
   config.eval.global_batch_size = 128
-  config.precision = "float32"          # CPU
+  config.precision = "auto"             # CPU: bfloat16 where native (AVX512_BF16 / AMX), else float32
   config.wandb.project = "bert-tweets-minilm"
   return config
