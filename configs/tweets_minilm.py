@@ -28,8 +28,8 @@ def get_config():
   config.model.dropout = 0.1
   config.train.global_batch_size = 32
   # A CPU budget: 2 "epochs" of 300 steps (19,200 of the ~29,800 training tweets, each epoch a
-  # fresh shuffle), about 15 minutes on 2 cores with bucketing. Full passes:
-  # --config.train.steps_per_epoch=0 (about 20 minutes each on 2 cores).
+  # fresh shuffle): about 6 minutes with evaluation on 2 cores with native bfloat16, about 8–9 in
+  # float32. Full passes: --config.train.steps_per_epoch=0 (930 steps each).
   config.train.steps_per_epoch = 300
   config.train.epochs = 2
   config.train.learning_rate = 5e-5
