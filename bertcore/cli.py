@@ -7,6 +7,7 @@ A bad command line ends with one `error: ...` line and exit code 1 instead of ab
 two-line "FATAL Flags parsing error"; `--help` is absl's. error_line() makes any exception
 such a line. TensorFlow-free, so the launcher uses it too.
 """
+import re
 import sys
 
 from absl import flags
@@ -43,11 +44,26 @@ def require_flags(*names):
     sys.exit(f"error: {', '.join(missing)} required")
 
 
-def error_line(exc):
-  """The first non-empty line of an error's message (the type name if it has none).
+# Lines TensorFlow puts before the cause of a graph error.
+_TF_PREAMBLE = ("Graph execution error:", "Detected at node")
 
-  TensorFlow's OpError keeps its own text in `.message` (str() adds the op's context).
+
+def error_line(exc):
+  """The line of an error's message that says what went wrong (the type name if it has none).
+
+  TensorFlow's OpError keeps its own text in `.message` (str() adds the op's context). A graph
+  error starts with a generic "Graph execution error:" and an indented "Detected at node ..."
+  traceback; the cause is the first unindented line after them, without TF's
+  `{{function_node ...}}` prefix and `[[{{node ...}}]] [Op:...]` suffix.
   """
   message = getattr(exc, "message", None)
   text = (message if isinstance(message, str) and message.strip() else str(exc)).strip()
-  return text.splitlines()[0] if text else type(exc).__name__
+  lines = [line for line in text.splitlines() if line.strip()]
+  for line in lines:
+    if line[0].isspace() or line.startswith(_TF_PREAMBLE):
+      continue
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line)
+    line = re.sub(r"\s*(\[\[\{\{node .*|\[Op:[^\]]*\].*)$", "", line).strip()
+    if line:
+      return line
+  return lines[0].strip() if lines else type(exc).__name__

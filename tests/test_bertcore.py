@@ -50,6 +50,20 @@ def test_error_line():
     assert "\n" not in cli.error_line(e)
 
 
+class _GraphError(Exception):
+  """What TensorFlow raises from a tf.function: the cause after a generic preamble."""
+  message = ("Graph execution error:\n\nDetected at node Foo defined at (most recent call last):\n"
+             '  File "x.py", line 3, in <module>\n    f()\n\n'
+             "Collective ops is aborted by: peer down\n\t [[{{node Foo}}]] [Op:__inference_f_12]")
+
+
+def test_error_line_finds_the_cause_of_a_graph_error():
+  assert cli.error_line(_GraphError()) == "Collective ops is aborted by: peer down"
+  corrupt = _GraphError()
+  corrupt.message = "{{function_node __inference_x}} corrupted record at 4493 [Op:IteratorGetNext]"
+  assert cli.error_line(corrupt) == "corrupted record at 4493"
+
+
 @pytest.mark.parametrize("env,requested,expected", [
     ({}, "auto", "disabled"),                                    # no key: never a login prompt
     ({"WANDB_API_KEY": "k"}, "auto", "online"),

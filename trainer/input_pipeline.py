@@ -19,12 +19,11 @@ No py_function anywhere, so the pipeline runs in TF's C++ threads and serialises
 import dataclasses
 import math
 import posixpath
-import re
 
 import tensorflow as tf
 from absl import logging
 
-from bertcore import names, schema
+from bertcore import cli, names, schema
 
 MODEL_INPUTS = names.MODEL_INPUTS
 POOL_BATCHES = 64   # batches sorted together by length when bucketing
@@ -97,11 +96,8 @@ def find_corrupt_shard(shards, compression=None):
 
 
 def error_line(error):
-  """The first line of an error's message, without TF's `{{function_node ...}}` prefix and
-  `[Op:...]` suffix: e.g. "corrupted record at 4493"."""
-  message = getattr(error, "message", None) or str(error)
-  line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message.splitlines()[0])
-  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line).strip()
+  """The line of an error that says what went wrong, e.g. "corrupted record at 4493"."""
+  return cli.error_line(error)
 
 
 def padded_lengths(bucket_boundaries, max_seq_length):
