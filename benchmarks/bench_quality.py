@@ -276,20 +276,18 @@ def print_record(record):
         + ", ".join(f"{k} {v}" for k, v in c.items() if k not in (
             "encoder.kind", "encoder.dir", "model.head", "model.pooling", "train.epochs",
             "train.learning_rate", "train.global_batch_size", "wandb.mode")))
-  if record["task"] == "binary":
-    print("| task | model | test F1 (val-tuned thr) | test F1 @0.5 | test PR-AUC | wall time |")
-    print("|---|---|---|---|---|---|")
-    for name, m in (("MiniLM-L6 fine-tuned", ft), ("TF-IDF + LR", bl)):
-      s = m["summary"]
-      print(f"| positive vs rest | {name} | {s['test_f1']:.4f} (thr {s['validation_threshold']}) "
-            f"| {s['test_f1_at_0.5']:.4f} | {s['test_pr_auc']:.4f} | {minutes(m['seconds'])} |")
-  else:
-    print("| task | model | test macro-F1 | test accuracy | wall time |")
-    print("|---|---|---|---|---|")
-    for name, m in (("MiniLM-L6 fine-tuned", ft), ("TF-IDF + LR", bl)):
-      s = m["summary"]
-      print(f"| 3-class | {name} | {s['test_macro_f1']:.4f} | {s['test_accuracy']:.4f} | "
-            f"{minutes(m['seconds'])} |")
+  binary = record["task"] == "binary"
+  header = (["task", "model", "test F1 (val-tuned thr)", "test F1 @0.5", "test PR-AUC", "wall time"]
+            if binary else ["task", "model", "test macro-F1", "test accuracy", "wall time"])
+  print("| " + " | ".join(header) + " |")
+  print("|" + "---|" * len(header))
+  for name, m in (("MiniLM-L6 fine-tuned", ft), ("TF-IDF + LR", bl)):
+    s = m["summary"]
+    cells = ([f"{s['test_f1']:.4f} (thr {s['validation_threshold']})", f"{s['test_f1_at_0.5']:.4f}",
+              f"{s['test_pr_auc']:.4f}"] if binary else
+             [f"{s['test_macro_f1']:.4f}", f"{s['test_accuracy']:.4f}"])
+    task = "positive vs rest" if binary else "3-class"
+    print("| " + " | ".join([task, name] + cells + [minutes(m["seconds"])]) + " |")
   margin = headline(record, "fine_tuned")[0] - headline(record, "baseline")[0]
   met = margin >= TARGET_MARGIN and ft["seconds"] <= BUDGET_MINUTES * 60
   print(f"fine-tuned - baseline = {margin:+.4f} F1 (target >= +{TARGET_MARGIN}) in "
