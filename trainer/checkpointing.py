@@ -12,7 +12,7 @@ import posixpath
 
 import tensorflow as tf
 
-from trainer import input_pipeline
+from bertcore import cli
 from trainer import model as model_lib
 from trainer import optimization
 
@@ -80,7 +80,7 @@ def save(state, step, steps_per_epoch):
     state.manager.save(checkpoint_number=step)
   except (tf.errors.OpError, OSError) as e:
     raise TrainingError(f"could not save the checkpoint of step {step} in "
-                        f"{state.manager.directory}: {input_pipeline.error_line(e)}") from None
+                        f"{state.manager.directory}: {cli.error_line(e)}") from None
   state.last_saved_step = step
   if state.scratch:
     remove_dir(state.manager.directory)

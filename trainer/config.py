@@ -152,7 +152,7 @@ def to_dict(config):
 def write_config(config, model_dir):
   """Writes the resolved config to model_dir/config.json (atomically)."""
   path = posixpath.join(model_dir, CONFIG_FILE)
-  write_json_atomic(path, to_dict(config))
+  files.write_json(path, to_dict(config))
   return path
 
 
@@ -163,9 +163,6 @@ def read_config_json(model_dir):
     return None
   return files.read_json(path)
 
-
-# Kept for trainer/train.py, which writes its results with it: the same as files.write_json.
-write_json_atomic = files.write_json
 
 
 def load_config_file(path, overrides=None):

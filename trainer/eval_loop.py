@@ -4,7 +4,6 @@
                                   "final": {step, source, validation, test, threshold, ...}}
 """
 import dataclasses
-import json
 import math
 import posixpath
 
@@ -12,11 +11,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainer import config as config_lib
+from bertcore import files, names
 from trainer import evaluation, input_pipeline, plan as plan_lib
 from trainer.progress import say
 
-RESULTS_FILE = "eval_results.json"
+RESULTS_FILE = names.RESULTS_FILE
 PLOTS_DIR = "plots"
 # Evaluation batches per compiled call: the host works once per call, and a preemption
 # notice waits at most one call (16 batches of 128 MiniLM rows: a few seconds on 2 cores).
@@ -131,11 +130,8 @@ def decision_threshold(validation, head):
 
 def read_results(model_dir):
   path = posixpath.join(model_dir, RESULTS_FILE)
-  if not tf.io.gfile.exists(path):
-    return {}
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return files.read_json(path) if tf.io.gfile.exists(path) else {}
 
 
 def write_results(model_dir, results):
-  config_lib.write_json_atomic(posixpath.join(model_dir, RESULTS_FILE), results)
+  files.write_json(posixpath.join(model_dir, RESULTS_FILE), results)

@@ -73,7 +73,7 @@ def verify_shards(shards, compression=None, on_corrupt="error"):
           problem = (f"holds {counted} records but the manifest says {rows} "
                      "(truncated or replaced)")
       except tf.errors.OpError as e:
-        problem = f"is corrupt ({error_line(e)})"
+        problem = f"is corrupt ({cli.error_line(e)})"
     if problem is None:
       good.append((path, counted))
     elif on_corrupt == "skip":
@@ -91,13 +91,8 @@ def find_corrupt_shard(shards, compression=None):
     try:
       count_records(path, compression)
     except tf.errors.OpError as e:
-      return path, error_line(e)
+      return path, cli.error_line(e)
   return None
-
-
-def error_line(error):
-  """The line of an error that says what went wrong, e.g. "corrupted record at 4493"."""
-  return cli.error_line(error)
 
 
 def padded_lengths(bucket_boundaries, max_seq_length):
