@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from bertcore import schema
+from trainer import checkpointing
 from trainer import config as config_lib
 from trainer import model as model_lib
 from trainer import strategy as strategy_lib
@@ -139,7 +140,12 @@ def test_hub_savedmodel_encoder_builds_and_its_vocab_is_checked(data_dir, tmp_pa
                                        "model.pooling": "cls"})
   manifest = schema.read_manifest(data_dir)
   assert model_lib.check_encoder_fits_data(config.encoder, manifest).endswith("vocab.txt")
-  classifier, _ = model_lib.build_classifier(config, manifest)
+  classifier, encoder = model_lib.build_classifier(config, manifest)
+  # A TF-Hub BERT keeps Model Garden's variable names: layer decay can place every variable.
+  config.train.layer_decay = 0.5
+  decay = checkpointing.lr_multipliers(config.train, classifier, encoder)
+  assert sorted(decay.values()).count(0.5) == 5            # the embeddings, 1 layer below
+  assert len(decay) == len(classifier.trainable_variables) and min(decay.values()) == 0.5
   ids = tf.constant([[2, 4, 3]])
   logits = classifier({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
                        "input_type_ids": tf.zeros_like(ids)})
