@@ -1,7 +1,8 @@
-"""The optimizer: AdamW with linear warm-up and linear decay, optionally lazy on embeddings.
+"""The optimizer: AdamW with linear warm-up and linear decay, optionally lazy on embeddings and
+with layer-wise learning-rate decay.
 
 Model Garden's AdamWeightDecay does the arithmetic (bias-corrected Adam, decoupled weight decay
-lr * rate * w, no decay of LayerNorm and bias). Two things differ from its create_optimizer:
+lr * rate * w, no decay of LayerNorm and bias). Three things differ from its create_optimizer:
 - the schedule: `train.lr_schedule=linear` warms up to the peak and then decays linearly over
   the remaining steps (what PyTorch / Hugging Face do); `polynomial_from_zero` is Model Garden's
   WarmUp over a decay that starts at step 0 (at the end of warm-up it is already
@@ -10,12 +11,14 @@ lr * rate * w, no decay of LayerNorm and bias). Two things differ from its creat
   per distinct token of the batch) updates only the rows it names. Keras' Adam decays the
   moments of all 30,522 rows and rewrites the whole table on every step, which costs up to a
   third of a MiniLM step on CPU (benchmarks/results/step.md). Rows of tokens absent from a batch
-  keep their moments until they appear again (as TF Addons' LazyAdam).
+  keep their moments until they appear again (as TF Addons' LazyAdam);
 - `train.layer_decay` (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?"):
   encoder layer l of L (1 = lowest) learns at lr x decay^(L - l), the embeddings at
   lr x decay^L, the pooler and the classifier at lr. The multiplier scales the learning rate
   of each variable's update (Adam's step and the decoupled weight decay alike); scaling the
-  gradient instead would do nothing, since Adam divides it by its own magnitude.
+  gradient instead would do nothing, since Adam divides it by its own magnitude. Each
+  multiplier is a function of the variable's name alone, so every replica, every worker and a
+  resumed run compute the same ones.
 """
 import re
 
@@ -99,14 +102,19 @@ def layer_decay_multipliers(decay, encoder_names, head_names):
   return multipliers
 
 
+def _bottom_up(group):
+  """Sort key of a layer_group: embeddings, layer_0, layer_1, ..., head."""
+  if group in (EMBEDDINGS, HEAD):
+    return -1 if group == EMBEDDINGS else float("inf")
+  return int(group[len("layer_"):])
+
+
 def describe_layer_decay(decay, multipliers):
   """One line: 'layer_decay 0.5 over 3 layers: embeddings x0.125, layer_0 x0.25, ..., head x1'."""
   if not multipliers:
     return f"layer_decay {decay:g}: off (every variable at the learning rate)"
   by_group = {layer_group(key) or HEAD: k for key, k in multipliers.items()}
-  def order(group):
-    return -1 if group == EMBEDDINGS else 10**9 if group == HEAD else int(group[6:])
-  groups = sorted(by_group, key=order)
+  groups = sorted(by_group, key=_bottom_up)
   num_layers = sum(g.startswith("layer_") for g in groups)
   return (f"layer_decay {decay:g} over {num_layers} layers: "
           + ", ".join(f"{g} x{by_group[g]:.3g}" for g in groups))
