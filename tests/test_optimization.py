@@ -129,6 +129,11 @@ def test_the_multiplier_is_the_same_for_every_replica_copy_of_a_variable():
   assert optimization.layer_group("e/transformer/layer_3/output/kernel/replica_7:0") == "layer_3"
   assert optimization.layer_group("bert_encoder_v2_4/word_embeddings/embeddings:0") == (
       "embeddings")
+  tf1_bert = {"bert/embeddings/word_embeddings": "embeddings",
+              "bert/embeddings/LayerNorm/gamma": "embeddings",
+              "bert/encoder/layer_11/attention/self/query/kernel": "layer_11",
+              "bert/pooler/dense/kernel": "head", "output_weights": None}
+  assert {n: optimization.layer_group(n) for n in tf1_bert} == tf1_bert
 
 
 def test_an_encoder_without_layer_names_is_refused_in_one_line():

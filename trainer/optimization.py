@@ -34,7 +34,9 @@ NO_WEIGHT_DECAY = ["LayerNorm", "layer_norm", "bias"]
 # name their variables: "<encoder>/transformer/layer_<i>/..." (i from 0, the lowest), the
 # embeddings "word_embeddings/", "position_embedding/", "type_embeddings/", their LayerNorm
 # "embeddings/layer_norm/" and ALBERT-style "embedding_projection/"; "pooler_transform/".
-_LAYER = re.compile(r"(?:^|/)transformer/layer_(\d+)/")
+# google-research/bert's TF1 checkpoints say "bert/encoder/layer_<i>/", "bert/embeddings/",
+# "bert/pooler/".
+_LAYER = re.compile(r"(?:^|/)(?:transformer|encoder)/layer_(\d+)/")
 _EMBEDDINGS = re.compile(r"(?:^|/)(?:word_embeddings|position_embeddings?|type_embeddings|"
                          r"embeddings|embedding_projection)/")
 _POOLER = re.compile(r"(?:^|/)pooler")
