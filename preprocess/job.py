@@ -198,7 +198,8 @@ def make_manifest(config, summary, vocab_path):
       num_shards=c.num_shards,
       split_fractions={
           "train": c.train_fraction, "validation": c.validation_fraction,
-          "test": round(1 - c.train_fraction - c.validation_fraction, 12)},
+          # max: 1 - 0.9 - 0.1 rounds to -0.0 (with --test_input, no --input row is test).
+          "test": max(0.0, round(1 - c.train_fraction - c.validation_fraction, 12))},
       rows_read=sum(summary["rows_read"].values()),
       rows_written=sum(s.rows for s in splits.values()),
       rows_rejected=rows_rejected,
