@@ -5,9 +5,9 @@ The rows and splits come from the preprocessing job's own code, given the job's 
 recipe's --encoding and --delimiter), `rows.convert_row` validates each record (with
 --unescape_html) and computes its id, duplicate ids keep the first row by (file, line) as the
 job's WriteShards does (--test_input files first), and `rows.assign_split` puts each id in
-train / validation / test (every row of a --test_input file in test). So the baseline trains on exactly
-the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a written
-data directory (same ids and labels in every split).
+train / validation / test (every row of a --test_input file in test). So the baseline trains on
+exactly the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a
+written data directory (same ids and labels in every split).
 
 C and class_weight are chosen on the validation split (a fair baseline); for a binary task the
 decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
@@ -15,6 +15,9 @@ applied to test. Metrics come from trainer.evaluation.compute_metrics, the train
 
   python benchmarks/tfidf_baseline.py @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
+  PYTHONPATH=. python benchmarks/tfidf_baseline.py @configs/data/drugreviews_binary.args \
+      --input="$(python -m preprocess.datasets drugreviews-train)" \
+      --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
 (The job's parser wants a vocabulary flag; the baseline never reads it.)
 """

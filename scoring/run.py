@@ -39,7 +39,7 @@ def make_parser():
   p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
   p.add_argument("--delimiter", default=",",
                  help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=preprocess_run._bool, default=None,  # pylint: disable=protected-access
+  p.add_argument("--unescape_html", type=preprocess_run.parse_bool, default=None,
                  help="decode HTML character references in the texts (true/false); default: "
                       "as the training data (recorded in the export)")
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
