@@ -15,7 +15,7 @@ applied to test. Metrics come from trainer.evaluation.compute_metrics, the train
 
   python benchmarks/tfidf_baseline.py @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
-  PYTHONPATH=. python benchmarks/tfidf_baseline.py @configs/data/drugreviews_binary.args \
+  python benchmarks/tfidf_baseline.py @configs/data/drugreviews_binary.args \
       --input="$(python -m preprocess.datasets drugreviews-train)" \
       --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
