@@ -78,8 +78,12 @@ def check_inputs(patterns, encoding, columns):
 
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
-            split_salt, compression, batch_size, options=None, wandb_project=None):
+            split_salt, compression, batch_size, options=None, wandb_project=None,
+            truncation="head"):
   """Runs the whole job and returns its schema.Manifest (also written to output_dir).
+
+  truncation: which word pieces an over-long text keeps (names.TRUNCATIONS; see
+  bertcore.tokenization.TextEncoder); recorded in the manifest for the trainer and the export.
 
   Raises ValueError (or DataError) with a one-line message for fatal problems: no input
   files, a required column missing from a header, no valid row at all.
@@ -92,6 +96,9 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
     raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
   if max_seq_length < 3:
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
+  if truncation not in names.TRUNCATIONS:
+    raise ValueError(f"--truncation must be one of {', '.join(names.TRUNCATIONS)}, got "
+                     f"{truncation!r}")
   csv_source.check_filesystems([*input_patterns, output_dir])
   vocab = tokenization.load_vocab(vocab_path)
   input_files = check_inputs(input_patterns, encoding, columns)
@@ -102,7 +109,8 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       columns=columns, row_config=row_config, labels=tuple(labels) if labels is not None else None,
       vocab=vocab, lower_case=lower_case, max_seq_length=max_seq_length, num_shards=num_shards,
       train_fraction=train_fraction, validation_fraction=validation_fraction,
-      split_salt=split_salt, compression=compression, batch_size=batch_size)
+      split_salt=split_salt, compression=compression, batch_size=batch_size,
+      truncation=truncation)
   options = options or pipeline_options.PipelineOptions([])
   # The local runner works in this process: keep the cyclic GC from re-scanning the millions of
   # long-lived objects of TensorFlow and Beam on every full collection (unfrozen afterwards).
@@ -159,7 +167,8 @@ def make_manifest(config, summary, vocab_path):
   splits = {}
   for split in names.SPLITS:
     shard_rows = {s["file"]: s["stats"]["rows"] for s in summary["shards"] if s["split"] == split}
-    splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows))
+    splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows,
+                                                           c.max_seq_length))
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
   return schema.Manifest(
       package_version=bertcore.__version__,
@@ -174,6 +183,7 @@ def make_manifest(config, summary, vocab_path):
       tokenizer={"type": "FastBertTokenizer", "vocab_file": vocab_path,
                  "lower_case": c.lower_case},
       max_seq_length=c.max_seq_length,
+      truncation=c.truncation,
       compression=c.compression,
       num_shards=c.num_shards,
       split_fractions={

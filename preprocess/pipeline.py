@@ -71,6 +71,7 @@ class PipelineConfig(NamedTuple):
   split_salt: str
   compression: Optional[str]  # None or "GZIP".
   batch_size: int
+  truncation: str = "head"  # names.TRUNCATIONS: which word pieces an over-long text keeps.
 
 
 def _counter(name):
@@ -178,7 +179,7 @@ class Tokenize(beam.DoFn):
   def setup(self):
     from bertcore import tokenization
     c = self._config
-    encoder = tokenization.TextEncoder(c.vocab, c.lower_case, c.max_seq_length)
+    encoder = tokenization.TextEncoder(c.vocab, c.lower_case, c.max_seq_length, c.truncation)
     spec = tf.TensorSpec([None], tf.string)
     # A traced function is ~5x faster than eager ragged ops on 512-row batches.
     # autograph=False: encode has no Python control flow on tensors; converting it costs ~4 s.

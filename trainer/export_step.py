@@ -33,7 +33,8 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
     return None
   text_encoder = tokenization.TextEncoder(tokenization.load_vocab(vocab_file),
                                           plan.manifest.lower_case is not False,
-                                          plan.manifest.max_seq_length)
+                                          plan.manifest.max_seq_length,
+                                          plan.manifest.truncation)
   export_dir = posixpath.join(write_dir, EXPORT_DIR)
   for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
     tf.io.gfile.rmtree(stale)
