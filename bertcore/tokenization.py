@@ -69,13 +69,13 @@ def truncate(pieces, keep, truncation):
   """
   names.check_truncation(truncation)
   keep = tf.cast(keep, tf.int64)
-  lengths = pieces.row_lengths()
   head = {"head": keep, "tail": tf.zeros_like(keep), "head_tail": keep // 4}[truncation]
-  tail_start = lengths - (keep - head)           # int64[batch]: the tail begins here
-  position = tf.ragged.range(lengths).flat_values  # int64[total pieces]: index within its row
-  row = pieces.value_rowids()
-  kept = (position < tf.gather(head, row)) | (position >= tf.gather(tail_start, row))
-  return tf.ragged.boolean_mask(pieces, pieces.with_flat_values(kept))
+  starts = pieces.row_starts()  # int64[batch]: where each row begins in flat_values
+  limits = pieces.row_limits()
+  # Indices of the kept pieces only (not a mask over all of them: a row may be 100x the budget).
+  index = tf.concat([tf.ragged.range(starts, starts + head),
+                     tf.ragged.range(limits - (keep - head), limits)], axis=1)
+  return tf.gather(pieces.flat_values, index)
 
 
 class TextEncoder(tf.Module):
