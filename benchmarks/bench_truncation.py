@@ -6,7 +6,8 @@ Encodes batches of --batch_size generated texts (--min_words to --max_words voca
 so that most are longer than the budget) with TextEncoder.encode traced in a tf.function, as the
 preprocessing job's Tokenize does, for head / tail / head_tail at each --max_seq_length, single
 texts and pairs. Strategies are measured interleaved, --repeat rounds, best round kept; prints
-texts/s and the ratio to head. Record the machine load (`uptime`) next to the figures.
+texts/s and the ratio to head, then the truncation op alone against the tokenizer alone (the
+figure that survives a loaded machine). Record the machine load (`uptime`) next to the figures.
 """
 import argparse
 import os
@@ -43,8 +44,26 @@ def time_batches(encode, batches):
   """Seconds to encode every batch (each a tuple of string tensors)."""
   start = time.perf_counter()
   for batch in batches:
-    encode(*batch)[0].flat_values.numpy()  # numpy(): wait for the result, as Tokenize does
+    out = encode(*batch)
+    ids = out[0] if isinstance(out, tuple) else out  # encode's (ids, types, pieces), or pieces
+    ids.flat_values.numpy()  # numpy(): wait for the result, as Tokenize does
   return time.perf_counter() - start
+
+
+def time_cut_alone(vocab, texts, max_seq_length, repeat):
+  """Best-of-repeat seconds of (word pieces of texts, head_tail truncate of those pieces):
+  the strategies' only extra work next to the tokenizer's, measured side by side."""
+  encoder = tokenization.TextEncoder(vocab, True, max_seq_length)
+  split = tf.function(encoder.word_pieces, autograph=False)
+  pieces = split(tf.constant(texts))
+  keep = tf.minimum(pieces.row_lengths(), max_seq_length - 2)
+  cut = tf.function(lambda p, k: tokenization.truncate(p, k, "head_tail"), autograph=False)
+  cut(pieces, keep)
+  best_split = best_cut = float("inf")
+  for _ in range(repeat):
+    best_split = min(best_split, time_batches(split, [(tf.constant(texts),)]))
+    best_cut = min(best_cut, time_batches(cut, [(pieces, keep)]))
+  return best_split, best_cut
 
 
 def main():
@@ -85,6 +104,9 @@ def main():
       row = ", ".join(f"{t} {len(texts) / s:,.0f} texts/s ({best['head'] / s:.2f}x head)"
                       for t, s in best.items())
       print(f"max_seq_length {max_seq_length}, {'pairs' if paired else 'single'}: {row}")
+    split, cut = time_cut_alone(vocab, texts, max_seq_length, args.repeat)
+    print(f"max_seq_length {max_seq_length}: word pieces of {len(texts)} texts {split:.3f} s, "
+          f"head_tail truncate of them {cut:.3f} s ({cut / split:.1%} of the tokenizer)")
 
 
 if __name__ == "__main__":

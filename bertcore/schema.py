@@ -153,6 +153,9 @@ class Manifest:
       raise DataError(f"{where} lacks {', '.join(missing)}; re-run preprocessing")
     known = {f.name for f in dataclasses.fields(cls)} - {"splits"}
     split_fields = {f.name for f in dataclasses.fields(SplitInfo)}
+    if data.get("truncation", "head") not in names.TRUNCATIONS:
+      raise DataError(f"{where} has an unknown truncation {data['truncation']!r} (this version "
+                      f"knows {', '.join(names.TRUNCATIONS)}); re-run preprocessing")
     try:
       splits = {name: SplitInfo(**{k: v for k, v in entry.items() if k in split_fields})
                 for name, entry in data["splits"].items()}
