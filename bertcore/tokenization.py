@@ -63,7 +63,7 @@ def truncate(pieces, keep, truncation):
     pieces: RaggedTensor int64 [batch, (n)], one segment's word pieces.
     keep: int64[batch], how many pieces each row keeps (at most its n).
     truncation: "head": the first keep; "tail": the last keep; "head_tail": the first
-      keep // 4 and the last keep - keep // 4 (Sun et al. 2019 kept 128 + 382 of 510).
+      keep // 4 and the last keep - keep // 4 (127 + 383 of 510; Sun et al. 2019 kept 128 + 382).
   Returns:
     RaggedTensor int64 [batch, (keep)]; a row with keep == n is unchanged.
   """
