@@ -64,9 +64,10 @@ def read_final(model_dir):
     final = json.load(f).get("final")
   if not final:
     return None
-  final["test"]["f1_tuned"] = f1_at(final["test"], final["threshold"])
-  record = {f"{split}/{k}": final.get(split, {}).get(k) for split, k in METRICS}
-  record["threshold"] = final["threshold"]
+  splits = {split: dict(final.get(split) or {}) for split in ("validation", "test")}
+  splits["test"]["f1_tuned"] = f1_at(splits["test"], final.get("threshold"))
+  record = {f"{split}/{k}": splits[split].get(k) for split, k in METRICS}
+  record["threshold"] = final.get("threshold")
   return record
 
 
@@ -125,7 +126,7 @@ def main(argv=None):
   p.add_argument("--variant", action="append", default=[],
                  help="name:field=value,... (repeatable; default: today's config)")
   p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
-                                               "learning_curve.jsonl"))
+                                               "learning_curve_runs.jsonl"))
   args = p.parse_args(argv)
   try:
     variants = [parse_variant(v) for v in (args.variant or ["today:"])]
