@@ -25,8 +25,10 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRICS = (("test", "pr_auc"), ("test", "best_f1"), ("test", "f1"), ("validation", "pr_auc"),
-           ("validation", "best_f1"))
+# (split, key) of eval_results.json's "final"; "f1" is at threshold 0.5, "best_f1" at the split's
+# own F1-best threshold, "f1_tuned" (computed here) at the threshold tuned on validation.
+METRICS = (("test", "pr_auc"), ("test", "best_f1"), ("test", "f1_tuned"), ("test", "f1"),
+           ("validation", "pr_auc"), ("validation", "best_f1"))
 
 
 def parse_variant(spec):
@@ -62,7 +64,20 @@ def read_final(model_dir):
     final = json.load(f).get("final")
   if not final:
     return None
-  return {f"{split}/{k}": final.get(split, {}).get(k) for split, k in METRICS}
+  splits = {split: dict(final.get(split) or {}) for split in ("validation", "test")}
+  splits["test"]["f1_tuned"] = f1_at(splits["test"], final.get("threshold"))
+  record = {f"{split}/{k}": splits[split].get(k) for split, k in METRICS}
+  record["threshold"] = final.get("threshold")
+  return record
+
+
+def f1_at(metrics, threshold):
+  """A split's F1 at `threshold`, read from its threshold sweep (0.01 steps); None if absent."""
+  sweep = metrics.get("threshold_sweep")
+  if not sweep or threshold is None:
+    return None
+  i = min(range(len(sweep["thresholds"])), key=lambda j: abs(sweep["thresholds"][j] - threshold))
+  return sweep["f1"][i]
 
 
 def run_one(args, name, flags, seed, examples):
@@ -111,7 +126,7 @@ def main(argv=None):
   p.add_argument("--variant", action="append", default=[],
                  help="name:field=value,... (repeatable; default: today's config)")
   p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
-                                               "learning_curve.jsonl"))
+                                               "learning_curve_runs.jsonl"))
   args = p.parse_args(argv)
   try:
     variants = [parse_variant(v) for v in (args.variant or ["today:"])]
