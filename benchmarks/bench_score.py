@@ -56,8 +56,10 @@ def build_export(encoder_dir, export_dir, tiny=False):
     config.encoder.kind = "random"
     config.encoder.hidden_size, config.encoder.num_layers = 32, 1
     config.encoder.num_heads, config.encoder.intermediate_size = 2, 64
-  classifier, _ = model.build_classifier(config, {"labels": ["rest", "positive"],
-                                                  "vocab_size": len(vocab)})
+  from bertcore import schema
+  manifest = schema.Manifest(labels=["rest", "positive"], vocab_sha256=tokenization.vocab_sha256(vocab),
+                             max_seq_length=128, splits={}, vocab_size=len(vocab))
+  classifier, _ = model.build_classifier(config, manifest)
   encoder = tokenization.TextEncoder(vocab, lower_case, 128)
   return export.export_saved_model(classifier, encoder, ["rest", "positive"], "binary", 0.5,
                                    export_dir, vocab_path)

@@ -1,4 +1,5 @@
-"""The Beam transforms of the scoring job: CSV rows -> RunInference -> sharded predictions.
+"""The Beam transforms of the scoring job: CSV rows or TFRecords -> RunInference -> sharded
+predictions.
 
 Graph (every stage named):
 
@@ -10,7 +11,9 @@ Why this shape:
   its own blocks of rows: data rows are grouped in blocks of --sort_rows, and block b belongs
   to split b % num_shards. Parsing is ~1 us/row against ~1 ms/row of inference, and nothing
   has to be shuffled, so memory does not grow with the input and parts run in parallel on as
-  many workers as there are parts.
+  many workers as there are parts. A TFRecord file (the preprocessing job's shards) is split
+  the same way, record by record (scoring/records.py), and scored by the export's
+  serve_examples signature.
 - Within a block, rows are sorted by length before Beam's BatchElements (inside RunInference)
   cuts batches: the export pads a batch to its longest row, so neighbours of similar length
   keep padding low. WritePart restores input order block by block.
@@ -28,7 +31,7 @@ import json
 import posixpath
 import re
 import uuid
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -36,11 +39,13 @@ from apache_beam.ml.inference import base as inference_base
 import tensorflow as tf
 
 from preprocess import csv_source
+from scoring import records as records_lib
 from trainer import predict
 
 NAMESPACE = "score"
 END = "__end__"  # ScoreRow.problem of the marker that closes a part.
 FORMATS = ("csv", "jsonl")
+INPUT_FORMATS = ("csv", "tfrecord")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -63,7 +68,7 @@ class ScoreRow(NamedTuple):
   block_rows: int
   row_number: int
   row_id: str
-  text: str
+  text: Union[str, bytes]
   text_pair: str
   problem: Optional[str]
 
@@ -100,7 +105,10 @@ def sort_block(rows):
 
 
 class ReadPart(beam.DoFn):
-  """(file index, path, split) -> ScoreRows of that part, block by block, then its END row."""
+  """(file index, path, split) -> ScoreRows of that part, block by block, then its END row.
+
+  Reads CSV files; ReadRecordsPart reads TFRecord files the same way.
+  """
 
   def __init__(self, encoding, columns, num_shards, sort_rows):
     self._encoding = encoding
@@ -114,41 +122,64 @@ class ReadPart(beam.DoFn):
   def process(self, element):
     file_index, path, split = element
     part = (file_index, split)
-    records = csv_source.iter_records(path, self._encoding)
-    header = [name.strip() for name in next(records).fields]  # Checked by the driver.
-    indices = column_indices(header, self._columns)
+    items, to_row = self._open(path)
     block, count, row_number = [], 0, 0
-    for record in records:
+    for item in items:
       row_number += 1
       block_index = (row_number - 1) // self._sort_rows
       if block_index % self._num_shards != split:
         continue
-      block.append((record, row_number, block_index))
+      block.append((item, row_number, block_index))
       if len(block) == self._sort_rows:
-        yield from self._emit(part, block, header, indices)
+        yield from self._emit(part, block, to_row)
         count += len(block)
         block = []
     if block:
-      yield from self._emit(part, block, header, indices)
+      yield from self._emit(part, block, to_row)
       count += len(block)
     self._rows_read.inc(count)
     yield ScoreRow(part, -1, 0, count, "", "", "", END)
 
-  def _emit(self, part, block, header, indices):
-    rows = []
-    for record, row_number, block_index in block:
-      row_id, text, pair, problem = parse_record(record, row_number, header, indices)
-      rows.append(ScoreRow(part, block_index, len(block), row_number, row_id, text, pair,
-                           problem))
+  def _open(self, path):
+    """-> (the file's items, to_row(item, row_number) -> (row_id, text, text_pair, problem))."""
+    records = csv_source.iter_records(path, self._encoding)
+    header = [name.strip() for name in next(records).fields]  # Checked by the driver.
+    indices = column_indices(header, self._columns)
+    return records, lambda record, row_number: parse_record(record, row_number, header, indices)
+
+  def _emit(self, part, block, to_row):
+    rows = [ScoreRow(part, block_index, len(block), row_number, *to_row(item, row_number))
+            for item, row_number, block_index in block]
     yield from sort_block(rows)
 
 
+class ReadRecordsPart(ReadPart):
+  """ReadPart for the preprocessing job's TFRecords: a row's `text` is its serialized
+  tf.Example (sorting by its size sorts by token count), its id the record's example_id."""
+
+  def __init__(self, max_seq_length, num_shards, sort_rows):
+    super().__init__(None, None, num_shards, sort_rows)
+    self._max_seq_length = max_seq_length
+
+  def _open(self, path):
+    return records_lib.iter_records(path), self._to_row
+
+  def _to_row(self, item, row_number):
+    del row_number  # Records have their own ids.
+    serialized, problem = item
+    if problem is not None:  # No id can be read from a damaged record.
+      return "", b"", "", problem
+    example_id, problem = records_lib.example_id_and_problem(serialized, self._max_seq_length)
+    return example_id, (b"" if problem else serialized), "", problem
+
+
 class ExportModelHandler(inference_base.ModelHandler):
-  """RunInference on a SavedModel written by trainer.export, fed raw strings.
+  """RunInference on a SavedModel written by trainer.export, fed strings.
 
   Beam's TFModelHandlerTensor feeds one numeric tensor to the model's __call__; our export
   takes string batches through named signatures, so this handler calls
-  `serving_default(text=...)` or `serve_text_pair(text=..., text_pair=...)`. Beam's RunInference
+  `serving_default(text=...)`, `serve_text_pair(text=..., text_pair=...)` or
+  `serve_examples(examples=...)` (serialized tf.Examples). Beam's RunInference
   loads the model once per worker process (shared.Shared) and batches with BatchElements of
   exactly `batch_size` rows (except at the end of a bundle).
 
@@ -157,12 +188,14 @@ class ExportModelHandler(inference_base.ModelHandler):
   the model.
   """
 
-  def __init__(self, model_dir, pairs, batch_size, large_model=False, threads=0):
+  def __init__(self, model_dir, signature, batch_size, large_model=False, threads=0,
+               bfloat16=False):
     super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                      large_model=large_model)
     self._model_dir = model_dir
-    self._signature = "serve_text_pair" if pairs else "serving_default"
+    self._signature = signature
     self._threads = threads
+    self._bfloat16 = bfloat16
 
   def load_model(self):
     import tensorflow_text  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
@@ -174,6 +207,11 @@ class ExportModelHandler(inference_base.ModelHandler):
         tf.config.threading.set_inter_op_parallelism_threads(self._threads)
       except RuntimeError:  # TF already ran ops in this process (the in-process runner).
         pass
+    if self._bfloat16:
+      # The float32 export's matmuls rewritten to bfloat16 by TensorFlow's graph optimizer
+      # (oneDNN), for CPUs that compute bfloat16 natively; changes probabilities by ~1e-3.
+      tf.config.optimizer.set_experimental_options(
+          {"auto_mixed_precision_onednn_bfloat16": True})
     return tf.saved_model.load(self._model_dir)
 
   def run_inference(self, batch, model, inference_args=None):
@@ -184,7 +222,10 @@ class ExportModelHandler(inference_base.ModelHandler):
 
   def _predict(self, model, rows):
     """-> [(label, probabilities float32 [num_probabilities])], one per row."""
-    inputs = {"text": tf.constant([row.text for row in rows])}
+    if self._signature == "serve_examples":
+      inputs = {"examples": tf.constant([row.text for row in rows])}
+    else:
+      inputs = {"text": tf.constant([row.text for row in rows])}
     if self._signature == "serve_text_pair":
       inputs["text_pair"] = tf.constant([row.text_pair for row in rows])
     outputs = model.signatures[self._signature](**inputs)
@@ -316,6 +357,16 @@ class ScoreConfig(NamedTuple):
   multilabel_separator: Optional[str]
   large_model: bool = False
   model_threads: int = 0
+  input_format: str = "csv"           # or "tfrecord": the preprocessing job's records
+  max_seq_length: Optional[int] = None  # the model's; longer records are too_long
+  bfloat16: bool = False
+
+
+def signature_name(config):
+  """The export's signature for the input: records, text pairs or texts."""
+  if config.input_format == "tfrecord":
+    return "serve_examples"
+  return "serve_text_pair" if config.columns.text_pair else "serving_default"
 
 
 def build(pipeline, config: ScoreConfig):
@@ -323,13 +374,17 @@ def build(pipeline, config: ScoreConfig):
   c = config
   parts = [(i, path, split) for i, path in enumerate(c.input_files)
            for split in range(c.num_shards)]
-  handler = ExportModelHandler(c.model_dir, pairs=c.columns.text_pair is not None,
-                               batch_size=c.batch_size, large_model=c.large_model,
-                               threads=c.model_threads)
+  handler = ExportModelHandler(c.model_dir, signature_name(c), batch_size=c.batch_size,
+                               large_model=c.large_model, threads=c.model_threads,
+                               bfloat16=c.bfloat16)
+  if c.input_format == "tfrecord":
+    read = ReadRecordsPart(c.max_seq_length, c.num_shards, c.sort_rows)
+  else:
+    read = ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows)
   _ = (pipeline
        # Create reshuffles its elements, so parts spread over the workers.
        | "Parts" >> beam.Create(parts)
-       | "ReadPart" >> beam.ParDo(ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows))
+       | "ReadPart" >> beam.ParDo(read)
        | "RunInference" >> inference_base.RunInference(handler)
        | "WritePart" >> beam.ParDo(WritePart(c.temp_dir, list(c.output_columns),
                                              c.output_format, c.multilabel_separator)))
