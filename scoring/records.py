@@ -69,8 +69,8 @@ def iter_records(path):
         yield data, None
 
 
-def example_id_and_problem(serialized, max_seq_length):
-  """A record -> (example_id, problem): problem None, malformed_example or too_long.
+def describe_record(serialized, max_seq_length):
+  """A record -> (example_id, token count, problem): problem None, malformed_example or too_long.
 
   Checked here, per record, because the export's serve_examples refuses a whole batch for one
   bad record (unparsable, or longer than the model's max_seq_length).
@@ -78,14 +78,13 @@ def example_id_and_problem(serialized, max_seq_length):
   try:
     features = tf.train.Example.FromString(serialized).features.feature
   except protobuf_message.DecodeError:
-    return "", "malformed_example"
+    return "", 0, "malformed_example"
   if schema.EXAMPLE_ID not in features or schema.INPUT_IDS not in features:
-    return "", "malformed_example"
+    return "", 0, "malformed_example"
   example_id = b"".join(features[schema.EXAMPLE_ID].bytes_list.value[:1]).decode(
       "utf-8", "backslashreplace")
-  if len(features[schema.INPUT_IDS].int64_list.value) > max_seq_length:
-    return example_id, "too_long"
-  return example_id, None
+  length = len(features[schema.INPUT_IDS].int64_list.value)
+  return example_id, length, ("too_long" if length > max_seq_length else None)
 
 
 def resolve_inputs(patterns, split):

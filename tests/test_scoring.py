@@ -304,12 +304,12 @@ def test_record_reader_skips_a_corrupt_record_and_stops_at_a_cut(tmp_path):
 def test_bad_records_are_named_per_record():
   def record(ids, example_id="x"):
     return schema.make_example(example_id, ids, [0] * len(ids), []).SerializeToString()
-  assert records_lib.example_id_and_problem(record([2, 4, 3], "q1"), 8) == ("q1", None)
-  assert records_lib.example_id_and_problem(record([2] + [4] * 8 + [3]), 8) == ("x", "too_long")
-  assert records_lib.example_id_and_problem(b"\xff\xff not a proto", 8) == (
-      "", "malformed_example")
+  assert records_lib.describe_record(record([2, 4, 3], "q1"), 8) == ("q1", 3, None)
+  assert records_lib.describe_record(record([2] + [4] * 8 + [3]), 8) == ("x", 10, "too_long")
+  assert records_lib.describe_record(b"\xff\xff not a proto", 8) == (
+      "", 0, "malformed_example")
   no_ids = tf.train.Example().SerializeToString()
-  assert records_lib.example_id_and_problem(no_ids, 8) == ("", "malformed_example")
+  assert records_lib.describe_record(no_ids, 8) == ("", 0, "malformed_example")
 
 
 def test_records_score_like_the_same_rows_from_csv(binary_model, mixed_csv, records_dir,
