@@ -151,7 +151,7 @@ def make_manifest(config, metadata, part_counts):
 
 
 def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
-            output_format="csv", num_shards=8, sort_rows=2048, batch_size=256,
+            output_format="csv", num_shards=8, sort_rows=2048, batch_size=64,
             large_model=False, model_threads=0, options=None, wandb_project=None,
             input_format="csv", split="test", bfloat16=False):
   """Scores every row of the inputs; returns the manifest (also in output_dir/manifest.json).

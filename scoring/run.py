@@ -45,7 +45,9 @@ def make_parser():
                       "(default: 8 per CSV file, 1 per TFRecord shard)")
   p.add_argument("--sort_rows", type=int, default=2048,
                  help="rows sorted by length together before batching (a block)")
-  p.add_argument("--batch_size", type=int, default=256, help="rows per model call")
+  p.add_argument("--batch_size", type=int, default=64,
+                 help="rows per model call (64: the least padding at full speed, see "
+                      "benchmarks/results/score.md)")
   p.add_argument("--large_model", action="store_true",
                  help="one model copy per machine, shared by its worker processes")
   p.add_argument("--model_threads", type=int, default=0,
