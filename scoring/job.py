@@ -172,6 +172,11 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
                       ("batch_size", batch_size)):
     if value < 1:
       raise ValueError(f"--{name} must be at least 1, got {value}")
+  if bfloat16:
+    from trainer import hardware
+    if not hardware.native_bfloat16():
+      print("warning: --bfloat16 on a CPU without native bfloat16 (AVX512_BF16 or AMX) is "
+            "emulated and slower than float32", file=sys.stderr)
   metadata = check_model(model_dir)
   files, columns = resolve_inputs(input_format, input_patterns, encoding, columns, split,
                                   metadata, model_dir)

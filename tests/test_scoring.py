@@ -373,3 +373,22 @@ def test_a_corrupt_record_is_counted_not_fatal(binary_model, records_dir, tmp_pa
   assert rows[2] == ["", "", "", "corrupt_record"]
   assert manifest["rows_read"] == 82 and manifest["rows_scored"] == 81
   assert manifest["rows_rejected"] == {"corrupt_record": 1}
+
+
+@pytest.mark.slow
+def test_bfloat16_is_opt_in_and_close_to_float32(binary_model, mixed_csv, tmp_path):
+  # A subprocess: the bfloat16 rewrite is a process-wide TensorFlow setting.
+  env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=os.pathsep.join(
+      [REPO, os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.run(
+      [sys.executable, "-m", "scoring.run", f"--model={binary_model}", f"--input={mixed_csv}",
+       f"--output_dir={tmp_path / 'bf16'}", "--num_shards=1", "--bfloat16"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  score(binary_model, mixed_csv, str(tmp_path / "f32"), "--num_shards=1")
+  bf16, f32 = read_shards(str(tmp_path / "bf16"))[1], read_shards(str(tmp_path / "f32"))[1]
+  assert [r[0] for r in bf16] == [r[0] for r in f32]
+  np.testing.assert_allclose([float(r[2] or "nan") for r in bf16],
+                             [float(r[2] or "nan") for r in f32], atol=1e-2)
+  with open(tmp_path / "bf16" / "manifest.json") as f:
+    assert json.load(f)["precision"] == "bfloat16"
