@@ -388,7 +388,10 @@ def test_bfloat16_is_opt_in_and_close_to_float32(binary_model, mixed_csv, tmp_pa
   score(binary_model, mixed_csv, str(tmp_path / "f32"), "--num_shards=1")
   bf16, f32 = read_shards(str(tmp_path / "bf16"))[1], read_shards(str(tmp_path / "f32"))[1]
   assert [r[0] for r in bf16] == [r[0] for r in f32]
-  np.testing.assert_allclose([float(r[2] or "nan") for r in bf16],
-                             [float(r[2] or "nan") for r in f32], atol=1e-2)
+  got = np.array([float(r[2] or "nan") for r in bf16])
+  want = np.array([float(r[2] or "nan") for r in f32])
+  # The tiny model's weights are large (0.5 / 2.0 init) and move its outputs more than real
+  # MiniLM's (1.1e-3, benchmarks/results/score.md); the flag must change them, but a little.
+  assert 1e-5 < np.nanmax(np.abs(got - want)) < 5e-2
   with open(tmp_path / "bf16" / "manifest.json") as f:
     assert json.load(f)["precision"] == "bfloat16"
