@@ -24,7 +24,9 @@ import tensorflow as tf
 import bertcore
 from preprocess import csv_source
 from preprocess import job as preprocess_job
+from bertcore import schema
 from scoring import pipeline as pipeline_lib
+from scoring import records
 from trainer import export
 from trainer import predict
 
@@ -58,6 +60,25 @@ def check_inputs(patterns, encoding, columns, delimiter=","):
         predict.column_index(header, name, path, hint)
     files.append(path)
   return files
+
+
+def resolve_inputs(input_format, patterns, encoding, columns, split, metadata, model_dir,
+                   delimiter=","):
+  """-> (sorted input files, the Columns read from them), after every check on the inputs.
+
+  CSV: check_inputs. TFRecord: the shards of `split` of a data directory (or a glob of shards),
+  whose manifest's vocabulary must be the model's (ValueError, one line, otherwise).
+  """
+  if input_format == "csv":
+    if columns.text_pair and "serve_text_pair" not in metadata.get("signatures", []):
+      raise ValueError(f"{model_dir} has no serve_text_pair signature for --text_pair_column")
+    return check_inputs(patterns, encoding, columns, delimiter), columns
+  if "serve_examples" not in metadata.get("signatures", []):
+    raise ValueError(f"{model_dir} has no serve_examples signature for TFRecord input")
+  files, manifests = records.resolve_inputs(patterns, split)
+  records.check_vocabulary(manifests, metadata, model_dir)
+  return files, pipeline_lib.Columns(id=schema.EXAMPLE_ID, text=schema.INPUT_IDS,
+                                     text_pair=None)
 
 
 def prepare_output_dir(output_dir):
@@ -108,9 +129,10 @@ def make_manifest(config, metadata, part_counts):
   return {
       "package_version": bertcore.__version__,
       "input_files": list(c.input_files),
-      "encoding": c.encoding,
-      "delimiter": c.delimiter,
-      "unescape_html": c.unescape_html,
+      "input_format": c.input_format,
+      "encoding": c.encoding if c.input_format == "csv" else None,
+      "delimiter": c.delimiter if c.input_format == "csv" else None,
+      "unescape_html": c.unescape_html if c.input_format == "csv" else None,
       "columns": c.columns._asdict(),
       "model": {"path": c.model_dir, "head": metadata["head"], "labels": metadata["labels"],
                 "threshold": metadata.get("threshold"),
@@ -128,31 +150,42 @@ def make_manifest(config, metadata, part_counts):
       "num_shards_per_file": c.num_shards,
       "sort_rows": c.sort_rows,
       "batch_size": c.batch_size,
+      "precision": "bfloat16" if c.bfloat16 else "float32",
   }
 
 
 def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
-            output_format="csv", num_shards=8, sort_rows=2048, batch_size=256,
+            output_format="csv", num_shards=8, sort_rows=2048, batch_size=64,
             large_model=False, model_threads=0, options=None, wandb_project=None,
-            delimiter=",", unescape_html=None):
+            input_format="csv", split="test", bfloat16=False, delimiter=",", unescape_html=None):
   """Scores every row of the inputs; returns the manifest (also in output_dir/manifest.json).
 
-  delimiter: the field separator; unescape_html: html.unescape the texts first (None: as the
+  input_format "csv": input_patterns are CSV files or globs, read with `columns`, `delimiter`
+  (the field separator) and `unescape_html` (html.unescape the texts first; None: as the
   training data was, from the export's metadata).
-
+  input_format "tfrecord": input_patterns are data directories written by preprocess.run
+  (their `split` shards) or globs of their shard files; `columns` is not used, the id is
+  each record's example_id. bfloat16: serve in bfloat16 (outputs change by ~1e-3).
   Raises ValueError with a one-line message before the pipeline starts for a model directory
-  that is not an export of this package, missing inputs or columns, or bad settings.
+  that is not an export of this package, missing inputs or columns, records tokenized with
+  another vocabulary, or bad settings.
   """
   if output_format not in pipeline_lib.FORMATS:
     raise ValueError(f"--output_format must be one of {', '.join(pipeline_lib.FORMATS)}")
+  if input_format not in pipeline_lib.INPUT_FORMATS:
+    raise ValueError(f"--input_format must be one of {', '.join(pipeline_lib.INPUT_FORMATS)}")
   for name, value in (("num_shards", num_shards), ("sort_rows", sort_rows),
                       ("batch_size", batch_size)):
     if value < 1:
       raise ValueError(f"--{name} must be at least 1, got {value}")
+  if bfloat16:
+    from trainer import hardware
+    if not hardware.native_bfloat16():
+      print("warning: --bfloat16 on a CPU without native bfloat16 (AVX512_BF16 or AMX) is "
+            "emulated and slower than float32", file=sys.stderr)
   metadata = check_model(model_dir)
-  if columns.text_pair and "serve_text_pair" not in metadata.get("signatures", []):
-    raise ValueError(f"{model_dir} has no serve_text_pair signature for --text_pair_column")
-  files = check_inputs(input_patterns, encoding, columns, delimiter)
+  files, columns = resolve_inputs(input_format, input_patterns, encoding, columns, split,
+                                  metadata, model_dir, delimiter)
   output_dir = output_dir.rstrip("/")
   temp_dir = prepare_output_dir(output_dir)
   config = pipeline_lib.ScoreConfig(
@@ -163,7 +196,8 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
       batch_size=batch_size,
       multilabel_separator=(metadata.get("multilabel_separator", "|")
                             if metadata["head"] == "multilabel" else None),
-      large_model=large_model, model_threads=model_threads, delimiter=delimiter,
+      large_model=large_model, model_threads=model_threads, input_format=input_format,
+      max_seq_length=metadata.get("max_seq_length"), bfloat16=bfloat16, delimiter=delimiter,
       unescape_html=predict.unescape_html_default(metadata, unescape_html))
   options = options or pipeline_options.PipelineOptions([])
   try:

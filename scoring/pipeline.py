@@ -1,4 +1,5 @@
-"""The Beam transforms of the scoring job: CSV rows -> RunInference -> sharded predictions.
+"""The Beam transforms of the scoring job: CSV rows or TFRecords -> RunInference -> sharded
+predictions.
 
 Graph (every stage named):
 
@@ -10,7 +11,9 @@ Why this shape:
   its own blocks of rows: data rows are grouped in blocks of --sort_rows, and block b belongs
   to split b % num_shards. Parsing is ~1 us/row against ~1 ms/row of inference, and nothing
   has to be shuffled, so memory does not grow with the input and parts run in parallel on as
-  many workers as there are parts.
+  many workers as there are parts. A TFRecord file (the preprocessing job's shards) is split
+  the same way, record by record (scoring/records.py), and scored by the export's
+  serve_examples signature.
 - Within a block, rows are sorted by length before Beam's BatchElements (inside RunInference)
   cuts batches: the export pads a batch to its longest row, so neighbours of similar length
   keep padding low. WritePart restores input order block by block.
@@ -28,19 +31,23 @@ import json
 import posixpath
 import re
 import uuid
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base as inference_base
 import tensorflow as tf
 
+from bertcore import tokenization
 from preprocess import csv_source
+from scoring import records as records_lib
+from trainer import export
 from trainer import predict
 
 NAMESPACE = "score"
 END = "__end__"  # ScoreRow.problem of the marker that closes a part.
 FORMATS = ("csv", "jsonl")
+INPUT_FORMATS = ("csv", "tfrecord")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -63,9 +70,10 @@ class ScoreRow(NamedTuple):
   block_rows: int
   row_number: int
   row_id: str
-  text: str
+  text: Union[str, bytes]
   text_pair: str
   problem: Optional[str]
+  length: int = 0
 
 
 def column_indices(header, columns):
@@ -95,64 +103,142 @@ def parse_record(record, row_number, header, indices, unescape_html=False):
 
 
 def sort_block(rows):
-  """Rows without a problem last, sorted by length: neighbours pad to similar widths."""
-  return sorted(rows, key=lambda r: (r.problem is None, len(r.text) + len(r.text_pair)))
+  """Rows with a problem first, then by word pieces: neighbours pad to similar widths."""
+  return sorted(rows, key=lambda r: (r.problem is None, r.length))
+
+
+def set_threads(threads):
+  """TensorFlow's thread pools for this worker process (0: TensorFlow's default, all cores).
+
+  N worker processes on N cores: one thread each, instead of N pools of N threads competing
+  for the same cores. Must run before this process's first TensorFlow op.
+  """
+  if not threads:
+    return
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:  # TF already ran ops in this process (the in-process runner).
+    pass
+
+
+class WordPieceCounter:
+  """texts -> their word-piece counts, with the export's own vocabulary and casing.
+
+  The sort key within a block. Characters are a poor proxy on real tweets (padding efficiency
+  0.59 sorted by characters vs 0.82-0.95 by word pieces, benchmarks/results/score.md).
+  Tokenizing twice is cheap: ~150k rows per CPU-second here, against ~100 for the model.
+  """
+
+  def __init__(self, model_dir):
+    metadata = export.read_metadata(model_dir)
+    vocab = tokenization.load_vocab(posixpath.join(model_dir, "assets", metadata["vocab_file"]))
+    self._encoder = tokenization.TextEncoder(vocab, metadata["lower_case"],
+                                             metadata["max_seq_length"])
+
+  def __call__(self, texts, pair_texts=None):
+    """-> list of ints, one per text (+ its pair)."""
+    counts = self._encoder.word_pieces(tf.constant(texts)).row_lengths()
+    if pair_texts is not None:
+      counts += self._encoder.word_pieces(tf.constant(pair_texts)).row_lengths()
+    return counts.numpy().tolist()
 
 
 class ReadPart(beam.DoFn):
-  """(file index, path, split) -> ScoreRows of that part, block by block, then its END row."""
+  """(file index, path, split) -> ScoreRows of that part, block by block, then its END row.
 
-  def __init__(self, encoding, columns, num_shards, sort_rows, delimiter=",",
-               unescape_html=False):
+  Reads CSV files; ReadRecordsPart reads TFRecord files the same way.
+  """
+
+  def __init__(self, encoding, columns, num_shards, sort_rows, model_dir=None, threads=0,
+               delimiter=",", unescape_html=False):
     self._encoding = encoding
     self._delimiter = delimiter
     self._unescape_html = unescape_html
     self._columns = columns
     self._num_shards = num_shards
     self._sort_rows = sort_rows
+    self._model_dir = model_dir
+    self._threads = threads
 
   def setup(self):
     self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
+    set_threads(self._threads)  # Before the first op: word-piece counting runs TensorFlow.
+    self._count_pieces = WordPieceCounter(self._model_dir) if self._model_dir else None
 
   def process(self, element):
     file_index, path, split = element
     part = (file_index, split)
-    records = csv_source.iter_records(path, self._encoding, self._delimiter)
-    header = [name.strip() for name in next(records).fields]  # Checked by the driver.
-    indices = column_indices(header, self._columns)
+    items, to_row = self._open(path)
     block, count, row_number = [], 0, 0
-    for record in records:
+    for item in items:
       row_number += 1
       block_index = (row_number - 1) // self._sort_rows
       if block_index % self._num_shards != split:
         continue
-      block.append((record, row_number, block_index))
+      block.append((item, row_number, block_index))
       if len(block) == self._sort_rows:
-        yield from self._emit(part, block, header, indices)
+        yield from self._emit(part, block, to_row)
         count += len(block)
         block = []
     if block:
-      yield from self._emit(part, block, header, indices)
+      yield from self._emit(part, block, to_row)
       count += len(block)
     self._rows_read.inc(count)
     yield ScoreRow(part, -1, 0, count, "", "", "", END)
 
-  def _emit(self, part, block, header, indices):
-    rows = []
-    for record, row_number, block_index in block:
-      row_id, text, pair, problem = parse_record(record, row_number, header, indices,
-                                                 self._unescape_html)
-      rows.append(ScoreRow(part, block_index, len(block), row_number, row_id, text, pair,
-                           problem))
-    yield from sort_block(rows)
+  def _open(self, path):
+    """-> (the file's items, to_row(item, row_number) -> ScoreRow fields from row_id on)."""
+    records = csv_source.iter_records(path, self._encoding, self._delimiter)
+    header = [name.strip() for name in next(records).fields]  # Checked by the driver.
+    indices = column_indices(header, self._columns)
+    return records, lambda record, row_number: parse_record(
+        record, row_number, header, indices, self._unescape_html)
+
+  def _emit(self, part, block, to_row):
+    rows = [ScoreRow(part, block_index, len(block), row_number, *to_row(item, row_number))
+            for item, row_number, block_index in block]
+    yield from sort_block(self._with_lengths(rows))
+
+  def _with_lengths(self, rows):
+    """Rows with their word-piece counts (one tokenizer call per block)."""
+    if self._count_pieces is None:  # No model to count with: characters.
+      return [row._replace(length=len(row.text) + len(row.text_pair)) for row in rows]
+    pairs = [row.text_pair for row in rows] if self._columns.text_pair else None
+    counts = self._count_pieces([row.text for row in rows], pairs)
+    return [row._replace(length=n) for row, n in zip(rows, counts)]
+
+
+class ReadRecordsPart(ReadPart):
+  """ReadPart for the preprocessing job's TFRecords: a row's `text` is its serialized
+  tf.Example, its id the record's example_id, its length the record's token count."""
+
+  def __init__(self, max_seq_length, num_shards, sort_rows, threads=0):
+    super().__init__(None, None, num_shards, sort_rows, threads=threads)
+    self._max_seq_length = max_seq_length
+
+  def _open(self, path):
+    return records_lib.iter_records(path), self._to_row
+
+  def _to_row(self, item, row_number):
+    del row_number  # Records have their own ids.
+    serialized, problem = item
+    if problem is not None:  # No id can be read from a damaged record.
+      return "", b"", "", problem
+    example_id, length, problem = records_lib.describe_record(serialized, self._max_seq_length)
+    return example_id, (b"" if problem else serialized), "", problem, length
+
+  def _with_lengths(self, rows):
+    return rows  # Read from the records.
 
 
 class ExportModelHandler(inference_base.ModelHandler):
-  """RunInference on a SavedModel written by trainer.export, fed raw strings.
+  """RunInference on a SavedModel written by trainer.export, fed strings.
 
   Beam's TFModelHandlerTensor feeds one numeric tensor to the model's __call__; our export
   takes string batches through named signatures, so this handler calls
-  `serving_default(text=...)` or `serve_text_pair(text=..., text_pair=...)`. Beam's RunInference
+  `serving_default(text=...)`, `serve_text_pair(text=..., text_pair=...)` or
+  `serve_examples(examples=...)` (serialized tf.Examples). Beam's RunInference
   loads the model once per worker process (shared.Shared) and batches with BatchElements of
   exactly `batch_size` rows (except at the end of a bundle).
 
@@ -161,23 +247,23 @@ class ExportModelHandler(inference_base.ModelHandler):
   the model.
   """
 
-  def __init__(self, model_dir, pairs, batch_size, large_model=False, threads=0):
+  def __init__(self, model_dir, signature, batch_size, large_model=False, threads=0,
+               bfloat16=False):
     super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                      large_model=large_model)
     self._model_dir = model_dir
-    self._signature = "serve_text_pair" if pairs else "serving_default"
+    self._signature = signature
     self._threads = threads
+    self._bfloat16 = bfloat16
 
   def load_model(self):
     import tensorflow_text  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-    if self._threads:
-      # N worker processes on N cores: one thread each, instead of N thread pools of N threads
-      # competing for the same cores.
-      try:
-        tf.config.threading.set_intra_op_parallelism_threads(self._threads)
-        tf.config.threading.set_inter_op_parallelism_threads(self._threads)
-      except RuntimeError:  # TF already ran ops in this process (the in-process runner).
-        pass
+    set_threads(self._threads)
+    if self._bfloat16:
+      # The float32 export's matmuls rewritten to bfloat16 by TensorFlow's graph optimizer
+      # (oneDNN), for CPUs that compute bfloat16 natively; changes probabilities by ~1e-3.
+      tf.config.optimizer.set_experimental_options(
+          {"auto_mixed_precision_onednn_bfloat16": True})
     return tf.saved_model.load(self._model_dir)
 
   def run_inference(self, batch, model, inference_args=None):
@@ -188,7 +274,10 @@ class ExportModelHandler(inference_base.ModelHandler):
 
   def _predict(self, model, rows):
     """-> [(label, probabilities float32 [num_probabilities])], one per row."""
-    inputs = {"text": tf.constant([row.text for row in rows])}
+    if self._signature == "serve_examples":
+      inputs = {"examples": tf.constant([row.text for row in rows])}
+    else:
+      inputs = {"text": tf.constant([row.text for row in rows])}
     if self._signature == "serve_text_pair":
       inputs["text_pair"] = tf.constant([row.text_pair for row in rows])
     outputs = model.signatures[self._signature](**inputs)
@@ -322,6 +411,16 @@ class ScoreConfig(NamedTuple):
   model_threads: int = 0
   delimiter: str = ","
   unescape_html: bool = False
+  input_format: str = "csv"           # or "tfrecord": the preprocessing job's records
+  max_seq_length: Optional[int] = None  # the model's; longer records are too_long
+  bfloat16: bool = False
+
+
+def signature_name(config):
+  """The export's signature for the input: records, text pairs or texts."""
+  if config.input_format == "tfrecord":
+    return "serve_examples"
+  return "serve_text_pair" if config.columns.text_pair else "serving_default"
 
 
 def build(pipeline, config: ScoreConfig):
@@ -329,14 +428,19 @@ def build(pipeline, config: ScoreConfig):
   c = config
   parts = [(i, path, split) for i, path in enumerate(c.input_files)
            for split in range(c.num_shards)]
-  handler = ExportModelHandler(c.model_dir, pairs=c.columns.text_pair is not None,
-                               batch_size=c.batch_size, large_model=c.large_model,
-                               threads=c.model_threads)
+  handler = ExportModelHandler(c.model_dir, signature_name(c), batch_size=c.batch_size,
+                               large_model=c.large_model, threads=c.model_threads,
+                               bfloat16=c.bfloat16)
+  if c.input_format == "tfrecord":
+    read = ReadRecordsPart(c.max_seq_length, c.num_shards, c.sort_rows, threads=c.model_threads)
+  else:
+    read = ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows, model_dir=c.model_dir,
+                    threads=c.model_threads, delimiter=c.delimiter,
+                    unescape_html=c.unescape_html)
   _ = (pipeline
        # Create reshuffles its elements, so parts spread over the workers.
        | "Parts" >> beam.Create(parts)
-       | "ReadPart" >> beam.ParDo(ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows,
-                                           c.delimiter, c.unescape_html))
+       | "ReadPart" >> beam.ParDo(read)
        | "RunInference" >> inference_base.RunInference(handler)
        | "WritePart" >> beam.ParDo(WritePart(c.temp_dir, list(c.output_columns),
                                              c.output_format, c.multilabel_separator)))

@@ -1,11 +1,13 @@
 r"""Entry point: `python -m scoring.run --model=<export> --input=test.csv --output_dir=<dir>`.
 
-Scores CSV files with a model exported by trainer.export, as a Beam job: rows -> Beam's
+Scores CSV files (or, with --input_format=tfrecord, the preprocessing job's TFRecords) with a
+model exported by trainer.export, as a Beam job: rows -> Beam's
 RunInference (the model loaded once per worker, batches from BatchElements, rows sorted by
 length within blocks) -> sharded predictions (CSV or JSON lines, the columns of
 trainer.predict: id, label, probability column(s), error) + manifest.json. Rows that cannot be
 scored get a row with the reason in `error` (missing_field, extra_fields, empty_text,
-empty_text_pair, malformed_csv, undecodable); none is dropped.
+empty_text_pair, malformed_csv, undecodable; for records corrupt_record, truncated_file,
+malformed_example, too_long); none is dropped.
 
 Flags not defined here are Beam pipeline options. --runner=DirectRunner (the default) runs
 locally on Beam's FnApiRunner without the Prism download; --direct_num_workers=2
@@ -31,7 +33,8 @@ def make_parser():
                               description=__doc__.split("\n\n")[1])
   p.add_argument("--model", required=True, help="export directory written by trainer.export")
   p.add_argument("--input", action="append", required=True,
-                 help="CSV file or glob (local or gs://; .gz is read as gzip); repeatable")
+                 help="CSV file or glob (local or gs://; .gz is read as gzip), or with "
+                      "--input_format=tfrecord a data directory or shard glob; repeatable")
   p.add_argument("--output_dir", required=True)
   p.add_argument("--id_column", default="qid", help="'' = number the rows (column `row`)")
   p.add_argument("--text_column", default="question_text")
@@ -43,16 +46,31 @@ def make_parser():
                  help="decode HTML character references in the texts (true/false); default: "
                       "as the training data (recorded in the export)")
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
-  p.add_argument("--num_shards", type=int, default=8,
-                 help="output shards per input file; also the units of parallelism")
+  p.add_argument("--num_shards", type=int, default=None,
+                 help="output shards per input file; also the units of parallelism "
+                      "(default: 8 per CSV file, 1 per TFRecord shard)")
   p.add_argument("--sort_rows", type=int, default=2048,
                  help="rows sorted by length together before batching (a block)")
-  p.add_argument("--batch_size", type=int, default=256, help="rows per model call")
+  p.add_argument("--batch_size", type=int, default=64,
+                 help="rows per model call (64: the least padding at full speed, see "
+                      "benchmarks/results/score.md)")
   p.add_argument("--large_model", action="store_true",
                  help="one model copy per machine, shared by its worker processes")
   p.add_argument("--model_threads", type=int, default=0,
                  help="TensorFlow threads per worker process (0: TensorFlow's default, all "
                       "cores); e.g. 1 with --direct_num_workers equal to the cores")
+  records = p.add_argument_group(
+      "TFRecord input", "score the preprocessing job's records through the export's "
+      "serve_examples signature; the id column is each record's example_id")
+  records.add_argument("--input_format", default="csv", choices=pipeline_lib.INPUT_FORMATS,
+                       help="tfrecord: --input is a data directory written by preprocess.run, "
+                            "or a glob of its shards (<data_dir>/<split>/*.tfrecord)")
+  records.add_argument("--split", default="test",
+                       help="with --input_format=tfrecord and a data directory: its split")
+  speed = p.add_argument_group("precision")
+  speed.add_argument("--bfloat16", action="store_true",
+                     help="serve in bfloat16 (for CPUs with native bfloat16, e.g. AVX512_BF16 "
+                          "or AMX: faster; probabilities differ from float32 by ~1e-3)")
   p.add_argument("--wandb_project", default="",
                  help="log counts and the label distribution to this W&B project")
   return p
@@ -66,13 +84,16 @@ def run(argv=None):
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
   columns = pipeline_lib.Columns(id=args.id_column or None, text=args.text_column,
                                  text_pair=args.text_pair_column or None)
+  if args.num_shards is None:
+    args.num_shards = 1 if args.input_format == "tfrecord" else 8
   return job.run_job(
       model_dir=args.model.rstrip("/"), input_patterns=args.input, output_dir=args.output_dir,
       columns=columns, encoding=args.encoding, output_format=args.output_format,
       num_shards=args.num_shards, sort_rows=args.sort_rows, batch_size=args.batch_size,
       large_model=args.large_model, model_threads=args.model_threads,
       options=pipeline_options.PipelineOptions(pipeline_args),
-      wandb_project=args.wandb_project or None,
+      wandb_project=args.wandb_project or None, input_format=args.input_format,
+      split=args.split, bfloat16=args.bfloat16,
       delimiter=cli.parse_delimiter(args.delimiter), unescape_html=args.unescape_html)
 
 

@@ -12,8 +12,12 @@ import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
 from trainer import predict
+from bertcore import schema
+from preprocess import run as preprocess_run
 from scoring import pipeline as pipeline_lib
+from scoring import records as records_lib
 from scoring import run as score_run
+import tensorflow as tf
 
 import numpy as np
 
@@ -270,3 +274,148 @@ def test_tsv_and_unescape_html_match_trainer_predict(binary_model, tmp_path):
   manifest = score(binary_model, input_path, str(tmp_path / "out2"), "--delimiter=\t",
                    "--num_shards=1", "--model_threads=1")
   assert (manifest["unescape_html"], manifest["rows_rejected"]) == (False, {})
+
+
+# ---------------------------------------------------------------- TFRecord input
+
+
+@pytest.fixture(scope="module")
+def records_dir(binary_model, mixed_csv, tmp_path_factory):
+  """mixed_csv preprocessed with the model's vocabulary, every row in the test split."""
+  data_dir = str(tmp_path_factory.mktemp("records") / "data")
+  preprocess_run.run([f"--input={mixed_csv}", f"--output_dir={data_dir}",
+                      f"--vocab_file={binary_model}/assets/vocab.txt", "--label_column=",
+                      "--max_seq_length=8", "--train_fraction=0", "--validation_fraction=0",
+                      "--num_shards=2"])
+  return data_dir
+
+
+def record_frames(path):
+  """-> [(offset of the record's data, its length)] of an uncompressed TFRecord file."""
+  data, frames, offset = open(path, "rb").read(), [], 0
+  while offset < len(data):
+    length = records_lib.HEADER.unpack_from(data, offset)[0]
+    frames.append((offset + records_lib.HEADER.size, length))
+    offset += records_lib.HEADER.size + length + records_lib.FOOTER.size
+  return frames
+
+
+@pytest.mark.parametrize("suffix,options", [(".tfrecord", None), (".tfrecord.gz", "GZIP")])
+def test_record_reader_reads_what_tensorflow_writes(tmp_path, suffix, options):
+  path = str(tmp_path / f"x{suffix}")
+  payloads = [b"", b"a", bytes(range(256)) * 3]
+  with tf.io.TFRecordWriter(path, options=options) as writer:
+    for payload in payloads:
+      writer.write(payload)
+  assert list(records_lib.iter_records(path)) == [(p, None) for p in payloads]
+
+
+def test_record_reader_skips_a_corrupt_record_and_stops_at_a_cut(tmp_path):
+  path = str(tmp_path / "x.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for payload in (b"first", b"second", b"third"):
+      writer.write(payload)
+  data = bytearray(open(path, "rb").read())
+  offset, _ = record_frames(path)[1]
+  data[offset] ^= 0xFF  # a byte of the second record's data
+  open(path, "wb").write(bytes(data))
+  assert list(records_lib.iter_records(path)) == [
+      (b"first", None), (None, "corrupt_record"), (b"third", None)]
+  open(path, "wb").write(bytes(data[:-3]))  # the last record cut short
+  assert list(records_lib.iter_records(path))[-1] == (None, "truncated_file")
+
+
+def test_bad_records_are_named_per_record():
+  def record(ids, example_id="x"):
+    return schema.make_example(example_id, ids, [0] * len(ids), []).SerializeToString()
+  assert records_lib.describe_record(record([2, 4, 3], "q1"), 8) == ("q1", 3, None)
+  assert records_lib.describe_record(record([2] + [4] * 8 + [3]), 8) == ("x", 10, "too_long")
+  assert records_lib.describe_record(b"\xff\xff not a proto", 8) == (
+      "", 0, "malformed_example")
+  no_ids = tf.train.Example().SerializeToString()
+  assert records_lib.describe_record(no_ids, 8) == ("", 0, "malformed_example")
+
+
+def test_records_score_like_the_same_rows_from_csv(binary_model, mixed_csv, records_dir,
+                                                   tmp_path):
+  score(binary_model, mixed_csv, str(tmp_path / "csv"), "--batch_size=4", "--sort_rows=16")
+  manifest = score(binary_model, records_dir, str(tmp_path / "rec"), "--input_format=tfrecord",
+                   "--batch_size=5", "--sort_rows=8")
+  _, csv_rows, _ = read_shards(str(tmp_path / "csv"))
+  header, rec_rows, names = read_shards(str(tmp_path / "rec"))
+  assert header == ["example_id", "label", "probability", "error"]
+  assert names == ["predictions-00000-of-00002.csv", "predictions-00001-of-00002.csv"]
+  good = {r[0]: r for r in csv_rows if not r[3]}
+  assert sorted(r[0] for r in rec_rows) == sorted(good) and len(rec_rows) == 82
+  for row in rec_rows:
+    assert row[1] == good[row[0]][1] and row[3] == ""
+    assert abs(float(row[2]) - float(good[row[0]][2])) <= 1e-5
+  assert manifest["rows_read"] == manifest["rows_scored"] == 82
+  assert manifest["input_format"] == "tfrecord" and manifest["precision"] == "float32"
+  # A glob of the shards, other batches, 2 workers: the same output.
+  score(binary_model, f"{records_dir}/test/*.tfrecord", str(tmp_path / "glob"),
+        "--input_format=tfrecord", "--batch_size=3", "--sort_rows=8", "--direct_num_workers=2",
+        "--direct_running_mode=multi_threading")
+  glob_rows = read_shards(str(tmp_path / "glob"))[1]
+  assert [r[:2] + r[3:] for r in glob_rows] == [r[:2] + r[3:] for r in rec_rows]
+  np.testing.assert_allclose([float(r[2]) for r in glob_rows], [float(r[2]) for r in rec_rows],
+                             atol=1e-6)
+
+
+def test_records_of_another_vocabulary_fail_in_one_line(binary_model, records_dir, tmp_path):
+  data_dir = str(tmp_path / "data")
+  shutil.copytree(records_dir, data_dir)
+  path = os.path.join(data_dir, schema.MANIFEST)
+  manifest = json.load(open(path))
+  manifest["vocab_sha256"] = "f" * 64
+  json.dump(manifest, open(path, "w"))
+  with pytest.raises(SystemExit) as exit_info:
+    score_run.main([f"--model={binary_model}", f"--input={data_dir}", "--input_format=tfrecord",
+                    f"--output_dir={tmp_path / 'out'}"])
+  message = str(exit_info.value.code)
+  assert message == (f"error: {data_dir} was tokenized with another vocabulary than the model "
+                     f"{binary_model} (vocab_sha256 ffffffffffff... vs "
+                     f"{manifest_vocab(binary_model)[:12]}...); preprocess the data with the "
+                     "model's vocabulary, or score the CSV instead")
+  assert not os.path.exists(tmp_path / "out")  # nothing started
+
+
+def manifest_vocab(model_dir):
+  return export.read_metadata(model_dir)["vocab_sha256"]
+
+
+def test_a_corrupt_record_is_counted_not_fatal(binary_model, records_dir, tmp_path):
+  data_dir = str(tmp_path / "data")
+  shutil.copytree(records_dir, data_dir)
+  shard = os.path.join(data_dir, "test", "test-00000-of-00002.tfrecord")
+  offset, length = record_frames(shard)[2]
+  data = bytearray(open(shard, "rb").read())
+  data[offset + length // 2] ^= 0xFF
+  open(shard, "wb").write(bytes(data))
+  manifest = score(binary_model, data_dir, str(tmp_path / "out"), "--input_format=tfrecord")
+  _, rows, _ = read_shards(str(tmp_path / "out"))
+  assert rows[2] == ["", "", "", "corrupt_record"]
+  assert manifest["rows_read"] == 82 and manifest["rows_scored"] == 81
+  assert manifest["rows_rejected"] == {"corrupt_record": 1}
+
+
+@pytest.mark.slow
+def test_bfloat16_is_opt_in_and_close_to_float32(binary_model, mixed_csv, tmp_path):
+  # A subprocess: the bfloat16 rewrite is a process-wide TensorFlow setting.
+  env = dict(os.environ, WANDB_MODE="disabled", PYTHONPATH=os.pathsep.join(
+      [REPO, os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.run(
+      [sys.executable, "-m", "scoring.run", f"--model={binary_model}", f"--input={mixed_csv}",
+       f"--output_dir={tmp_path / 'bf16'}", "--num_shards=1", "--bfloat16"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  score(binary_model, mixed_csv, str(tmp_path / "f32"), "--num_shards=1")
+  bf16, f32 = read_shards(str(tmp_path / "bf16"))[1], read_shards(str(tmp_path / "f32"))[1]
+  assert [r[0] for r in bf16] == [r[0] for r in f32]
+  got = np.array([float(r[2] or "nan") for r in bf16])
+  want = np.array([float(r[2] or "nan") for r in f32])
+  # The tiny model's weights are large (0.5 / 2.0 init) and move its outputs more than real
+  # MiniLM's (1.1e-3, benchmarks/results/score.md); the flag must change them, but a little.
+  assert 1e-5 < np.nanmax(np.abs(got - want)) < 5e-2
+  with open(tmp_path / "bf16" / "manifest.json") as f:
+    assert json.load(f)["precision"] == "bfloat16"
