@@ -23,6 +23,7 @@ against the first variant of the same round):
   lazyemb      the word-embedding table gets a sparse ("lazy") AdamW update of the rows in the
                batch only (moments, weight decay and step of the other rows wait); the rest
                as f32. bf16_lazyemb: the same under mixed_bfloat16.
+  lazyemb_ld   lazyemb with train.layer_decay=0.9 (a learning rate per layer: the cost of it)
   nodrop       dropout 0 (the cost of dropout's random masks)
   tanh         tanh-approximate GELU instead of the exact erf one
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
@@ -49,13 +50,13 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from bertcore import names, schema  # noqa: E402
-from trainer import config as config_lib, model as model_lib  # noqa: E402
+from trainer import checkpointing, config as config_lib, model as model_lib  # noqa: E402
 from trainer import optimization as trainer_optimization, steps as steps_lib  # noqa: E402
 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
               vocab_size=30522, hidden_act="gelu_exact")
 VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
-            "tanh", "bf16_lazyemb")
+            "tanh", "bf16_lazyemb", "lazyemb_ld")
 WORD_EMBEDDINGS = "word_embeddings"
 
 
@@ -108,13 +109,16 @@ def build_variant(name, batch_size, total_steps=10000):
   manifest = schema.Manifest(labels=["rest", "positive"], vocab_sha256="", max_seq_length=128,
                              splits={}, vocab_size=MINILM["vocab_size"])
   tf_keras.utils.set_random_seed(0)
-  classifier, _ = model_lib.build_classifier(config, manifest)
-  lazy = name in ("lazyemb", "bf16_lazyemb")
+  classifier, encoder = model_lib.build_classifier(config, manifest)
+  lazy = name in ("lazyemb", "bf16_lazyemb", "lazyemb_ld")
   # The trainer's optimizer (trainer/optimization.py); without lazy, Model Garden's AdamW with
   # its schedule, as the trainer was before train.lazy_embeddings.
   config.train.update(learning_rate=5e-5, lazy_embeddings=lazy,
                       lr_schedule="linear" if lazy else "polynomial_from_zero")
-  optimizer = trainer_optimization.create_optimizer(config.train, total_steps, "float32")
+  config.train.layer_decay = 0.9 if name == "lazyemb_ld" else 1.0
+  optimizer = trainer_optimization.create_optimizer(
+      config.train, total_steps, "float32",
+      checkpointing.lr_multipliers(config.train, classifier, encoder))
   if precision == "mixed_float16":
     optimizer = tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
   tf_keras.mixed_precision.set_global_policy("float32")

@@ -227,6 +227,46 @@ def test_kill_during_export_leaves_no_half_export(data_dir, dirs, reference):
   assert metadata["training"]["step"] == TOTAL
 
 
+
+# ------------------------------------------------------------------ layer-wise learning-rate decay
+def _train_to_the_end(data_dir, model_dir, **overrides):
+  """Trains in this process (resuming what model_dir holds); returns its ckpt-16 values."""
+  train_in_process(data_dir, model_dir, **tiny_overrides(export=False, **overrides))
+  return read_checkpoint(os.path.join(model_dir, "checkpoints", "ckpt-16"))
+
+
+def _assert_same_values(got, want):
+  assert got.keys() == want.keys()
+  for name in want:   # weights, Adam's slots and iterations, step, epoch
+    if name != "save_counter/.ATTRIBUTES/VARIABLE_VALUE":   # counts saves, not steps
+      np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_layer_decay_1_reproduces_the_default_training_bit_for_bit(data_dir, tmp_path,
+                                                                    reference, capsys):
+  got = _train_to_the_end(data_dir, str(tmp_path / "run"), **{"train.layer_decay": 1.0})
+  _assert_same_values(got, reference[0])       # the reference run leaves the option unset
+  assert not [l for l in capsys.readouterr().out.splitlines() if l.startswith("layer_decay")]
+
+
+def test_a_resumed_layer_decay_run_ends_as_an_uninterrupted_one(data_dir, tmp_path, reference,
+                                                                 capsys):
+  decay = {"train.layer_decay": 0.8}
+  want = _train_to_the_end(data_dir, str(tmp_path / "straight"), **decay)
+  out = capsys.readouterr().out
+  assert ("layer_decay 0.8 over 2 layers: embeddings x0.64, layer_0 x0.8, layer_1 x1, "
+          "head x1") in out.splitlines()
+  model_dir = str(tmp_path / "resumed")
+  stopped = train_in_process(data_dir, model_dir, **tiny_overrides(
+      export=False, **decay, **{"train.stop_at_step": 6}))
+  assert stopped["stopped_at_step"] == 6
+  _assert_same_values(_train_to_the_end(data_dir, model_dir, **decay), want)
+  assert "resuming from" in capsys.readouterr().out
+  embeddings = "model/layer_with_weights-0/_embedding_layer/embeddings/.ATTRIBUTES/VARIABLE_VALUE"
+  assert embeddings in want       # and layer decay changed it: the comparison can fail
+  assert not np.array_equal(want[embeddings], reference[0][embeddings])
+
+
 # ---------------------------------------------------------------- corrupt data, bad manifests
 # In this process: these fail (or are skipped) in train_and_evaluate's own checks; the entry
 # point turns its DataError into one `error:` line (test_trainer.test_task_prints_one_line_errors).

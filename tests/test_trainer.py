@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from bertcore import schema
+from trainer import checkpointing
 from trainer import config as config_lib
 from trainer import eval_loop
 from trainer import evaluation
@@ -146,7 +147,12 @@ def test_hub_savedmodel_encoder_builds_and_its_vocab_is_checked(data_dir, tmp_pa
                                        "model.pooling": "cls"})
   manifest = schema.read_manifest(data_dir)
   assert model_lib.check_encoder_fits_data(config.encoder, manifest).endswith("vocab.txt")
-  classifier, _ = model_lib.build_classifier(config, manifest)
+  classifier, encoder = model_lib.build_classifier(config, manifest)
+  # A TF-Hub BERT keeps Model Garden's variable names: layer decay can place every variable.
+  config.train.layer_decay = 0.5
+  decay = checkpointing.lr_multipliers(config.train, classifier, encoder)
+  assert sorted(decay.values()).count(0.5) == 5            # the embeddings, 1 layer below
+  assert len(decay) == len(classifier.trainable_variables) and min(decay.values()) == 0.5
   ids = tf.constant([[2, 4, 3]])
   logits = classifier({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
                        "input_type_ids": tf.zeros_like(ids)})
@@ -214,6 +220,63 @@ def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
   assert result["final"]["step"] == 32
   assert "2 replica(s) x 8" in proc.stdout
   assert result["final"]["validation"]["num_examples"] == 64   # filler rows are not counted
+
+
+# Two logical CPUs must be configured before TensorFlow starts: a process of its own.
+MIRRORED_LAYER_DECAY = textwrap.dedent("""
+    import json, sys, tempfile
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import trainer_fixtures as fx
+    from bertcore import schema
+    from trainer import checkpointing, optimization, strategy as strategy_lib
+    data_dir = sys.argv[1]
+    config = fx.tiny_config(data_dir, **{"train.layer_decay": 0.5, "train.weight_decay": 0.0})
+    manifest = schema.read_manifest(data_dir)
+
+    def table(name):
+      state = checkpointing.create_state(config, manifest, strategy_lib.build_strategy(name),
+                                         "float32", 10, tempfile.mkdtemp(), scratch=False)
+      # Keras numbers a second model's layers (bert_encoder_v2_1/...): compare below the root.
+      multipliers = {k.split("/", 1)[1]: v for k, v in state.optimizer.lr_multipliers.items()}
+      return state, multipliers
+
+    _, one_device = table("one_device")
+    state, mirrored = table("mirrored")
+    strategy, variables = state.classifier.distribute_strategy, state.classifier.trainable_variables
+    before = [[c.numpy() for c in strategy.experimental_local_results(v)] for v in variables]
+
+    @tf.function
+    def one_step():  # gradient 1 everywhere: Adam's first step moves each weight by its lr
+      strategy.run(lambda: state.optimizer.apply_gradients(
+          [(tf.ones_like(v), v) for v in variables]))
+    one_step()
+    moved = {}
+    for v, start in zip(variables, before):
+      copies = strategy.experimental_local_results(v)
+      moved[v.name.split("/", 1)[1].split(":")[0]] = [
+          float(abs(c.numpy() - s).mean()) for c, s in zip(copies, start)]
+    print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync,
+                                  "one_device": one_device, "mirrored": mirrored,
+                                  "moved": moved, "lr": config.train.learning_rate}))
+""")
+
+
+def test_mirrored_replicas_update_with_the_one_device_multipliers(data_dir):
+  proc = subprocess.run([sys.executable, "-c", MIRRORED_LAYER_DECAY, data_dir],
+                        env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
+                        timeout=240)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+  got = json.loads(lines[0][len("RESULT "):])
+  assert got["replicas"] == 2
+  assert got["mirrored"] == got["one_device"]
+  # configs/tiny.py: 2 layers, so embeddings x0.25, layer_0 x0.5, layer_1 and the head x1.
+  assert sorted(set(got["one_device"].values())) == [0.25, 0.5, 1.0]
+  for name, k in got["one_device"].items():
+    for replica_moved in got["moved"][name]:          # both copies, by k x lr
+      assert replica_moved == pytest.approx(k * got["lr"], rel=1e-3), name
 
 
 def _task(data_dir, model_dir, *flags, env=ENV):

@@ -46,8 +46,9 @@ class RunState:
 def create_state(config, manifest, strategy, policy, total_steps, write_dir, scratch):
   """Builds the classifier, optimizer and counters under strategy.scope(): a RunState."""
   with strategy.scope():
-    classifier, _ = model_lib.build_classifier(config, manifest)
-    optimizer = optimization.create_optimizer(config.train, total_steps, policy)
+    classifier, encoder = model_lib.build_classifier(config, manifest)
+    optimizer = optimization.create_optimizer(config.train, total_steps, policy,
+                                              lr_multipliers(config.train, classifier, encoder))
     step = _counter("global_step", tf.int64, 0)
     epoch = _counter("epoch", tf.int64, 0)
   checkpoint = tf.train.Checkpoint(model=classifier, optimizer=optimizer, step=step,
@@ -56,6 +57,14 @@ def create_state(config, manifest, strategy, policy, total_steps, write_dir, scr
       checkpoint, posixpath.join(write_dir, CHECKPOINT_DIR),
       max_to_keep=config.train.keep_checkpoints, step_counter=step)
   return RunState(classifier, optimizer, step, epoch, checkpoint, manager, scratch)
+
+
+def lr_multipliers(train_config, classifier, encoder):
+  """{variable_key: learning-rate multiplier} for train.layer_decay ({} when it is off)."""
+  encoder_names = {v.name for v in encoder.trainable_variables}
+  head_names = [v.name for v in classifier.trainable_variables if v.name not in encoder_names]
+  return optimization.layer_decay_multipliers(train_config.layer_decay, sorted(encoder_names),
+                                              head_names)
 
 
 def restore_latest(state, model_dir):

@@ -64,6 +64,9 @@ def default_config():
   # trainer/optimization.py). False = Keras' dense Adam update of the whole table.
   c.train.lazy_embeddings = True
   c.train.weight_decay = 0.01
+  # Layer-wise learning-rate decay: encoder layer l of L learns at lr x decay^(L - l), the
+  # embeddings at lr x decay^L, the head at lr (trainer/optimization.py); 1.0 = off.
+  c.train.layer_decay = 1.0
   c.train.clip_norm = 1.0              # clip by global norm after the cross-replica sum; 0 = off
   c.train.pos_weight = 1.0             # binary / multilabel: weight of positive targets in the loss
   c.train.class_weights = ()           # multiclass: one weight per class; () = all 1
@@ -137,6 +140,9 @@ def validate(config):
   if config.train.learning_rate <= 0:
     raise ValueError(f"config.train.learning_rate must be positive, got "
                      f"{config.train.learning_rate}")
+  if not 0.0 < config.train.layer_decay <= 1.0:
+    raise ValueError(f"config.train.layer_decay must be in (0, 1] (1 = off), got "
+                     f"{config.train.layer_decay}")
   if config.train.pos_weight <= 0:
     raise ValueError(f"config.train.pos_weight must be positive, got {config.train.pos_weight}")
   if any(b < 2 for b in config.train.bucket_boundaries):

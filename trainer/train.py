@@ -146,6 +146,9 @@ def _build_state(config, plan, strategy, policy, write_dir, chief):
   num_params = int(sum(np.prod(v.shape) for v in state.classifier.trainable_variables))
   say(f"model: {config.encoder.kind} encoder, {config.model.pooling} pooling, "
       f"{config.model.head} head, {num_params:,} trainable parameters")
+  if config.train.layer_decay != 1.0:
+    inner = getattr(state.optimizer, "inner_optimizer", state.optimizer)  # under loss scaling
+    say(optimization.describe_layer_decay(config.train.layer_decay, inner.lr_multipliers))
   plan_lib.check_disk_space(plan.model_dir, config.train.keep_checkpoints, num_params)
   latest = checkpointing.restore_latest(state, plan.model_dir)
   if latest:
