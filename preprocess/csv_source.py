@@ -1,4 +1,4 @@
-"""Streams the records of one CSV file, with the line each record starts on.
+"""Streams the records of one CSV or TSV file, with the line each record starts on.
 
 The file is opened through Beam's FileSystems (local paths, gs://, ...) and parsed with Python's
 csv module, so quoted fields may hold commas, quotes ("") and newlines; CRLF and a UTF-8 BOM are
@@ -66,8 +66,11 @@ def open_text(path, encoding):
                           newline="")
 
 
-def iter_records(path, encoding) -> Iterator[CsvRecord]:
+def iter_records(path, encoding, delimiter=",") -> Iterator[CsvRecord]:
   """Yields every non-blank record of the file, the header first.
+
+  delimiter: the one field-separator character (cli.parse_delimiter); quoting is the same for
+  every delimiter, so a quoted TSV field may hold tabs and newlines.
 
   Blank lines (no cells at all) are not records: they are skipped, but still counted for the
   line numbers of the records after them.
@@ -80,7 +83,7 @@ def iter_records(path, encoding) -> Iterator[CsvRecord]:
         lines.append(text_line)
         yield text_line
 
-    reader = csv.reader(tee())
+    reader = csv.reader(tee(), delimiter=delimiter)
     next_line = 1
     while True:
       try:
@@ -97,9 +100,9 @@ def iter_records(path, encoding) -> Iterator[CsvRecord]:
       yield CsvRecord(path, start, fields, raw, error)
 
 
-def read_header(path, encoding):
+def read_header(path, encoding, delimiter=","):
   """Returns the stripped column names of the file's first record, or None for an empty file."""
-  for record in iter_records(path, encoding):
+  for record in iter_records(path, encoding, delimiter):
     if record.fields is None:
       raise ValueError(f"{path}:{record.line}: cannot parse the header: {record.error}")
     return [name.strip() for name in record.fields]
@@ -143,7 +146,7 @@ def match_files(patterns):
   return sorted({m.path for result in results for m in result.metadata_list})
 
 
-def matched_files_with_headers(patterns, encoding):
+def matched_files_with_headers(patterns, encoding, delimiter=","):
   """Expands the input globs; yields (path, header) for each file, in sorted path order.
 
   Raises ValueError with one line if nothing matches or a file has no header row. The caller
@@ -153,7 +156,7 @@ def matched_files_with_headers(patterns, encoding):
   if not paths:
     raise ValueError(f"no input files match {', '.join(patterns)}")
   for path in paths:
-    header = read_header(path, encoding)
+    header = read_header(path, encoding, delimiter)
     if header is None:
       raise ValueError(f"{path} is empty: every input file needs a header row")
     yield path, header

@@ -67,22 +67,36 @@ def prepare_output_dir(output_dir):
   return temp_dir
 
 
-def check_inputs(patterns, encoding, columns):
+def check_inputs(patterns, encoding, columns, delimiter=","):
   """Expands the input globs and checks every header; ValueError with one line if unusable."""
   files = []
-  for path, header in csv_source.matched_files_with_headers(patterns, encoding):
+  for path, header in csv_source.matched_files_with_headers(patterns, encoding, delimiter):
     rows.make_layout(header, columns, path)
     files.append(path)
   return files
 
 
+def check_input_roles(input_patterns, test_input_patterns, encoding, columns, delimiter=","):
+  """-> (input files, test files), each sorted; ValueError if a file is given in both roles."""
+  input_files = check_inputs(input_patterns, encoding, columns, delimiter)
+  test_files = (check_inputs(test_input_patterns, encoding, columns, delimiter)
+                if test_input_patterns else [])
+  both = sorted(set(input_files) & set(test_files))
+  if both:
+    raise ValueError(f"{both[0]} is both an --input and a --test_input file")
+  return input_files, test_files
+
+
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
-            split_salt, compression, batch_size, options=None, wandb_project=None):
+            split_salt, compression, batch_size, options=None, wandb_project=None,
+            delimiter=",", test_input_patterns=()):
   """Runs the whole job and returns its schema.Manifest (also written to output_dir).
 
-  Raises ValueError (or DataError) with a one-line message for fatal problems: no input
-  files, a required column missing from a header, no valid row at all.
+  With test_input_patterns, their rows all go to test and the rows of input_patterns to train
+  and validation only (the caller passes train_fraction = 1 - validation_fraction). Raises
+  ValueError (or DataError) with a one-line message for fatal problems: no input files, a
+  required column missing from a header, no valid row at all.
   """
   if not 0 <= train_fraction <= 1 or not 0 <= validation_fraction <= 1 or (
       train_fraction + validation_fraction > 1 + 1e-9):
@@ -94,11 +108,14 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
   csv_source.check_filesystems([*input_patterns, output_dir])
   vocab = tokenization.load_vocab(vocab_path)
-  input_files = check_inputs(input_patterns, encoding, columns)
+  input_files, test_files = check_input_roles(input_patterns, test_input_patterns, encoding,
+                                              columns, delimiter)
   temp_dir = prepare_output_dir(output_dir)
 
   config = pipeline_lib.PipelineConfig(
-      input_files=input_files, output_dir=output_dir, temp_dir=temp_dir, encoding=encoding,
+      # Test files first: the first row of an id by (file index, line) is the one kept.
+      input_files=test_files + input_files, test_files=tuple(test_files), delimiter=delimiter,
+      output_dir=output_dir, temp_dir=temp_dir, encoding=encoding,
       columns=columns, row_config=row_config, labels=tuple(labels) if labels is not None else None,
       vocab=vocab, lower_case=lower_case, max_seq_length=max_seq_length, num_shards=num_shards,
       train_fraction=train_fraction, validation_fraction=validation_fraction,
@@ -118,7 +135,7 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
   manifest = make_manifest(config, summary, vocab_path)
   if manifest.rows_written == 0:
     raise schema.DataError(
-        f"no valid row in {len(input_files)} input file(s) ({manifest.rows_read} read, "
+        f"no valid row in {len(config.input_files)} input file(s) ({manifest.rows_read} read, "
         f"rejected: {manifest.rows_rejected}); see "
         f"{posixpath.join(output_dir, names.DEAD_LETTER_FILE)}")
   plots = stats.write_plots(output_dir, split_stats_of(summary), manifest.labels)
@@ -163,8 +180,11 @@ def make_manifest(config, summary, vocab_path):
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
   return schema.Manifest(
       package_version=bertcore.__version__,
-      input_files=list(c.input_files),
+      input_files=[path for path in c.input_files if path not in c.test_files],
+      test_input_files=list(c.test_files),
       encoding=c.encoding,
+      delimiter=c.delimiter,
+      unescape_html=c.row_config.unescape_html,
       columns=c.columns._asdict(),
       labels=labels,
       multi_label=c.row_config.multi_label,
@@ -178,7 +198,8 @@ def make_manifest(config, summary, vocab_path):
       num_shards=c.num_shards,
       split_fractions={
           "train": c.train_fraction, "validation": c.validation_fraction,
-          "test": round(1 - c.train_fraction - c.validation_fraction, 12)},
+          # max: 1 - 0.9 - 0.1 rounds to -0.0 (with --test_input, no --input row is test).
+          "test": max(0.0, round(1 - c.train_fraction - c.validation_fraction, 12))},
       rows_read=sum(summary["rows_read"].values()),
       rows_written=sum(s.rows for s in splits.values()),
       rows_rejected=rows_rejected,

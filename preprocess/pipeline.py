@@ -3,7 +3,7 @@
 Graph (every stage named):
 
   Files -> ReadCsv -> ValidateRows -> Tokenize -> WriteTempShards --+
-             |            |              |                          | (split, shard) -> temp files
+             |            |              |                          | shard -> (split, temp file)
              |            |              |       AllShardKeys ------+-> GroupByShard -> WriteShards
              |            +--------------+-- rejected ------------------------------------+ |
              |            +-> DiscoverLabels (side input of WriteShards)                   | |
@@ -13,12 +13,14 @@ Graph (every stage named):
 Why this shape:
 - Rows travel in chunks (lists of up to --batch_size rows), so Beam's per-element cost is paid per
   chunk and the tokenizer runs once per chunk.
-- Records reach their shard through temp files grouped by (split, shard) key: only file names
+- Records reach their shard through temp files grouped by shard number: only file names
   go through the GroupByKey. A runner that holds grouped data in memory (the local FnApiRunner
   does) therefore never holds the data set, and memory does not grow with the input.
-- WriteShards sorts each shard by example id and resolves duplicate ids there (all rows of one id
-  hash to one shard), so the bytes written never depend on bundling, batching or parallelism.
-- Memory: one worker holds at most one shard (rows / (3 * num_shards) on average) in WriteShards,
+- WriteShards writes shard k of every split: it sorts the rows by example id and resolves
+  duplicate ids there (all rows of one id hash to one shard number, whatever their split: a row
+  of a --test_input file and a training row with the same id meet there), so the bytes written
+  never depend on bundling, batching or parallelism.
+- Memory: one worker holds at most one shard number (rows / num_shards on average) in WriteShards,
   and WriteDeadLetter holds the rejections (small, excerpts are cut to 200 characters).
 - Discovered labels (no --labels) are the labels of the rows that pass ValidateRows; a class
   seen only on rows later rejected as duplicate_id or empty_text keeps a 0 in the histograms.
@@ -27,7 +29,6 @@ import collections
 import concurrent.futures
 import json
 import marshal
-import operator
 import posixpath
 import uuid
 from typing import List, NamedTuple, Optional, Tuple
@@ -71,6 +72,10 @@ class PipelineConfig(NamedTuple):
   split_salt: str
   compression: Optional[str]  # None or "GZIP".
   batch_size: int
+  delimiter: str = ","
+  # The --test_input files (all their rows go to test); they come first in input_files, so
+  # they win duplicate ids (the first row by (file index, line) is kept).
+  test_files: Tuple[str, ...] = ()
 
 
 def _counter(name):
@@ -80,16 +85,17 @@ def _counter(name):
 class ReadCsv(beam.DoFn):
   """File path -> (layout, [CsvRecord] chunks); tagged `rows_read`: (path, data records)."""
 
-  def __init__(self, encoding, columns, batch_size):
+  def __init__(self, encoding, columns, batch_size, delimiter=","):
     self._encoding = encoding
     self._columns = columns
     self._batch_size = batch_size
+    self._delimiter = delimiter
 
   def setup(self):
     self._rows_read = _counter("rows_read")
 
   def process(self, path):
-    records = csv_source.iter_records(path, self._encoding)
+    records = csv_source.iter_records(path, self._encoding, self._delimiter)
     header = next(records, None)
     count = 0
     if header is not None:  # The driver already refused files without the needed columns.
@@ -188,8 +194,9 @@ class Tokenize(beam.DoFn):
       self._encode = tf.function(lambda texts: encoder.encode(texts), input_signature=[spec],
                                  autograph=False)
     self._records = records_lib.ExampleEncoder(max(len(c.vocab), 128))
-    # Input files are sorted, so sorting by index = by path; an int is cheaper to store.
+    # Sorting by file index = by (test files first, path); an int is cheaper to store.
     self._file_index = {path: i for i, path in enumerate(c.input_files)}
+    self._test_files = frozenset(c.test_files)
     self._segments = 2 if self._pairs else 1
     self._budget = c.max_seq_length - 1 - self._segments  # [CLS] and one [SEP] per segment.
     self._empty = _counter("rejected_empty_text")
@@ -223,7 +230,8 @@ class Tokenize(beam.DoFn):
             "rejected", rows.Rejection("empty_text", row.file, row.line, row.excerpt))
         continue
       split, shard = rows.assign_split(row.example_id, c.split_salt, c.train_fraction,
-                                       c.validation_fraction, c.num_shards)
+                                       c.validation_fraction, c.num_shards,
+                                       from_test_file=row.file in self._test_files)
       before, after = self._records.parts_packed(
           row.example_id, packed_ids[id_offsets[i]:id_offsets[i + 1]], end - start,
           packed_types[start:end])
@@ -261,7 +269,8 @@ def _global(value):
 
 
 class WriteTempShards(beam.DoFn):
-  """[(split, shard, payload)] -> ((split, shard), temp file): one temp file per key and bundle.
+  """[(split, shard, payload)] -> (shard, (split, temp file)): one temp file per (split, shard)
+  and bundle.
 
   Files of a failed bundle attempt are never emitted, so retries cannot duplicate rows; the
   driver deletes the whole temp directory at the end.
@@ -282,18 +291,19 @@ class WriteTempShards(beam.DoFn):
       writer[1].write(payload)
 
   def finish_bundle(self):
-    for key, (path, writer) in sorted(self._writers.items()):
+    for (split, shard), (path, writer) in sorted(self._writers.items()):
       writer.close()
-      yield _global((key, path))
+      yield _global((shard, (split, path)))
     self._writers = {}
 
 
 class WriteShards(beam.DoFn):
-  """((split, shard), [temp files]) -> the final shard, sorted by example id; yields its stats.
+  """(shard, [(split, temp file)]) -> shard `shard` of every split, sorted by example id; yields
+  the stats of each.
 
-  Rows sharing an id: the first by (file, line) is written, the others are tagged `rejected`
-  as duplicate_id. The shard is written under a temporary name and renamed, so a shard file
-  with its final name is always complete.
+  Rows sharing an id (they share a shard number, whatever their split): the first by
+  (file index, line) is written, the others are tagged `rejected` as duplicate_id. Each shard is
+  written under a temporary name and renamed, so a shard file with its final name is complete.
   """
 
   def __init__(self, input_files, output_dir, num_shards, compression):
@@ -308,45 +318,51 @@ class WriteShards(beam.DoFn):
     self._duplicates = _counter("rejected_duplicate_id")
 
   def process(self, element, labels):
-    (split, shard), temp_files = element
-    records = []
-    for path in sorted(p for p in temp_files if p is not None):
+    shard, temp_files = element
+    records = []  # (record tuple, split)
+    for split, path in sorted(p for p in temp_files if p is not None):
       for payload in private_apis.tf_record_iterator(path):
-        records.extend(marshal.loads(payload))
-    records.sort(key=operator.itemgetter(0, 1, 2))  # (example_id, file index, line)
+        records.extend((record, split) for record in marshal.loads(payload))
+    records.sort(key=lambda item: item[0][:3])  # (example_id, file index, line)
 
+    kept = {split: [] for split in schema.SPLITS}
+    previous_id = None
+    for record, split in records:
+      if record[0] == previous_id:
+        self._duplicates.inc()
+        yield beam.pvalue.TaggedOutput("rejected", rows.Rejection(
+            "duplicate_id", self._input_files[record[1]], record[2], record[11]))
+        continue
+      previous_id = record[0]
+      kept[split].append(record)
     label_index = {name: i for i, name in enumerate(labels)}
+    for split in schema.SPLITS:
+      yield self._write(split, shard, kept[split], label_index)
+
+  def _write(self, split, shard, records, label_index):
+    """Writes one shard file of `records` (sorted, unique ids); returns its stats dict."""
     label_entries = {}  # label names -> serialized label_ids entry
     path = schema.shard_path(self._output_dir, split, shard, self._num_shards, self._compression)
     partial = f"{path}.partial"
     options = tf.io.TFRecordOptions(compression_type=self._compression or "")
-    kept = []  # The written records, for the statistics.
-    previous_id = None
     with tf.io.TFRecordWriter(partial, options) as writer:
       for record in records:
-        example_id, names = record[0], record[3]
-        if example_id == previous_id:
-          self._duplicates.inc()
-          yield beam.pvalue.TaggedOutput("rejected", rows.Rejection(
-              "duplicate_id", self._input_files[record[1]], record[2], record[11]))
-          continue
-        previous_id = example_id
+        names = record[3]
         label_entry = label_entries.get(names)
         if label_entry is None:
           label_entry = label_entries[names] = self._records.ints_entry(
               schema.LABEL_IDS, [label_index[name] for name in names])
         writer.write(self._records.join(record[4], label_entry, record[5]))
-        kept.append(record)
     tf.io.gfile.rename(partial, path, overwrite=True)
     shard_stats = stats.empty_stats()
-    if kept:
+    if records:
       # (example_id, file, line, names, before, after, token_length, truncated, long_text,
       #  words, chars, excerpt)
-      columns = list(zip(*kept))
+      columns = list(zip(*records))
       stats.add_rows(shard_stats, columns[3], columns[6], columns[7], columns[8], columns[9],
                      columns[10])
     self._written.inc(shard_stats["rows"])
-    yield {"split": split, "shard": shard, "file": posixpath.basename(path), "stats": shard_stats}
+    return {"split": split, "shard": shard, "file": posixpath.basename(path), "stats": shard_stats}
 
 
 def write_dead_letter(rejections, output_dir):
@@ -378,7 +394,7 @@ def build(pipeline, config: PipelineConfig):
   c = config
   read = (pipeline
           | "Files" >> beam.Create(list(c.input_files))
-          | "ReadCsv" >> beam.ParDo(ReadCsv(c.encoding, c.columns, c.batch_size))
+          | "ReadCsv" >> beam.ParDo(ReadCsv(c.encoding, c.columns, c.batch_size, c.delimiter))
           .with_outputs("rows_read", main="chunks"))
   valid = read.chunks | "ValidateRows" >> beam.ParDo(ValidateRows(c.row_config)).with_outputs(
       "rejected", main="rows")
@@ -391,9 +407,9 @@ def build(pipeline, config: PipelineConfig):
     labels = valid.rows | "DiscoverLabels" >> beam.CombineGlobally(UnionLabels())
 
   temp_files = tokenized.records | "WriteTempShards" >> beam.ParDo(WriteTempShards(c.temp_dir))
-  # Every (split, shard) gets a key, so that empty shards are written too and the count is fixed.
+  # Every shard number gets a key, so that empty shards are written too and the count is fixed.
   all_keys = pipeline | "AllShardKeys" >> beam.Create(
-      [((split, shard), None) for split in schema.SPLITS for shard in range(c.num_shards)])
+      [(shard, None) for shard in range(c.num_shards)])
   shards = ((temp_files, all_keys)
             | "FlattenShardKeys" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()

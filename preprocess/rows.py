@@ -11,14 +11,19 @@ Checks run in this order and the first failure is the reason:
   missing_label       the label cell is empty or whitespace (only with a --label_column)
   unknown_label       the label is not in --labels / --label_map
   duplicate_id        decided later, per shard: among kept rows with one id, the first by
-                      (file, line) wins and the others are rejected (see pipeline.py)
-A text longer than --max_text_chars is kept but cut to that many characters before tokenization
-and counted as `long_text` (it is not a rejection).
+                      (file, line) wins and the others are rejected (see pipeline.py);
+                      --test_input files come before --input files, so a training row that
+                      repeats a test row is the one rejected (no test text is trained on)
+With --unescape_html, HTML character references in the text(s) are decoded first (`&#039;` ->
+`'`, `&quot;` -> `"`, as review sites store them), so every check and statistic sees the text
+the tokenizer gets. A text longer than --max_text_chars is kept but cut to that many characters
+before tokenization and counted as `long_text` (it is not a rejection).
 
 Labels are compared as strings after stripping whitespace: " 1" is "1", but "1.0" is not "1"
 (with --labels=0,1 it is an unknown_label; without --labels it becomes a class of its own).
 """
 import hashlib
+import html
 from typing import Dict, FrozenSet, NamedTuple, Optional, Tuple
 
 from preprocess import csv_source
@@ -53,12 +58,14 @@ class RowConfig(NamedTuple):
 
   labels: the allowed class names, or None to accept (discover) any non-empty label.
   label_map: raw label value -> class name, or None for the identity.
+  unescape_html: decode HTML character references in the text(s) (html.unescape).
   """
   labels: Optional[FrozenSet[str]] = None
   label_map: Optional[Dict[str, str]] = None
   multi_label: bool = False
   label_separator: str = "|"
   max_text_chars: int = 100_000
+  unescape_html: bool = False
 
 
 class Row(NamedTuple):
@@ -144,6 +151,9 @@ def convert_row(record: csv_source.CsvRecord, layout: Layout, config: RowConfig)
 
   text = fields[layout.text]
   text_pair = fields[layout.text_pair] if layout.text_pair is not None else None
+  if config.unescape_html:  # Before the empty check: "&#32;" is an empty text.
+    text = html.unescape(text)
+    text_pair = html.unescape(text_pair) if text_pair is not None else None
   if layout.id is not None:
     example_id = fields[layout.id].strip()
     if not example_id:
@@ -173,15 +183,20 @@ def convert_row(record: csv_source.CsvRecord, layout: Layout, config: RowConfig)
              chars, excerpt)
 
 
-def assign_split(example_id, salt, train_fraction, validation_fraction, num_shards):
+def assign_split(example_id, salt, train_fraction, validation_fraction, num_shards,
+                 from_test_file=False):
   """Deterministic (split, shard) of an example: a SHA-1 of the salted id, never Python's hash().
 
-  Both depend on the id only, so all rows with one id meet in one shard (where duplicates are
-  resolved) and the split never depends on the runner's parallelism or batching.
+  from_test_file: the row comes from a --test_input file, so its split is test whatever its
+  hash. The shard depends on the id only, so all rows with one id meet in one shard (where
+  duplicates are resolved, across splits) and the split never depends on the runner's
+  parallelism or batching.
   """
   digest = hashlib.sha1(f"{salt}\x00{example_id}".encode("utf-8")).digest()
   u = int.from_bytes(digest[:8], "big") / 2.0**64
   shard = int.from_bytes(digest[8:16], "big") % num_shards
+  if from_test_file:
+    return "test", shard
   if u < train_fraction:
     return "train", shard
   if u < train_fraction + validation_fraction:

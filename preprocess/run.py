@@ -29,6 +29,9 @@ from preprocess import rows
 from preprocess import stats
 
 
+DEFAULT_TRAIN_FRACTION = 0.8
+
+
 class _ArgumentParser(argparse.ArgumentParser):
   """Reads @flag files one flag per line, skipping blank and `#` comment lines."""
 
@@ -37,7 +40,8 @@ class _ArgumentParser(argparse.ArgumentParser):
     return [] if not line or line.startswith("#") else [line]
 
 
-def _bool(value):
+def parse_bool(value):
+  """An argparse type: true/1/yes or false/0/no (scoring.run uses it too)."""
   if value.lower() in ("true", "1", "yes"):
     return True
   if value.lower() in ("false", "0", "no"):
@@ -45,11 +49,32 @@ def _bool(value):
   raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def train_fraction_of(args):
+  """The share of --input rows that goes to train: the flag's, or with --test_input (where
+  --input holds train and validation only) 1 - --validation_fraction."""
+  if not args.test_input:
+    return DEFAULT_TRAIN_FRACTION if args.train_fraction is None else args.train_fraction
+  if args.train_fraction is not None:
+    raise ValueError("--train_fraction does not apply with --test_input: --input rows not in "
+                     "validation (--validation_fraction) are all train")
+  return 1.0 - args.validation_fraction
+
+
 def make_parser():
   p = _ArgumentParser(prog="python -m preprocess.run", fromfile_prefix_chars="@",
                       description=__doc__.split("\n\n")[1], allow_abbrev=False)
   p.add_argument("--input", action="append", required=True,
                  help="CSV file or glob (local or gs://; .gz is read as gzip); repeatable")
+  p.add_argument("--test_input", action="append", default=[],
+                 help="CSV file or glob whose rows all go to the test split; repeatable. With it, "
+                      "--input rows go to validation (--validation_fraction of them) and train "
+                      "(the rest); a training row repeating a test row's id is rejected as "
+                      "duplicate_id")
+  p.add_argument("--delimiter", default=",",
+                 help="the field separator: one character, or tab / \\t for TSV")
+  p.add_argument("--unescape_html", type=parse_bool, default=False,
+                 help="decode HTML character references (&#039; &quot; &amp;) in the text(s) "
+                      "before tokenizing; recorded in the manifest and the export")
   p.add_argument("--output_dir", required=True)
   p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
   p.add_argument("--id_column", default="qid",
@@ -63,7 +88,7 @@ def make_parser():
   p.add_argument("--label_map", default="",
                  help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
                       "raw values not listed are unknown_label")
-  p.add_argument("--multi_label", type=_bool, default=False,
+  p.add_argument("--multi_label", type=parse_bool, default=False,
                  help="label cells hold several labels separated by --label_separator")
   p.add_argument("--label_separator", default="|")
   vocab = p.add_mutually_exclusive_group()
@@ -78,7 +103,8 @@ def make_parser():
                  help="longer texts are cut to this many characters before tokenizing and "
                       "counted as long_text")
   p.add_argument("--num_shards", type=int, default=16, help="shards per split")
-  p.add_argument("--train_fraction", type=float, default=0.8)
+  p.add_argument("--train_fraction", type=float, default=None,
+                 help=f"default {DEFAULT_TRAIN_FRACTION}; not with --test_input")
   p.add_argument("--validation_fraction", type=float, default=0.1,
                  help="the rest is test; the tutorial's split: --train_fraction=0.1 "
                       "--validation_fraction=0.009")
@@ -147,12 +173,14 @@ def job_kwargs(args):
   row_config = rows.RowConfig(
       labels=frozenset(labels) if labels else None, label_map=label_map,
       multi_label=args.multi_label, label_separator=args.label_separator,
-      max_text_chars=args.max_text_chars)
+      max_text_chars=args.max_text_chars, unescape_html=args.unescape_html)
   return dict(
-      input_patterns=args.input, output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
+      input_patterns=args.input, test_input_patterns=args.test_input,
+      delimiter=cli.parse_delimiter(args.delimiter),
+      output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
       columns=columns, row_config=row_config, labels=labels, vocab_path=vocab_path,
       lower_case=lower_case, max_seq_length=args.max_seq_length, num_shards=args.num_shards,
-      train_fraction=args.train_fraction, validation_fraction=args.validation_fraction,
+      train_fraction=train_fraction_of(args), validation_fraction=args.validation_fraction,
       split_salt=args.split_salt, compression="GZIP" if args.compression == "gzip" else None,
       batch_size=args.batch_size, wandb_project=args.wandb_project or None)
 

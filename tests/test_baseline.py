@@ -1,4 +1,5 @@
 """The TF-IDF baseline: the same rows and split as the preprocessing job, and a working model."""
+import json
 import os
 import sys
 
@@ -97,3 +98,35 @@ def test_multiclass_baseline_and_f1_at():
   assert result["test"]["confusion_matrix"] == [[6, 0, 0], [0, 6, 0], [0, 0, 6]]
   sweep = {"threshold_sweep": {"thresholds": [0.29, 0.3], "f1": [0.5, 0.7]}}
   assert tfidf_baseline.f1_at(sweep, 0.1 + 0.2) == 0.7  # 0.30000000000000004 finds 0.3
+
+
+def test_test_input_tsv_same_rows_and_split_as_the_job(tmp_path, tiny_vocab_file):
+  """TSV with HTML entities; a --test_input file; a train row repeating a test row."""
+  header = "id\treview\trating\n"
+  train = [f"t{i}\t\"great &quot;lovely&quot;\nflight {i}\"\tpositive\n" for i in range(12)]
+  train += [f"n{i}\tawful delayed flight {i}\tnegative\n" for i in range(12)]
+  train.append("dup\tthe same review\tpositive\n")  # Same id as a test row: rejected.
+  test = ["dup\tthe same review\tnegative\n", "x1\tgreat flight\tpositive\n"]
+  (tmp_path / "train.tsv").write_text(header + "".join(train))
+  (tmp_path / "test.tsv").write_text(header + "".join(test))
+  argv = ["--delimiter=tab", "--unescape_html=true", "--id_column=id",
+          "--text_column=review", "--label_column=rating", f"--vocab_file={tiny_vocab_file}",
+          f"--input={tmp_path / 'train.tsv'}", f"--test_input={tmp_path / 'test.tsv'}",
+          f"--output_dir={tmp_path / 'out'}", "--validation_fraction=0.25", "--num_shards=2"]
+  manifest = run_lib.run(argv)
+  dataset = tfidf_baseline.load_dataset(argv)
+  assert dataset.rows_rejected == manifest.rows_rejected == {"duplicate_id": 1}
+  assert sorted(dataset.splits["test"].ids) == ["dup", "x1"]
+  assert dataset.splits["test"].label_ids.tolist()[dataset.splits["test"].ids.index("dup")] == 0
+  assert len(dataset.splits["train"].ids) + len(dataset.splits["validation"].ids) == 24
+  assert 'great "lovely"\nflight 0' in dataset.splits["train"].texts + (
+      dataset.splits["validation"].texts)
+  tfidf_baseline.check_against_data_dir(dataset, str(tmp_path / "out"))
+  # The training copy of the test row is the one rejected; the manifest names files by role.
+  rejected = [json.loads(line) for line in open(tmp_path / "out" / "rejected.jsonl")]
+  assert [(r["file"], r["line"], r["reason"]) for r in rejected] == [
+      (str(tmp_path / "train.tsv"), 38, "duplicate_id")]
+  assert manifest.input_files == [str(tmp_path / "train.tsv")]
+  assert manifest.test_input_files == [str(tmp_path / "test.tsv")]
+  assert (manifest.delimiter, manifest.unescape_html) == ("\t", True)
+  assert manifest.splits["test"].rows == 2

@@ -210,3 +210,46 @@ def test_cli_help_and_missing_flags_are_short(tmp_path):
   assert missing.returncode == 1
   assert missing.stderr.strip().splitlines()[-1] == "error: --model, --output required"
   assert "Traceback" not in missing.stderr
+
+
+def test_tsv_and_unescape_html_default_from_the_export(tmp_path):
+  vocab_path, text_encoder = test_export.tiny_setup(str(tmp_path))
+  export_dir = str(tmp_path / "export")
+  # As export_step records a manifest with --unescape_html=true.
+  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
+                            0.5, export_dir, vocab_path,
+                            extra_metadata={"input": {"unescape_html": True}})
+  escaped = ["the dog&#039;s &quot;lazy&quot;", "fox &amp;\tcat", "&#32;"]
+  input_path = str(tmp_path / "in.tsv")
+  with open(input_path, "w", encoding="utf-8") as f:
+    f.write("id\ttext\n" + "".join(f'{i}\t"{t}"\n' for i, t in enumerate(escaped)))
+  signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+
+  def probabilities(texts):
+    return signature(text=tf.constant(texts))["probabilities"].numpy().reshape(-1)
+
+  output_path = str(tmp_path / "pred.csv")
+  summary = predict.predict_csv(export_dir, input_path, output_path, id_column="id",
+                                text_column="text", delimiter="\t", log=lambda _: None)
+  assert summary["bad_rows"] == {"empty_text": 1}  # "&#32;" is a space once unescaped
+  out = read_csv(output_path)
+  np.testing.assert_allclose([float(r[2]) for r in out[1:3]],
+                             probabilities(["the dog's \"lazy\"", "fox &\tcat"]), atol=1e-6)
+  predict.predict_csv(export_dir, input_path, output_path, id_column="id", text_column="text",
+                      delimiter="\t", unescape_html=False, log=lambda _: None)
+  out = read_csv(output_path)
+  np.testing.assert_allclose([float(r[2]) for r in out[1:4]], probabilities(escaped), atol=1e-6)
+  assert predict.unescape_html_default({}, None) is False  # Exports that do not record it.
+
+
+@pytest.mark.parametrize("value,expected", [("tab", "\t"), ("\\t", "\t"), ("\t", "\t"),
+                                            (";", ";"), ("comma", ",")])
+def test_parse_delimiter(value, expected):
+  assert cli.parse_delimiter(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "ab", '"', "a", "\r"])
+def test_parse_delimiter_refuses_in_one_line(value):
+  with pytest.raises(ValueError, match="^--delimiter must be one character") as e:
+    cli.parse_delimiter(value)
+  assert "\n" not in str(e.value)

@@ -82,3 +82,12 @@ def test_match_files_sorted(tmp_path):
   assert csv_source.match_files([str(tmp_path / "*.csv")]) == [
       str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]
   assert csv_source.match_files([str(tmp_path / "none*.csv")]) == []
+
+
+def test_tsv_with_quoted_tabs_and_newlines(tmp_path):
+  path = tmp_path / "in.tsv"
+  path.write_bytes(b'a\tb\n1\t"x\ty"\n2\t"two\r\nlines"\n3\tcomma, kept\n')
+  got = [(r.line, r.fields) for r in csv_source.iter_records(str(path), "utf-8", "\t")]
+  assert got == [(1, ["a", "b"]), (2, ["1", "x\ty"]), (3, ["2", "two\r\nlines"]),
+                 (5, ["3", "comma, kept"])]
+  assert csv_source.read_header(str(path), "utf-8", "\t") == ["a", "b"]

@@ -157,7 +157,10 @@ def test_manifest(bad_run, tiny_vocab_file):
       "package_version", "input_files", "encoding", "columns", "labels", "multi_label",
       "vocab_sha256", "vocab_size", "lower_case", "tokenizer", "max_seq_length", "compression",
       "num_shards", "split_fractions", "rows_read", "rows_written", "rows_rejected",
-      "rows_rejected_total", "dead_letter_file", "splits", "plots"}
+      "rows_rejected_total", "dead_letter_file", "splits", "plots",
+      "test_input_files", "delimiter", "unescape_html"}
+  assert (manifest.test_input_files, manifest.delimiter, manifest.unescape_html) == (
+      [], ",", False)
   assert manifest.input_files == [pattern.replace("*", "bad"),
                                      pattern.replace("*", "header_only")]
   assert manifest.columns == {"id": "qid", "text": "question_text", "text_pair": None,

@@ -55,3 +55,42 @@ def test_binary_recipe_on_real_tweets(tmp_path, tiny_vocab_file):
   rest = sum(s.label_histogram["rest"] for s in manifest.splits.values())
   assert positives + rest == manifest.rows_written
   assert 0.1 < positives / manifest.rows_written < 0.3
+
+
+def test_zip_member_is_extracted_once_and_atomically(tmp_path):
+  import zipfile
+  archive = tmp_path / "data.zip"
+  with zipfile.ZipFile(archive, "w") as z:
+    z.writestr("a.tsv", "x\ty\n1\t2\n")
+  cache = tmp_path / "cache"
+  path = datasets.extract_member(str(archive), "a.tsv", str(cache))
+  assert path == str(cache / "a.tsv") and open(path).read() == "x\ty\n1\t2\n"
+  mtime = os.stat(path).st_mtime_ns
+  assert datasets.extract_member(str(archive), "a.tsv", str(cache)) == path
+  assert os.stat(path).st_mtime_ns == mtime  # Reused, not rewritten.
+  assert os.listdir(cache) == ["a.tsv"]      # No temporary file left behind.
+  (cache / "a.tsv").write_text("cut")         # A partial file from elsewhere is replaced.
+  assert open(datasets.extract_member(str(archive), "a.tsv", str(cache))).read().endswith("2\n")
+
+
+def test_drugreview_recipes_on_the_real_files(tmp_path, tiny_vocab_file):
+  try:
+    train = datasets.dataset_path("drugreviews-train", cache=str(tmp_path / "cache"))
+    test = datasets.dataset_path("drugreviews-test", cache=str(tmp_path / "cache"))
+  except ValueError as e:
+    pytest.skip(str(e))
+  manifest = run_lib.run([recipe("drugreviews_3class.args"), f"--input={train}",
+                          f"--test_input={test}", f"--output_dir={tmp_path / 'out'}",
+                          f"--vocab_file={tiny_vocab_file}", "--num_shards=1"])
+  # 600 + 379 rows, multi-line quoted reviews included; one training review repeats a test one.
+  assert (manifest.rows_read, manifest.rows_written, manifest.rows_rejected) == (
+      979, 978, {"duplicate_id": 1})
+  assert manifest.splits["test"].rows == 379
+  assert manifest.splits["train"].rows + manifest.splits["validation"].rows == 599
+  assert manifest.labels == ["negative", "neutral", "positive"]
+  assert (manifest.delimiter, manifest.unescape_html) == ("\t", True)
+  assert manifest.splits["test"].label_histogram == {"negative": 95, "neutral": 36,
+                                                      "positive": 248}
+  args, _ = run_lib.make_parser().parse_known_args(
+      [recipe("drugreviews_binary.args"), "--input=x", "--output_dir=o", "--vocab_file=v"])
+  assert run_lib.job_kwargs(args)["labels"] == ["rest", "positive"]

@@ -109,3 +109,24 @@ def test_assign_split_is_deterministic_and_follows_fractions():
   # Another salt reshuffles.
   other = [rows.assign_split(i, "pepper", 0.1, 0.009, 16) for i in ids]
   assert 0.15 < sum(a[0] != b[0] for a, b in zip(got, other)) / len(ids) < 0.22
+
+
+def test_unescape_html_before_checks_ids_and_counts():
+  config = rows.RowConfig(labels=frozenset({"0", "1"}), unescape_html=True)
+  row = convert(["q", "I didn&#039;t &quot;like&quot; it &amp; more", "1"], config)
+  assert row.text == 'I didn\'t "like" it & more'
+  assert (row.words, row.chars) == (6, 25)
+  assert convert(["q", "&#039;", "1"]).text == "&#039;"  # Off by default.
+  assert reason(["q", "&#32;&nbsp;", "1"], config) == "empty_text"
+  no_id = rows.make_layout(["question_text", "target"], rows.Columns(None, "question_text", None,
+                                                                     "target"))
+  assert convert(["it&#039;s", "1"], config, no_id).example_id == rows.content_id("it's")
+
+
+def test_rows_of_a_test_file_go_to_test_with_the_same_shard():
+  for i in range(50):
+    split, shard = rows.assign_split(f"id{i}", "salt", 0.8, 0.2, 4, from_test_file=True)
+    assert (split, shard) == ("test", rows.assign_split(f"id{i}", "salt", 0.8, 0.2, 4)[1])
+  # With --test_input, --input rows use train_fraction = 1 - validation_fraction: never test.
+  assert {rows.assign_split(f"id{i}", "salt", 0.8, 0.2, 4)[0] for i in range(200)} == {
+      "train", "validation"}

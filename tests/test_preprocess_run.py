@@ -133,3 +133,37 @@ def test_gs_path_without_the_gcs_extra_is_one_line(tmp_path, tiny_vocab_file):
                   f"--vocab_file={tiny_vocab_file}"])
   assert exit_info.value.code == ('error: gs://bucket/train.csv: reading gs:// paths needs '
                                   'Beam\'s GCS support: pip install "apache-beam[gcp]"')
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--delimiter=tab", "\t"), ("--delimiter=\\t", "\t"), ("--delimiter=\t", "\t"),
+    ("--delimiter=TAB", "\t"), ("--delimiter=;", ";"), ("--delimiter=,", ",")])
+def test_delimiter_spellings(flag, expected):
+  assert kwargs(flag)["delimiter"] == expected
+
+
+@pytest.mark.parametrize("value", ["", "ab", '"', "x", "\n"])
+def test_bad_delimiter_is_one_line(value, tmp_path, tiny_vocab_file, capsys):
+  with pytest.raises(SystemExit) as e:
+    run_lib.main([f"--input={tmp_path}/x.csv", f"--output_dir={tmp_path}/o",
+                  f"--vocab_file={tiny_vocab_file}", f"--delimiter={value}"])
+  assert str(e.value).startswith("error: --delimiter must be one character")
+  assert "\n" not in str(e.value)
+
+
+def test_test_input_flags():
+  k = kwargs("--test_input=t1.csv", "--test_input=t2.csv", "--validation_fraction=0.25",
+             "--unescape_html=true")
+  assert k["test_input_patterns"] == ["t1.csv", "t2.csv"]
+  assert (k["train_fraction"], k["validation_fraction"]) == (0.75, 0.25)
+  assert k["row_config"].unescape_html is True
+  assert kwargs()["test_input_patterns"] == [] and not kwargs()["row_config"].unescape_html
+  with pytest.raises(ValueError, match="--train_fraction does not apply with --test_input"):
+    kwargs("--test_input=t.csv", "--train_fraction=0.5")
+
+
+def test_a_file_in_both_roles_is_refused(tmp_path, tiny_vocab_file):
+  (tmp_path / "a.csv").write_text("qid,question_text,target\nq1,hello,1\n")
+  with pytest.raises(ValueError, match="both an --input and a --test_input file"):
+    run_lib.run([f"--input={tmp_path}/*.csv", f"--test_input={tmp_path}/a.csv",
+                 f"--output_dir={tmp_path}/o", f"--vocab_file={tiny_vocab_file}"])

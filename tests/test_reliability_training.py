@@ -225,6 +225,7 @@ def test_kill_during_export_leaves_no_half_export(data_dir, dirs, reference):
   assert "export" in names and not [n for n in names if n.startswith("export.")]
   metadata = json.load(open(os.path.join(model_dir, "export", "assets", "metadata.json")))
   assert metadata["training"]["step"] == TOTAL
+  assert metadata["input"] == {"unescape_html": False}  # The manifest's, for predict/scoring.
 
 
 

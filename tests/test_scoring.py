@@ -246,3 +246,26 @@ def test_dataflow_dry_run_renders_the_score_job(tmp_path):
   assert local.returncode == 2
   assert local.stderr.strip() == ("error: --model must be a gs:// path for a cloud run "
                                   "(got 'runs/export')")
+
+
+def test_tsv_and_unescape_html_match_trainer_predict(binary_model, tmp_path):
+  input_path = str(tmp_path / "in.tsv")
+  texts = ["the dog&#039;s &quot;lazy&quot;", "fox &amp;\tcat", "&#32;", "two\nlines"]
+  with open(input_path, "w", encoding="utf-8") as f:
+    f.write("qid\tquestion_text\n" + "".join(f'q{i}\t"{t}"\n' for i, t in enumerate(texts)))
+  manifest = score(binary_model, input_path, str(tmp_path / "out"), "--delimiter=tab",
+                   "--unescape_html=true", "--num_shards=1", "--model_threads=1")
+  assert (manifest["delimiter"], manifest["unescape_html"]) == ("\t", True)
+  assert manifest["rows_rejected"] == {"empty_text": 1}
+  _, rows, _ = read_shards(str(tmp_path / "out"))
+  predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"), delimiter="\t",
+                      unescape_html=True, log=lambda _: None)
+  with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
+    expected = list(csv.reader(f))[1:]
+  assert [r[0] for r in rows] == ["q0", "q1", "q2", "q3"]
+  np.testing.assert_allclose([float(r[2] or "nan") for r in rows],
+                             [float(r[2] or "nan") for r in expected], atol=1e-6)
+  # The export records no unescape_html: the default is off, and "&#32;" is a text.
+  manifest = score(binary_model, input_path, str(tmp_path / "out2"), "--delimiter=\t",
+                   "--num_shards=1", "--model_threads=1")
+  assert (manifest["unescape_html"], manifest["rows_rejected"]) == (False, {})

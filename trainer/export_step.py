@@ -42,7 +42,9 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
       classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
       export_dir, vocab_file, extra_metadata={"training": {
           "step": final["step"], "best_step": final["best_step"],
-          "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir}})
+          "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir},
+          # What the graph cannot do: predict and scoring read this to unescape as training did.
+          "input": {"unescape_html": plan.manifest.unescape_html}})
   if not chief:
     checkpointing.remove_dir(export_dir)
     return None

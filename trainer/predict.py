@@ -2,7 +2,11 @@
 
   python -m trainer.predict --model=<export dir> --input=test.csv --output=predictions.csv \\
       [--id_column=qid --text_column=question_text --text_pair_column= --batch_size=256 \\
-       --encoding=utf-8]
+       --encoding=utf-8 --delimiter=, --unescape_html]
+
+--delimiter=tab reads TSV. --unescape_html decodes HTML character references (`&#039;`) in the
+texts before the model sees them; the export cannot do that in-graph, so by default it follows
+the training data (the export's metadata records preprocessing's --unescape_html).
 
 The output has one row per input row, in input order:
   <id_column>   the row's id (or `row`, the 1-based data row number, with --id_column=)
@@ -22,6 +26,7 @@ before batching, so that a batch pads to similar lengths; results are written in
 import codecs
 import contextlib
 import csv
+import html
 import io
 import posixpath
 import sys
@@ -97,7 +102,7 @@ def output_columns(metadata, id_column):
 
 def predict_csv(model_dir, input_path, output_path, id_column="qid",
                 text_column="question_text", text_pair_column=None, batch_size=256,
-                encoding="utf-8", log=print):
+                encoding="utf-8", log=print, delimiter=",", unescape_html=None):
   """Predicts every row of a CSV and writes predictions.csv (see the module docstring).
 
   Args:
@@ -109,6 +114,9 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
     batch_size: rows per model call.
     encoding: the input's text encoding (a UTF-8 byte-order mark is skipped).
     log: receives the progress lines.
+    delimiter: the field separator (one character; "\t" for TSV).
+    unescape_html: html.unescape the texts first; None: as the training data was (the
+      export's metadata).
   Returns:
     A summary dict: rows, predicted, bad_rows {reason: count}, bad_rows_total, blank_lines,
     seconds, rows_per_second, output, columns.
@@ -121,11 +129,12 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
   if not tf.io.gfile.exists(input_path):
     raise ValueError(f"input file {input_path} does not exist")
   text_encoding = _text_encoding(encoding)
+  unescape_html = unescape_html_default(metadata, unescape_html)
   raw = _GFileRaw(tf.io.gfile.GFile(input_path, "rb"))
   stats = {"rows": 0, "predicted": 0, "blank_lines": 0, "bad_rows": {}}
   with io.TextIOWrapper(io.BufferedReader(raw), encoding=text_encoding,
                         newline="") as reader_file:
-    reader = csv.reader(reader_file)
+    reader = csv.reader(reader_file, delimiter=delimiter)
     # The header first: a wrong column fails before the model is loaded.
     header = _read_header(reader, input_path, encoding)
     indices = _input_indices(header, input_path, id_column, text_column, text_pair_column)
@@ -136,7 +145,7 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
     progress = _Progress(raw, tf.io.gfile.stat(input_path).length, log)
     with _complete_output(output_path) as out:
       out.write(_csv_lines([columns]))
-      rows = (parse_row(row, stats["rows"], header, *indices)
+      rows = (parse_row(row, stats["rows"], header, *indices, unescape_html=unescape_html)
               for row in _rows(reader, input_path, encoding, stats))
       for chunk in _chunks(rows, batch_size * CHUNK_BATCHES):
         out.write(_predict_chunk(signature, chunk, batch_size, num_probabilities, stats))
@@ -144,6 +153,14 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
   summary = _summary(stats, progress.seconds(), output_path, columns)
   log(_summary_line(summary))
   return summary
+
+
+def unescape_html_default(metadata, unescape_html):
+  """The --unescape_html to use: the flag's if given, else the training data's (the export's
+  metadata.json `input.unescape_html`; False for exports that do not record it)."""
+  if unescape_html is not None:
+    return unescape_html
+  return bool((metadata.get("input") or {}).get("unescape_html", False))
 
 
 def _input_indices(header, input_path, id_column, text_column, text_pair_column):
@@ -264,12 +281,14 @@ def _rows(reader, input_path, encoding, stats):
     yield row
 
 
-def parse_row(row, row_number, header, id_index, text_index, pair_index):
+def parse_row(row, row_number, header, id_index, text_index, pair_index, unescape_html=False):
   """-> (id, text, text_pair, problem): problem is None or the reason for no prediction."""
   def field(index):
     return row[index] if index is not None and index < len(row) else ""
   row_id = field(id_index) if id_index is not None else str(row_number)
   text, pair = field(text_index), field(pair_index)
+  if unescape_html:  # As preprocessing's --unescape_html, before the empty checks.
+    text, pair = html.unescape(text), html.unescape(pair)
   needed = [i for i in (id_index, text_index, pair_index) if i is not None]
   if len(row) < len(header) and max(needed) >= len(row):
     problem = "missing_field"
@@ -328,6 +347,10 @@ flags.DEFINE_string("text_column", "question_text", "Text column.")
 flags.DEFINE_string("text_pair_column", "", "Second text column for text-pair models.")
 flags.DEFINE_integer("batch_size", 256, "Rows per model call.")
 flags.DEFINE_string("encoding", "utf-8", "Input encoding (a UTF-8 byte-order mark is skipped).")
+flags.DEFINE_string("delimiter", ",", "Field separator: one character, or tab / \\t for TSV.")
+flags.DEFINE_boolean("unescape_html", None,
+                     "Decode HTML character references in the texts; default: as the training "
+                     "data (recorded in the export).")
 FLAGS = flags.FLAGS
 
 
@@ -339,7 +362,8 @@ def main(argv):
     predict_csv(FLAGS.model, FLAGS.input, FLAGS.output, id_column=FLAGS.id_column or None,
                 text_column=FLAGS.text_column, text_pair_column=FLAGS.text_pair_column or None,
                 batch_size=FLAGS.batch_size, encoding=FLAGS.encoding,
-                log=lambda line: print(line, flush=True))
+                log=lambda line: print(line, flush=True),
+                delimiter=cli.parse_delimiter(FLAGS.delimiter), unescape_html=FLAGS.unescape_html)
   except (ValueError, tf.errors.OpError, OSError) as e:
     sys.exit(f"error: {cli.error_line(e)}")
 
