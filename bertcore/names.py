@@ -47,3 +47,14 @@ def check_head(head):
   """Raises ValueError with one line unless `head` is one of HEADS."""
   if head not in HEADS:
     raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+
+
+# How a text longer than max_seq_length is cut (preprocess --truncation; the export reads it
+# from the manifest): keep its first pieces, its last pieces, or a quarter head + the tail.
+TRUNCATIONS = ("head", "tail", "head_tail")
+
+
+def check_truncation(truncation):
+  """Raises ValueError with one line unless `truncation` is one of TRUNCATIONS."""
+  if truncation not in TRUNCATIONS:
+    raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")

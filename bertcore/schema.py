@@ -79,7 +79,8 @@ class SplitInfo:
   rows: records written. shards: {shard file name: records}. label_histogram: {class: rows}
   (every class, 0 included). token_length / words / chars: {mean, p50, p90, p95, p99, max}
   (None values for an empty split). truncated / long_text: rows cut to max_seq_length /
-  --max_text_chars.
+  --max_text_chars. truncated_pieces: {mean, p50, ..., max} of the word pieces cut from each
+  truncated row (empty in manifests written before it was recorded).
   """
   rows: int
   shards: Dict[str, int] = dataclasses.field(default_factory=dict)
@@ -89,6 +90,7 @@ class SplitInfo:
   long_text: int = 0
   words: Dict[str, Any] = dataclasses.field(default_factory=dict)
   chars: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  truncated_pieces: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # Keys a manifest must have for the trainer to use it; the others have defaults so that
@@ -107,6 +109,7 @@ class Manifest:
   vocab_sha256: str                     # tokenization.vocab_sha256 of the vocabulary used
   max_seq_length: int                   # no record is longer (ids incl. [CLS]/[SEP])
   splits: Dict[str, SplitInfo]          # split name -> SplitInfo
+  truncation: str = "head"              # names.TRUNCATIONS; manifests before it cut the head
   vocab_size: Optional[int] = None
   lower_case: Optional[bool] = None     # None: not recorded (old manifests)
   multi_label: bool = False
@@ -153,6 +156,9 @@ class Manifest:
       raise DataError(f"{where} lacks {', '.join(missing)}; re-run preprocessing")
     known = {f.name for f in dataclasses.fields(cls)} - {"splits"}
     split_fields = {f.name for f in dataclasses.fields(SplitInfo)}
+    if data.get("truncation", "head") not in names.TRUNCATIONS:
+      raise DataError(f"{where} has an unknown truncation {data['truncation']!r} (this version "
+                      f"knows {', '.join(names.TRUNCATIONS)}); re-run preprocessing")
     try:
       splits = {name: SplitInfo(**{k: v for k, v in entry.items() if k in split_fields})
                 for name, entry in data["splits"].items()}

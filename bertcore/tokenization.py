@@ -56,20 +56,50 @@ def resolve_vocab(vocab_file=None, encoder_dir=None, hub_handle=None):
   return posixpath.join(path, "assets", names.VOCAB_FILE), lower_case
 
 
-class TextEncoder(tf.Module):
-  """Strings -> BERT token ids, truncated as google-research/bert does.
+def truncate(pieces, keep, truncation):
+  """Keeps `keep` word pieces of each row, chosen by the truncation strategy.
 
-  Single texts keep max_seq_length - 2 word pieces ([CLS] a [SEP]); pairs keep
-  max_seq_length - 3, taking from the longer segment first ([CLS] a [SEP] b [SEP]).
+  Args:
+    pieces: RaggedTensor int64 [batch, (n)], one segment's word pieces.
+    keep: int64[batch], how many pieces each row keeps (at most its n).
+    truncation: "head": the first keep; "tail": the last keep; "head_tail": the first
+      keep // 4 and the last keep - keep // 4 (127 + 383 of 510; Sun et al. 2019 kept 128 + 382).
+  Returns:
+    RaggedTensor int64 [batch, (keep)]; a row with keep == n is unchanged.
+  """
+  names.check_truncation(truncation)
+  keep = tf.cast(keep, tf.int64)
+  head = {"head": keep, "tail": tf.zeros_like(keep), "head_tail": keep // 4}[truncation]
+  starts = pieces.row_starts()  # int64[batch]: where each row begins in flat_values
+  limits = pieces.row_limits()
+  # Indices of the kept pieces only (not a mask over all of them: a row may be 100x the budget).
+  index = tf.concat([tf.ragged.range(starts, starts + head),
+                     tf.ragged.range(limits - (keep - head), limits)], axis=1)
+  return tf.gather(pieces.flat_values, index)
+
+
+class TextEncoder(tf.Module):
+  """Strings -> BERT token ids, truncated to max_seq_length by a strategy (names.TRUNCATIONS).
+
+  Single texts keep B = max_seq_length - 2 word pieces ([CLS] a [SEP]): "head" (the default,
+  as google-research/bert) the first B, "tail" the last B, "head_tail" the first B // 4 and
+  the last B - B // 4. Pairs keep B = max_seq_length - 3 ([CLS] a [SEP] b [SEP]): first
+  tf_text's RoundRobinTrimmer decides how many pieces n each segment keeps (one piece to each
+  segment in turn, so the shorter one keeps all of its pieces if it can), then each segment is
+  cut to n by the same strategy (head_tail: its first n // 4 and its last n - n // 4). Texts
+  within the budget are never changed. Pure TensorFlow ops: usable in tf.function, tf.data and
+  a SavedModel.
   """
 
-  def __init__(self, vocab, lower_case, max_seq_length):
+  def __init__(self, vocab, lower_case, max_seq_length, truncation="head"):
     super().__init__()
     if max_seq_length < 3:
       raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
+    names.check_truncation(truncation)
     self.vocab = list(vocab)
     self.lower_case = bool(lower_case)
     self.max_seq_length = int(max_seq_length)
+    self.truncation = truncation
     self.cls_id = self.vocab.index(CLS)
     self.sep_id = self.vocab.index(SEP)
     self.pad_id = self.vocab.index(PAD)
@@ -97,7 +127,12 @@ class TextEncoder(tf.Module):
     # Account for [CLS] and one [SEP] per segment.
     budget = self.max_seq_length - 1 - len(segments)
     num_pieces = tf.add_n([s.row_lengths() for s in segments])
+    # The trimmer keeps each segment's first pieces: that is "head"; the other strategies take
+    # only its per-segment counts.
     trimmed = text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+    if self.truncation != "head":
+      trimmed = [truncate(s, t.row_lengths(), self.truncation)
+                 for s, t in zip(segments, trimmed)]
     input_ids, type_ids = text.combine_segments(
         trimmed, start_of_sequence_id=self.cls_id, end_of_segment_id=self.sep_id)
     return input_ids, tf.cast(type_ids, tf.int64), num_pieces

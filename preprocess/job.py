@@ -90,13 +90,16 @@ def check_input_roles(input_patterns, test_input_patterns, encoding, columns, de
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
             split_salt, compression, batch_size, options=None, wandb_project=None,
-            delimiter=",", test_input_patterns=()):
+            delimiter=",", test_input_patterns=(), truncation="head"):
   """Runs the whole job and returns its schema.Manifest (also written to output_dir).
 
   With test_input_patterns, their rows all go to test and the rows of input_patterns to train
-  and validation only (the caller passes train_fraction = 1 - validation_fraction). Raises
-  ValueError (or DataError) with a one-line message for fatal problems: no input files, a
-  required column missing from a header, no valid row at all.
+  and validation only (the caller passes train_fraction = 1 - validation_fraction).
+  truncation: which word pieces an over-long text keeps (names.TRUNCATIONS; see
+  bertcore.tokenization.TextEncoder); recorded in the manifest for the trainer and the export.
+
+  Raises ValueError (or DataError) with a one-line message for fatal problems: no input
+  files, a required column missing from a header, no valid row at all.
   """
   if not 0 <= train_fraction <= 1 or not 0 <= validation_fraction <= 1 or (
       train_fraction + validation_fraction > 1 + 1e-9):
@@ -106,6 +109,9 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
     raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
   if max_seq_length < 3:
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
+  if truncation not in names.TRUNCATIONS:
+    raise ValueError(f"--truncation must be one of {', '.join(names.TRUNCATIONS)}, got "
+                     f"{truncation!r}")
   csv_source.check_filesystems([*input_patterns, output_dir])
   vocab = tokenization.load_vocab(vocab_path)
   input_files, test_files = check_input_roles(input_patterns, test_input_patterns, encoding,
@@ -119,7 +125,8 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       columns=columns, row_config=row_config, labels=tuple(labels) if labels is not None else None,
       vocab=vocab, lower_case=lower_case, max_seq_length=max_seq_length, num_shards=num_shards,
       train_fraction=train_fraction, validation_fraction=validation_fraction,
-      split_salt=split_salt, compression=compression, batch_size=batch_size)
+      split_salt=split_salt, compression=compression, batch_size=batch_size,
+      truncation=truncation)
   options = options or pipeline_options.PipelineOptions([])
   # The local runner works in this process: keep the cyclic GC from re-scanning the millions of
   # long-lived objects of TensorFlow and Beam on every full collection (unfrozen afterwards).
@@ -176,7 +183,8 @@ def make_manifest(config, summary, vocab_path):
   splits = {}
   for split in names.SPLITS:
     shard_rows = {s["file"]: s["stats"]["rows"] for s in summary["shards"] if s["split"] == split}
-    splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows))
+    splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows,
+                                                           c.max_seq_length))
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
   return schema.Manifest(
       package_version=bertcore.__version__,
@@ -194,6 +202,7 @@ def make_manifest(config, summary, vocab_path):
       tokenizer={"type": "FastBertTokenizer", "vocab_file": vocab_path,
                  "lower_case": c.lower_case},
       max_seq_length=c.max_seq_length,
+      truncation=c.truncation,
       compression=c.compression,
       num_shards=c.num_shards,
       split_fractions={

@@ -76,6 +76,7 @@ class PipelineConfig(NamedTuple):
   # The --test_input files (all their rows go to test); they come first in input_files, so
   # they win duplicate ids (the first row by (file index, line) is kept).
   test_files: Tuple[str, ...] = ()
+  truncation: str = "head"  # names.TRUNCATIONS: which word pieces an over-long text keeps.
 
 
 def _counter(name):
@@ -184,7 +185,7 @@ class Tokenize(beam.DoFn):
   def setup(self):
     from bertcore import tokenization
     c = self._config
-    encoder = tokenization.TextEncoder(c.vocab, c.lower_case, c.max_seq_length)
+    encoder = tokenization.TextEncoder(c.vocab, c.lower_case, c.max_seq_length, c.truncation)
     spec = tf.TensorSpec([None], tf.string)
     # A traced function is ~5x faster than eager ragged ops on 512-row batches.
     # autograph=False: encode has no Python control flow on tensors; converting it costs ~4 s.

@@ -99,6 +99,10 @@ def make_parser():
   p.add_argument("--lower_case", default="auto", choices=("auto", "true", "false"),
                  help="auto: from the model (a bare --vocab_file means true)")
   p.add_argument("--max_seq_length", type=int, default=128)
+  p.add_argument("--truncation", default="head",
+                 help="which word pieces a longer text keeps: head (its first), tail (its last) "
+                      "or head_tail (the first quarter of the budget and the last three "
+                      "quarters); pairs: see README 'Long texts'")
   p.add_argument("--max_text_chars", type=int, default=100_000,
                  help="longer texts are cut to this many characters before tokenizing and "
                       "counted as long_text")
@@ -179,7 +183,8 @@ def job_kwargs(args):
       delimiter=cli.parse_delimiter(args.delimiter),
       output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
       columns=columns, row_config=row_config, labels=labels, vocab_path=vocab_path,
-      lower_case=lower_case, max_seq_length=args.max_seq_length, num_shards=args.num_shards,
+      lower_case=lower_case, max_seq_length=args.max_seq_length, truncation=args.truncation,
+      num_shards=args.num_shards,
       train_fraction=train_fraction_of(args), validation_fraction=args.validation_fraction,
       split_salt=args.split_salt, compression="GZIP" if args.compression == "gzip" else None,
       batch_size=args.batch_size, wandb_project=args.wandb_project or None)
@@ -219,6 +224,7 @@ def main(argv=None):
   split_rows = ", ".join(f"{s}={info.rows}" for s, info in m.splits.items())
   print(f"preprocess: {m.rows_read} rows read, {m.rows_written} written ({split_rows}), "
         f"{m.rows_rejected_total} rejected {m.rows_rejected}; labels {format_label_counts(m)}; "
+        f"{stats.truncation_summary(m)}; "
         f"{names.MANIFEST_FILE}, {m.dead_letter_file} and plots/ are in "
         f"{make_parser().parse_known_args(argv)[0].output_dir}")
 

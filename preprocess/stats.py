@@ -103,12 +103,22 @@ def summarize(histogram):
   return summary
 
 
-def split_summary(stats, labels, shard_rows):
+def pieces_cut(token_lengths, max_seq_length):
+  """{word pieces cut: rows} of the truncated rows, from a {token_length: rows} histogram.
+
+  A truncated row is cut to exactly max_seq_length ids, and token_length counts the ids
+  before truncation, so it lost token_length - max_seq_length word pieces.
+  """
+  return collections.Counter({length - max_seq_length: n for length, n in token_lengths.items()
+                              if length > max_seq_length})
+
+
+def split_summary(stats, labels, shard_rows, max_seq_length):
   """The manifest's entry for one split.
 
   Args:
     stats: from empty_stats/merge_stats. labels: the class names (histogram has every one, 0
-      included). shard_rows: {shard file name: rows}.
+      included). shard_rows: {shard file name: rows}. max_seq_length: the job's.
   """
   return {
       "rows": stats["rows"],
@@ -116,10 +126,27 @@ def split_summary(stats, labels, shard_rows):
       "label_histogram": {name: stats["label_histogram"].get(name, 0) for name in labels},
       "token_length": summarize(stats["token_length"]),
       "truncated": stats["truncated"],
+      "truncated_pieces": summarize(pieces_cut(stats["token_length"], max_seq_length)),
       "long_text": stats["long_text"],
       "words": summarize(stats["words"]),
       "chars": summarize(stats["chars"]),
   }
+
+
+def truncation_summary(manifest):
+  """One clause of the summary line: the share of each split's rows that was truncated and
+  how many word pieces those rows lost, e.g. `truncated (head_tail, max_seq_length 128):
+  train 12.5% of rows (pieces cut: mean 40.2, p90 97), validation 0.0%, test 0.0%`.
+  """
+  parts = []
+  for split, info in manifest.splits.items():
+    part = f"{split} {info.truncated / max(info.rows, 1):.1%}"
+    cut = info.truncated_pieces
+    if info.truncated and cut.get("mean") is not None:  # Old manifests do not record it.
+      part += f" of rows (pieces cut: mean {cut['mean']:.1f}, p90 {cut['p90']})"
+    parts.append(part)
+  return (f"truncated ({manifest.truncation}, max_seq_length {manifest.max_seq_length}): "
+          + ", ".join(parts))
 
 
 # A discovered label this rare is more likely a typo (a `7` in a 0/1 column) than a class.
@@ -213,6 +240,7 @@ def log_to_wandb(project, manifest, output_dir):
 
   m = manifest
   config = {"input_files": m.input_files, "labels": m.labels, "max_seq_length": m.max_seq_length,
+            "truncation": m.truncation,
             "num_shards": m.num_shards, "split_fractions": m.split_fractions,
             "vocab_sha256": m.vocab_sha256, "lower_case": m.lower_case}
   run = wandb.init(project=project, job_type="preprocess", config=config,

@@ -123,6 +123,8 @@ def test_an_old_or_minimal_manifest_reads_with_defaults(tmp_path):
   manifest = schema.Manifest.from_json(data)
   assert (manifest.lower_case, manifest.compression, manifest.vocab_size) == (None, None, None)
   assert manifest.splits["train"] == schema.SplitInfo(rows=2, shards={"t.tfrecord": 2})
+  assert manifest.truncation == "head"   # written before --truncation: the head was kept
+  assert manifest.splits["train"].truncated_pieces == {}
   assert not hasattr(manifest, "future_key")   # keys of later versions are ignored
 
 
@@ -133,6 +135,8 @@ def test_an_old_or_minimal_manifest_reads_with_defaults(tmp_path):
     ('{"labels": [], "max_seq_length": 8}', "lacks vocab_sha256, splits; re-run preprocessing"),
     ('{"labels": [], "vocab_sha256": "x", "max_seq_length": 8, "splits": {"train": {}}}',
      "is malformed"),
+    ('{"labels": [], "vocab_sha256": "x", "max_seq_length": 8, "splits": {}, '
+     '"truncation": "middle"}', "unknown truncation 'middle' .*knows head, tail, head_tail"),
 ])
 def test_read_manifest_refuses_in_one_line(tmp_path, content, message):
   if content is not None:

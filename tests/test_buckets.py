@@ -55,3 +55,20 @@ def test_derive_boundaries_takes_the_fewest_buckets():
 def test_missing_statistics_are_one_clear_error():
   with pytest.raises(ValueError, match="lack p99; re-run preprocessing"):
     buckets.derive_boundaries({"mean": 3, "p50": 3, "p90": 3, "p95": 3, "max": 3}, 8)
+
+
+# Long texts at max_seq_length 512, as a review data set's manifest might record them.
+REVIEWS_512 = {"mean": 120.4, "p50": 98, "p90": 251, "p95": 330, "p99": 470, "max": 2048}
+
+
+def test_derive_boundaries_up_to_512():
+  bounds = buckets.derive_boundaries(REVIEWS_512, 512)
+  assert bounds == (32, 64, 96, 144, 200, 248, 336, 512)
+  assert all(b % 8 == 0 for b in bounds)
+  lengths = buckets.sample_lengths(REVIEWS_512, 512)
+  assert lengths.max() == 512  # rows over 512 were truncated to it
+  assert buckets.padding_efficiency(lengths, bounds) > 0.8 > buckets.padding_efficiency(
+      lengths, (64, 128, 256, 512))
+  # Most rows truncated: few shapes, still ending at 512.
+  truncated = {"mean": 300.0, "p50": 290, "p90": 500, "p95": 512, "p99": 512, "max": 512}
+  assert buckets.derive_boundaries(truncated, 512) == (144, 216, 288, 360, 432, 512)

@@ -30,7 +30,7 @@ BERT_CONFIG = {"vocab_size": len(VOCAB), "hidden_size": 16, "num_hidden_layers":
 TEXTS = ["The quick brown fox jumps", "why is a dog lazy?", "how do you sleep", "cat",
          "Über-unknown words !", ""]
 PAIRS = ["a dog", "the cat sleeps", "", "why?", "fox", "brown"]
-# 13 word pieces: longer than MAX_SEQ_LENGTH - 2, so it is truncated.
+# 14 word pieces: longer than MAX_SEQ_LENGTH - 2, so it is truncated.
 LONG_TEXT = "the quick brown fox jumps over the lazy dog how do you sleep"
 
 
@@ -117,6 +117,7 @@ def test_layout_assets_and_metadata(binary):
   assert metadata["head"] == "binary" and metadata["labels"] == ["no", "yes"]
   assert metadata["threshold"] == 0.5 and metadata["num_outputs"] == 1
   assert metadata["max_seq_length"] == MAX_SEQ_LENGTH and metadata["lower_case"] is True
+  assert metadata["truncation"] == "head" and loaded_truncation(binary) == "head"
   assert metadata["vocab_sha256"] == tokenization.vocab_sha256(VOCAB)
   assert metadata["run"] == "test"
   loaded = binary["loaded"]
@@ -126,6 +127,10 @@ def test_layout_assets_and_metadata(binary):
   assert loaded.vocab_file.asset_path.numpy().decode() == os.path.join(
       export_dir, "assets", "vocab.txt")
   assert set(loaded.signatures) == {"serving_default", "serve_text_pair", "serve_examples"}
+
+
+def loaded_truncation(fixture):
+  return fixture["loaded"].truncation.numpy().decode()
 
 
 def test_signature_names_and_dtypes(binary):
@@ -211,6 +216,66 @@ def test_truncation_is_the_preprocessing_truncation(binary):
               )["probabilities"]
   assert out[0] == pytest.approx(out[1], abs=1e-6)
   assert abs(out[0] - out[2]) > 1e-4
+
+
+# Far over the limit: 14 pieces x 4 = 56, 7x MAX_SEQ_LENGTH.
+VERY_LONG_TEXT = "the quick brown fox jumps over the lazy dog why is a cat " * 4
+
+
+@pytest.fixture(scope="module", params=["head", "tail", "head_tail"])
+def by_truncation(request, tmp_path_factory):
+  """A binary export whose TextEncoder truncates with each strategy."""
+  root = tmp_path_factory.mktemp(request.param)
+  vocab_path = write_vocab(str(root))
+  text_encoder = tokenization.TextEncoder(VOCAB, True, MAX_SEQ_LENGTH, request.param)
+  classifier = build_classifier(1)
+  export_dir = str(root / "export")
+  export.export_saved_model(classifier, text_encoder, ["no", "yes"], "binary", 0.5, export_dir,
+                            vocab_path)
+  return {"truncation": request.param, "text_encoder": text_encoder, "classifier": classifier,
+          "export_dir": export_dir, "loaded": tf.saved_model.load(export_dir)}
+
+
+def test_each_truncation_serves_what_preprocessing_made(by_truncation):
+  """Parity per strategy: raw strings in the export == the classifier on TextEncoder ids ==
+  the export on the preprocessed records; single texts and pairs, far over the limit."""
+  text_encoder, loaded = by_truncation["text_encoder"], by_truncation["loaded"]
+  assert export.read_metadata(by_truncation["export_dir"])["truncation"] == (
+      by_truncation["truncation"])
+  assert loaded_truncation(by_truncation) == by_truncation["truncation"]
+  texts = TEXTS + [LONG_TEXT, VERY_LONG_TEXT]
+  for pair_texts in (None, PAIRS + [VERY_LONG_TEXT, LONG_TEXT]):
+    out = serve(loaded, texts, pair_texts)
+    expected = reference_probabilities(by_truncation["classifier"], text_encoder, "binary",
+                                       texts, pair_texts)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    assert np.ptp(expected) > 0.05
+    ids, type_ids, num_pieces = text_encoder.encode(
+        tf.constant(texts), None if pair_texts is None else tf.constant(pair_texts))
+    assert num_pieces.numpy()[-1] >= 5 * MAX_SEQ_LENGTH
+    records = [schema.make_example(f"row{i}", row, row_types, []).SerializeToString()
+               for i, (row, row_types) in enumerate(zip(ids.to_list(), type_ids.to_list()))]
+    from_records = loaded.signatures["serve_examples"](examples=tf.constant(records))
+    np.testing.assert_allclose(from_records["probabilities"].numpy(), out["probabilities"],
+                               atol=1e-6)
+
+
+def test_each_truncation_reads_its_own_part_of_a_long_text(by_truncation):
+  # 14 pieces; 6 are kept: head the first 6, tail the last 6, head_tail the first 1 + last 5.
+  # Changing a piece in the middle (the 8th, "the" -> "a") changes nothing for any strategy;
+  # changing the first piece only matters to head and head_tail, the last only to tail and
+  # head_tail.
+  middle = LONG_TEXT.replace("over the lazy", "over a lazy")
+  first = "a" + LONG_TEXT[len("the"):]
+  last = LONG_TEXT[:-len("sleep")] + "jump"
+  out = serve(by_truncation["loaded"], [LONG_TEXT, middle, first, last])["probabilities"]
+  assert out[1] == pytest.approx(out[0], abs=1e-6)
+  reads_first = by_truncation["truncation"] in ("head", "head_tail")
+  reads_last = by_truncation["truncation"] in ("tail", "head_tail")
+  # Same ids give the same probability to the last bit; other ids move it (the random model
+  # is near saturation on this text, so by little).
+  assert (abs(out[2] - out[0]) > 1e-5) == reads_first
+  assert (abs(out[3] - out[0]) > 1e-5) == reads_last
 
 
 def test_threshold_decides_the_label_and_reexport_replaces(binary):

@@ -69,6 +69,29 @@ def test_predictions_match_the_export(binary_model, tmp_path):
   assert sorted(os.listdir(tmp_path / "out")) == ["pred.csv"]  # no temporary file left
 
 
+def test_predictions_follow_the_export_truncation(tmp_path):
+  """predict tokenizes in the export's graph, so a tail export reads the texts' tails."""
+  from bertcore import tokenization
+  vocab_path = test_export.write_vocab(str(tmp_path))
+  text_encoder = tokenization.TextEncoder(test_export.VOCAB, True, test_export.MAX_SEQ_LENGTH,
+                                          "tail")
+  classifier = test_export.build_classifier(1)
+  export_dir = str(tmp_path / "export")
+  export.export_saved_model(classifier, text_encoder, ["0", "1"], "binary", 0.5, export_dir,
+                            vocab_path)
+  texts = [test_export.LONG_TEXT, test_export.VERY_LONG_TEXT, "a cat"]
+  input_path, output_path = str(tmp_path / "in.csv"), str(tmp_path / "out.csv")
+  write_csv(input_path, [["qid", "question_text"]] + [[f"q{i}", t] for i, t in enumerate(texts)])
+  predict.predict_csv(export_dir, input_path, output_path, batch_size=2, log=lambda _: None)
+  expected = test_export.reference_probabilities(classifier, text_encoder, "binary", texts)
+  np.testing.assert_allclose([float(r[2]) for r in read_csv(output_path)[1:]], expected,
+                             atol=1e-5)
+  # Not what the head would give: the long texts' probabilities depend on the strategy.
+  head = test_export.reference_probabilities(classifier, test_export.tiny_setup(
+      str(tmp_path))[1], "binary", texts)
+  assert np.abs(head[:2] - expected[:2]).min() > 1e-5 and head[2] == pytest.approx(expected[2])
+
+
 def test_bad_rows_are_written_empty_and_counted(binary_model, tmp_path):
   input_path, output_path = str(tmp_path / "test.csv"), str(tmp_path / "pred.csv")
   with open(input_path, "w", encoding="utf-8") as f:

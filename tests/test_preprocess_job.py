@@ -158,9 +158,10 @@ def test_manifest(bad_run, tiny_vocab_file):
       "vocab_sha256", "vocab_size", "lower_case", "tokenizer", "max_seq_length", "compression",
       "num_shards", "split_fractions", "rows_read", "rows_written", "rows_rejected",
       "rows_rejected_total", "dead_letter_file", "splits", "plots",
-      "test_input_files", "delimiter", "unescape_html"}
+      "test_input_files", "delimiter", "unescape_html", "truncation"}
   assert (manifest.test_input_files, manifest.delimiter, manifest.unescape_html) == (
       [], ",", False)
+  assert manifest.truncation == "head"
   assert manifest.input_files == [pattern.replace("*", "bad"),
                                      pattern.replace("*", "header_only")]
   assert manifest.columns == {"id": "qid", "text": "question_text", "text_pair": None,
@@ -183,6 +184,8 @@ def test_manifest(bad_run, tiny_vocab_file):
   assert max(e.chars["max"] or 0 for e in manifest.splits.values()) == 1_000_000
   # 200,000 pieces + [CLS] [SEP] before truncation for the 1 MB text cut to 100,000 chars.
   assert max(e.token_length["max"] or 0 for e in manifest.splits.values()) == 20_002
+  # The only truncated row lost 20,002 - 16 word pieces.
+  assert [e.truncated_pieces["max"] for e in manifest.splits.values() if e.truncated] == [19_986]
   for plot in manifest.plots:
     assert open(os.path.join(output_dir, plot), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
   assert len(manifest.plots) == 4
@@ -261,6 +264,30 @@ def test_pairs_unlabeled_content_ids_without_prism(tmp_path, tiny_vocab_file, mo
       rows.content_id("the cat", "a dog"): ([2, 34, 35, 3, 39, 40, 3], [0, 0, 0, 0, 1, 1, 1], []),
   }
   assert sum(e.truncated for e in manifest.splits.values()) == 1
+
+
+def test_head_tail_at_512_and_the_summary_line(tmp_path, tiny_vocab_file, capsys):
+  # the=34 cat=35 sat=36 a=39 dog=40 in conftest.TINY_VOCAB; one word piece per word.
+  long_800 = " ".join(["the"] * 100 + ["cat"] * 600 + ["sat"] * 100)
+  long_1000 = " ".join(["the"] * 1000)
+  (tmp_path / "long.csv").write_text(
+      f"qid,question_text,target\nq1,{long_800},1\nq2,{long_1000},0\nq3,a dog,0\n")
+  out = str(tmp_path / "out")
+  run_lib.main([f"--input={tmp_path / 'long.csv'}", f"--output_dir={out}",
+                f"--vocab_file={tiny_vocab_file}", "--max_seq_length=512", "--num_shards=1",
+                "--truncation=head_tail", "--train_fraction=1", "--validation_fraction=0"])
+  summary = capsys.readouterr().out
+  # 800 and 1000 pieces cut to 510: 290 and 490 pieces cut.
+  assert ("; truncated (head_tail, max_seq_length 512): train 66.7% of rows (pieces cut: mean "
+          "390.0, p90 490), validation 0.0%, test 0.0%; ") in summary
+  examples, _ = read_examples(out, "train")
+  # Budget 510: the first 510 // 4 = 127 pieces and the last 383.
+  assert examples["q1"][0] == [2] + [34] * 100 + [35] * 27 + [35] * 283 + [36] * 100 + [3]
+  assert examples["q2"][0] == [2] + [34] * 510 + [3]
+  assert examples["q3"][0] == [2, 39, 40, 3]
+  manifest = schema.read_manifest(out)
+  assert (manifest.truncation, manifest.max_seq_length) == ("head_tail", 512)
+  assert manifest.splits["train"].token_length["max"] == 1002
 
 
 def test_no_valid_row_is_fatal_and_leaves_no_manifest(tmp_path, tiny_vocab_file):

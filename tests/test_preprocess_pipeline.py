@@ -16,13 +16,14 @@ COLUMNS = rows.Columns(id="qid", text="question_text", text_pair=None, label="ta
 LAYOUT = rows.make_layout(["qid", "question_text", "target"], COLUMNS)
 
 
-def make_config(max_seq_length=8, pairs=False, num_shards=4):
+def make_config(max_seq_length=8, pairs=False, num_shards=4, truncation="head"):
   columns = COLUMNS._replace(text_pair="pair" if pairs else None)
   return pipeline.PipelineConfig(
       input_files=["f.csv"], output_dir="", temp_dir="", encoding="utf-8", columns=columns,
       row_config=rows.RowConfig(), labels=None, vocab=TINY_VOCAB, lower_case=True,
       max_seq_length=max_seq_length, num_shards=num_shards, train_fraction=0.8,
-      validation_fraction=0.1, split_salt="s", compression=None, batch_size=512)
+      validation_fraction=0.1, split_salt="s", compression=None, batch_size=512,
+      truncation=truncation)
 
 
 def row(example_id, text, text_pair=None, labels=("1",), line=2):
@@ -98,6 +99,21 @@ def test_tokenize_pairs_truncates_the_longer_segment_first(offline_runner):
         expected("p1", [2, 11, 12, 13, 3, 4, 5, 3], [0, 0, 0, 0, 0, 1, 1, 1], 10, True, config),
         expected("p2", [2, 34, 35, 3, 39, 40, 3], [0, 0, 0, 0, 1, 1, 1], 7, False, config),
     ]))
+
+
+def test_tokenize_uses_the_truncation_strategy(offline_runner):
+  text = "how are you ? hello , world what is this"  # ids 4..13, 10 pieces; 6 kept
+  kept = {"tail": [8, 9, 10, 11, 12, 13], "head_tail": [4, 9, 10, 11, 12, 13]}
+  for truncation, ids in kept.items():
+    config = make_config(max_seq_length=8, truncation=truncation)
+    with test_pipeline.TestPipeline(runner=offline_runner) as p:
+      out = (p | truncation >> beam.Create([[row("t1", text), row("t2", "how are you")]])
+             | beam.ParDo(pipeline.Tokenize(config, pairs=False)).with_outputs(
+                 "rejected", main="records"))
+      assert_that(out.records | beam.FlatMap(decode), equal_to([
+          expected("t1", [2] + ids + [3], [0] * 8, 12, True, config),
+          expected("t2", [2, 4, 5, 6, 3], [0] * 5, 5, False, config),
+      ]))
 
 
 def test_union_labels(offline_runner):

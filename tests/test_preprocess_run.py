@@ -21,6 +21,8 @@ def test_defaults_match_quora():
   assert k["columns"] == rows.Columns("qid", "question_text", None, "target")
   assert (k["labels"], k["row_config"].labels, k["row_config"].label_map) == (None, None, None)
   assert (k["max_seq_length"], k["num_shards"], k["compression"]) == (128, 16, None)
+  assert k["truncation"] == "head"
+  assert kwargs("--truncation=head_tail", "--max_seq_length=512")["truncation"] == "head_tail"
   assert (k["train_fraction"], k["validation_fraction"]) == (0.8, 0.1)
   assert (k["output_dir"], k["lower_case"], k["encoding"]) == ("out", True, "utf-8")
 
@@ -74,6 +76,15 @@ def test_bad_numbers(tmp_path):
                  "--train_fraction=0.9", "--validation_fraction=0.2"])
   with pytest.raises(ValueError, match="--batch_size"):
     run_lib.run(["--input=x", f"--output_dir={tmp_path}", "--vocab_file=v", "--batch_size=0"])
+
+
+def test_unknown_truncation_is_one_line(tmp_path):
+  with pytest.raises(SystemExit) as exit_info:
+    run_lib.main(["--input=x", f"--output_dir={tmp_path / 'out'}", "--vocab_file=v",
+                  "--truncation=middle"])
+  assert exit_info.value.code == (
+      "error: --truncation must be one of head, tail, head_tail, got 'middle'")
+  assert not (tmp_path / "out").exists()
 
 
 def test_encoder_dir_gives_vocab_and_casing(tmp_path, tiny_vocab_file):

@@ -25,10 +25,47 @@ def test_add_merge_and_json_round_trip():
   assert merged["rows"] == 2 and merged["truncated"] == 1 and merged["long_text"] == 1
   assert merged["label_histogram"] == {"0": 1, "1": 2}
   assert merged["token_length"] == {10: 1, 130: 1}
-  summary = stats.split_summary(merged, ["0", "1", "2"], {"s-1": 1, "s-0": 1})
+  summary = stats.split_summary(merged, ["0", "1", "2"], {"s-1": 1, "s-0": 1}, 128)
   assert list(summary["shards"]) == ["s-0", "s-1"]
   assert summary["label_histogram"] == {"0": 1, "1": 2, "2": 0}
   assert summary["words"]["max"] == 90 and summary["chars"]["p50"] == 12
+  # The one truncated row had 130 ids before truncation and 128 after: 2 pieces cut.
+  assert summary["truncated_pieces"] == {"mean": 2.0, "p50": 2, "p90": 2, "p95": 2, "p99": 2,
+                                         "max": 2}
+
+
+def test_pieces_cut_counts_only_truncated_rows():
+  # token_length (ids before truncation) -> rows; max_seq_length 8: 8 fits, 9 loses 1 piece.
+  assert stats.pieces_cut({5: 3, 8: 2, 9: 4, 20: 1}, 8) == {1: 4, 12: 1}
+  assert stats.pieces_cut({5: 3, 8: 2}, 8) == {}
+
+
+def _manifest(truncation, splits):
+  return schema.Manifest(labels=["0", "1"], vocab_sha256="x", max_seq_length=8,
+                         truncation=truncation, splits=splits)
+
+
+def test_truncation_summary_gives_the_share_and_the_pieces_cut_per_split():
+  split_stats = {s: stats.empty_stats() for s in ("train", "validation", "test")}
+  # train: 8 rows, 2 truncated (token lengths 9 and 40: 1 and 32 pieces cut); validation: 1
+  # row, none truncated; test: empty.
+  for length in (3, 4, 5, 6, 7, 8, 9, 40):
+    stats.add_row(split_stats["train"], ("1",), length, length > 8, False, 1, 1)
+  stats.add_row(split_stats["validation"], ("0",), 5, False, False, 1, 1)
+  splits = {s: schema.SplitInfo(**stats.split_summary(v, ["0", "1"], {}, 8))
+            for s, v in split_stats.items()}
+  assert splits["train"].truncated_pieces["mean"] == 16.5
+  assert stats.truncation_summary(_manifest("head_tail", splits)) == (
+      "truncated (head_tail, max_seq_length 8): train 25.0% of rows (pieces cut: mean 16.5, "
+      "p90 32), validation 0.0%, test 0.0%")
+
+
+def test_truncation_summary_of_an_old_manifest_gives_the_share_only():
+  old = schema.Manifest.from_json({
+      "labels": ["0", "1"], "vocab_sha256": "x", "max_seq_length": 8,
+      "splits": {"train": {"rows": 4, "truncated": 1}}})
+  assert old.truncation == "head" and old.splits["train"].truncated_pieces == {}
+  assert stats.truncation_summary(old) == "truncated (head, max_seq_length 8): train 25.0%"
 
 
 def test_plots_are_png(tmp_path):
@@ -75,7 +112,7 @@ def test_log_to_wandb_offline_keeps_the_key_out(tmp_path, monkeypatch):
       split_fractions={"train": 1.0, "validation": 0.0, "test": 0.0}, vocab_sha256="x",
       lower_case=True, rows_read=2, rows_written=1, rows_rejected_total=1,
       rows_rejected={"empty_text": 1}, plots=plots,
-      splits={s: schema.SplitInfo(**stats.split_summary(v, ["0", "1"], {}))
+      splits={s: schema.SplitInfo(**stats.split_summary(v, ["0", "1"], {}, 16))
               for s, v in split_stats.items()})
   stats.log_to_wandb("preprocess-test", manifest, str(tmp_path))
   run_dirs = list((tmp_path / "wandb_dir" / "wandb").glob("offline-run-*"))

@@ -105,6 +105,7 @@ def test_results_match_trainer_predict(binary_model, mixed_csv, tmp_path):
   assert sum(manifest["label_histogram"].values()) == 82
   assert manifest["model"]["threshold"] == 0.5 and manifest["model"]["labels"] == ["0", "1"]
   assert len(manifest["model"]["vocab_sha256"]) == 64
+  assert manifest["model"]["truncation"] == "head"
   assert [s["rows"] for s in manifest["shards"]] == [16 + 16, 16 + 16, 16 + 10]
   with open(tmp_path / "out" / "manifest.json") as f:
     assert json.load(f) == manifest

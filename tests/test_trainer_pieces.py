@@ -187,3 +187,67 @@ def test_deriving_without_length_percentiles_is_one_clear_error(data_dir, tmp_pa
   with pytest.raises(schema.DataError, match="lack p50, p90, p95, p99.*bucket_boundaries=16"):
     _plan(data_dir, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
                                               "model.positive_label": "pos"})
+
+
+def _with_manifest(data_dir, **changes):
+  """Rewrites data_dir's manifest with some fields changed (dataclasses.replace)."""
+  import dataclasses
+  schema.write_manifest(data_dir, dataclasses.replace(schema.read_manifest(data_dir), **changes))
+
+
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_the_export_tokenizes_with_the_manifest_truncation(tmp_path, truncation):
+  from trainer import export_step
+  d = str(tmp_path / "data")
+  fx.write_data_dir(d, {"train": fx.example_rows(40, seed=1),
+                        "validation": fx.example_rows(12, seed=2)})
+  vocab_file = fx.write_vocab(d)
+  _with_manifest(d, truncation=truncation)
+  _, plan = _plan(d, str(tmp_path / "run"))
+  encoder = export_step.text_encoder_for(plan, vocab_file)
+  assert (encoder.truncation, encoder.max_seq_length) == (truncation, 32)
+
+
+def test_max_seq_length_512_plans_up_to_8_bucket_shapes(tmp_path):
+  d = str(tmp_path / "data")
+  fx.write_data_dir(d, {"train": fx.example_rows(40, seed=1),
+                        "validation": fx.example_rows(12, seed=2)}, max_seq_length=512)
+  fx.write_vocab(d)
+  manifest = schema.read_manifest(d)
+  manifest.splits["train"].token_length.update(
+      mean=120.4, p50=98, p90=251, p95=330, p99=470, max=2048)
+  schema.write_manifest(d, manifest)
+  _, plan = _plan(d, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
+                                               "encoder.max_position_embeddings": 512})
+  assert plan.bucket_boundaries == (32, 64, 96, 144, 200, 248, 336, 512)
+  # The tiny encoder has 128 positions: one line naming the limit and the fix.
+  with pytest.raises(schema.DataError) as raised:
+    _plan(d, str(tmp_path / "run2"))
+  assert str(raised.value) == (
+      "the data's max_seq_length 512 exceeds encoder.max_position_embeddings 128; re-run "
+      "preprocessing with --max_seq_length=128 or less, or raise "
+      "--config.encoder.max_position_embeddings")
+
+
+def test_a_checkpoint_encoder_refuses_a_longer_max_seq_length_in_one_line(tmp_path):
+  from trainer import model as model_lib
+  encoder_dir = tmp_path / "encoder"
+  encoder_dir.mkdir()
+  fx.write_vocab(str(encoder_dir))
+  (encoder_dir / "bert_config.json").write_text(
+      '{"vocab_size": %d, "max_position_embeddings": 512}' % len(fx.VOCAB))
+  config = config_lib.default_config()
+  config.encoder.update(kind="checkpoint", dir=str(encoder_dir))
+  d = str(tmp_path / "data")
+  for length in (512, 513):
+    manifest = fx.write_data_dir(d, {"train": fx.example_rows(4, seed=1)},
+                                 max_seq_length=length)
+    if length == 512:  # up to max_position_embeddings is fine
+      assert model_lib.check_encoder_fits_data(config.encoder, manifest) == str(
+          encoder_dir / "vocab.txt")
+      continue
+    with pytest.raises(schema.DataError) as raised:
+      model_lib.check_encoder_fits_data(config.encoder, manifest)
+    assert str(raised.value) == (
+        f"the data's max_seq_length 513 exceeds the encoder's max_position_embeddings 512 "
+        f"({encoder_dir}); re-run preprocessing with --max_seq_length=512 or less")

@@ -24,10 +24,11 @@ Signatures (batch size dynamic; padding is to the longest row of each batch):
 
 Inside the export:
   assets/vocab.txt       a byte copy of the vocabulary (tracked as the `vocab_file` Asset)
-  assets/metadata.json   head, labels, threshold, max_seq_length, lower_case, vocab hash, ...
+  assets/metadata.json   head, labels, threshold, max_seq_length, truncation, lower_case,
+                         vocab hash, ...
   and the same values as non-trainable variables on the loaded object
   (`loaded.labels`, `loaded.head`, `loaded.threshold`, `loaded.max_seq_length`,
-  `loaded.lower_case`).
+  `loaded.truncation`, `loaded.lower_case`).
 """
 import posixpath
 import shutil
@@ -77,6 +78,7 @@ class ServingModule(tf.Module):
         dtype=tf.float32, trainable=False, name="threshold")
     self.max_seq_length = tf.Variable(text_encoder.max_seq_length, dtype=tf.int64,
                                       trainable=False, name="max_seq_length")
+    self.truncation = tf.Variable(text_encoder.truncation, trainable=False, name="truncation")
     self.lower_case = tf.Variable(text_encoder.lower_case, trainable=False, name="lower_case")
     self.vocab_file = tf.saved_model.Asset(vocab_path)
     self.metadata_file = tf.saved_model.Asset(metadata_path)
@@ -179,7 +181,7 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     classifier: a tf_keras.Model: dict(input_word_ids, input_mask, input_type_ids), each int32
       [batch, seq] -> logits [batch, num_outputs] (1 for binary, C otherwise).
     text_encoder: the bertcore.tokenization.TextEncoder of the training data (vocabulary,
-      lower_case and max_seq_length as in the manifest).
+      lower_case, max_seq_length and truncation as in the manifest).
     labels: class names, label id = index (the manifest's `labels`).
     head: "binary" | "multiclass" | "multilabel".
     threshold: the decision threshold for binary / multilabel (e.g. the `best_threshold` of
@@ -224,6 +226,7 @@ def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata):
       "threshold": None if head == "multiclass" else float(threshold),
       "num_outputs": names.num_outputs(head, len(labels)),
       "max_seq_length": text_encoder.max_seq_length,
+      "truncation": text_encoder.truncation,
       "lower_case": text_encoder.lower_case,
       "vocab_file": VOCAB_ASSET,
       "vocab_size": len(tokens),

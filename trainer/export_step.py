@@ -21,6 +21,14 @@ def export_vocab(plan):
   return None
 
 
+def text_encoder_for(plan, vocab_file):
+  """The TextEncoder that made the training data: the manifest's casing, max_seq_length and
+  truncation, so that the export tokenizes raw text exactly as preprocessing did."""
+  m = plan.manifest
+  return tokenization.TextEncoder(tokenization.load_vocab(vocab_file), m.lower_case is not False,
+                                  m.max_seq_length, m.truncation)
+
+
 def export_trained_model(config, plan, classifier, final, write_dir, chief):
   """Exports classifier with final["threshold"] to <write_dir>/export; logs it to W&B.
 
@@ -31,9 +39,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
     say("warning: no export: a random encoder without encoder.vocab_file, and the data's "
         "vocabulary file was not found")
     return None
-  text_encoder = tokenization.TextEncoder(tokenization.load_vocab(vocab_file),
-                                          plan.manifest.lower_case is not False,
-                                          plan.manifest.max_seq_length)
+  text_encoder = text_encoder_for(plan, vocab_file)
   export_dir = posixpath.join(write_dir, EXPORT_DIR)
   for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
     tf.io.gfile.rmtree(stale)

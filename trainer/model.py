@@ -65,7 +65,8 @@ def check_encoder_fits_data(encoder_config, manifest):
     if manifest.max_seq_length > limit:
       raise schema.DataError(
           f"the data's max_seq_length {manifest.max_seq_length} exceeds the encoder's "
-          f"max_position_embeddings {limit}; re-run preprocessing with a shorter length")
+          f"max_position_embeddings {limit} ({encoder_config.dir}); re-run preprocessing with "
+          f"--max_seq_length={limit} or less")
     if (manifest.vocab_size or 0) > bert_config["vocab_size"]:
       raise schema.DataError(f"the data's vocabulary ({manifest.vocab_size} tokens) is "
                              f"larger than the encoder's ({bert_config['vocab_size']})")
@@ -73,7 +74,9 @@ def check_encoder_fits_data(encoder_config, manifest):
       and manifest.max_seq_length > encoder_config.max_position_embeddings):
     raise schema.DataError(
         f"the data's max_seq_length {manifest.max_seq_length} exceeds "
-        f"encoder.max_position_embeddings {encoder_config.max_position_embeddings}")
+        f"encoder.max_position_embeddings {encoder_config.max_position_embeddings}; re-run "
+        f"preprocessing with --max_seq_length={encoder_config.max_position_embeddings} or less, "
+        f"or raise --config.encoder.max_position_embeddings")
   return vocab[0] if vocab else None
 
 
