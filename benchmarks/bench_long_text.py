@@ -109,6 +109,14 @@ def headline(final, head):
   return summary["test_macro_f1"], summary["test_accuracy"]
 
 
+def finished(results_file):
+  """Whether a run wrote its final results (epoch-end evaluations come earlier)."""
+  if not os.path.exists(results_file):
+    return False
+  with open(results_file) as f:
+    return "final" in json.load(f)
+
+
 def train_run(args, task, data_dir, length, truncation, decay, seed):
   """Fine-tunes one setting (or reads a finished run back); the run's record."""
   from trainer import eval_loop
@@ -116,7 +124,7 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
   model_dir = os.path.join(args.work_dir, "models", name)
   results_file = os.path.join(model_dir, "eval_results.json")
   seconds = None
-  if not os.path.exists(results_file):
+  if not finished(results_file):
     cmd = [sys.executable, "-m", "trainer.task", f"--config={args.config}",
            f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={data_dir}",
            f"--model_dir={model_dir}", "--strategy=one_device",
