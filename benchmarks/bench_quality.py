@@ -227,6 +227,7 @@ def run_baseline(task, argv, data_dir, work_dir, fresh):
     dataset = tfidf_baseline.load_dataset(argv)
     tfidf_baseline.check_against_data_dir(dataset, data_dir)  # raises unless the same rows
     result = tfidf_baseline.run_baseline(dataset, TASKS[task])
+  del result["test_outputs"]  # numpy arrays; the cache is JSON
   result["stage"] = sw.record(cached=False)
   with open(cache, "w") as f:
     json.dump(result, f, indent=2)

@@ -178,9 +178,10 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
     head: "binary" (positive vs rest: `positive_label`, default labels[1]) or "multiclass".
     cs, class_weights: the grid searched on validation.
   Returns:
-    A JSON-able dict: chosen params, the grid's validation scores, `validation` and `test`
-    (trainer.evaluation.compute_metrics results), a `summary` of the headline figures and
-    `seconds` (fit + search + evaluation).
+    A dict: chosen params, the grid's validation scores, `validation` and `test`
+    (trainer.evaluation.compute_metrics results), a `summary` of the headline figures,
+    `seconds` (fit + search + evaluation), all JSON-able; and `test_outputs`, the test split's
+    (labels, scores) as numpy arrays (for bootstrap intervals).
   """
   start = time.time()
   if head not in ("binary", "multiclass"):
@@ -195,8 +196,8 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
     x[split] = vectorizer.transform(dataset.splits[split].texts)
   grid, (c, class_weight, model, val_metrics) = _search_grid(
       x, y, head, names, positive_index, cs, class_weights, seed)
-  test_metrics = evaluation.compute_metrics(
-      y["test"], _scores(model, x["test"], head, positive_index), head, names)
+  test_scores = _scores(model, x["test"], head, positive_index)
+  test_metrics = evaluation.compute_metrics(y["test"], test_scores, head, names)
   return {
       "model": "tfidf_1-2gram+logreg", "head": head, "label_names": names,
       "C": c, "class_weight": class_weight, "vocabulary_size": len(vectorizer.vocabulary_),
@@ -204,6 +205,7 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
       "grid": grid, "validation": val_metrics, "test": test_metrics,
       "summary": summarize(val_metrics, test_metrics, head),
       "seconds": round(time.time() - start, 1),
+      "test_outputs": (y["test"], test_scores),  # numpy (labels, scores): not written to JSON
   }
 
 
@@ -290,6 +292,7 @@ def main(argv=None):
     result = run_baseline(dataset, head, args.positive_label)
   except ValueError as e:
     sys.exit(f"error: {e}")
+  del result["test_outputs"]
   result["rows_read"] = dataset.rows_read
   result["rows_rejected"] = dataset.rows_rejected
   if args.output_json:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from preprocess import run as run_lib
+from trainer import evaluation
 
 # benchmarks/ is not an installed package: import it from the repository root.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,6 +78,9 @@ def test_binary_baseline_separates_by_the_telling_word(tweets_csv):
   assert summary["test_f1"] == 1.0
   assert summary["test_pr_auc"] == 1.0
   assert summary["validation_threshold"] == result["validation"]["best_threshold"]
+  labels, scores = result["test_outputs"]  # the scores the test metrics came from
+  assert len(labels) == len(dataset.splits["test"].ids) == len(scores)
+  assert evaluation.compute_metrics(labels, scores, "binary", ["rest", "positive"])["pr_auc"] == 1.0
   # The vocabulary comes from the training rows only (1-2-grams seen at least twice there).
   assert "lovely" in tfidf_baseline.make_vectorizer().fit(
       dataset.splits["train"].texts).vocabulary_

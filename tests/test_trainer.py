@@ -18,6 +18,8 @@ import tensorflow as tf
 from bertcore import schema
 from trainer import checkpointing
 from trainer import config as config_lib
+from trainer import eval_loop
+from trainer import evaluation
 from trainer import model as model_lib
 from trainer import strategy as strategy_lib
 from trainer import train
@@ -62,6 +64,11 @@ def test_training_lowers_the_loss_then_a_rerun_does_not_retrain(data_dir, tmp_pa
   assert json.load(open(os.path.join(model_dir, "config.json")))["train"]["epochs"] == 2
   assert os.path.exists(os.path.join(model_dir, "export", "saved_model.pb"))
   assert os.listdir(os.path.join(model_dir, "plots", "validation"))
+  # The saved outputs are the ones the final metrics were computed from.
+  labels, probs = eval_loop.read_outputs(model_dir, "validation")
+  recomputed = evaluation.compute_metrics(labels, probs, "binary", ["0", "1"])
+  assert recomputed["pr_auc"] == pytest.approx(results["final"]["validation"]["pr_auc"])
+  assert len(labels) == results["final"]["validation"]["num_examples"]
   assert checkpoint_steps(model_dir, "best") == [results["final"]["best_step"]]
   capsys.readouterr()
 

@@ -2,8 +2,11 @@
 
   <model_dir>/eval_results.json  {"epochs": [{epoch, step, validation, best}],
                                   "final": {step, source, validation, test, threshold, ...}}
+  <model_dir>/outputs/<split>.npz the final evaluation's labels and probabilities (numpy arrays
+                                  `labels`, `probs`), for error analysis and bootstrap intervals
 """
 import dataclasses
+import io
 import math
 import posixpath
 
@@ -17,6 +20,7 @@ from trainer.progress import say
 
 RESULTS_FILE = names.RESULTS_FILE
 PLOTS_DIR = "plots"
+OUTPUTS_DIR = "outputs"
 # Evaluation batches per compiled call: the host works once per call, and a preemption
 # notice waits at most one call (16 batches of 128 MiniLM rows: a few seconds on 2 cores).
 STEPS_PER_CALL = 16
@@ -118,6 +122,23 @@ def save_plots(split, evaluated, config, plan):
   paths = evaluation.save_plots(evaluated.labels, evaluated.probs, config.model.head,
                                 list(plan.label_names), out_dir)
   return {f"{split}/{posixpath.splitext(posixpath.basename(p))[0]}": p for p in paths}
+
+
+def save_outputs(split, evaluated, plan):
+  """Writes a split's labels and probabilities to model_dir/outputs/<split>.npz; returns the path."""
+  buffer = io.BytesIO()
+  np.savez(buffer, labels=evaluated.labels, probs=evaluated.probs)
+  tf.io.gfile.makedirs(posixpath.join(plan.model_dir, OUTPUTS_DIR))
+  path = posixpath.join(plan.model_dir, OUTPUTS_DIR, f"{split}.npz")
+  files.write_atomic(path, buffer.getvalue())
+  return path
+
+
+def read_outputs(model_dir, split):
+  """(labels, probs) that save_outputs wrote for a split."""
+  with tf.io.gfile.GFile(posixpath.join(model_dir, OUTPUTS_DIR, f"{split}.npz"), "rb") as f:
+    data = np.load(io.BytesIO(f.read()))
+    return data["labels"], data["probs"]
 
 
 def decision_threshold(validation, head):

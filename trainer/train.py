@@ -351,6 +351,7 @@ def final_evaluation(run):
       final[split] = evaluated.metrics
       if run.chief and "error" not in evaluated.metrics:
         plots.update(eval_loop.save_plots(split, evaluated, config, plan))
+        eval_loop.save_outputs(split, evaluated, plan)
       tracker.summary({split: {k: v for k, v in evaluated.metrics.items()
                                if isinstance(v, (int, float))}})
       _stop_if_preempted(run)
