@@ -87,6 +87,33 @@ def check_input_roles(input_patterns, test_input_patterns, encoding, columns, de
   return input_files, test_files
 
 
+def check_settings(train_fraction, validation_fraction, num_shards, max_seq_length, truncation):
+  """ValueError with one line for settings the job cannot run with."""
+  if not 0 <= train_fraction <= 1 or not 0 <= validation_fraction <= 1 or (
+      train_fraction + validation_fraction > 1 + 1e-9):
+    raise ValueError(f"split fractions must be in [0, 1] and sum to at most 1, got train="
+                     f"{train_fraction} validation={validation_fraction}")
+  if num_shards < 1:
+    raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
+  if max_seq_length < 3:
+    raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
+  if truncation not in names.TRUNCATIONS:
+    raise ValueError(f"--truncation must be one of {', '.join(names.TRUNCATIONS)}, got "
+                     f"{truncation!r}")
+
+
+def run_pipeline(build, config, options):
+  """Runs the Beam pipeline that build(pipeline, config) adds steps to, to completion."""
+  # The local runner works in this process: keep the cyclic GC from re-scanning the millions of
+  # long-lived objects of TensorFlow and Beam on every full collection (unfrozen afterwards).
+  gc.freeze()
+  try:
+    with beam.Pipeline(runner=make_runner(options), options=options) as p:
+      build(p, config)
+  finally:
+    gc.unfreeze()
+
+
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
             split_salt, compression, batch_size, options=None, wandb_project=None,
@@ -101,17 +128,7 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
   Raises ValueError (or DataError) with a one-line message for fatal problems: no input
   files, a required column missing from a header, no valid row at all.
   """
-  if not 0 <= train_fraction <= 1 or not 0 <= validation_fraction <= 1 or (
-      train_fraction + validation_fraction > 1 + 1e-9):
-    raise ValueError(f"split fractions must be in [0, 1] and sum to at most 1, got train="
-                     f"{train_fraction} validation={validation_fraction}")
-  if num_shards < 1:
-    raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
-  if max_seq_length < 3:
-    raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
-  if truncation not in names.TRUNCATIONS:
-    raise ValueError(f"--truncation must be one of {', '.join(names.TRUNCATIONS)}, got "
-                     f"{truncation!r}")
+  check_settings(train_fraction, validation_fraction, num_shards, max_seq_length, truncation)
   csv_source.check_filesystems([*input_patterns, output_dir])
   vocab = tokenization.load_vocab(vocab_path)
   input_files, test_files = check_input_roles(input_patterns, test_input_patterns, encoding,
@@ -127,16 +144,7 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       train_fraction=train_fraction, validation_fraction=validation_fraction,
       split_salt=split_salt, compression=compression, batch_size=batch_size,
       truncation=truncation)
-  options = options or pipeline_options.PipelineOptions([])
-  # The local runner works in this process: keep the cyclic GC from re-scanning the millions of
-  # long-lived objects of TensorFlow and Beam on every full collection (unfrozen afterwards).
-  gc.freeze()
-  try:
-    with beam.Pipeline(runner=make_runner(options), options=options) as p:
-      pipeline_lib.build(p, config)
-  finally:
-    gc.unfreeze()
-
+  run_pipeline(pipeline_lib.build, config, options or pipeline_options.PipelineOptions([]))
   summary = files.read_json(posixpath.join(temp_dir, pipeline_lib.SUMMARY))
   tf.io.gfile.rmtree(temp_dir)
   manifest = make_manifest(config, summary, vocab_path)

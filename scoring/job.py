@@ -10,14 +10,12 @@ parts under a temporary directory; the parts are renamed into place only when ev
 there, then the manifest is written. A failed run leaves no manifest (and no shards).
 """
 import collections
-import gc
 import json
 import posixpath
 import re
 import sys
 import uuid
 
-import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
@@ -154,6 +152,23 @@ def make_manifest(config, metadata, part_counts):
   }
 
 
+def check_settings(output_format, input_format, num_shards, sort_rows, batch_size, bfloat16):
+  """ValueError with one line for settings the job cannot run with; a warning for slow ones."""
+  if output_format not in pipeline_lib.FORMATS:
+    raise ValueError(f"--output_format must be one of {', '.join(pipeline_lib.FORMATS)}")
+  if input_format not in pipeline_lib.INPUT_FORMATS:
+    raise ValueError(f"--input_format must be one of {', '.join(pipeline_lib.INPUT_FORMATS)}")
+  for name, value in (("num_shards", num_shards), ("sort_rows", sort_rows),
+                      ("batch_size", batch_size)):
+    if value < 1:
+      raise ValueError(f"--{name} must be at least 1, got {value}")
+  if bfloat16:
+    from trainer import hardware
+    if not hardware.native_bfloat16():
+      print("warning: --bfloat16 on a CPU without native bfloat16 (AVX512_BF16 or AMX) is "
+            "emulated and slower than float32", file=sys.stderr)
+
+
 def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
             output_format="csv", num_shards=8, sort_rows=2048, batch_size=64,
             large_model=False, model_threads=0, options=None, wandb_project=None,
@@ -170,19 +185,7 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
   that is not an export of this package, missing inputs or columns, records tokenized with
   another vocabulary, or bad settings.
   """
-  if output_format not in pipeline_lib.FORMATS:
-    raise ValueError(f"--output_format must be one of {', '.join(pipeline_lib.FORMATS)}")
-  if input_format not in pipeline_lib.INPUT_FORMATS:
-    raise ValueError(f"--input_format must be one of {', '.join(pipeline_lib.INPUT_FORMATS)}")
-  for name, value in (("num_shards", num_shards), ("sort_rows", sort_rows),
-                      ("batch_size", batch_size)):
-    if value < 1:
-      raise ValueError(f"--{name} must be at least 1, got {value}")
-  if bfloat16:
-    from trainer import hardware
-    if not hardware.native_bfloat16():
-      print("warning: --bfloat16 on a CPU without native bfloat16 (AVX512_BF16 or AMX) is "
-            "emulated and slower than float32", file=sys.stderr)
+  check_settings(output_format, input_format, num_shards, sort_rows, batch_size, bfloat16)
   metadata = check_model(model_dir)
   files, columns = resolve_inputs(input_format, input_patterns, encoding, columns, split,
                                   metadata, model_dir, delimiter)
@@ -199,16 +202,9 @@ def run_job(*, model_dir, input_patterns, output_dir, columns, encoding="utf-8",
       large_model=large_model, model_threads=model_threads, input_format=input_format,
       max_seq_length=metadata.get("max_seq_length"), bfloat16=bfloat16, delimiter=delimiter,
       unescape_html=predict.unescape_html_default(metadata, unescape_html))
-  options = options or pipeline_options.PipelineOptions([])
   try:
-    # As in preprocessing: the local runner works in this process; keep the cyclic GC from
-    # re-scanning TensorFlow's and Beam's long-lived objects on every full collection.
-    gc.freeze()
-    try:
-      with beam.Pipeline(runner=preprocess_job.make_runner(options), options=options) as p:
-        pipeline_lib.build(p, config)
-    finally:
-      gc.unfreeze()
+    preprocess_job.run_pipeline(pipeline_lib.build, config,
+                                options or pipeline_options.PipelineOptions([]))
     part_counts = commit_parts(config, output_dir)
   finally:
     tf.io.gfile.rmtree(temp_dir)
