@@ -197,8 +197,8 @@ def report(runs_file):
     print(f"| {task} | {model} | {length or ''} | {truncation or ''} | {decay or ''} | {flags} | "
           f"{len(rs)} | "
           f"{mean:.3f} ({per_seed}) | {sd:.3f} | {second:.3f} | "
-          f"{statistics.mean(rates) if rates else float('nan'):.1f} | "
-          f"{statistics.mean(walls) / 60 if walls else float('nan'):.1f} min |")
+          f"{f'{statistics.mean(rates):.1f}' if rates else '–'} | "
+          f"{f'{statistics.mean(walls) / 60:.1f} min' if walls else '–'} |")
 
 
 def main(argv=None):
