@@ -120,7 +120,7 @@ def finished(results_file):
 def train_run(args, task, data_dir, length, truncation, decay, seed):
   """Fine-tunes one setting (or reads a finished run back); the run's record."""
   from trainer import eval_loop
-  name = f"{task}_L{length}_{truncation}_decay{decay}_seed{seed}"
+  name = f"{task}_L{length}_{truncation}_decay{decay}_seed{seed}{args.tag}"
   model_dir = os.path.join(args.work_dir, "models", name)
   results_file = os.path.join(model_dir, "eval_results.json")
   seconds = None
@@ -143,7 +143,7 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
   labels, probs = eval_loop.read_outputs(model_dir, "test")
   record = dict(
       model="minilm", task=task, max_seq_length=length, truncation=truncation,
-      layer_decay=decay, seed=seed, test_main=main, test_second=second,
+      layer_decay=decay, seed=seed, trainer_flags=args.trainer_flag, test_main=main, test_second=second,
       test_main_bootstrap_sd=bootstrap_sd(labels, probs, head, final.get("threshold")),
       validation_best_f1=final["validation"]["best_f1"],
       train_examples_per_sec=final.get("train_examples_per_sec"),
@@ -180,24 +180,25 @@ def report(runs_file):
   groups = collections.defaultdict(list)
   for r in records:
     key = (r["task"], r["model"], r.get("max_seq_length"), r.get("truncation"),
-           r.get("layer_decay"))
+           r.get("layer_decay"), " ".join(r.get("trainer_flags", [])))
     groups[key].append(r)
-  print("| task | model | max_seq_length | truncation | layer_decay | seeds | test F1 (binary, tuned "
-        "threshold) / macro-F1 (3-class) | bootstrap SD | PR-AUC / accuracy | train ex/s | "
-        "wall (train command) |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  print("| task | model | max_seq_length | truncation | layer_decay | other flags | seeds | test F1 "
+        "(binary, tuned threshold) / macro-F1 (3-class) | bootstrap SD | PR-AUC / accuracy | "
+        "train ex/s | wall (train command) |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-    task, model, length, truncation, decay = key
+    task, model, length, truncation, decay, flags = key
     mean = statistics.mean(r["test_main"] for r in rs)
     per_seed = "/".join(f"{r['test_main']:.3f}" for r in rs)
     sd = statistics.mean(r["test_main_bootstrap_sd"] for r in rs)
     second = statistics.mean(r["test_second"] for r in rs)
     rates = [r["train_examples_per_sec"] for r in rs if r.get("train_examples_per_sec")]
     walls = [r["wall_seconds"] for r in rs if r.get("wall_seconds")]
-    print(f"| {task} | {model} | {length or ''} | {truncation or ''} | {decay or ''} | {len(rs)} | "
+    print(f"| {task} | {model} | {length or ''} | {truncation or ''} | {decay or ''} | {flags} | "
+          f"{len(rs)} | "
           f"{mean:.3f} ({per_seed}) | {sd:.3f} | {second:.3f} | "
-          f"{statistics.mean(rates) if rates else float('nan'):.1f} | "
-          f"{statistics.mean(walls) / 60 if walls else float('nan'):.1f} min |")
+          f"{f'{statistics.mean(rates):.1f}' if rates else '–'} | "
+          f"{f'{statistics.mean(walls) / 60:.1f} min' if walls else '–'} |")
 
 
 def main(argv=None):
@@ -212,6 +213,8 @@ def main(argv=None):
   p.add_argument("--work_dir", default=os.path.join(REPO, "runs/bench_long_text"))
   p.add_argument("--trainer_flag", action="append", default=[],
                  help="an extra trainer.task flag for every run (repeatable)")
+  p.add_argument("--tag", default="",
+                 help="appended to the run names: keeps runs with other --trainer_flag apart")
   p.add_argument("--out", default=os.path.join(HERE, "results", "long_text.jsonl"))
   p.add_argument("--report", action="store_true", help="print the recorded runs and exit")
   args = p.parse_args(argv)
