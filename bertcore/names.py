@@ -54,7 +54,8 @@ def check_head(head):
 TRUNCATIONS = ("head", "tail", "head_tail")
 
 
-def check_truncation(truncation):
-  """Raises ValueError with one line unless `truncation` is one of TRUNCATIONS."""
+def check_truncation(truncation, what="truncation"):
+  """Raises ValueError with one line unless `truncation` is one of TRUNCATIONS; `what` names
+  the setting in the message (e.g. the flag "--truncation")."""
   if truncation not in TRUNCATIONS:
-    raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+    raise ValueError(f"{what} must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")

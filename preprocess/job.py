@@ -97,9 +97,7 @@ def check_settings(train_fraction, validation_fraction, num_shards, max_seq_leng
     raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
   if max_seq_length < 3:
     raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
-  if truncation not in names.TRUNCATIONS:
-    raise ValueError(f"--truncation must be one of {', '.join(names.TRUNCATIONS)}, got "
-                     f"{truncation!r}")
+  names.check_truncation(truncation, what="--truncation")
 
 
 def run_pipeline(build, config, options):
