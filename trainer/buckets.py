@@ -2,21 +2,25 @@
 
 Batches are padded to the smallest bucket length that fits their longest row, so the boundaries
 decide how much of each step is padding. Fixed powers of two (16/32/64/128) pad the tweets
-(median 33 tokens) to 64 half of the time: 0.68 of the computed tokens are real. Boundaries
-placed where the lengths are give >= 0.90 with a handful of shapes (each shape is traced, and
-under XLA compiled, once).
+(median 33 tokens) to 64 half of the time: 0.68 of the computed tokens are real.
 
 The manifest records, per split, token_length = {mean, p50, p90, p95, p99, max}. From these
 we rebuild an approximate length distribution (a piecewise-linear quantile function whose
-lowest point is chosen so that its mean equals the recorded mean), then pick the boundaries
-that minimise the expected padded length, exactly, by dynamic programming over lengths that
-are multiples of `multiple`.
+lowest point is chosen so that its mean equals the recorded mean). The input pipeline sorts
+pools of batches by length before cutting them into batches, and pads each batch to its
+longest row: so we simulate those pools from the fitted distribution, take each batch's
+longest row, and pick the boundaries that minimise the padded tokens of those batches,
+exactly, by dynamic programming over lengths that are multiples of `multiple`.
+
+Shapes are cheap on CPUs and GPUs (the training function is traced once; its sequence
+dimension is dynamic) and cost one XLA compilation each on TPUs, hence a dozen at most.
 """
 import numpy as np
 
 PERCENTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
 MIN_LENGTH = 2  # [CLS] [SEP]
 SAMPLES = 4000
+POOLS = 24      # simulated pools of batches (enough for stable boundaries, ~50k rows)
 
 
 def length_quantiles(token_length, max_seq_length):
@@ -91,15 +95,39 @@ def best_boundaries(lengths, max_seq_length, num_buckets, multiple=8):
   return tuple(sorted(set(out)))
 
 
-def derive_boundaries(token_length, max_seq_length, target_efficiency=0.90, max_buckets=8,
-                      multiple=8):
+def batch_maxima(token_length, max_seq_length, batch_size, pool_batches, pools=POOLS, seed=0):
+  """Simulated batches of the input pipeline: pools sorted by length, cut into batches.
+
+  Rows are drawn from the fitted length distribution (seeded, so boundaries are reproducible).
+  Returns:
+    (longest, real): int array [pools * pool_batches] of each batch's longest row, and float
+    array of its real tokens.
+  """
+  probs, lengths = length_quantiles(token_length, max_seq_length)
+  draws = np.random.default_rng(seed).random((pools, pool_batches * batch_size))
+  rows = np.sort(np.ceil(np.interp(draws, probs, lengths)), axis=1)
+  rows = rows.reshape(pools * pool_batches, batch_size)
+  return rows.max(axis=1).astype(np.int64), rows.sum(axis=1)
+
+
+def batch_padding_efficiency(longest, real, batch_size, boundaries):
+  """Real tokens / padded tokens of batches padded to the smallest boundary >= their longest."""
+  bounds = np.sort(np.asarray(boundaries))
+  padded = bounds[np.minimum(np.searchsorted(bounds, longest), len(bounds) - 1)]
+  return float(np.sum(real) / (batch_size * np.maximum(padded, longest)).sum())
+
+
+def derive_boundaries(token_length, max_seq_length, batch_size=32, pool_batches=64,
+                      target_efficiency=0.92, max_buckets=12, multiple=4):
   """Bucket boundaries for a split's recorded token-length statistics.
 
-  The fewest buckets (at most max_buckets) whose padding efficiency on the fitted length
-  distribution reaches target_efficiency; max_buckets ones if none does.
+  The fewest buckets (at most max_buckets) whose padding efficiency on simulated batches
+  (batch_maxima) reaches target_efficiency; max_buckets ones if none does.
   Args:
     token_length: manifest.splits[split].token_length (mean, p50, p90, p95, p99, max).
     max_seq_length: manifest.max_seq_length.
+    batch_size, pool_batches: rows per step and steps sorted together, as the input
+      pipeline batches them (config.train.global_batch_size, input_pipeline.POOL_BATCHES).
   Returns:
     a sorted tuple of ints ending with max_seq_length, for config.train.bucket_boundaries.
   """
@@ -108,9 +136,9 @@ def derive_boundaries(token_length, max_seq_length, target_efficiency=0.90, max_
   if missing:
     raise ValueError(f"token_length statistics lack {', '.join(missing)}; re-run "
                      "preprocessing to record them")
-  lengths = sample_lengths(token_length, max_seq_length)
+  longest, real = batch_maxima(token_length, max_seq_length, batch_size, pool_batches)
   for n in range(1, max_buckets + 1):
-    bounds = best_boundaries(lengths, max_seq_length, n, multiple)
-    if padding_efficiency(lengths, bounds) >= target_efficiency:
+    bounds = best_boundaries(longest, max_seq_length, n, multiple)
+    if batch_padding_efficiency(longest, real, batch_size, bounds) >= target_efficiency:
       return bounds
   return bounds

@@ -99,7 +99,9 @@ def resolve_boundaries(config, manifest, previous_config, data_dir):
   train = manifest.splits.get("train")
   stats = (train.token_length if train else None) or {}
   try:
-    return buckets.derive_boundaries(stats, int(manifest.max_seq_length)), "manifest"
+    return buckets.derive_boundaries(stats, int(manifest.max_seq_length),
+                                     batch_size=int(config.train.global_batch_size),
+                                     pool_batches=input_pipeline.POOL_BATCHES), "manifest"
   except ValueError as e:
     raise schema.DataError(f"config.train.bucket_boundaries=() derives them from the manifest, "
                            f"but {data_dir}'s {e}; or set them, e.g. "
