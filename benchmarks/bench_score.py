@@ -187,7 +187,7 @@ def padding_figures(model_dir, data, args):
   from trainer import predict
   with open(data, encoding="latin-1", newline="") as f:
     texts = [row[1] for row in list(csv.reader(f))[1:]]
-  count = pipeline_lib.WordPieceCounter(model_dir)
+  count = export.WordPieceCounter(model_dir)
   pieces = [n for i in range(0, len(texts), 4096) for n in count(texts[i:i + 4096])]
   lengths = [min(n, 126) + 2 for n in pieces]  # [CLS] ... [SEP], truncated to 128
   chars = [len(t) for t in texts]

@@ -38,7 +38,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base as inference_base
 import tensorflow as tf
 
-from bertcore import tokenization
 from preprocess import csv_source
 from scoring import records as records_lib
 from trainer import export
@@ -122,28 +121,6 @@ def set_threads(threads):
     pass
 
 
-class WordPieceCounter:
-  """texts -> their word-piece counts, with the export's own vocabulary and casing.
-
-  The sort key within a block. Characters are a poor proxy on real tweets (padding efficiency
-  0.59 sorted by characters vs 0.82-0.95 by word pieces, benchmarks/results/score.md).
-  Tokenizing twice is cheap: ~150k rows per CPU-second here, against ~100 for the model.
-  """
-
-  def __init__(self, model_dir):
-    metadata = export.read_metadata(model_dir)
-    vocab = tokenization.load_vocab(posixpath.join(model_dir, "assets", metadata["vocab_file"]))
-    self._encoder = tokenization.TextEncoder(vocab, metadata["lower_case"],
-                                             metadata["max_seq_length"])
-
-  def __call__(self, texts, pair_texts=None):
-    """-> list of ints, one per text (+ its pair)."""
-    counts = self._encoder.word_pieces(tf.constant(texts)).row_lengths()
-    if pair_texts is not None:
-      counts += self._encoder.word_pieces(tf.constant(pair_texts)).row_lengths()
-    return counts.numpy().tolist()
-
-
 class ReadPart(beam.DoFn):
   """(file index, path, split) -> ScoreRows of that part, block by block, then its END row.
 
@@ -164,7 +141,7 @@ class ReadPart(beam.DoFn):
   def setup(self):
     self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
     set_threads(self._threads)  # Before the first op: word-piece counting runs TensorFlow.
-    self._count_pieces = WordPieceCounter(self._model_dir) if self._model_dir else None
+    self._count_pieces = export.WordPieceCounter(self._model_dir) if self._model_dir else None
 
   def process(self, element):
     file_index, path, split = element

@@ -276,3 +276,28 @@ def test_parse_delimiter_refuses_in_one_line(value):
   with pytest.raises(ValueError, match="^--delimiter must be one character") as e:
     cli.parse_delimiter(value)
   assert "\n" not in str(e.value)
+
+
+class _RecordingSignature:
+  """Stands in for the export's signature: records each batch, returns P = 0.5."""
+  structured_input_signature = ((), {"text": None})
+
+  def __init__(self):
+    self.batches = []
+
+  def __call__(self, text):
+    texts = [t.decode("utf-8") for t in text.numpy()]
+    self.batches.append(texts)
+    return {"probabilities": tf.fill([len(texts)], 0.5),
+            "label": tf.constant([b"yes"] * len(texts))}
+
+
+def test_chunks_are_batched_by_word_pieces_and_written_in_input_order():
+  # Characters and word pieces disagree: "xxxxxxxxxx" is one [UNK] piece, "a b c" three.
+  pieces = {"a b c d": 4, "xxxxxxxxxx": 1, "a b c": 3, "yyyyyyyyyyyy": 1}
+  chunk = [(str(i), text, "", None) for i, text in enumerate(pieces)]
+  signature = _RecordingSignature()
+  lines = predict._predict_chunk(signature, lambda texts, pairs: [pieces[t] for t in texts],
+                                 chunk, 2, 1, {"predicted": 0, "bad_rows": {}})
+  assert signature.batches == [["xxxxxxxxxx", "yyyyyyyyyyyy"], ["a b c", "a b c d"]]
+  assert [line.split(",")[0] for line in lines.splitlines()] == ["0", "1", "2", "3"]

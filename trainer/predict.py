@@ -20,8 +20,9 @@ The output has one row per input row, in input order:
 Blank lines are not rows; they are skipped and counted.
 
 Input and output go through tf.io.gfile (gs:// works); the output is written to a temporary
-name and renamed when complete. Rows are read in chunks and sorted by length within a chunk
-before batching, so that a batch pads to similar lengths; results are written in input order.
+name and renamed when complete. Rows are read in chunks and sorted by word pieces (the export's
+tokenizer) within a chunk before batching, so that a batch pads to similar lengths; results are
+written in input order.
 """
 import codecs
 import contextlib
@@ -142,13 +143,15 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
     num_probabilities = len(columns) - 3  # All but id, label and error.
     loaded = tf.saved_model.load(model_dir)
     signature = loaded.signatures["serve_text_pair" if text_pair_column else "serving_default"]
+    count_pieces = export.WordPieceCounter(model_dir)
     progress = _Progress(raw, tf.io.gfile.stat(input_path).length, log)
     with _complete_output(output_path) as out:
       out.write(_csv_lines([columns]))
       rows = (parse_row(row, stats["rows"], header, *indices, unescape_html=unescape_html)
               for row in _rows(reader, input_path, encoding, stats))
       for chunk in _chunks(rows, batch_size * CHUNK_BATCHES):
-        out.write(_predict_chunk(signature, chunk, batch_size, num_probabilities, stats))
+        out.write(_predict_chunk(signature, count_pieces, chunk, batch_size, num_probabilities,
+                                 stats))
         progress.report(stats["rows"])
   summary = _summary(stats, progress.seconds(), output_path, columns)
   log(_summary_line(summary))
@@ -303,12 +306,15 @@ def parse_row(row, row_number, header, id_index, text_index, pair_index, unescap
   return row_id, text, pair, problem
 
 
-def _predict_chunk(signature, chunk, batch_size, num_probabilities, stats):
+def _predict_chunk(signature, count_pieces, chunk, batch_size, num_probabilities, stats):
   """Predicts the good rows of a chunk; returns the chunk's output lines in input order."""
   good = [i for i, (_, _, _, problem) in enumerate(chunk) if problem is None]
-  # Similar lengths in a batch: the export pads each batch to its longest row.
-  good.sort(key=lambda i: len(chunk[i][1]) + len(chunk[i][2]))
   with_pair = "text_pair" in signature.structured_input_signature[1]
+  # Similar lengths in a batch: the export pads each batch to its longest row.
+  if good:
+    pieces = count_pieces([chunk[i][1] for i in good],
+                          [chunk[i][2] for i in good] if with_pair else None)
+    good = [i for _, i in sorted(zip(pieces, good))]
   lines = [None] * len(chunk)
   for begin in range(0, len(good), batch_size):
     indices = good[begin:begin + batch_size]
