@@ -22,6 +22,7 @@ with pos_weight 1; AdamW lr 5e-5, int(10%) warm-up steps then linear decay to 0,
 Figures (one summary line on stdout, all of them in --out as JSON):
   train_examples_per_sec  steady state: steps after --skip_steps, timed by a TrainerCallback
   eval_examples_per_sec   {split: examples / wall seconds of trainer.predict}, batch --eval_batch
+                          (transformers 5 groups the evaluation rows by length too)
   validation / test       pr_auc (average precision), best_f1 and best_threshold of the sweep
                           0.01..0.99 (ties nearest 0.5, as trainer/evaluation.py), f1 at 0.5;
                           test f1_tuned: at the validation's best_threshold
