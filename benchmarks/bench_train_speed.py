@@ -49,11 +49,20 @@ def run_variant(name, args, work_dir):
   command += [f"--config.{o}" for o in VARIANTS[name]]
   env = dict(os.environ, WANDB_MODE="disabled")
   out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
-  windows = [(float(m.group(2)), float(m.group(3))) for m in map(PROGRESS.match, out.splitlines())
-             if m]
+  rates = steady_state(out)
+  if rates is None:
+    raise SystemExit(f"error: {name} printed no steady-state progress line; raise --steps")
+  return rates
+
+
+def steady_state(stdout):
+  """(examples/s, padding efficiency): means over trainer.task's progress lines after the first
+  (which holds tracing); None if there is no such line."""
+  windows = [(float(m.group(2)), float(m.group(3)))
+             for m in map(PROGRESS.match, stdout.splitlines()) if m]
   steady = windows[1:]
   if not steady:
-    raise SystemExit(f"error: {name} printed no steady-state progress line; raise --steps")
+    return None
   return statistics.mean(r for r, _ in steady), statistics.mean(e for _, e in steady)
 
 

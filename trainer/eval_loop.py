@@ -1,7 +1,9 @@
 """Evaluation during and after training: epoch-end validation, the final evaluation, results.
 
   <model_dir>/eval_results.json  {"epochs": [{epoch, step, validation, best}],
-                                  "final": {step, source, validation, test, threshold, ...}}
+                                  "final": {step, source, validation, test, threshold,
+                                            eval_examples_per_sec: {split: wall examples/s
+                                            of its pass}, ...}}
   <model_dir>/outputs/<split>.npz the final evaluation's labels and probabilities (numpy arrays
                                   `labels`, `probs`), for error analysis and bootstrap intervals
 """
@@ -9,6 +11,7 @@ import dataclasses
 import io
 import math
 import posixpath
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -30,10 +33,12 @@ SUMMARY_KEYS = ("loss", "accuracy", "precision", "recall", "f1", "pr_auc", "roc_
 
 @dataclasses.dataclass(frozen=True)
 class Evaluated:
-  """One pass over a split: JSON-able metrics, labels and probabilities (numpy)."""
+  """One pass over a split: JSON-able metrics, labels and probabilities (numpy), and the pass's
+  wall seconds (input pipeline, tracing of new shapes and metrics included)."""
   metrics: dict
   labels: np.ndarray
   probs: np.ndarray
+  seconds: float = 0.0
 
 
 def evaluate_split(split, *, config, plan, strategy, eval_step, between_calls=None,
@@ -49,6 +54,7 @@ def evaluate_split(split, *, config, plan, strategy, eval_step, between_calls=No
   """
   if plan.rows[split] == 0:
     return None
+  start = time.perf_counter()
   src = plan.source(split, config.model)
   pipelines = []
 
@@ -72,7 +78,15 @@ def evaluate_split(split, *, config, plan, strategy, eval_step, between_calls=No
   if between_calls:
     between_calls()
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  return _metrics(out, split, config.model.head, plan)
+  evaluated = _metrics(out, split, config.model.head, plan)
+  return dataclasses.replace(evaluated, seconds=time.perf_counter() - start)
+
+
+def examples_per_sec(evaluated):
+  """A pass's evaluation speed (examples/s of wall time), or None if it was not timed."""
+  if not evaluated.seconds:
+    return None
+  return evaluated.metrics["num_examples"] / evaluated.seconds
 
 
 def _metrics(out, split, head, plan):

@@ -336,7 +336,7 @@ def final_evaluation(run):
     best_step, source = step, f"last checkpoint (step {step})"
   say(f"final evaluation of the {source}")
   final = {"step": step, "source": source, "total_steps": plan.total_steps,
-           "best_step": best_step}
+           "best_step": best_step, "eval_examples_per_sec": {}}
   plots = {}
   tracker = tracking.start_run(config, plan.model_dir, "evaluate", run.chief)
   try:
@@ -349,6 +349,7 @@ def final_evaluation(run):
       if evaluated is None:
         continue
       final[split] = evaluated.metrics
+      final["eval_examples_per_sec"][split] = eval_loop.examples_per_sec(evaluated)
       if run.chief and "error" not in evaluated.metrics:
         plots.update(eval_loop.save_plots(split, evaluated, config, plan))
         eval_loop.save_outputs(split, evaluated, plan)
