@@ -36,7 +36,7 @@ def get_config():
   config.train.epochs = 1
   config.train.learning_rate = 5e-5
   config.train.warmup_fraction = 0.1
-  # bucket_boundaries: the default () derives them from the manifest (16/20/24/.../56/64/128 here).
+  # bucket_boundaries: the default () derives them from the manifest (16/24/.../64/128 here).
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
   config.eval.global_batch_size = 128

@@ -157,7 +157,7 @@ def _plan(data_dir, model_dir, **overrides):
 def test_plan_derives_bucket_boundaries_from_the_manifest(tweet_like_dir, tmp_path):
   _, plan = _plan(tweet_like_dir, str(tmp_path / "run"),
                   **{"train.bucket_boundaries": (), "train.global_batch_size": 32})
-  assert plan.bucket_boundaries == (16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 128)
+  assert plan.bucket_boundaries == (16, 24, 32, 40, 48, 56, 64, 128)
   assert plan.boundaries_from == "manifest"
 
 
@@ -209,7 +209,7 @@ def test_the_export_tokenizes_with_the_manifest_truncation(tmp_path, truncation)
   assert (encoder.truncation, encoder.max_seq_length) == (truncation, 32)
 
 
-def test_max_seq_length_512_plans_up_to_12_bucket_shapes(tmp_path):
+def test_max_seq_length_512_plans_up_to_8_bucket_shapes(tmp_path):
   d = str(tmp_path / "data")
   fx.write_data_dir(d, {"train": fx.example_rows(40, seed=1),
                         "validation": fx.example_rows(12, seed=2)}, max_seq_length=512)
@@ -221,7 +221,7 @@ def test_max_seq_length_512_plans_up_to_12_bucket_shapes(tmp_path):
   _, plan = _plan(d, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
                                                "train.global_batch_size": 32,
                                                "encoder.max_position_embeddings": 512})
-  assert plan.bucket_boundaries == (28, 52, 76, 100, 128, 164, 192, 224, 252, 316, 404, 512)
+  assert plan.bucket_boundaries == (40, 72, 104, 152, 200, 248, 336, 512)
   # The tiny encoder has 128 positions: one line naming the limit and the fix.
   with pytest.raises(schema.DataError) as raised:
     _plan(d, str(tmp_path / "run2"))

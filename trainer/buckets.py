@@ -12,8 +12,9 @@ longest row: so we simulate those pools from the fitted distribution, take each 
 longest row, and pick the boundaries that minimise the padded tokens of those batches,
 exactly, by dynamic programming over lengths that are multiples of `multiple`.
 
-Shapes are cheap on CPUs and GPUs (the training function is traced once; its sequence
-dimension is dynamic) and cost one XLA compilation each on TPUs, hence a dozen at most.
+At most 8 lengths, multiples of 8: each new shape costs oneDNN (CPU) or XLA (TPU) set-up, and
+12 multiples of 4 (0.94 vs 0.89 of the tweets' computed tokens real) trained x0.95 as fast in
+120-step runs (benchmarks/results/train_speed.md).
 """
 import numpy as np
 
@@ -118,7 +119,7 @@ def batch_padding_efficiency(longest, real, batch_size, boundaries):
 
 
 def derive_boundaries(token_length, max_seq_length, batch_size=32, pool_batches=64,
-                      target_efficiency=0.92, max_buckets=12, multiple=4):
+                      target_efficiency=0.90, max_buckets=8, multiple=8):
   """Bucket boundaries for a split's recorded token-length statistics.
 
   The fewest buckets (at most max_buckets) whose padding efficiency on simulated batches
