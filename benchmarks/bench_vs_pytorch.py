@@ -1,6 +1,6 @@
 """This package vs the PyTorch reference (Hugging Face Trainer) on the same machine, interleaved.
 
-  WANDB_MODE=disabled python benchmarks/bench_vs_pytorch.py --torch_python=/work/torchenv/bin/python \\
+  WANDB_MODE=disabled python benchmarks/bench_vs_pytorch.py --torch_python=/tmp/torchenv/bin/python \\
       --data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2 \\
       --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --rounds=1 --variants=pytorch,ours_f32,ours

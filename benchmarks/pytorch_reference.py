@@ -2,10 +2,9 @@
 
 Runs in its own venv, never in the project's (torch is not a dependency of this package):
 
-  python3 -m venv /work/torchenv
-  /work/torchenv/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \\
-      transformers accelerate scikit-learn numpy safetensors   # pin torch==2.13.0 if pip pulls another
-  HF_HUB_OFFLINE=1 /work/torchenv/bin/python benchmarks/pytorch_reference.py \\
+  python3 -m venv /tmp/torchenv      # anywhere outside this package's .venv
+  /tmp/torchenv/bin/pip install torch==2.13.0 transformers accelerate scikit-learn numpy safetensors
+  HF_HUB_OFFLINE=1 /tmp/torchenv/bin/python benchmarks/pytorch_reference.py \\
       --ids_dir=/tmp/tweets_ids --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --out=/tmp/reference.json
 
