@@ -38,6 +38,8 @@ ROUNDS = flags.DEFINE_integer("rounds", 2, "interleaved rounds (each path once p
 TRAIN_BATCHES = flags.DEFINE_integer("train_batches", 400, "training batches for the "
                                      "training padding efficiency (0 = skip)")
 WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/bench_eval", "scratch model_dir")
+NEW_BATCH = flags.DEFINE_integer("new_eval_batch", 0, "the new path's eval batch size "
+                                 "(0 = the config's, as the old path)")
 OLD_BOUNDARIES = (16, 32, 64, 128)
 
 
@@ -61,10 +63,13 @@ def setup():
 
 def paths(config, plan):
   """{name: (config with that path's boundaries, evaluate_split keyword arguments)}."""
+  new = plan_lib.with_boundaries(config, plan.bucket_boundaries)
+  if NEW_BATCH.value:
+    new.eval.global_batch_size = NEW_BATCH.value
   return {
       "old": (plan_lib.with_boundaries(config, OLD_BOUNDARIES),
               {"steps_per_call": 1, "pool_batches": 1}),
-      "new": (plan_lib.with_boundaries(config, plan.bucket_boundaries), {}),
+      "new": (new, {}),
   }
 
 

@@ -39,7 +39,9 @@ def get_config():
   # bucket_boundaries: the default () derives them from the manifest (16/24/.../64/128 here).
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
-  config.eval.global_batch_size = 128
+  # Sorted evaluation batches of 64 pad less than 128 (0.87 vs 0.83 of the tokens real) and ran
+  # x2.60 the old evaluation's speed vs x2.48 at 128, same metrics (benchmarks/results/eval.md).
+  config.eval.global_batch_size = 64
   config.precision = "auto"             # CPU: bfloat16 where native (AVX512_BF16 / AMX), else float32
   config.wandb.project = "bert-tweets-minilm"
   return config
