@@ -23,12 +23,6 @@ def test_quantiles_clamp_to_max_seq_length_and_minimum_length():
   assert lengths.tolist() == [buckets.MIN_LENGTH, 4.0, 6.0, 8.0, 64.0, 64.0]
 
 
-def test_padding_efficiency():
-  assert buckets.padding_efficiency([3, 5, 8], (4, 8)) == pytest.approx(16 / 20)
-  # Longer than every boundary: counted as unpadded (the pipeline pads to max_seq_length).
-  assert buckets.padding_efficiency([4], (2,)) == 1.0
-
-
 def test_best_boundaries_minimise_padding():
   lengths = np.array([8] * 10 + [16] * 10 + [30])
   assert buckets.best_boundaries(lengths, 32, 1) == (32,)
@@ -83,8 +77,8 @@ def test_derive_boundaries_up_to_512():
   bounds = buckets.derive_boundaries(REVIEWS_512, 512)
   assert bounds == (40, 72, 104, 152, 200, 248, 336, 512)
   assert all(b % 8 == 0 for b in bounds)
-  assert buckets.sample_lengths(REVIEWS_512, 512).max() == 512  # rows over 512 were truncated
   longest, real = buckets.batch_maxima(REVIEWS_512, 512, 32, 64)
+  assert longest.max() == 512  # rows over 512 were truncated to it
   assert buckets.batch_padding_efficiency(longest, real, 32, bounds) > 0.8 > (
       buckets.batch_padding_efficiency(longest, real, 32, (64, 128, 256, 512)))
   # Most rows truncated: few shapes, still ending at 512.

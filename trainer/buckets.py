@@ -20,7 +20,6 @@ import numpy as np
 
 PERCENTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
 MIN_LENGTH = 2  # [CLS] [SEP]
-SAMPLES = 4000
 POOLS = 24      # simulated pools of batches (enough for stable boundaries, ~50k rows)
 
 
@@ -43,21 +42,6 @@ def length_quantiles(token_length, max_seq_length):
   low = (float(token_length["mean"]) - rest) / (probs[0] / 2) - lengths[0]
   low = min(max(low, MIN_LENGTH), lengths[0])
   return np.array([0.0] + probs), np.array([low] + lengths)
-
-
-def sample_lengths(token_length, max_seq_length, samples=SAMPLES):
-  """Evenly spaced quantiles of the fitted distribution: int array [samples], sorted."""
-  probs, lengths = length_quantiles(token_length, max_seq_length)
-  at = (np.arange(samples) + 0.5) / samples
-  return np.ceil(np.interp(at, probs, lengths)).astype(np.int64)
-
-
-def padding_efficiency(lengths, boundaries):
-  """Real tokens / padded tokens when each length is padded to the smallest boundary >= it."""
-  bounds = np.sort(np.asarray(boundaries))
-  lengths = np.asarray(lengths)
-  padded = bounds[np.minimum(np.searchsorted(bounds, lengths), len(bounds) - 1)]
-  return float(lengths.sum() / np.maximum(padded, lengths).sum())
 
 
 def best_boundaries(lengths, max_seq_length, num_buckets, multiple=8):
