@@ -15,7 +15,6 @@ Rows are in the manifest's shard order (sorted file names), records in file orde
 read and written through tf.io.gfile, so the directories may be on GCS.
 """
 import argparse
-import io
 import os
 import posixpath
 import sys
@@ -26,7 +25,7 @@ import bertcore  # noqa: E402,F401  (before TensorFlow: selects Keras 2)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bertcore import schema  # noqa: E402
+from bertcore import files, schema  # noqa: E402
 from trainer import input_pipeline  # noqa: E402
 
 PARSE_BATCH = 1024   # records parsed per call (batched parsing is much faster)
@@ -39,8 +38,8 @@ def read_split(data_dir, split, manifest, positive_label):
   one label id (a binary export needs single-label data).
   """
   positive = input_pipeline.label_index(list(manifest.labels), positive_label)
-  files = [path for path, _ in input_pipeline.split_shards(data_dir, split, manifest)]
-  ds = tf.data.TFRecordDataset(files, compression_type=manifest.compression or "")
+  shards = [path for path, _ in input_pipeline.split_shards(data_dir, split, manifest)]
+  ds = tf.data.TFRecordDataset(shards, compression_type=manifest.compression or "")
   ids, types, lengths, labels, example_ids = [], [], [], [], []
   for serialized in ds.batch(PARSE_BATCH):
     parsed = schema.parse_examples(serialized)
@@ -60,21 +59,6 @@ def _concat(parts):
   return np.concatenate(parts).astype(np.int32) if parts else np.zeros([0], np.int32)
 
 
-def write_split(arrays, path):
-  """Writes read_split's arrays to path (.npz, uncompressed) through tf.io.gfile."""
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(buffer.getvalue())
-
-
-def read_npz(path):
-  """The arrays write_split wrote (a dict of numpy arrays)."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    with np.load(io.BytesIO(f.read())) as data:
-      return {k: data[k] for k in data.files}
-
-
 def export(data_dir, output_dir, positive_label, splits=schema.SPLITS):
   """Writes <output_dir>/<split>.npz for each split; returns {split: (rows, positives)}."""
   manifest = schema.read_manifest(data_dir)
@@ -82,7 +66,7 @@ def export(data_dir, output_dir, positive_label, splits=schema.SPLITS):
   counts = {}
   for split in splits:
     arrays = read_split(data_dir, split, manifest, positive_label)
-    write_split(arrays, posixpath.join(output_dir, f"{split}.npz"))
+    files.write_npz(posixpath.join(output_dir, f"{split}.npz"), arrays)
     counts[split] = (len(arrays["lengths"]), int(arrays["labels"].sum()))
   return counts
 

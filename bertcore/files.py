@@ -3,12 +3,16 @@
   write_atomic(path, text|bytes)   write to a temporary name, then rename over `path`
   write_json(path, obj)            write_atomic of indented, key-sorted JSON
   read_json(path)                  the parsed JSON of a file
+  write_npz(path, arrays)          write_atomic of a dict of numpy arrays as an .npz
+  read_npz(path)                   the dict of numpy arrays of an .npz
 
 (Named `files`, not `io`, so that modules using the standard library's io can import it.)
 """
+import io
 import json
 import uuid
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -41,3 +45,18 @@ def read_json(path):
   """The parsed JSON of `path` (json.JSONDecodeError / tf.errors.OpError as raised)."""
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def write_npz(path, arrays):
+  """Writes a dict of numpy arrays as an uncompressed .npz, atomically; returns `path`."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  write_atomic(path, buffer.getvalue())
+  return path
+
+
+def read_npz(path):
+  """The dict of numpy arrays that write_npz wrote to `path`."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    with np.load(io.BytesIO(f.read())) as data:
+      return {k: data[k] for k in data.files}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import trainer_fixtures as fx
-from bertcore import schema
+from bertcore import files, schema
 
 # benchmarks/ is not an installed package: import it from the repository root.
 sys.path.insert(0, fx.REPO)
@@ -32,7 +32,7 @@ def test_export_round_trips_ids_lengths_and_positive_labels(tmp_path, compressio
 
   for split, written in rows.items():
     want = shard_order(written, 3)
-    got = export_split_ids.read_npz(os.path.join(out_dir, f"{split}.npz"))
+    got = files.read_npz(os.path.join(out_dir, f"{split}.npz"))
     assert list(got["example_ids"]) == [r[0] for r in want]
     assert got["lengths"].tolist() == [len(r[1]) for r in want]
     rows_back = np.split(got["input_ids"], np.cumsum(got["lengths"])[:-1])

@@ -8,7 +8,6 @@
                                   `labels`, `probs`), for error analysis and bootstrap intervals
 """
 import dataclasses
-import io
 import math
 import posixpath
 import time
@@ -140,19 +139,15 @@ def save_plots(split, evaluated, config, plan):
 
 def save_outputs(split, evaluated, plan):
   """Writes a split's labels and probabilities to model_dir/outputs/<split>.npz; returns the path."""
-  buffer = io.BytesIO()
-  np.savez(buffer, labels=evaluated.labels, probs=evaluated.probs)
   tf.io.gfile.makedirs(posixpath.join(plan.model_dir, OUTPUTS_DIR))
-  path = posixpath.join(plan.model_dir, OUTPUTS_DIR, f"{split}.npz")
-  files.write_atomic(path, buffer.getvalue())
-  return path
+  return files.write_npz(posixpath.join(plan.model_dir, OUTPUTS_DIR, f"{split}.npz"),
+                         {"labels": evaluated.labels, "probs": evaluated.probs})
 
 
 def read_outputs(model_dir, split):
   """(labels, probs) that save_outputs wrote for a split."""
-  with tf.io.gfile.GFile(posixpath.join(model_dir, OUTPUTS_DIR, f"{split}.npz"), "rb") as f:
-    data = np.load(io.BytesIO(f.read()))
-    return data["labels"], data["probs"]
+  data = files.read_npz(posixpath.join(model_dir, OUTPUTS_DIR, f"{split}.npz"))
+  return data["labels"], data["probs"]
 
 
 def decision_threshold(validation, head):
