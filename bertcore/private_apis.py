@@ -40,3 +40,17 @@ def tf_record_iterator(path):
   from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
   with deprecation.silence():
     return tf.compat.v1.io.tf_record_iterator(path)
+
+
+def abort_collectives(code, message):
+  """Aborts every pending and future collective op of this process with (code, message).
+
+  Why: a worker blocked in a collective whose peer stopped answering waits forever; this makes
+  the blocked call raise instead (MultiWorkerMirroredStrategy's own peer health check does the
+  same). The public alternative, CommunicationOptions(timeout_seconds=...), starts one
+  sleeping thread per collective op for the whole timeout (its docstring: "only for
+  debugging"), tens of thousands of threads at a training step's rate of collectives.
+  Public replacement: none in TF 2.20.
+  """
+  from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
+  context.context().abort_collective_ops(code, message)

@@ -3,12 +3,15 @@
 Each worker is its own process with its own TF_CONFIG, HOME, TMPDIR, working directory and
 WANDB_MODE=offline, as on a cluster; they talk gRPC over loopback only. Checked: both finish,
 end with identical weights and read disjoint train shards; only the chief writes checkpoints,
-the export and W&B runs; a worker killed mid-run (SIGKILL) makes the other exit non-zero
-within 60 s instead of hanging, and re-running both resumes from the last checkpoint.
+the export and W&B runs; a worker killed mid-run (SIGKILL, in training or evaluation) makes the
+other exit non-zero with one `error:` line within 60 s instead of hanging, and re-running both
+resumes from the last checkpoint; SIGTERM to one worker during evaluation makes both save the
+same step and exit 143, and the resumed job ends with the uninterrupted job's metrics.
 
 Workers run through tests/fault_launcher.py, which patches the trainer in the worker process:
 `--crash_at=train_step:<n>` makes a worker SIGKILL itself after its n-th training step, so the
-last checkpoint is known exactly; `--dump_state_dir` writes each worker's end-of-training state,
+last checkpoint is known exactly (`evaluation:<n>`: after its n-th evaluation call; `--signal=TERM`
+sends SIGTERM instead); `--dump_state_dir` writes each worker's end-of-training state,
 since a non-chief deletes its own checkpoints.
 
 Slow (each launch of the two-process cluster costs 30-100 s on 2 shared cores: two TensorFlow
@@ -80,6 +83,7 @@ class Worker:
     self.log_path = os.path.join(self.dir, "log.txt")
     self.proc = None
     self.exit_time = None
+    self.fault_time = None   # when its log first showed the fault launcher's line
 
   def start(self, args, tf_config, launcher_args):
     env = {k: v for k, v in os.environ.items()
@@ -98,6 +102,8 @@ class Worker:
     rc = self.proc.poll()
     if rc is not None and self.exit_time is None:
       self.exit_time = time.monotonic()
+    if self.fault_time is None and "fault injection:" in self.log():
+      self.fault_time = time.monotonic()
     return rc
 
   def stop(self):
@@ -175,16 +181,24 @@ def latest_step(model_dir):
   return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
-def test_two_workers_train_in_step_and_only_the_chief_writes(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+  """One uninterrupted job of the default flags: (model_dirs, states dir, workers)."""
+  root = tmp_path_factory.mktemp("uninterrupted")
   # Separate model_dirs, so anything the non-chief wrote would show up in its own.
-  model_dirs = [str(tmp_path / "chief_model_dir"), str(tmp_path / "worker_model_dir")]
-  states = str(tmp_path / "states")
-  with Cluster(str(tmp_path), data_dir, model_dirs,
+  model_dirs = [str(root / "chief_model_dir"), str(root / "worker_model_dir")]
+  states = str(root / "states")
+  with Cluster(str(root), data_dir, model_dirs,
                faults={i: [f"--dump_state_dir={states}"] for i in range(NUM_WORKERS)}) as c:
     codes = c.wait()
     assert codes == [0, 0], c.logs()
-    chief_log, worker_log = (w.log() for w in c.workers)
-    worker = c.workers[1]
+  return model_dirs, states, c.workers
+
+
+def test_two_workers_train_in_step_and_only_the_chief_writes(uninterrupted):
+  model_dirs, states, workers = uninterrupted
+  chief_log, worker_log = (w.log() for w in workers)
+  worker = workers[1]
 
   # Both processes ran one synchronous job of 2 replicas: 16 steps x 2 epochs.
   for log in (chief_log, worker_log):
@@ -294,3 +308,61 @@ def test_a_killed_worker_fails_the_other_and_a_rerun_resumes(data_dir, tmp_path)
     assert sorted(values) == sorted(last)
     for k in last:
       np.testing.assert_array_equal(values[k], last[k], err_msg=f"{task}: {k}")
+
+
+PREEMPTION_LIMIT = 60    # seconds from a worker's SIGTERM to both workers' exit
+
+
+def test_sigterm_to_one_worker_during_evaluation_stops_both_and_the_rerun_ends_the_same(
+    data_dir, tmp_path, uninterrupted):
+  # 1. The non-chief gets SIGTERM as its epoch-1 validation call returns (steps 1-16 trained,
+  #    ckpt-16 saved at the epoch end): the check after that call, summed over both workers,
+  #    stops both there, before the epoch's results are recorded.
+  model_dir = str(tmp_path / "model_dir")
+  faults = {1: ["--crash_at=evaluation:1", "--signal=TERM"]}
+  with Cluster(str(tmp_path / "run1"), data_dir, [model_dir] * NUM_WORKERS, faults=faults) as c:
+    codes = c.wait()
+    assert codes == [143, 143], c.logs()
+    preempted = c.workers[1]
+    for w in c.workers:
+      assert "preempted: checkpoint saved at step 16" in w.log(), c.logs()
+      took = w.exit_time - preempted.fault_time
+      assert took < PREEMPTION_LIMIT, f"{w.task} exited {took:.1f} s after the SIGTERM"
+    assert "SIGTERM received" not in c.workers[0].log()   # the chief stopped on the agreement
+  assert latest_step(model_dir) == 16
+  assert not os.path.exists(os.path.join(model_dir, "eval_results.json"))
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "best")) is None
+
+  # 2. Both re-run: they resume at step 16, evaluate epoch 1 and finish as the uninterrupted
+  #    job did, metric for metric.
+  with Cluster(str(tmp_path / "run2"), data_dir, [model_dir] * NUM_WORKERS) as c:
+    codes = c.wait()
+    assert codes == [0, 0], c.logs()
+    for w in c.workers:
+      assert RESUME_LINE.search(w.log()).group(2) == "16", w.log()
+  got = json.load(open(os.path.join(model_dir, "eval_results.json")))
+  want = json.load(open(os.path.join(uninterrupted[0][0], "eval_results.json")))
+  for key in ("step", "best_step", "source", "threshold", "validation", "test"):
+    assert got["final"][key] == want["final"][key], key
+  assert [e["validation"] for e in got["epochs"]] == [e["validation"] for e in want["epochs"]]
+
+
+def test_a_peer_killed_during_evaluation_ends_the_other_with_one_line(data_dir, tmp_path):
+  timeout = 30
+  flags = ["--config.export=false", "--config.eval.test_split=false",
+           f"--config.collective_timeout_seconds={timeout}"]
+  faults = {1: ["--crash_at=evaluation:1"]}   # SIGKILL as its epoch-1 validation call returns
+  with Cluster(str(tmp_path), data_dir, [str(tmp_path / "model_dir")] * NUM_WORKERS, flags,
+               faults) as c:
+    codes = c.wait()
+    survivor, dead = c.workers
+    assert codes == [1, -signal.SIGKILL], c.logs()
+    took = survivor.exit_time - dead.exit_time  # to the nearest poll (0.2 s)
+    assert took < timeout + 15, f"survivor exited {took:.1f} s after the kill"
+    log = survivor.log()
+  errors = [line for line in log.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, log[-3000:]
+  assert errors[0].startswith("error: lost peer worker_1 (")
+  assert errors[0].endswith("restart all workers with the same model_dir to resume from the "
+                            "last checkpoint")
+  assert "Traceback" not in log

@@ -96,6 +96,11 @@ def default_config():
   c.precision = "auto"                 # auto | float32 | mixed_float16 | mixed_bfloat16
   c.xla = False                        # jit-compile the forward/backward pass
   c.export = True                      # write model_dir/export (SavedModel taking raw strings)
+  # Multi-worker: the longest one collective call (a training call of steps_per_execution
+  # steps, an evaluation call, a preemption check) may last before this worker stops with an
+  # error: it must exceed that call's own computing plus the chief's longest lone work between
+  # calls (a checkpoint or W&B write). 0 = no bound.
+  c.collective_timeout_seconds = 600.0
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "auto"                # auto | online | offline | disabled
@@ -132,6 +137,9 @@ def validate(config):
   for name, value in positive.items():
     if value < 1:
       raise ValueError(f"config.{name} must be at least 1, got {value}")
+  if config.collective_timeout_seconds < 0:
+    raise ValueError(f"config.collective_timeout_seconds must be >= 0 (0 = no bound), got "
+                     f"{config.collective_timeout_seconds}")
   if not 0.0 <= config.model.dropout < 1.0:
     raise ValueError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
   if not 0.0 <= config.train.warmup_fraction < 1.0:

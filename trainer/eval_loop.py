@@ -47,7 +47,7 @@ def evaluate_split(split, *, config, plan, strategy, eval_step, between_calls=No
   Args:
     eval_step: steps.make_eval_step's eval_fn(iterator, num_steps).
     between_calls: called before each eval_step call and after the last (the preemption
-      check: a stop during evaluation leaves its results unrecorded).
+      check, agreed across workers: a stop during evaluation leaves its results unrecorded).
     steps_per_call: batches per eval_step call.
     pool_batches: batches sorted together by length (input_pipeline.eval_batches).
   """

@@ -37,10 +37,9 @@ def build_strategy(name, tpu=None):
         json.loads(os.environ["TF_CONFIG"])
       except json.JSONDecodeError as e:
         raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
-    # No collective timeout: a dead worker already fails the others' collectives (a reset
-    # connection, or missed heartbeats of the coordination service this strategy starts:
-    # ~10 s in TF 2.20; tests/test_multiworker.py), while a timeout would also cut off a
-    # worker that waits for the chief alone writing a checkpoint, the export or W&B files.
+    # A dead worker fails the others' collectives (a reset connection, or missed heartbeats
+    # of the coordination service this strategy starts); a live one that never joins is cut
+    # off by trainer.peers.CollectiveTimeout (config.collective_timeout_seconds).
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     if not tpu:
@@ -108,6 +107,14 @@ def is_chief(strategy):
     return True
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def is_multi_worker(strategy):
+  """True for a MultiWorkerMirroredStrategy of more than one process."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+    return False
+  return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
 
 
 def task_name(strategy):

@@ -9,6 +9,7 @@ Exit codes: 0 done (or already finished), 1 bad input/config or a training error
 import bertcore  # noqa: F401  (before TensorFlow: selects Keras 2)
 
 import logging as std_logging
+import os
 import sys
 import traceback
 
@@ -18,7 +19,6 @@ from ml_collections import config_flags
 from bertcore import cli
 from bertcore import names
 from bertcore import schema
-import tensorflow as tf
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<name>.py).",
@@ -39,7 +39,7 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have ret
 def main(argv):
   del argv  # Only the program name: cli.parse_flags refuses positional arguments.
   cli.require_flags("config", "data_dir", "model_dir")
-  from trainer import strategy as strategy_lib, train
+  from trainer import peers, strategy as strategy_lib, train
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   config = FLAGS.config
@@ -58,12 +58,15 @@ def main(argv):
     logging.debug("%s", traceback.format_exc())
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
-  except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError) as e:
-    # Multi-worker: a peer died and the collectives were aborted. The last checkpoint is intact.
+  except peers.PEER_ERRORS as e:
+    # Multi-worker: a peer died or stopped answering (config.collective_timeout_seconds) and
+    # the collectives were aborted. The last checkpoint is intact.
     logging.debug("%s", traceback.format_exc())
-    print(f"error: a peer worker failed or became unreachable ({cli.error_line(e)[:200]}); "
-          "re-run all workers with the same model_dir to resume", file=sys.stderr, flush=True)
-    sys.exit(1)
+    print(peers.lost_peer_line(e), file=sys.stderr, flush=True)
+    # Not sys.exit: TensorFlow's own shutdown would wait 30 s or more for the lost peer at the
+    # coordination service (every W&B run and checkpoint was closed on the way here).
+    sys.stdout.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

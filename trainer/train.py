@@ -9,8 +9,10 @@ The life of a model_dir:
 Re-running the same command resumes from the latest checkpoint: the step count continues and
 the current epoch's data order is rebuilt from its seed, with the batches it already trained
 on skipped, so no epoch is repeated or skipped. A run whose eval_results.json holds the final
-evaluation is finished and is not retrained. SIGTERM (a preemption notice) makes the loop save
-a checkpoint at the next step boundary and raise Preempted.
+evaluation is finished and is not retrained. SIGTERM (a preemption notice) on any worker makes
+every worker save the same checkpoint at the next step or evaluation-call boundary and raise
+Preempted (preemption.py); a collective call that waits longer than
+config.collective_timeout_seconds for the other workers raises instead of hanging (peers.py).
 
 Steps: an epoch is `train rows // global batch` steps; the record stream repeats, so the few
 records still queued in length buckets at an epoch's end start the next one instead of being
@@ -31,7 +33,7 @@ import tf_keras
 from trainer import checkpointing, eval_loop, export_step, input_pipeline, optimization
 from trainer import config as config_lib
 from trainer import plan as plan_lib
-from trainer import preemption, steps, tracking
+from trainer import peers, preemption, steps, tracking
 from trainer import strategy as strategy_lib
 from trainer.checkpointing import TrainingError  # noqa: F401  (raised to trainer.task)
 from trainer.preemption import Preempted  # noqa: F401  (raised to trainer.task)
@@ -51,6 +53,7 @@ class Run:
   train_step: object          # steps.make_train_step
   eval_step: object           # steps.make_eval_step
   flag: preemption.PreemptionFlag
+  timeout: peers.CollectiveTimeout
   results: dict               # what eval_results.json holds
   throughput: Throughput = dataclasses.field(default_factory=Throughput)
   nan_skipped: int = 0
@@ -94,13 +97,13 @@ def train_and_evaluate(config, data_dir, model_dir, strategy):
       prefix=f"bert-trainer-{strategy_lib.task_name(strategy)}-")
   try:
     state, best = _build_state(config, plan, strategy, policy, write_dir, chief)
-    train_step = steps.make_train_step(strategy, state.classifier, state.optimizer,
-                                       state.step, config.train, config.model.head,
-                                       xla=config.xla)
-    eval_step = steps.make_eval_step(strategy, state.classifier, config.model.head)
-    with preemption.PreemptionFlag() as flag:
+    timeout = peers.CollectiveTimeout(config.collective_timeout_seconds,
+                                      strategy_lib.task_name(strategy),
+                                      enabled=strategy_lib.is_multi_worker(strategy))
+    train_step, eval_step = _build_steps(config, strategy, state, timeout)
+    with preemption.PreemptionFlag(strategy) as flag:
       run = Run(config, plan, strategy, chief, write_dir, state, best, train_step, eval_step,
-                flag, {"epochs": previous.get("epochs", [])})
+                flag, timeout, {"epochs": previous.get("epochs", [])})
       tracker = tracking.start_run(config, plan.model_dir, "train", chief)
       tracker.use_dataset(plan.data_dir, plan.manifest)
       try:
@@ -111,6 +114,7 @@ def train_and_evaluate(config, data_dir, model_dir, strategy):
         return stopped
       _stop_if_preempted(run)
       final = final_evaluation(run)
+      _stop_if_preempted(run)
       final["export_dir"] = _export(run, final)
       return _write_final(run, final)
   finally:
@@ -160,8 +164,19 @@ def _build_state(config, plan, strategy, policy, write_dir, chief):
   return state, best
 
 
+def _build_steps(config, strategy, state, timeout):
+  """The compiled training and evaluation steps, each call bounded by the collective timeout."""
+  train_step = steps.make_train_step(strategy, state.classifier, state.optimizer, state.step,
+                                     config.train, config.model.head, xla=config.xla)
+  eval_step = steps.make_eval_step(strategy, state.classifier, config.model.head)
+  return (timeout.wrap(train_step, "a training call"),
+          timeout.wrap(eval_step, "an evaluation call"))
+
+
 def _stop_if_preempted(run):
-  preemption.stop_if_requested(run.flag, run.state, run.plan.steps_per_epoch)
+  """The check outside the training step: every worker calls it at the same points."""
+  with run.timeout.bound("a preemption check"):
+    preemption.stop_if_requested(run.flag, run.state, run.plan.steps_per_epoch)
 
 
 def _train_dataset(run, step):
