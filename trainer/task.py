@@ -9,7 +9,6 @@ Exit codes: 0 done (or already finished), 1 bad input/config or a training error
 import bertcore  # noqa: F401  (before TensorFlow: selects Keras 2)
 
 import logging as std_logging
-import os
 import sys
 import traceback
 
@@ -53,7 +52,8 @@ def main(argv):
     print(strategy_lib.describe_devices(strategy, config.precision), flush=True)
     train.train_and_evaluate(config, FLAGS.data_dir, FLAGS.model_dir, strategy)
   except train.Preempted:
-    sys.exit(PREEMPTED_EXIT_CODE)  # train already printed "preempted: checkpoint saved ..."
+    # train already printed "preempted: checkpoint saved ..." (on every worker).
+    peers.exit_now(PREEMPTED_EXIT_CODE)
   except (schema.DataError, ValueError, train.TrainingError) as e:
     logging.debug("%s", traceback.format_exc())
     print(f"error: {e}", file=sys.stderr, flush=True)
@@ -63,10 +63,7 @@ def main(argv):
     # the collectives were aborted. The last checkpoint is intact.
     logging.debug("%s", traceback.format_exc())
     print(peers.lost_peer_line(e), file=sys.stderr, flush=True)
-    # Not sys.exit: TensorFlow's own shutdown would wait 30 s or more for the lost peer at the
-    # coordination service (every W&B run and checkpoint was closed on the way here).
-    sys.stdout.flush()
-    os._exit(1)
+    peers.exit_now(1)
 
 
 if __name__ == "__main__":
