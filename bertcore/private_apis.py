@@ -40,3 +40,14 @@ def tf_record_iterator(path):
   from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
   with deprecation.silence():
     return tf.compat.v1.io.tf_record_iterator(path)
+
+
+def onednn_enabled():
+  """True if this process's TensorFlow runs its oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS).
+
+  Why: TensorFlow has no public call that says whether oneDNN is on; the decision is made once,
+  in C++, from the CPU's features and the environment variable (see bertcore.env.onednn_wanted).
+  Public replacement: none in TF 2.20.
+  """
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
+  return bool(_pywrap_util_port.IsMklEnabled())
