@@ -152,11 +152,12 @@ def interleave(rounds, names):
 
 
 def run_logged(command, log_path, env=None):
-  """Runs command from the repository root with its output in log_path.
+  """Runs command from the repository root with its output in log_path; W&B off and the Hugging
+  Face hub offline unless `env` (added to os.environ) says otherwise.
 
   Returns {"seconds": wall, "returncode": int, "output": the log's text, "log": log_path}.
   """
-  env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1", **(env or {}))
+  env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1") | dict(env or {})
   os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
   start = time.perf_counter()
   with open(log_path, "w") as log:
