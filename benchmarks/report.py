@@ -221,6 +221,70 @@ def minutes_seconds(seconds):
   return "-" if seconds is None else f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
 
 
+# ---- train speed, evaluation speed ---------------------------------------------------------
+
+def per_round_ratios(group, name_key, base, value_key):
+  """{name: [value / base's value in the same round]} over the rounds both ran."""
+  base_by_round = {r["round"]: r[value_key] for r in group if r[name_key] == base}
+  out = collections.OrderedDict()
+  for r in group:
+    if r["round"] in base_by_round and base_by_round[r["round"]]:
+      out.setdefault(r[name_key], []).append(r[value_key] / base_by_round[r["round"]])
+  return out
+
+
+def session_heading(group):
+  p = group[0]["provenance"]
+  return [f"## {machine_line(p)}; {p['time'][:16]} to {group[-1]['provenance']['time'][:16]}",
+          "", f"Loaded runs (common.py's rule): {loaded_count(group)}.", ""]
+
+
+def render_train_speed(records):
+  lines = []
+  for group in group_by(records, lambda r: (r["provenance"].get("commit"),
+                                            r["provenance"]["cpu"]["model"], r["steps"])):
+    base = group[0]["variant"]
+    ratios = per_round_ratios(group, "variant", base, "train_eps")
+    lines += session_heading(group)
+    lines += [f"{group[0]['steps']} steps per run, steady state; ratio to `{base}` of the same "
+              "round:", ""]
+    base_by_round = {x["round"]: x["train_eps"] for x in group if x["variant"] == base}
+    rows = []
+    for r in group:
+      base_eps = base_by_round.get(r["round"])
+      rows.append([r["round"], r["variant"], r.get("precision") or "-",
+                   " ".join(r["overrides"]) or "(defaults)", num(r["train_eps"]),
+                   num(r["train_padding_efficiency"], 3),
+                   num(r["train_eps"] / base_eps, 2) if base_eps else "-",
+                   "yes" if r["provenance"]["loaded"] else "no"])
+    lines += table(["round", "variant", "precision", "overrides", "train examples/s",
+                    "padding eff.", f"ratio vs {base}", "loaded"], rows, right=(4, 5, 6))
+    lines += ["", "Per variant over rounds:", ""]
+    lines += table(["variant", "rounds", "median examples/s", "median ratio"], [
+        [name, len(vals), num(common.median(r["train_eps"] for r in group
+                                            if r["variant"] == name)), num(common.median(vals), 2)]
+        for name, vals in ratios.items()], right=(1, 2, 3)) + [""]
+  return lines
+
+
+def render_eval(records):
+  lines = []
+  for group in group_by(records, lambda r: (r["provenance"].get("commit"),
+                                            r["provenance"]["cpu"]["model"], r["split"])):
+    lines += session_heading(group)
+    rows = [[r["round"], r["path"], r["eval_batch"], "/".join(map(str, r["boundaries"])),
+             r["steps_per_call"], num(r["eval_padding_efficiency"], 3), num(r["eval_eps"]),
+             num(r["metrics"]["pr_auc"], 4), "yes" if r["provenance"]["loaded"] else "no"]
+            for r in group]
+    lines += [f"Split {group[0]['split']} ({group[0]['rows']:,} rows), float32:", ""]
+    lines += table(["round", "path", "eval batch", "boundaries", "batches per call",
+                    "padding eff.", "examples/s", "PR-AUC", "loaded"], rows, right=(2, 4, 5, 6, 7))
+    ratios = per_round_ratios(group, "path", "old", "eval_eps")
+    lines += ["", "new / old examples/s per round: " + ", ".join(
+        num(x, 2) for x in ratios.get("new", [])) + ".", ""]
+  return lines
+
+
 # ---- learning curve, long text, quality (records without provenance) ------------------------
 
 def drop_read_back(records):
@@ -330,6 +394,10 @@ PAGES = (
     Page("step.md", "step.jsonl", "The training step: examples/s and MFU", render_step),
     Page("quickstart.md", "quickstart.jsonl", "The main job: scripts/quickstart.sh, timed",
          render_quickstart),
+    Page("train_speed.md", "train_speed.jsonl", "Training examples/s of the tweets recipe",
+         render_train_speed),
+    Page("eval.md", "eval.jsonl", "Evaluation speed: the batch-128 baseline vs today's path",
+         render_eval),
     Page("learning_curve.md", "learning_curve_runs.jsonl", "Learning per example",
          render_learning_curve),
     Page("long_text.md", "long_text.jsonl", "Long texts: drugs.com reviews", render_long_text),

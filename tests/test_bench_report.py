@@ -101,3 +101,24 @@ def test_learning_curve_merges_a_run_read_back_into_its_first_record():
   again = dict(first, wall_seconds=None, **{"test/f1_tuned": 0.65})
   (merged,) = report.drop_read_back([first, again])
   assert merged["wall_seconds"] == 60.0 and merged["test/f1_tuned"] == 0.65
+
+
+def test_train_speed_page_gives_per_round_ratios_and_medians():
+  def speed(variant, round_, eps):
+    return {"variant": variant, "round": round_, "steps": 120, "overrides": [], "train_eps": eps,
+            "train_padding_efficiency": 0.9, "precision": "float32", "provenance": provenance()}
+  lines = report.render_train_speed([speed("before", 1, 40.0), speed("after", 1, 60.0),
+                                     speed("before", 2, 50.0), speed("after", 2, 60.0)])
+  assert "| 2 | after | float32 | (defaults) | 60.0 | 0.900 | 1.20 | no |" in lines
+  assert "| after | 2 | 60.0 | 1.35 |" in lines                # median of 1.50 and 1.20
+
+
+def test_eval_page_names_each_paths_batch_and_the_ratio():
+  def path(name, round_, eps, batch):
+    return {"path": name, "round": round_, "split": "validation", "rows": 3714,
+            "eval_batch": batch, "boundaries": [16, 128], "steps_per_call": 1,
+            "eval_padding_efficiency": 0.5, "eval_eps": eps, "metrics": {"pr_auc": 0.7},
+            "provenance": provenance()}
+  lines = report.render_eval([path("old", 1, 60.0, 128), path("new", 1, 150.0, 64)])
+  assert "| 1 | old | 128 | 16/128 | 1 | 0.500 | 60.0 | 0.7000 | no |" in lines
+  assert "new / old examples/s per round: 2.50." in lines
