@@ -197,7 +197,7 @@ def f1_at(metrics, threshold):
 
 def combined_rate(rates, counts):
   """Examples/s over several passes: sum(counts) / sum(count / rate); None if any is missing."""
-  if not counts or any(not rates.get(s) for s in counts):
+  if not counts or any(not rates.get(s) or not counts[s] for s in counts):
     return None
   return sum(counts.values()) / sum(counts[s] / rates[s] for s in counts)
 
@@ -218,7 +218,7 @@ def read_final(model_dir):
   splits = [s for s in ("validation", "test") if s in final]
   out = {"train_eps": final.get("train_examples_per_sec"),
          "train_padding_efficiency": final.get("train_padding_efficiency"),
-         "eval_eps": combined_rate(rates, {s: final[s]["num_examples"] for s in splits}),
+         "eval_eps": combined_rate(rates, {s: final[s].get("num_examples") for s in splits}),
          "eval_eps_by_split": rates, "threshold": final.get("threshold")}
   for split in splits:
     for key in ("pr_auc", "best_f1", "f1"):

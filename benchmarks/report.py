@@ -303,18 +303,31 @@ def drop_read_back(records):
 
 
 def render_learning_curve(records):
+  fresh, legacy = split_by_provenance(records)
+  lines = []
+  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
+                                          r["provenance"]["cpu"]["model"])):
+    lines += session_heading(group) + curve_tables(group)
+  if legacy:
+    lines += [f"## Runs with {LEGACY}", ""] + curve_tables(legacy)
+  return lines
+
+
+def curve_tables(records):
+  """Per run, then the means over seeds per (variant, overrides, examples)."""
   records = drop_read_back(records)
-  lines = [f"## Runs with {LEGACY}", "",
-           "Per run, in record order (each run its own schedule ending at `examples`):", ""]
+  lines = ["Per run, in record order (each run its own schedule ending at `examples`; wall "
+           "`-`: read back from an earlier run's model_dir):", ""]
   rows = [[r["variant"], " ".join(r.get("overrides", [])) or "(none)", r["seed"],
            f"{r['examples']:,}", num(r.get("validation/pr_auc"), 4),
            num(r.get("test/pr_auc"), 4), num(r.get("test/f1_tuned"), 4),
            num(r.get("threshold"), 2), num(r.get("test/best_f1"), 4), num(r.get("test/f1"), 4),
            "-" if r.get("wall_seconds") is None else f"{r['wall_seconds'] / 60:.1f} min",
-           " ".join(r.get("load", [])) or "-"] for r in records]
+           " ".join(r.get("load", [])) if "load" in r else
+           ("loaded" if r["provenance"]["loaded"] else "not loaded")] for r in records]
   lines += table(["variant", "overrides", "seed", "examples", "val PR-AUC", "test PR-AUC",
                   "test F1 @ tuned thr", "thr", "test best F1", "test F1 @ 0.5", "wall",
-                  "load at the end"], rows, right=range(2, 11)) + [""]
+                  "load"], rows, right=range(2, 11)) + [""]
   lines += ["Means over seeds per (variant, overrides, examples):", ""]
   groups = group_by(records, lambda r: (r["variant"], tuple(r.get("overrides", [])),
                                         r["examples"]))
