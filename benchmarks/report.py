@@ -341,8 +341,18 @@ def curve_tables(records):
 
 
 def render_long_text(records):
-  lines = [f"## Runs with {LEGACY}", "",
-           "Mean over seeds per (task, model, setting); binary: test F1 at the threshold tuned "
+  fresh, legacy = split_by_provenance(records)
+  lines = []
+  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
+                                          r["provenance"]["cpu"]["model"])):
+    lines += session_heading(group) + long_text_table(group)
+  if legacy:
+    lines += [f"## Runs with {LEGACY}", ""] + long_text_table(legacy)
+  return lines
+
+
+def long_text_table(records):
+  lines = ["Mean over seeds per (task, model, setting); binary: test F1 at the threshold tuned "
            "on validation and PR-AUC; 3-class: macro-F1 and accuracy.", ""]
   groups = group_by(sorted(records, key=lambda r: (r["task"], r["model"], str(
       r.get("max_seq_length")), str(r.get("truncation")), str(r.get("layer_decay")))),
@@ -362,18 +372,31 @@ def render_long_text(records):
                  num(common.mean_sd(rates)[0]),
                  "-" if common.mean_sd(walls)[0] is None else
                  f"{common.mean_sd(walls)[0] / 60:.1f} min",
-                 " / ".join(" ".join(x.get("load", [])) for x in g) or "-"])
+                 " / ".join(" ".join(x["load"]) if "load" in x else
+                            ("loaded" if x["provenance"]["loaded"] else "not loaded")
+                            for x in g) or "-"])
   return lines + table(["task", "model", "max_seq_length", "truncation", "layer_decay",
                         "other flags", "runs", "test F1 / macro-F1 (per run)", "bootstrap SD",
-                        "PR-AUC / accuracy", "train ex/s", "wall", "load (as recorded)"],
+                        "PR-AUC / accuracy", "train ex/s", "wall", "load"],
                        rows, right=range(6, 12)) + [""]
 
 
 def render_quality(records):
-  lines = [f"## Runs with {LEGACY}", "",
-           "These records carry their own commit and CPU (below) but not the load rule or "
-           "the dirty flag of benchmarks/common.py. Test F1 at the threshold tuned on "
-           "validation; margin = fine-tuned minus the TF-IDF baseline of the same record.", ""]
+  fresh, legacy = split_by_provenance(records)
+  lines = []
+  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
+                                          r["provenance"]["cpu"]["model"])):
+    lines += session_heading(group) + quality_tables(group)
+  if legacy:
+    lines += [f"## Runs with {LEGACY}", "",
+              "These records carry their own commit and CPU (below) but not the load rule or "
+              "the dirty flag of benchmarks/common.py.", ""] + quality_tables(legacy)
+  return lines
+
+
+def quality_tables(records):
+  lines = ["Test F1 at the threshold tuned on validation; margin = fine-tuned minus the TF-IDF "
+           "baseline of the same record.", ""]
   for task in ("binary", "3class"):
     rows = []
     for r in (r for r in records if r["task"] == task):
