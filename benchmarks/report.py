@@ -285,6 +285,45 @@ def render_eval(records):
   return lines
 
 
+# ---- scoring ------------------------------------------------------------------------------
+
+def render_score(records):
+  lines = []
+  for group in group_by(records, lambda r: (r["provenance"].get("commit"),
+                                            r["provenance"]["cpu"]["model"], r["rows"])):
+    runs = [r for r in group if r["kind"] == "throughput"]
+    lines += session_heading(group)
+    if runs:
+      first = {r["round"]: r["seconds"] for r in runs if r["job"].startswith("(a)")}
+      lines += [f"Throughput on {group[0]['rows']:,} rows, end to end (imports and model loading "
+                "included); `vs (a)`: (a)'s wall time over this job's, same round:", ""]
+      lines += table(["round", "job", "precision", "wall s", "rows/s", "rows per CPU-s",
+                      "peak RSS MiB", "vs (a)", "same ids / labels as (a)",
+                      "max probability difference", "loaded"], [
+          [r["round"], r["job"], r["precision"], num(r["seconds"]), num(r["rows"] / r["seconds"]),
+           num(r["rows"] / r["cpu_seconds"]) if r["cpu_seconds"] else "-",
+           num(r["peak_rss_bytes"] / 2**20, 0),
+           num(first[r["round"]] / r["seconds"], 2) if r["round"] in first else "-",
+           "-" if "same_ids" not in r else
+           f"{'yes' if r['same_ids'] else 'no'} / {'yes' if r['same_labels_and_errors'] else 'no'}",
+           "-" if "same_ids" not in r else f"{r['max_probability_difference']:.1e}",
+           "yes" if r["provenance"]["loaded"] else "no"] for r in runs],
+          right=range(3, 8)) + [""]
+    padding = [r for r in group if r["kind"] == "padding"]
+    if padding:
+      lines += table(["batches", "padding efficiency"],
+                     [[r["job"], num(r["padding_efficiency"], 3)] for r in padding],
+                     right=(1,)) + [""]
+  memory = [r for r in records if r["kind"] == "memory"]
+  if memory:
+    lines += ["## Peak RSS of scoring.run against input size", ""]
+    lines += table(["model", "rows", "peak RSS MiB (process tree)", "wall s", "rows/s", "loaded"], [
+        [r["model"], f"{r['rows']:,}", num(r["peak_rss_bytes"] / 2**20, 0), num(r["seconds"]),
+         num(r["rows"] / r["seconds"], 0), "yes" if r["provenance"]["loaded"] else "no"]
+        for r in memory], right=range(1, 5)) + [""]
+  return lines
+
+
 # ---- learning curve, long text, quality (records without provenance) ------------------------
 
 def drop_read_back(records):
@@ -434,6 +473,8 @@ PAGES = (
          render_train_speed),
     Page("eval.md", "eval.jsonl", "Evaluation speed: the batch-128 baseline vs today's path",
          render_eval),
+    Page("score.md", "score.jsonl", "Scoring: trainer.predict vs the Beam job (scoring.run)",
+         render_score),
     Page("learning_curve.md", "learning_curve_runs.jsonl", "Learning per example",
          render_learning_curve),
     Page("long_text.md", "long_text.jsonl", "Long texts: drugs.com reviews", render_long_text),

@@ -122,3 +122,28 @@ def test_eval_page_names_each_paths_batch_and_the_ratio():
   lines = report.render_eval([path("old", 1, 60.0, 128), path("new", 1, 150.0, 64)])
   assert "| 1 | old | 128 | 16/128 | 1 | 0.500 | 60.0 | 0.7000 | no |" in lines
   assert "new / old examples/s per round: 2.50." in lines
+
+
+def test_committed_pages_are_what_the_committed_records_render():
+  """results/*.md regenerate from results/*.jsonl unchanged (nobody edited a page by hand)."""
+  for page in report.PAGES:
+    records = os.path.join(report.common.RESULTS, page.records)
+    if os.path.exists(records):
+      with open(os.path.join(report.common.RESULTS, page.markdown)) as f:
+        assert f.read() == report.render_page(page, report.common.read_records(records)), page
+
+
+def test_score_page_compares_each_job_with_predict_in_its_round():
+  def job(name, seconds, **extra):
+    return dict(kind="throughput", round=1, job=name, rows=1000, seconds=seconds,
+                cpu_seconds=seconds * 2, peak_rss_bytes=2**30, precision="float32",
+                provenance=provenance(), **extra)
+  records = [job("(a) trainer.predict", 20.0),
+             job("(b) scoring.run", 10.0, same_ids=True, same_labels_and_errors=True,
+                 labels_differ=0, max_probability_difference=2e-7),
+             {"kind": "memory", "model": "tiny", "rows": 5000, "seconds": 50.0,
+              "peak_rss_bytes": 3 * 2**30, "provenance": provenance()}]
+  lines = report.render_score(records)
+  assert ("| 1 | (b) scoring.run | float32 | 10.0 | 100.0 | 50.0 | 1,024 | 2.00 | yes / yes | "
+          "2.0e-07 | no |") in lines
+  assert "| tiny | 5,000 | 3,072 | 50.0 | 100 | no |" in lines
