@@ -19,7 +19,7 @@ threshold), F1 at 0.5 and PR-AUC; 3-class: macro-F1 and accuracy. Both models ar
 by the same function (tfidf_baseline.summarize) from trainer.evaluation's metrics.
 
 Each run is appended to benchmarks/results/quality_runs.jsonl (with the config, hardware, load
-average and the CPU share this process got: the 2 cores are shared with other work).
+average, the CPU share this process got and provenance: benchmarks/common.py).
 --fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
 
 A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, run a snapshot
@@ -27,8 +27,8 @@ A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, r
 crash it at the end of the epoch):
   d=/tmp/snap_$(git rev-parse --short HEAD); mkdir -p $d && git archive HEAD | tar -x -C $d \
       && git rev-parse HEAD > $d/.commit
-  .venv/bin/python $d/benchmarks/bench_quality.py --work_dir=$PWD/runs/bench_quality \
-      --results_dir=$PWD/benchmarks/results --task=binary ...
+  (cd $d && $OLDPWD/.venv/bin/python -m benchmarks.bench_quality \
+      --work_dir=$OLDPWD/runs/bench_quality --results_dir=$OLDPWD/benchmarks/results --task=binary ...)
 """
 import argparse
 import ast

@@ -32,12 +32,6 @@ LOADED_BUSY_FRACTION = 0.5
 PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (trainer/train.py)
 
 
-def add_repo_to_path():
-  """Lets a script run as `python benchmarks/x.py` import this repository's packages."""
-  if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-
 # ---- the machine ---------------------------------------------------------------------------
 
 def cpu_info(cpuinfo="/proc/cpuinfo"):

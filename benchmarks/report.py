@@ -324,6 +324,69 @@ def render_score(records):
   return lines
 
 
+# ---- benchmarks whose records are flat rows --------------------------------------------------
+
+def flat_page(tables):
+  """A renderer for records that are flat rows: tables = [(kind or None, caption, columns)],
+  columns = [(header, key, digits or None for text)]; one table per kind and machine, each row
+  one record (kind None: every record)."""
+  def render(records):
+    lines = []
+    for group in group_by(records, lambda r: (r["provenance"].get("commit"),
+                                              r["provenance"]["cpu"]["model"])):
+      lines += session_heading(group)
+      for kind, caption, columns in tables:
+        mine = [r for r in group if kind is None or r.get("kind") == kind]
+        if not mine:
+          continue
+        rows = [[cell(r.get(key), digits) for _, key, digits in columns]
+                + ["yes" if r["provenance"]["loaded"] else "no"] for r in mine]
+        right = [i for i, (_, _, digits) in enumerate(columns) if digits is not None]
+        lines += [caption, ""] + table([h for h, _, _ in columns] + ["loaded"], rows,
+                                       right=right) + [""]
+    return lines
+  return render
+
+
+def cell(value, digits):
+  if digits is None or value is None or isinstance(value, (bool, str)):
+    return "-" if value is None else ("yes" if value is True else "no" if value is False
+                                      else str(value))
+  return num(value, digits)
+
+
+render_truncation = flat_page([
+    ("encode", "Texts/s of TextEncoder.encode per truncation strategy (best round); ratio to "
+     "`head` of the same length and input:",
+     [("max_seq_length", "max_seq_length", None), ("input", "input", None),
+      ("truncation", "truncation", None), ("texts/s", "texts_per_s", 0),
+      ("ratio to head", "ratio_to_head", 2)]),
+    ("cut_alone", "The head_tail cut alone against the word-piece split alone, same texts:",
+     [("max_seq_length", "max_seq_length", None), ("texts", "texts", None),
+      ("word pieces s", "split_seconds", 3), ("head_tail cut s", "cut_seconds", 3),
+      ("cut / split", "cut_share", 3)]),
+])
+render_bucketing = flat_page([
+    (None, "One trainer run per padding mode, same seed and steps, then the whole validation "
+     "split (`-`: not evaluated, --throughput_only):",
+     [("padding", "padding", None), ("steps", "steps", None), ("encoder", "encoder", None),
+      ("precision", "precision", None), ("train examples/s", "train_eps", 1), ("padding eff.", "train_padding_efficiency", 3),
+      ("val F1 @ 0.5", "validation_f1", 4), ("val best F1", "validation_best_f1", 4),
+      ("val PR-AUC", "validation_pr_auc", 4), ("wall s", "wall_seconds", 0)]),
+])
+render_input_pipeline = flat_page([
+    (None, "Examples/s out of the input pipeline alone (no model):",
+     [("data", "data", None), ("pipeline", "pipeline", None), ("batch", "batch_size", None),
+      ("examples/s", "examples_per_sec", 0), ("padding eff.", "padding_efficiency", 3)]),
+])
+render_preprocess = flat_page([
+    (None, "Each measurement a fresh subprocess; peak RSS its own:",
+     [("kind", "kind", None), ("job", "label", None), ("rows", "rows", None),
+      ("wall s", "seconds", 1), ("rows/s", "rows_per_s", 0), ("CPU s", "cpu", 1),
+      ("peak RSS MB", "peak_rss_mb", 0), ("runner flags", "runner_flags", None)]),
+])
+
+
 # ---- learning curve, long text, quality (records without provenance) ------------------------
 
 def drop_read_back(records):
@@ -475,6 +538,14 @@ PAGES = (
          render_eval),
     Page("score.md", "score.jsonl", "Scoring: trainer.predict vs the Beam job (scoring.run)",
          render_score),
+    Page("truncation.md", "truncation.jsonl", "Tokenizer throughput per truncation strategy",
+         render_truncation),
+    Page("bucketing.md", "bucketing.jsonl", "Length bucketing vs fixed padding, training",
+         render_bucketing),
+    Page("input_pipeline.md", "input_pipeline.jsonl", "The input pipeline alone",
+         render_input_pipeline),
+    Page("preprocess.md", "preprocess.jsonl", "The preprocessing job: speed and memory",
+         render_preprocess),
     Page("learning_curve.md", "learning_curve_runs.jsonl", "Learning per example",
          render_learning_curve),
     Page("long_text.md", "long_text.jsonl", "Long texts: drugs.com reviews", render_long_text),

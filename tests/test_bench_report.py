@@ -147,3 +147,12 @@ def test_score_page_compares_each_job_with_predict_in_its_round():
   assert ("| 1 | (b) scoring.run | float32 | 10.0 | 100.0 | 50.0 | 1,024 | 2.00 | yes / yes | "
           "2.0e-07 | no |") in lines
   assert "| tiny | 5,000 | 3,072 | 50.0 | 100 | no |" in lines
+
+
+def test_flat_pages_render_one_row_per_record_with_missing_figures_as_dashes():
+  record = {"padding": "bucket", "steps": 150, "encoder": "converted", "precision": "float32",
+            "train_eps": 11.84, "train_padding_efficiency": 0.6761, "validation_f1": None,
+            "validation_best_f1": None, "validation_pr_auc": None, "wall_seconds": 300.2,
+            "provenance": provenance(loaded=True)}
+  lines = report.render_bucketing([record])
+  assert "| bucket | 150 | converted | float32 | 11.8 | 0.676 | - | - | - | 300 | yes |" in lines
