@@ -113,6 +113,8 @@ def record(name, seed, figures, command, env, run, provenance, args):
   """One run's JSON line: its figures, the settings of its side and the provenance."""
   return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
               seed=seed, steps=args.steps, batch_size=32, skip_steps=args.skip_steps,
+              data_dir=args.data_dir, ids_dir=args.ids_dir,
+              max_seq_length=args.max_seq_length,
               wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
               provenance=provenance)
 
@@ -127,6 +129,15 @@ def export_ids(args):
     if common.run_logged(command, os.path.join(args.work_dir, "export_ids.log"))["returncode"]:
       raise SystemExit("error: exporting the token ids failed")
   return ids_dir
+
+
+def max_seq_length(data_dir):
+  """The preprocessed data's max_seq_length (manifest.json): both sides read these ids."""
+  path = os.path.join(data_dir, "manifest.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("max_seq_length")
 
 
 def fmt(value, spec):
@@ -204,6 +215,7 @@ def main(argv=None):
   args = parse_args(argv)
   os.makedirs(args.work_dir, exist_ok=True)
   args.ids_dir = export_ids(args)
+  args.max_seq_length = max_seq_length(args.data_dir)
   machine = common.machine()
   print(f"machine: {machine['cpu']['model']}, {common.bf16_label(machine['cpu'])}, "
         f"{machine['cores']} cores; commit {machine['commit']}"

@@ -69,6 +69,14 @@ def _paired(records, name, base, key):
           and r.get(key) and by_seed.get(r["seed"], {}).get(key)]
 
 
+def vs_pytorch_label(name, cpu):
+  """The row's name; the default-precision row says which kind of CPU chose its precision."""
+  if name == "ours":
+    return (f"{VS_PYTORCH_LABELS[name]} (CPU "
+            f"{'with' if cpu['native_bf16'] else 'without'} native bf16)")
+  return VS_PYTORCH_LABELS[name]
+
+
 def vs_pytorch_group(records):
   """Lines for one machine and setting: per variant mean ± SD over seeds, then the ratios."""
   p = records[0]["provenance"]
@@ -85,7 +93,7 @@ def vs_pytorch_group(records):
   for name in names:
     mine = [r for r in records if r["variant"] == name]
     precision = ", ".join(sorted({str(r.get("precision")) for r in mine}))
-    rows.append([VS_PYTORCH_LABELS[name], precision, len(mine),
+    rows.append([vs_pytorch_label(name, p["cpu"]), precision, len(mine),
                  spread([r["train_eps"] for r in mine]), spread([r["eval_eps"] for r in mine]),
                  spread([r["wall_seconds"] for r in mine], 0),
                  spread([r["test_pr_auc"] for r in mine], 4),
@@ -98,7 +106,7 @@ def vs_pytorch_group(records):
   if base in names and len(names) > 1:
     lines += ["", f"Ratios to the {VS_PYTORCH_LABELS[base]} run of the same seed "
               "(speeds: above 1 = faster; wall: above 1 = longer), mean ± SD over seeds:", ""]
-    rows = [[VS_PYTORCH_LABELS[n], len(_paired(records, n, base, "train_eps")),
+    rows = [[vs_pytorch_label(n, p["cpu"]), len(_paired(records, n, base, "train_eps")),
              spread(_paired(records, n, base, "train_eps"), 2),
              spread(_paired(records, n, base, "eval_eps"), 2),
              spread(_paired(records, n, base, "wall_seconds"), 2)]

@@ -156,3 +156,11 @@ def test_flat_pages_render_one_row_per_record_with_missing_figures_as_dashes():
             "provenance": provenance(loaded=True)}
   lines = report.render_bucketing([record])
   assert "| bucket | 150 | converted | float32 | 11.8 | 0.676 | - | - | - | 300 | yes |" in lines
+
+
+def test_the_default_precision_row_says_which_kind_of_cpu_chose_it():
+  assert report.vs_pytorch_label("ours", CPU) == (
+      "this package, default precision (CPU without native bf16)")
+  assert report.vs_pytorch_label("ours", dict(CPU, native_bf16=True)).endswith(
+      "(CPU with native bf16)")
+  assert report.vs_pytorch_label("ours_f32", CPU) == "this package, float32"
