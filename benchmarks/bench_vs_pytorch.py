@@ -76,7 +76,7 @@ def read_reference(path):
           "test_pr_auc": ref["test"]["pr_auc"], "test_f1_tuned": ref["test"]["f1_tuned"],
           "test_best_f1": ref["test"]["best_f1"], "threshold": ref["threshold"],
           "precision": ref.get("precision"), "eval_batch": ref.get("eval_batch"),
-          "threads": ref.get("threads"), "seed": ref.get("seed"),
+          "threads": ref.get("threads"), "seed": ref.get("seed"), "batch_size": ref.get("batch_size"),
           "versions": {"torch": ref.get("torch"), "transformers": ref.get("transformers")}}
 
 
@@ -89,6 +89,7 @@ def read_ours(model_dir, output):
           "test_pr_auc", "test_f1_tuned", "test_best_f1", "threshold")
   return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output),
               eval_batch=config.get("eval", {}).get("global_batch_size"),
+              batch_size=config.get("train", {}).get("global_batch_size"),
               seed=config.get("train", {}).get("seed"))
 
 
@@ -112,7 +113,7 @@ def run_variant(args, name, seed, run_dir):
 def record(name, seed, figures, command, env, run, provenance, args):
   """One run's JSON line: its figures, the settings of its side and the provenance."""
   return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
-              seed=seed, steps=args.steps, batch_size=32, skip_steps=args.skip_steps,
+              seed=seed, steps=args.steps, skip_steps=args.skip_steps,
               data_dir=args.data_dir, ids_dir=args.ids_dir,
               max_seq_length=args.max_seq_length,
               wall_seconds=run["seconds"], command=command, env=env, log=run["log"],

@@ -149,7 +149,8 @@ def render_vs_pytorch(records):
   lines = []
   for group in group_by(fresh, lambda r: (
       r["provenance"].get("commit"), r["provenance"]["cpu"]["model"],
-      tuple(r["provenance"]["cpu"]["flags"]), r["steps"], r["eval_batch"], r["threads"])):
+      tuple(r["provenance"]["cpu"]["flags"]), r["steps"], r.get("batch_size"), r["eval_batch"],
+      r["threads"])):
     lines += vs_pytorch_group(group)
   if legacy:
     lines += vs_pytorch_legacy(legacy)

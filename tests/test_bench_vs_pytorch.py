@@ -32,7 +32,8 @@ def write_run(model_dir, eval_rates, eval_batch=64, seed=3):
   with open(os.path.join(model_dir, "eval_results.json"), "w") as f:
     json.dump({"epochs": [], "final": final}, f)
   with open(os.path.join(model_dir, "config.json"), "w") as f:
-    json.dump({"eval": {"global_batch_size": eval_batch}, "train": {"seed": seed}}, f)
+    json.dump({"eval": {"global_batch_size": eval_batch},
+               "train": {"seed": seed, "global_batch_size": 32}}, f)
 
 
 def test_read_ours_reads_eval_results_config_and_the_printed_precision(tmp_path):
@@ -45,7 +46,7 @@ def test_read_ours_reads_eval_results_config_and_the_printed_precision(tmp_path)
   assert (got["test_pr_auc"], got["test_best_f1"]) == (0.71, 0.69)
   assert got["test_f1_tuned"] == 0.62                   # at the validation's threshold 0.3
   assert (got["threshold"], got["precision"]) == (0.3, "mixed_bfloat16")
-  assert (got["eval_batch"], got["seed"]) == (64, 3)
+  assert (got["eval_batch"], got["seed"], got["batch_size"]) == (64, 3, 32)
 
 
 def test_read_ours_without_timings_gives_none_not_an_error(tmp_path):
@@ -148,7 +149,7 @@ def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
         json.dump({"train_examples_per_sec": 40.0, "train_padding_efficiency": 0.95,
                    "eval_examples_per_sec": {"validation": 100.0, "test": 100.0},
                    "threshold": 0.3, "precision": "float32", "eval_batch": 64, "threads": 2,
-                   "seed": 1, "validation": {"num_examples": 300}, "test": {
+                   "seed": 1, "batch_size": 32, "validation": {"num_examples": 300}, "test": {
                        "num_examples": 100, "pr_auc": 0.7, "f1_tuned": 0.6, "best_f1": 0.65}}, f)
     return {"seconds": 12.0, "returncode": 0, "output": OURS_OUTPUT, "log": log_path}
 
@@ -164,6 +165,7 @@ def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
       (2, "ours", "ours")]
   ours = records[1]
   assert (ours["precision"], ours["eval_batch"], ours["threads"]) == ("mixed_bfloat16", 64, 2)
+  assert records[0]["batch_size"] == ours["batch_size"] == 32
   assert ours["wall_seconds"] == 12.0 and ours["env"]["TF_NUM_INTRAOP_THREADS"] == "2"
   assert ours["command"][1:3] == ["-m", "trainer.task"]
   assert ours["provenance"]["loaded"] is False and "commit" in ours["provenance"]
