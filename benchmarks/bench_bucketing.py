@@ -15,6 +15,7 @@ benchmarks report` renders bucketing.md.
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 
@@ -78,6 +79,7 @@ def main():
     r = run(padding, args, work_dir)
     record = dict(r, padding=padding, steps=args.steps,
                   encoder="converted" if args.encoder_dir else "random (MiniLM sizes)",
+                  command=["python", "-m", "benchmarks.bench_bucketing"] + sys.argv[1:],
                   provenance=common.provenance(machine, before, common.sample()))
     common.append_record(args.out, record)
     print(f"{padding:8s} {r['train_eps']:10.1f} examples/s  padding efficiency "

@@ -19,6 +19,7 @@ line per (round, path) is appended to --out (eval.jsonl), with provenance
 """
 import os
 import statistics
+import sys
 import time
 
 from benchmarks import common
@@ -131,6 +132,7 @@ def main(_):
                     eval_eps=plan.rows[SPLIT.value] / seconds[name][-1], precision="float32",
                     train_padding_efficiency=train_efficiency_by,
                     metrics={k: float(metrics[name][k]) for k in ("loss", "pr_auc", "best_f1")},
+                    command=["python", "-m", "benchmarks.bench_eval"] + sys.argv[1:],
                     provenance=common.provenance(machine, before, common.sample()))
       common.append_record(OUT.value, record)
       print(f"round {r} {name}: {record['eval_eps']:.1f} examples/s ({record['seconds']:.1f} s)"

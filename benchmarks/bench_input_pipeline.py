@@ -11,6 +11,7 @@ line per pipeline (bucketed, fixed padding, and the per-example textbook bucketi
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 
@@ -119,6 +120,7 @@ def main():
     common.append_record(args.out, dict(
         data=data, pipeline=name, batch_size=args.batch_size, seconds=args.seconds,
         examples_per_sec=rate, padding_efficiency=efficiency, tf=tf.__version__,
+        command=["python", "-m", "benchmarks.bench_input_pipeline"] + sys.argv[1:],
         provenance=common.provenance(machine, before, common.sample())))
     print(f"{name}: {rate:10.0f} examples/s  padding efficiency {efficiency:.3f} "
           "(real tokens / padded tokens)", flush=True)

@@ -14,6 +14,7 @@ truncation.md.
 import argparse
 import os
 import random
+import sys
 import time
 
 from benchmarks import common
@@ -120,7 +121,9 @@ def main():
   settings = {k: getattr(args, k) for k in ("batch_size", "batches", "min_words", "max_words",
                                             "repeat")}
   for record in records:
-    common.append_record(args.out, dict(record, settings=settings, provenance=provenance))
+    common.append_record(args.out, dict(
+        record, settings=settings, provenance=provenance,
+        command=["python", "-m", "benchmarks.bench_truncation"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":
