@@ -106,12 +106,17 @@ def is_loaded(busy_before, busy_after, n_cores):
 
 
 def git_state(repo=REPO):
-  """{"commit": full hash or None, "dirty": bool or None} of the repository's work tree."""
+  """{"commit": full hash or None, "dirty": bool or None} of the repository's work tree.
+
+  Dirty means tracked files differ from the commit, benchmarks/results/ left out: the records a
+  benchmark appends there must not make its own next run look dirty.
+  """
   def git(*args):
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
   try:
     commit = git("rev-parse", "HEAD").strip()
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     ":(exclude)benchmarks/results").strip())
   except (OSError, subprocess.CalledProcessError):
     return {"commit": None, "dirty": None}
   return {"commit": commit, "dirty": dirty}

@@ -114,3 +114,20 @@ def test_mean_sd_and_median_skip_missing_values():
   assert common.mean_sd([1.0]) == (1.0, None)
   assert common.mean_sd([None]) == (None, None)
   assert common.median([None, 1.0, 5.0, 2.0]) == 2.0
+
+
+def test_git_state_is_dirty_for_code_changes_but_not_for_new_records(tmp_path):
+  def git(*args):
+    common.subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+  git("init", "-q")
+  (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+  (tmp_path / "benchmarks" / "results" / "r.jsonl").write_text("{}\n")
+  (tmp_path / "code.py").write_text("x = 1\n")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+  assert common.git_state(str(tmp_path))["dirty"] is False
+  (tmp_path / "benchmarks" / "results" / "r.jsonl").write_text("{}\n{}\n")
+  assert common.git_state(str(tmp_path))["dirty"] is False
+  (tmp_path / "code.py").write_text("x = 2\n")
+  state = common.git_state(str(tmp_path))
+  assert state["dirty"] is True and len(state["commit"]) == 40
