@@ -22,11 +22,12 @@ import subprocess
 import sys
 import time
 
+from trainer import hardware   # no TensorFlow: the trainer's own bf16 rule, reused
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 # The CPU flags a record names: native bfloat16 (AVX512_BF16, AMX), AVX-512, AVX2.
 CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")   # as trainer/hardware.py
 BUSY_SECONDS = 1.0
 LOADED_BUSY_FRACTION = 0.5
 PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (trainer/train.py)
@@ -36,7 +37,8 @@ PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (
 
 def cpu_info(cpuinfo="/proc/cpuinfo"):
   """{"model": str, "flags": [the CPU_FLAGS present], "native_bf16": bool} from /proc/cpuinfo
-  (model "" and no flags where it cannot be read, e.g. not Linux)."""
+  (model "" and no flags where it cannot be read, e.g. not Linux). native_bf16 is
+  trainer/hardware.py's rule, the one precision=auto follows."""
   model, flags = "", set()
   try:
     with open(cpuinfo, encoding="utf-8") as f:
@@ -51,8 +53,7 @@ def cpu_info(cpuinfo="/proc/cpuinfo"):
   except OSError:
     pass
   return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags],
-          "native_bf16": platform.machine() in ("x86_64", "AMD64")
-                         and any(f in flags for f in BF16_FLAGS)}
+          "native_bf16": hardware.native_bfloat16(frozenset(flags))}
 
 
 def bf16_label(cpu):
