@@ -12,6 +12,13 @@ has the line). Variants, each a fresh subprocess:
   ours_f32      `python -m trainer.task --config=configs/tweets_minilm.py` forced to float32
   ours          the same at the recipe's default precision (auto: mixed bfloat16 on CPUs with
                 native bf16, float32 elsewhere; the record says which it was)
+  ours_f32_eigen  ours_f32 with TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, what TensorFlow alone
+                picks on CPUs without VNNI / BF16 / AMX (bertcore.env asks for oneDNN instead)
+--isa caps the instruction sets both sides' kernels may use on this CPU (oneDNN's
+ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, PyTorch's ATEN_CPU_CAPABILITY): `avx2` stands
+in for an AVX2-only CPU, `avx512_core` for AVX-512 without VNNI / BF16. It is an emulation on
+this CPU's cores and clocks, not such a CPU, and the records say so (isa); only float32
+variants run under it, since precision=auto reads the real CPU's flags.
 Like for like: both sides train on the same token ids and labels (the reference reads them from
 export_split_ids.py's .npz files, written once into --work_dir), for --steps steps of batch 32
 with the same seed, evaluate validation and test at the same --eval_batch, and run with the same
@@ -37,14 +44,25 @@ import time
 
 from benchmarks import common
 
-OURS = {"ours_f32": ["precision=float32"], "ours": []}
+OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_f32_eigen": ["precision=float32"]}
+OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
+# Caps on the instruction sets each library's kernels dispatch to (see the docstring).
+ISA_ENV = {
+    "native": {},
+    "avx512_core": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                    "ATEN_CPU_CAPABILITY": "avx512"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ATEN_CPU_CAPABILITY": "avx2"},
+}
+NATIVE_ONLY = ("ours", "pytorch_bf16")   # their precision follows the real CPU
 RATIO_KEYS = ("train_eps", "eval_eps", "wall_seconds")   # printed ratios vs the first variant
 
 
-def thread_env(threads):
-  """The environment both sides run in: the same number of compute threads."""
-  return {"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads)}
+def thread_env(threads, isa="native"):
+  """The environment both sides run in: the same number of compute threads, the same ISA cap."""
+  return dict({"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads)},
+              **ISA_ENV[isa])
 
 
 def ours_command(args, model_dir, name, seed):
@@ -95,7 +113,7 @@ def read_ours(model_dir, output):
 
 def run_variant(args, name, seed, run_dir):
   """Runs one variant once. Returns (figures, command, env, run) or None if it failed."""
-  env = thread_env(args.threads)
+  env = dict(thread_env(args.threads, args.isa), **OURS_ENV.get(name, {}))
   if name in REFERENCE:
     out_json = os.path.join(run_dir, "reference.json")
     os.makedirs(run_dir, exist_ok=True)
@@ -113,7 +131,7 @@ def run_variant(args, name, seed, run_dir):
 def record(name, seed, figures, command, env, run, provenance, args):
   """One run's JSON line: its figures, the settings of its side and the provenance."""
   return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
-              seed=seed, steps=args.steps, skip_steps=args.skip_steps,
+              seed=seed, steps=args.steps, skip_steps=args.skip_steps, isa=args.isa,
               data_dir=args.data_dir, ids_dir=args.ids_dir,
               max_seq_length=args.max_seq_length,
               wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
@@ -193,6 +211,8 @@ def parse_args(argv=None):
   p.add_argument("--eval_batch", type=int, default=64, help="evaluation batch, both sides")
   p.add_argument("--threads", type=int, default=2, help="compute threads, both sides")
   p.add_argument("--seeds", default="42", help="comma-separated; each runs every variant")
+  p.add_argument("--isa", default="native", choices=sorted(ISA_ENV),
+                 help="cap both sides' kernels at this instruction set (an emulation)")
   p.add_argument("--variants", default="pytorch,ours_f32,ours")
   p.add_argument("--work_dir", default="/tmp/bench_vs_pytorch")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "vs_pytorch.jsonl"))
@@ -201,6 +221,9 @@ def parse_args(argv=None):
   unknown = set(args.names) - set(OURS) - set(REFERENCE)
   if unknown:
     p.error(f"unknown variants {sorted(unknown)}; known: {', '.join([*REFERENCE, *OURS])}")
+  if args.isa != "native" and set(args.names) & set(NATIVE_ONLY):
+    p.error(f"--isa={args.isa}: {', '.join(sorted(set(args.names) & set(NATIVE_ONLY)))} pick "
+            f"their precision from the real CPU; run only float32 variants under an ISA cap")
   if args.steps <= args.skip_steps:
     p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
   try:

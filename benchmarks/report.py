@@ -14,7 +14,8 @@ PROVENANCE_SINCE = "7934f5f"   # every record without provenance was written bef
 LEGACY = f"no provenance (recorded before {PROVENANCE_SINCE})"
 VS_PYTORCH_LABELS = {"pytorch": "PyTorch reference (HF Trainer)",
                      "pytorch_bf16": "PyTorch reference, bf16 autocast",
-                     "ours_f32": "this package, float32", "ours": "this package, default precision"}
+                     "ours_f32": "this package, float32", "ours": "this package, default precision",
+                     "ours_f32_eigen": "this package, float32, oneDNN off (Eigen kernels)"}
 
 
 # ---- formatting ----------------------------------------------------------------------------
@@ -82,12 +83,16 @@ def vs_pytorch_group(records):
   p = records[0]["provenance"]
   first = records[0]
   seeds = sorted({r["seed"] for r in records})
-  lines = [f"## {machine_line(p)}", "",
+  isa = first.get("isa", "native")
+  emulated = ("" if isa == "native" else
+              f" Kernels of both sides capped at {isa.upper()} on this CPU (bench_vs_pytorch "
+              f"--isa): an emulation of such a CPU, not one.")
+  lines = [f"## {machine_line(p)}" + ("" if isa == "native" else f", ISA capped at {isa}"), "",
            f"{first['steps']} training steps of {first['batch_size']}; evaluation batch "
            f"{first['eval_batch']} and {first['threads']} threads on both sides; seeds "
            f"{', '.join(map(str, seeds))}; mean ± SD over seeds; "
            f"{records[0]['provenance']['time'][:10]} to {records[-1]['provenance']['time'][:10]}; "
-           f"loaded runs (common.py's rule): {loaded_count(records)}.", ""]
+           f"loaded runs (common.py's rule): {loaded_count(records)}.{emulated}", ""]
   names = [n for n in VS_PYTORCH_LABELS if any(r["variant"] == n for r in records)]
   rows = []
   for name in names:
@@ -150,7 +155,7 @@ def render_vs_pytorch(records):
   for group in group_by(fresh, lambda r: (
       r["provenance"].get("commit"), r["provenance"]["cpu"]["model"],
       tuple(r["provenance"]["cpu"]["flags"]), r["steps"], r.get("batch_size"), r["eval_batch"],
-      r["threads"])):
+      r["threads"], r.get("isa", "native"))):
     lines += vs_pytorch_group(group)
   if legacy:
     lines += vs_pytorch_legacy(legacy)

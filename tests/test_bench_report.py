@@ -71,6 +71,14 @@ def test_runs_at_other_settings_get_their_own_table():
   assert "evaluation batch 128 and 2 threads on both sides" in " ".join(lines)
 
 
+def test_isa_capped_runs_get_their_own_table_that_says_it_is_an_emulation():
+  capped = [dict(r, isa="avx2") for r in RECORDS]
+  lines = report.render_vs_pytorch(RECORDS + capped)
+  headings = [line for line in lines if line.startswith("## commit")]
+  assert len(headings) == 2 and headings[1].endswith(", ISA capped at avx2")
+  assert "capped at AVX2 on this CPU (bench_vs_pytorch --isa): an emulation" in " ".join(lines)
+
+
 def test_records_without_provenance_are_marked_and_show_no_evaluation_rate():
   legacy = {"variant": "pytorch", "time": "2026-11-29T04:53:35", "train_eps": 55.0,
             "train_padding_efficiency": 0.957, "eval_eps": 153.0, "wall_seconds": 176.6,
