@@ -52,9 +52,10 @@ def onednn_wanted():
 
   TF 2.20's Linux wheels turn their oneDNN CPU kernels on only for CPUs with AVX512_VNNI,
   AVX512_BF16, AVX_VNNI or AMX (tensorflow/core/util/util.cc); on the others (AVX2-only CPUs,
-  AVX-512 without VNNI) matmuls run on Eigen's kernels, several times slower for a BERT step
-  (benchmarks/results/onednn.md). oneDNN dispatches on the CPU's ISA itself (AVX2 and up), so
-  asking for it is safe on every x86-64 CPU; a user's own TF_ENABLE_ONEDNN_OPTS wins.
+  AVX-512 without VNNI) matmuls run on Eigen's kernels instead, slower for a BERT step (the
+  ours_f32_eigen rows of benchmarks/results/vs_pytorch.md). oneDNN dispatches on the CPU's ISA
+  itself (AVX2 and up), so asking for it suits every x86-64 CPU; the user's own
+  TF_ENABLE_ONEDNN_OPTS wins.
   """
   return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 
