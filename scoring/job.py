@@ -20,7 +20,7 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 import bertcore
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import job as preprocess_job
 from bertcore import schema
 from scoring import pipeline as pipeline_lib

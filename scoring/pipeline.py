@@ -38,7 +38,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base as inference_base
 import tensorflow as tf
 
-from preprocess import csv_source
+from bertcore import csv_source
 from scoring import records as records_lib
 from trainer import export
 from trainer import predict

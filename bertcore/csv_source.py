@@ -1,5 +1,8 @@
 """Streams the records of one CSV or TSV file, with the line each record starts on.
 
+The one CSV reader of the package: preprocess.run, trainer.predict and scoring.run all read
+their input through it (the row checks that follow are bertcore.row_checks).
+
 The file is opened through Beam's FileSystems (local paths, gs://, ...) and parsed with Python's
 csv module, so quoted fields may hold commas, quotes ("") and newlines; CRLF and a UTF-8 BOM are
 handled. Bytes that the encoding cannot decode do not stop the file: they are decoded with
@@ -14,8 +17,12 @@ import re
 import sys
 from typing import Iterator, List, NamedTuple, Optional
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from bertcore import env
+
+# Quiet: Beam logs its missing cloud extras on import (see env.quiet_optional_imports).
+with env.quiet_optional_imports():
+  from apache_beam.io.filesystem import CompressionTypes
+  from apache_beam.io.filesystems import FileSystems
 
 # Python's csv refuses fields over 128 KiB by default; a 1 MB text is valid (and counted as
 # long_text later). The limit still guards against an unterminated quote eating a huge file.
