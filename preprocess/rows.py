@@ -33,8 +33,6 @@ class Columns(NamedTuple):
   text_pair: Optional[str]
   label: Optional[str]
 
-  def required(self):
-    return [c for c in (self.id, self.text, self.text_pair, self.label) if c]
 
 
 class RowConfig(NamedTuple):
