@@ -230,7 +230,7 @@ def parse_args():
 
 def throughput(args, model_dir, lines):
   """Runs (a), (b), (c) interleaved; appends the table rows to `lines`."""
-  from trainer import hardware
+  from bertcore import hardware
   data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
   bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and hardware.native_bfloat16())
   jobs = [("(a) trainer.predict", "predict", None),
@@ -294,7 +294,7 @@ def main():
   if not os.path.exists(args.encoder_dir):
     args.encoder_dir = "/work/main/runs/encoders/all-minilm-l6-v2"
   os.makedirs(WORK, exist_ok=True)
-  from trainer import hardware
+  from bertcore import hardware
   real = build_export(args.encoder_dir, os.path.join(WORK, "export_minilm"))
   lines = ["# Scoring: trainer.predict (one process) vs the Beam job (scoring.run)", "",
            "Written by `python benchmarks/bench_score.py " + " ".join(sys.argv[1:]) + "` on "

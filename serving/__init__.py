@@ -10,3 +10,8 @@ Needs TensorFlow, tensorflow-text and Beam's FileSystems; never Model Garden or 
 worker imports this, not trainer/).
 """
 import bertcore  # noqa: F401  (selects Keras 2 and checks versions before TensorFlow loads)
+from bertcore import env
+
+# Beam's import-time notes about missing cloud extras stay quiet (env.quiet_optional_imports).
+with env.quiet_optional_imports():
+  import apache_beam  # noqa: F401

@@ -12,7 +12,7 @@ import tf_keras
 from absl import logging
 
 from bertcore.names import STRATEGIES
-from trainer import hardware
+from bertcore import hardware
 
 
 def build_strategy(name, tpu=None):
