@@ -133,25 +133,18 @@ class ReadPart(beam.DoFn):
   def _open(self, path):
     """-> (the file's items, to_row(item, row_number) -> ScoreRow fields from row_id on).
 
-    Every part reads all rows of its file (serving.inputs checks them, duplicate ids included)
-    and keeps its own blocks.
+    Every part reads and checks all rows of its file (serving.inputs: preprocessing's reasons,
+    word pieces, duplicate ids in file order) and keeps its own blocks.
     """
     rows = inputs.iter_rows(path, self._encoding, self._delimiter, self._columns,
-                            self._unescape_html)
-    return rows, lambda row, row_number: (row.row_id, row.text, row.text_pair, row.problem)
+                            self._unescape_html, count_pieces=self._count_pieces)
+    return rows, lambda row, row_number: (row.row_id, row.text, row.text_pair, row.problem,
+                                          row.length)
 
   def _emit(self, part, block, to_row):
     rows = [ScoreRow(part, block_index, len(block), row_number, *to_row(item, row_number))
             for item, row_number, block_index in block]
-    yield from sort_block(self._with_lengths(rows))
-
-  def _with_lengths(self, rows):
-    """Rows with their word-piece counts (one tokenizer call per block)."""
-    if self._count_pieces is None:  # No model to count with: characters.
-      return [row._replace(length=len(row.text) + len(row.text_pair)) for row in rows]
-    pairs = [row.text_pair for row in rows] if self._columns.text_pair else None
-    counts = self._count_pieces([row.text for row in rows], pairs)
-    return [row._replace(length=n) for row, n in zip(rows, counts)]
+    yield from sort_block(rows)
 
 
 class ReadRecordsPart(ReadPart):
@@ -172,9 +165,6 @@ class ReadRecordsPart(ReadPart):
       return "", b"", "", problem
     example_id, length, problem = records_lib.describe_record(serialized, self._max_seq_length)
     return example_id, (b"" if problem else serialized), "", problem, length
-
-  def _with_lengths(self, rows):
-    return rows  # Read from the records.
 
 
 class ExportModelHandler(inference_base.ModelHandler):

@@ -304,12 +304,12 @@ class _RecordingSignature:
 def test_chunks_are_batched_by_word_pieces_and_written_in_input_order():
   # Characters and word pieces disagree: "xxxxxxxxxx" is one [UNK] piece, "a b c" three.
   pieces = {"a b c d": 4, "xxxxxxxxxx": 1, "a b c": 3, "yyyyyyyyyyyy": 1}
-  chunk = [inputs.InputRow(i + 1, str(i), text, "", None) for i, text in enumerate(pieces)]
+  chunk = [inputs.InputRow(i + 1, str(i), text, "", None, n)
+           for i, (text, n) in enumerate(pieces.items())]
   signature = _RecordingSignature()
   model = types.SimpleNamespace(signatures={"serving_default": signature})
   counts = {"rows": 0, "scored": 0, "rejected": collections.Counter()}
-  lines = predict._predict_chunk(model, "serving_default",
-                                 lambda texts, pairs: [pieces[t] for t in texts], chunk, 2,
+  lines = predict._predict_chunk(model, "serving_default", chunk, 2,
                                  ["id", "label", "probability", "error"], counts)
   assert signature.batches == [["xxxxxxxxxx", "yyyyyyyyyyyy"], ["a b c", "a b c d"]]
   assert [line.split(",")[0] for line in lines.splitlines()] == ["0", "1", "2", "3"]

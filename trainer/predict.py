@@ -72,15 +72,14 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
   output_columns = outputs.output_columns(metadata, columns.id)
   model = inference.load(model_dir)
   signature = inference.signature_name(with_pair=bool(columns.text_pair))
-  count_pieces = export_info.WordPieceCounter(model_dir)
   counts = {"rows": 0, "scored": 0, "rejected": collections.Counter()}
   progress = _Progress(log)
   with outputs.complete_output(output_path) as out:
     out.write(outputs.header_text(output_columns, "csv"))
-    rows = inputs.iter_rows(input_path, encoding, delimiter, columns, unescape_html)
+    rows = inputs.iter_rows(input_path, encoding, delimiter, columns, unescape_html,
+                            count_pieces=export_info.WordPieceCounter(model_dir))
     for chunk in _chunks(rows, batch_size * CHUNK_BATCHES):
-      out.write(_predict_chunk(model, signature, count_pieces, chunk, batch_size,
-                               output_columns, counts))
+      out.write(_predict_chunk(model, signature, chunk, batch_size, output_columns, counts))
       progress.report(counts["rows"])
   summary = _summary(counts, progress.seconds(), output_path, output_columns)
   log(_summary_line(summary))
@@ -116,16 +115,13 @@ def _chunks(items, size):
     yield chunk
 
 
-def _predict_chunk(model, signature, count_pieces, chunk, batch_size, columns, counts):
+def _predict_chunk(model, signature, chunk, batch_size, columns, counts):
   """Predicts the good InputRows of a chunk; returns the chunk's output lines in input order."""
   num_probabilities = len(columns) - 3  # All but id, label and error.
-  good = [i for i, row in enumerate(chunk) if row.problem is None]
   with_pair = signature == "serve_text_pair"
-  # Similar lengths in a batch: the export pads each batch to its longest row.
-  if good:
-    pieces = count_pieces([chunk[i].text for i in good],
-                          [chunk[i].text_pair for i in good] if with_pair else None)
-    good = [i for _, i in sorted(zip(pieces, good))]
+  # By word pieces (InputRow.length): the export pads each batch to its longest row.
+  good = sorted((i for i, row in enumerate(chunk) if row.problem is None),
+                key=lambda i: (chunk[i].length, i))
   predictions = [None] * len(chunk)
   for begin in range(0, len(good), batch_size):
     indices = good[begin:begin + batch_size]
