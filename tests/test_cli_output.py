@@ -61,7 +61,7 @@ def test_noise_pattern_matches_the_lines_users_saw():
   assert [bool(NOISE.search(line)) for line in ours] == [False] * len(ours)
 
 
-@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict",
+@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict", "scoring.run",
                                     "trainer.convert", "launch.submit"])
 def test_help_is_quiet(module):
   result = run_cli(module, "--help")
