@@ -61,8 +61,8 @@ def test_noise_pattern_matches_the_lines_users_saw():
   assert [bool(NOISE.search(line)) for line in ours] == [False] * len(ours)
 
 
-@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict", "scoring.run",
-                                    "trainer.convert", "launch.submit"])
+@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict",
+                                    "scoring.run", "trainer.convert", "launch.submit"])
 def test_help_is_quiet(module):
   result = run_cli(module, "--help")
   assert_quiet(result, returncodes=(0, 1))  # absl's --help (trainer.task) exits 1
