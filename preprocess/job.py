@@ -113,7 +113,8 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       train_fraction=train_fraction, validation_fraction=validation_fraction,
       split_salt=split_salt, compression=compression, batch_size=batch_size,
       truncation=truncation)
-  beam_jobs.run_pipeline(pipeline_lib.build, config, options or pipeline_options.PipelineOptions([]))
+  beam_jobs.run_pipeline(pipeline_lib.build, config,
+                         options or pipeline_options.PipelineOptions([]))
   summary = files.read_json(posixpath.join(temp_dir, pipeline_lib.SUMMARY))
   tf.io.gfile.rmtree(temp_dir)
   manifest = make_manifest(config, summary, vocab_path)

@@ -4,8 +4,8 @@ Rows are read by bertcore.csv_source and checked by bertcore.row_checks, the rea
 of preprocess.run, then by the export's tokenizer (no word piece at all is empty_text, as
 preprocessing's tokenizer decides), so a bad row gets the same reason (malformed_csv,
 undecodable, nul_character, wrong_column_count, missing_id, empty_text, duplicate_id) whichever
-of the three commands reads it. A rejected row is never dropped: it is an InputRow with its `problem`, and
-the output keeps it, with its id, as a row with the reason in `error`.
+of the three commands reads it. A rejected row is never dropped: it is an InputRow with its
+`problem`, and the output keeps it, with its id, as a row with the reason in `error`.
 
 Serving differs from preprocessing only where it must: it reads no labels; without an id column
 the rows are numbered (1-based data rows, the output column `row`) instead of hashed; a repeated
