@@ -59,9 +59,9 @@ def resolve_inputs(settings, metadata):
     return inputs.check_inputs(s.input, s.encoding, s.delimiter, columns), columns
   if "serve_examples" not in signatures:
     raise ValueError(f"{s.model} has no serve_examples signature for TFRecord input")
-  files_, manifests = records.resolve_inputs(s.input, s.split)
+  shard_files, manifests = records.resolve_inputs(s.input, s.split)
   records.check_vocabulary(manifests, metadata, s.model)
-  return files_, inputs.Columns(id=schema.EXAMPLE_ID, text=schema.INPUT_IDS, text_pair=None)
+  return shard_files, inputs.Columns(id=schema.EXAMPLE_ID, text=schema.INPUT_IDS, text_pair=None)
 
 
 def prepare_output_dir(output_dir):

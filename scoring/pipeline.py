@@ -7,10 +7,11 @@ Graph (every stage named):
 
 Why this shape:
 - A "part" is (input file F, split S of --num_shards). One CSV file cannot be cut at arbitrary
-  bytes (quoted fields may hold newlines), so every part parses its whole file but keeps only
+  bytes (quoted fields may hold newlines), so every part reads its whole file but keeps only
   its own blocks of rows: data rows are grouped in blocks of --sort_rows, and block b belongs
-  to split b % num_shards. Parsing is ~1 us/row against ~1 ms/row of inference, and nothing
-  has to be shuffled, so memory does not grow with the input and parts run in parallel on as
+  to split b % num_shards. Every part also checks every row (serving.inputs: preprocessing's
+  reasons, word pieces, and duplicate ids, which need all earlier rows); parsing and tokenizing
+  cost ~10 us/row against ~1 ms/row of inference, and nothing has to be shuffled, so memory does not grow with the input and parts run in parallel on as
   many workers as there are parts. A TFRecord file (the preprocessing job's shards) is split
   the same way, record by record (scoring/records.py), and scored by the export's
   serve_examples signature.
