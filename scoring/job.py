@@ -172,7 +172,8 @@ def run_job(settings, options=None):
   """
   s = settings
   check_settings(s)
-  csv_source.check_filesystems([*s.input, s.model, s.output_dir])
+  if s.input_format == "csv":  # Read through Beam's FileSystems (the rest: tf.io.gfile).
+    csv_source.check_filesystems(s.input)
   metadata = export_info.check_export(s.model)
   plan = make_plan(s, metadata)  # Every input check, before the output is touched.
   plan = plan._replace(temp_dir=prepare_output_dir(s.output_dir))
