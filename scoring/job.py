@@ -51,14 +51,12 @@ def resolve_inputs(settings, metadata):
   glob of shards), whose manifest's vocabulary must be the model's. ValueError, one line.
   """
   s = settings
-  signatures = metadata.get("signatures", [])
   if s.input_format == "csv":
     columns = columns_of(s)
-    if columns.text_pair and "serve_text_pair" not in signatures:
-      raise ValueError(f"{s.model} has no serve_text_pair signature for --text_pair_column")
+    if columns.text_pair:
+      export_info.check_signature(metadata, s.model, "serve_text_pair", "--text_pair_column")
     return inputs.check_inputs(s.input, s.encoding, s.delimiter, columns), columns
-  if "serve_examples" not in signatures:
-    raise ValueError(f"{s.model} has no serve_examples signature for TFRecord input")
+  export_info.check_signature(metadata, s.model, "serve_examples", "TFRecord input")
   shard_files, manifests = records.resolve_inputs(s.input, s.split)
   records.check_vocabulary(manifests, metadata, s.model)
   return shard_files, inputs.Columns(id=schema.EXAMPLE_ID, text=schema.INPUT_IDS, text_pair=None)

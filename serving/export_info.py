@@ -2,6 +2,7 @@
 
   read_metadata(model_dir)         the metadata; ValueError (one line) if not an export of ours
   check_export(model_dir)          read_metadata + the files and keys serving needs
+  check_signature(...)             the export has the signature an input needs
   unescape_html_default(...)       --unescape_html as the training data had it
   WordPieceCounter(model_dir)      texts -> word-piece counts, the export's own tokenizer
 """
@@ -41,6 +42,12 @@ def check_export(model_dir):
     raise ValueError(f"{model_dir}: assets/{METADATA_ASSET} lacks {', '.join(missing)}; "
                      "re-export the model with this package")
   return metadata
+
+
+def check_signature(metadata, model_dir, signature, needed_for):
+  """ValueError (one line) unless the export has `signature` (needed_for: e.g. the flag)."""
+  if signature not in metadata.get("signatures", []):
+    raise ValueError(f"{model_dir} has no {signature} signature for {needed_for}")
 
 
 def unescape_html_default(metadata, unescape_html):

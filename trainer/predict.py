@@ -64,8 +64,10 @@ def predict_csv(model_dir, input_path, output_path, id_column="qid",
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
-  metadata = export_info.read_metadata(model_dir)
+  metadata = export_info.check_export(model_dir)
   columns = inputs.Columns(id_column or None, text_column, text_pair_column or None)
+  if columns.text_pair:
+    export_info.check_signature(metadata, model_dir, "serve_text_pair", "--text_pair_column")
   # The header first: a wrong column fails before the model is loaded.
   inputs.read_layout(input_path, encoding, delimiter, columns)
   unescape_html = export_info.unescape_html_default(metadata, unescape_html)
