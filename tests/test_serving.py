@@ -4,6 +4,7 @@ import collections
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -148,3 +149,20 @@ def test_scoring_and_predict_import_no_model_garden_and_scoring_no_trainer():
                         timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.split() == ["[]", "False"]
+
+
+def test_predict_and_scoring_refuse_an_incomplete_export_with_the_same_line(served, tmp_path):
+  root, model_dir, _, _ = served
+  broken = str(tmp_path / "export")
+  shutil.copytree(model_dir, broken)
+  os.remove(os.path.join(broken, "saved_model.pb"))  # as a crash mid-copy would leave it
+  message = f"{broken} has export metadata but no saved_model.pb: an incomplete export"
+  with pytest.raises(ValueError) as info:
+    predict.predict_csv(broken, str(root / "bad.csv"), str(tmp_path / "p.csv"),
+                        log=lambda _: None)
+  assert str(info.value) == message
+  with pytest.raises(SystemExit) as exit_info:
+    score_run.main([f"--model={broken}", f"--input={root / 'bad.csv'}",
+                    f"--output_dir={tmp_path / 'out'}"])
+  assert exit_info.value.code == f"error: {message}"
+  assert not os.path.exists(tmp_path / "p.csv") and not os.path.exists(tmp_path / "out")
