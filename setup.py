@@ -11,7 +11,8 @@ setuptools.setup(
     description="Fine-tune BERT text classifiers: Beam preprocessing to TFRecords, "
                 "tf.distribute training, export with in-graph tokenization.",
     python_requires=">=3.11,<3.13",
-    packages=setuptools.find_packages(include=["bertcore*", "preprocess*", "trainer*", "launch*", "scoring*"]),
+    packages=setuptools.find_packages(include=[
+        "bertcore*", "preprocess*", "trainer*", "launch*", "scoring*", "serving*"]),
     install_requires=[
         # tensorflow, tensorflow-text and tf-keras must share one minor (checked at import).
         "tensorflow>=2.20.0,<2.21",

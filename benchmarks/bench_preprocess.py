@@ -87,10 +87,10 @@ def child_identity(args, extra):
   import bertcore  # noqa: F401
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
-  from preprocess import job
+  from bertcore import beam_jobs
   options = PipelineOptions(extra)
   start, cpu = time.perf_counter(), cpu_seconds()
-  with beam.Pipeline(runner=job.make_runner(options), options=options) as p:
+  with beam.Pipeline(runner=beam_jobs.make_runner(options), options=options) as p:
     _ = (p | "Read" >> beam.io.ReadFromText(args.csv, skip_header_lines=1)
          | "Encode" >> beam.Map(str.encode)
          | "Write" >> beam.io.WriteToTFRecord(os.path.join(args.out, "identity"),

@@ -38,6 +38,7 @@ import time
 
 from benchmarks import common
 from trainer import export  # noqa: E402  (sets up Keras 2 before TensorFlow)
+from serving import export_info  # noqa: E402
 
 REPO = common.REPO
 WORK = os.environ.get("BENCH_SCORE_DIR", "/tmp/bench_score")  # scratch: exports, CSVs, outputs
@@ -184,7 +185,7 @@ def padding_figures(model_dir, data, args):
   from trainer import predict
   with open(data, encoding="latin-1", newline="") as f:
     texts = [row[1] for row in list(csv.reader(f))[1:]]
-  count = export.WordPieceCounter(model_dir)
+  count = export_info.WordPieceCounter(model_dir)
   pieces = [n for i in range(0, len(texts), 4096) for n in count(texts[i:i + 4096])]
   lengths = [min(n, 126) + 2 for n in pieces]  # [CLS] ... [SEP], truncated to 128
   chunk = args.predict_batch_size * predict.CHUNK_BATCHES

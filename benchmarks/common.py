@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from trainer import hardware   # no TensorFlow: the trainer's own bf16 rule, reused
+from bertcore import hardware   # no TensorFlow: the bf16 rule precision=auto follows, reused
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "benchmarks", "results")
@@ -38,7 +38,7 @@ PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (
 def cpu_info(cpuinfo="/proc/cpuinfo"):
   """{"model": str, "flags": [the CPU_FLAGS present], "native_bf16": bool} from /proc/cpuinfo
   (model "" and no flags where it cannot be read, e.g. not Linux). native_bf16 is
-  trainer/hardware.py's rule, the one precision=auto follows."""
+  bertcore/hardware.py's rule, the one precision=auto follows."""
   model, flags = "", set()
   try:
     with open(cpuinfo, encoding="utf-8") as f:

@@ -31,7 +31,7 @@ import numpy as np
 
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
 from bertcore import schema
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import job
 from preprocess import rows
 from preprocess import run as preprocess_run

@@ -88,7 +88,7 @@ def quiet_optional_imports():
 
   apache_beam logs `Failed to import GCSFileSystem ...` and `apitools not found ...` on import
   when the GCS extras are not installed; that says nothing to a job without gs:// paths (those
-  get one line naming the extra to install, see preprocess.csv_source.check_filesystems).
+  get one line naming the extra to install, see bertcore.csv_source.check_filesystems).
   """
   previous = logging.root.manager.disable
   logging.disable(logging.WARNING)

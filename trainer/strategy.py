@@ -11,9 +11,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
-from bertcore import private_apis
+from bertcore import hardware, private_apis
 from bertcore.names import STRATEGIES
-from trainer import hardware
 
 
 def build_strategy(name, tpu=None):
