@@ -52,8 +52,8 @@ def make_parser():
   p.add_argument("--sort_rows", type=int, default=2048,
                  help="rows sorted by length together before batching (a block)")
   p.add_argument("--batch_size", type=int, default=64,
-                 help="rows per model call (64: the least padding at full speed, see "
-                      "benchmarks/results/score.md)")
+                 help="rows per model call (small batches of sorted rows pad little; "
+                      "python -m benchmarks.bench_score measures it)")
   p.add_argument("--large_model", action="store_true",
                  help="one model copy per machine, shared by its worker processes")
   p.add_argument("--model_threads", type=int, default=0,
