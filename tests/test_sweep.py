@@ -393,3 +393,34 @@ def test_wandb_render_is_yaml_of_the_sweep():
   sweep_config = wandb_sweep.build_sweep(space, "loss", "minimize", ["--config=c.py"], "m", "p")
   assert yaml.safe_load(wandb_sweep.render(sweep_config)) == sweep_config
   assert sweep_config["parameters"] == {"config.train.seed": {"values": [1, 2, 3]}}
+
+
+def test_reporter_puts_the_objective_in_the_wandb_summary(tmp_path, capsys, monkeypatch):
+  import wandb
+  from trainer import tracking
+  monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(tmp_path / "hypertune" / "metrics"))
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  run = wandb.init(mode="offline", dir=str(tmp_path), project="p",
+                   settings=wandb.Settings(quiet=True, console="off"))
+  try:
+    reporter = objective.Reporter("best_f1")
+    tracker = tracking.Run(run, "offline")
+    reporter.on_validation(10, {"best_f1": 0.7, "f1": 0.5}, True, tracker)
+    reporter.on_validation(20, {"best_f1": 0.6, "f1": 0.6}, False, tracker)  # not the best
+    assert run.summary["objective/best_f1"] == 0.7   # the value at the best checkpoint
+    assert reporter.on_final({"final": {"step": 20, "validation": {"best_f1": 0.7}}}) == 0.7
+  finally:
+    run.finish()
+  assert capsys.readouterr().out.splitlines()[-3:] == [
+      "objective: step=10 best_f1=0.7", "objective: step=20 best_f1=0.6", "best_f1=0.7"]
+  lines = (tmp_path / "hypertune" / "metrics").read_text().splitlines()
+  assert [json.loads(line)["best_f1"] for line in lines] == ["0.7", "0.6", "0.7"]
+
+
+def test_reporter_is_silent_off_the_chief(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(tmp_path / "hypertune" / "metrics"))
+  from trainer import tracking
+  reporter = objective.Reporter("best_f1", chief=False)
+  reporter.on_validation(10, {"best_f1": 0.7}, True, tracking.Run())
+  reporter.on_final({"final": {"step": 10, "validation": {"best_f1": 0.7}}})
+  assert capsys.readouterr().out == "" and not (tmp_path / "hypertune").exists()

@@ -94,11 +94,17 @@ class Reporter:
     self._at_best = None
 
   def _report_hypertune(self, value, step):
-    if self._hypertune is None:
-      import hypertune  # cloudml-hypertune: writes a local JSON-lines file, nothing else
-      self._hypertune = hypertune.HyperTune()
-    self._hypertune.report_hyperparameter_tuning_metric(
-        hyperparameter_metric_tag=self.name, metric_value=value, global_step=step)
+    if self._hypertune is False:
+      return
+    try:
+      if self._hypertune is None:
+        import hypertune  # cloudml-hypertune: writes a local JSON-lines file, nothing else
+        self._hypertune = hypertune.HyperTune()
+      self._hypertune.report_hyperparameter_tuning_metric(
+          hyperparameter_metric_tag=self.name, metric_value=value, global_step=step)
+    except OSError as e:  # e.g. another user's /tmp/hypertune: the run itself goes on
+      print(f"warning: cannot write the hypertune metrics file: {e}", flush=True)
+      self._hypertune = False
 
   def on_validation(self, step, metrics, improved, tracker):
     """One epoch-end evaluation (train.train_and_evaluate's on_validation hook)."""
