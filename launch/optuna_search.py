@@ -79,26 +79,15 @@ def open_storage(url, heartbeat_seconds):
 
 
 def check_inputs(space, job_args):
-  """Checks the trial command before any trial: returns (metric, test_metric, head).
+  """Checks the trial command before any trial; returns (metric, test_metric).
 
-  The config file is loaded as trainer.task will load it; each parameter's bounds are set on
-  it and checked by trainer.config.validate; the metric must be one the run produces.
+  The config file is loaded as trainer.task loads it; each parameter's bounds are set on it
+  and checked by trainer.config.validate; the metric must be one the run produces.
   """
   flags = validation.parse_flags(job_args)
-  for name in ("model_dir", "objective"):
-    if name in flags:
-      raise ValueError(f"--{name} is set by the search: remove it from the trainer's flags")
-  if "config" not in flags:
-    raise ValueError("--config=configs/<experiment>.py is required after --")
-  searched = {p.flag for p in space.parameters}
-  for flag in searched & set(flags):
-    raise ValueError(f"--{flag} is a searched parameter: remove it from the trainer's flags")
-  if "data_dir" not in flags and "data_dir" not in searched:
-    raise ValueError("--data_dir=... is required after -- (or search over data_dir)")
-  try:
-    config = config_lib.load_config_file(flags["config"].partition(":")[0])
-  except Exception as e:  # noqa: BLE001 (a broken config file is the user's input)
-    raise ValueError(f"cannot load config {flags['config']}: {cli.error_line(e)}") from None
+  _check_flags(space, flags)
+  config_file = flags["config"].partition(":")[0]
+  config = _load_config(config_file)
   with config.unlocked():
     for name in ("model.head", "eval.best_metric"):
       if f"config.{name}" in flags:
@@ -110,15 +99,36 @@ def check_inputs(space, job_args):
           raise ValueError(f"parameter data_dir: {d} holds no manifest.json")
       continue
     for value in (p.values or (p.low, p.high)):
-      trial_config = config_lib.load_config_file(flags["config"].partition(":")[0])
+      trial_config = _load_config(config_file)
       try:
         config_path.set_value(p.flag.partition(".")[2], trial_config, value)
         config_lib.validate(trial_config)
       except (ValueError, TypeError) as e:
         raise ValueError(f"parameter {p.name}={value}: {cli.error_line(e)}") from None
   metric = objective.resolve_name(space.metric, config)
+  # The --seeds summary: test F1 at the validation-tuned threshold where there is one.
   test_metric = "f1_tuned" if config.model.head != "multiclass" else metric
-  return metric, test_metric, config.model.head
+  return metric, test_metric
+
+
+def _check_flags(space, flags):
+  for name in ("model_dir", "objective"):
+    if name in flags:
+      raise ValueError(f"--{name} is set by the search: remove it from the trainer's flags")
+  if "config" not in flags:
+    raise ValueError("--config=configs/<experiment>.py is required after --")
+  searched = {p.flag for p in space.parameters}
+  for flag in sorted(searched & set(flags)):
+    raise ValueError(f"--{flag} is a searched parameter: remove it from the trainer's flags")
+  if "data_dir" not in flags and "data_dir" not in searched:
+    raise ValueError("--data_dir=... is required after -- (or search over data_dir)")
+
+
+def _load_config(path):
+  try:
+    return config_lib.load_config_file(path)
+  except Exception as e:  # noqa: BLE001 (a broken config file is the user's input)
+    raise ValueError(f"cannot load config {path}: {cli.error_line(e)}") from None
 
 
 # --- one trial ---------------------------------------------------------------------------------
@@ -273,8 +283,12 @@ def table(study, metric, test_metric):
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def _optimize(study, search, objective, total, parallel):
-  """Runs trials until `total` count (_finished), `parallel` at a time."""
+def _optimize(study, search, run_one, total, parallel):
+  """Runs trials until `total` count (_finished), `parallel` at a time.
+
+  The count is the study's (other machines sharing the storage add to it); trials still
+  running when it is reached are finished, not stopped.
+  """
   optuna.storages.fail_stale_trials(study)  # RUNNING trials of a killed driver -> retried
   left = total - len(_finished(study))
   if left <= 0:
@@ -285,27 +299,28 @@ def _optimize(study, search, objective, total, parallel):
       print(trial_line(trial, search.metric, search.test_metric), flush=True)
     if len(_finished(study)) >= total:
       study.stop()
-  study.optimize(objective, n_jobs=parallel, catch=(TrialFailed,), callbacks=[after_trial])
+  study.optimize(run_one, n_trials=left, n_jobs=min(parallel, left), catch=(TrialFailed,),
+                 callbacks=[after_trial])
 
 
 def search_objective(search):
-  def objective(trial):
+  def run_one(trial):
     params = suggest(trial, search.space)
     number = _retried_from(trial)
     number = trial.number if number is None else number
     return run_trial(trial, search, params, posixpath.join(search.output_dir, f"trial-{number}"),
                      f"trial-{trial.number}")
-  return objective
+  return run_one
 
 
 def seeds_objective(search, best):
-  def objective(trial):
+  def run_one(trial):
     seed = trial.suggest_int("seed", 0, 2**31 - 1)  # the enqueued seed
     params = {**best.params, "seed": seed}
     return run_trial(trial, search, params, posixpath.join(
         search.output_dir, f"seeds-of-trial-{best.number}", f"seed-{seed}"),
                      f"seeds-of-trial-{best.number}-trial-{trial.number}")
-  return objective
+  return run_one
 
 
 def run_seeds(study, storage, search, seeds, parallel):
@@ -317,12 +332,14 @@ def run_seeds(study, storage, search, seeds, parallel):
   queued = {t.params.get("seed", t.system_attrs.get("fixed_params", {}).get("seed"))
             for t in seed_study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
-  for seed in range(1, seeds + 1):
-    if seed not in queued:
-      seed_study.enqueue_trial({"seed": seed})
-  print(f"seeds: re-running trial {best.number} ({' '.join(f'{k}={_short(v)}' for k, v in best.params.items() if k != 'seed')}) "
-        f"with seeds 1..{seeds}", flush=True)
-  _optimize(seed_study, search, seeds_objective(search, best), seeds, parallel)
+  missing = [seed for seed in range(1, seeds + 1) if seed not in queued]
+  for seed in missing:  # a seed whose run crashed before is queued again
+    seed_study.enqueue_trial({"seed": seed})
+  params = " ".join(f"{k}={_short(v)}" for k, v in best.params.items() if k != "seed")
+  print(f"seeds: re-running trial {best.number} ({params}) with seeds 1..{seeds}", flush=True)
+  waiting = len(seed_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+  _optimize(seed_study, search, seeds_objective(search, best),
+            len(_finished(seed_study)) + waiting, parallel)
   return seed_study
 
 
@@ -357,7 +374,7 @@ def make_pruner(kind, startup_trials):
 def run(args, job_args):
   """The optuna back-end of launch.sweep; returns the exit code."""
   space = search_space.load(args.space)
-  metric, test_metric, _ = check_inputs(space, job_args)
+  metric, test_metric = check_inputs(space, job_args)
   tf.io.gfile.makedirs(args.output_dir)
   url = args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.output_dir, 'study.db'))}"
   storage = open_storage(url, args.heartbeat_seconds)

@@ -10,7 +10,6 @@ import shlex
 
 import yaml
 
-from launch import search_space
 
 # W&B's distribution names for the search space kinds.
 DISTRIBUTIONS = {"log_uniform": "log_uniform_values", "uniform": "uniform",

@@ -126,7 +126,10 @@ def test_trainer_refuses_an_objective_it_does_not_produce(data_dir, tmp_path):
 # --- optuna ----------------------------------------------------------------------------------
 
 def test_optuna_study_finds_the_better_learning_rate(data_dir, tmp_path):
-  """3 trials over two learning rates; each trial reports through stdout and hypertune."""
+  """3 trials over two learning rates; each trial reports through stdout and hypertune.
+
+  One at a time: with --parallel, Optuna reseeds the sampler, and the draws are not repeatable.
+  """
   space = write_space(tmp_path, LR_SPACE)
   out = tmp_path / "search"
   hypertune_file = tmp_path / "hypertune" / "output.metrics"
@@ -149,9 +152,10 @@ def test_optuna_study_finds_the_better_learning_rate(data_dir, tmp_path):
     # One intermediate report per evaluation (2 epochs).
     assert sorted(t.intermediate_values) == [e["step"] for e in results["epochs"]]
     assert isinstance(t.user_attrs["test_f1_tuned"], float)
-  # cloudml-hypertune's file (the last trial's): one line per evaluation, then the objective.
+  # cloudml-hypertune's file (the trial that finished last rewrote it last): one line per
+  # evaluation, then the objective.
   lines = [json.loads(line) for line in hypertune_file.read_text().splitlines()]
-  last = trials[-1]
+  last = max(trials, key=lambda t: t.datetime_complete)
   assert len(lines) == 3
   assert float(lines[-1]["best_f1"]) == pytest.approx(last.value, rel=1e-5)
   assert [int(r["global_step"]) for r in lines[:2]] == sorted(last.intermediate_values)
@@ -196,18 +200,44 @@ def test_killed_study_continues_without_repeating_finished_trials(data_dir, tmp_
   assert not any(line.startswith("trial 0 ") for line in rerun.stdout.splitlines())
 
 
+@pytest.mark.slow
+def test_weak_trial_is_pruned_and_seeds_rerun_the_best(data_dir, tmp_path):
+  space = write_space(tmp_path, LR_SPACE.replace("trials: 3", "trials: 2"))
+  out = tmp_path / "search"
+  proc = subprocess.run(sweep_command(space, out, data_dir, "--sampler_seed=0",
+                                      "--pruner_startup_trials=1", "--seeds=2"),
+                        env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
+                        timeout=1800)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  trials = load_study(out).get_trials()
+  # Trial 1 (lr 1e-6) is below trial 0's value at the first evaluation: stopped there.
+  assert [(t.state.name, t.params["learning_rate"]) for t in trials] == [
+      ("COMPLETE", GOOD_LR), ("PRUNED", BAD_LR)]
+  assert list(trials[1].intermediate_values) == [12]
+  assert "trial 1 pruned at step 12" in proc.stdout
+  assert "final" not in json.loads((out / "trial-1" / "eval_results.json").read_text())
+  seeds = load_study(out, "space-seeds-of-trial-0").get_trials()
+  assert sorted(t.params["seed"] for t in seeds) == [1, 2]
+  values = [t.user_attrs["test_f1_tuned"] for t in seeds]
+  mean, sd = sum(values) / 2, abs(values[0] - values[1]) / 2 ** 0.5
+  assert f"seeds: test f1_tuned {mean:.4f} ± {sd:.4f} (mean ± SD over 2 seeds" in proc.stdout
+
+
 def test_crashed_trials_are_failed_with_their_error_line_and_the_study_goes_on(tmp_path):
   broken = tmp_path / "broken"  # a data dir whose manifest the trainer refuses
   broken.mkdir()
   (broken / "manifest.json").write_text("{}")
-  space = write_space(tmp_path, f"trials: 2\nparameters:\n  data_dir: {{choice: [{broken}]}}\n")
+  space = write_space(tmp_path, f"trials: 3\nparameters:\n  data_dir: {{choice: [{broken}]}}\n")
   out = tmp_path / "search"
   command = [sys.executable, "-m", "launch.sweep", "optuna", f"--space={space}",
-             f"--output_dir={out}", "--", f"--config={fx.TINY_CONFIG}", *TRIAL_FLAGS]
+             f"--output_dir={out}", "--parallel=2", "--", f"--config={fx.TINY_CONFIG}",
+             *TRIAL_FLAGS]
   proc = subprocess.run(command, env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
                         timeout=600)
   trials = load_study(out).get_trials()
-  assert [t.state.name for t in trials] == ["FAIL", "FAIL"]  # the study went on after one
+  assert [t.state.name for t in trials] == ["FAIL"] * 3  # the study went on after failures
+  first, second = sorted(trials, key=lambda t: t.datetime_start)[:2]
+  assert second.datetime_start < first.datetime_complete  # --parallel=2: two at a time
   for t in trials:
     assert t.user_attrs["error"].startswith("error: ") and "\n" not in t.user_attrs["error"]
     assert f"trial {t.number} failed: {t.user_attrs['error']}" in proc.stdout
