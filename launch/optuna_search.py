@@ -375,6 +375,9 @@ def run(args, job_args):
   """The optuna back-end of launch.sweep; returns the exit code."""
   space = search_space.load(args.space)
   metric, test_metric = check_inputs(space, job_args)
+  if not args.storage and "://" in args.output_dir:
+    raise ValueError(f"the default SQLite study cannot live in {args.output_dir}: pass "
+                     "--storage=<database URL> (or a local --output_dir)")
   tf.io.gfile.makedirs(args.output_dir)
   url = args.storage or f"sqlite:///{os.path.abspath(os.path.join(args.output_dir, 'study.db'))}"
   storage = open_storage(url, args.heartbeat_seconds)

@@ -254,6 +254,8 @@ def test_crashed_trials_are_failed_with_their_error_line_and_the_study_goes_on(t
      "objective 'macro_f1' is not a validation metric of a binary run"),
     ("parameters:\n  dropout: {uniform: [0.0, 0.2]}\n", ["--storage=sqlite:////no/such/dir/x.db"],
      "cannot open the study storage sqlite:////no/such/dir/x.db"),
+    ("parameters:\n  dropout: {uniform: [0.0, 0.2]}\n", ["--output_dir=gs://b/search"],
+     "the default SQLite study cannot live in gs://b/search: pass --storage"),
     ("parameters:\n  dropout: {uniform: [0.0, 0.2]}\n",
      ["--storage=postgresql://user:s3cret@localhost:1/db"],
      "cannot open the study storage postgresql://user:***@localhost:1/db"),
