@@ -456,3 +456,24 @@ def test_reporter_is_silent_off_the_chief(tmp_path, capsys, monkeypatch):
   reporter.on_validation(10, {"best_f1": 0.7}, True, tracking.Run())
   reporter.on_final({"final": {"step": 10, "validation": {"best_f1": 0.7}}})
   assert capsys.readouterr().out == "" and not (tmp_path / "hypertune").exists()
+
+
+def test_reporter_writes_no_hypertune_file_outside_a_tuning_trial(tmp_path, capsys, monkeypatch):
+  # cloudml-hypertune's default file is /tmp/hypertune/output.metrics: HOME-independent, shared
+  # by every user of the machine, so a normal run must not append to it.
+  from trainer import tracking
+  for variable in objective.HYPERTUNE_VARIABLES:
+    monkeypatch.delenv(variable, raising=False)
+  written = []
+  import hypertune
+  monkeypatch.setattr(hypertune.HyperTune, "report_hyperparameter_tuning_metric",
+                      lambda self, **kw: written.append(kw))
+  reporter = objective.Reporter("best_f1")
+  reporter.on_validation(10, {"best_f1": 0.7}, True, tracking.Run())
+  assert reporter.on_final({"final": {"step": 10, "validation": {"best_f1": 0.7}}}) == 0.7
+  assert written == [] and capsys.readouterr().out.splitlines() == [
+      "objective: step=10 best_f1=0.7", "best_f1=0.7"]
+  monkeypatch.setenv("CLOUD_ML_TRIAL_ID", "3")          # a Vertex tuning trial: reported
+  objective.Reporter("best_f1").on_final({"final": {"step": 10, "validation": {"best_f1": 0.7}}})
+  assert written == [{"hyperparameter_metric_tag": "best_f1", "metric_value": 0.7,
+                      "global_step": 10}]

@@ -8,7 +8,8 @@ once at the end (the value at the best checkpoint, the trial's result), to:
   stdout    per evaluation `objective: step=<step> <metric>=<value>`, at the end one line
             `<metric>=<value>` (Katib's stdout collector reads both; launch.optuna_search too)
   Vertex    cloudml-hypertune's report_hyperparameter_tuning_metric(<metric>, value, step):
-            JSON lines in $CLOUD_ML_HP_METRIC_FILE (default /tmp/hypertune/output.metrics)
+            JSON lines in $CLOUD_ML_HP_METRIC_FILE (default /tmp/hypertune/output.metrics),
+            only in a tuning trial (HYPERTUNE_VARIABLES set), so other runs leave no file
   W&B       `objective/<metric>` in the train run's history per evaluation and in its summary
             (the value at the best checkpoint so far): a sweep's `metric.name`
 TensorFlow-free at import (the launchers read default_name and goal); produced_metrics loads
@@ -25,6 +26,8 @@ MINIMIZED = ("loss",)
 # Environment variables naming the trial a tuning service runs (--model_dir_per_trial):
 # Vertex AI's hyper-parameter tuning, then a W&B sweep agent's run id.
 TRIAL_ID_VARIABLES = ("CLOUD_ML_TRIAL_ID", "WANDB_RUN_ID")
+# Set by Vertex AI in a hyper-parameter tuning trial (or by a user naming the metrics file).
+HYPERTUNE_VARIABLES = ("CLOUD_ML_TRIAL_ID", "CLOUD_ML_HP_METRIC_FILE")
 
 
 def produced_metrics(head):
@@ -94,7 +97,7 @@ class Reporter:
     self._at_best = None
 
   def _report_hypertune(self, value, step):
-    if self._hypertune is False:
+    if self._hypertune is False or not any(os.environ.get(v) for v in HYPERTUNE_VARIABLES):
       return
     try:
       if self._hypertune is None:
