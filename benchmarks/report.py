@@ -537,6 +537,39 @@ def quality_tables(records):
   return lines
 
 
+# ---- search --------------------------------------------------------------------------------
+
+def _params(params):
+  return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in sorted(params.items()))
+
+
+def _share(fraction):
+  return "-" if fraction is None else f"{fraction:.1%}"
+
+
+def render_search(records):
+  """Per search (one record): its trials, the best trial's seeds against the target, overhead."""
+  lines = []
+  for r in records:
+    p = r["provenance"]
+    lines += [f"## {machine_line(p)}; {p['time'][:16]}", "",
+              f"Data `{r['data_dir']}`; selected on validation best F1; loaded (common.py's "
+              f"rule): {'yes' if p['loaded'] else 'no'}.", ""]
+    rows = [[t["trial"], t["state"], _params(t["params"]), num(t["best_f1"], 4),
+             num(t["test_f1_tuned"], 4), num(t["wall_seconds"], 0)] for t in r["trials"]]
+    lines += table(["trial", "state", "parameters", "validation best F1",
+                    "test F1 @ tuned threshold", "wall s"], rows, right=(0, 3, 4, 5))
+    seeds = [t["test_f1_tuned"] for t in r["seed_trials"]]
+    lines += ["", f"Best trial {r['best_trial']} re-run over {len(seeds)} seeds: test F1 at the "
+              f"tuned threshold {spread(seeds, 4)} (per seed {' / '.join(num(x, 4) for x in seeds)}"
+              f"); target {num(r['target_test_f1'], 3)}.", "",
+              f"Search wall {num(r['wall_seconds'], 0)} s, the trials' own "
+              f"{num(r['trial_seconds'], 0)} s: overhead {_share(r['overhead_fraction'])}.",
+              ""]
+  return lines
+
+
 # ---- pages ---------------------------------------------------------------------------------
 
 Page = collections.namedtuple("Page", "markdown records title render")
@@ -563,6 +596,8 @@ PAGES = (
     Page("learning_curve.md", "learning_curve_runs.jsonl", "Learning per example",
          render_learning_curve),
     Page("long_text.md", "long_text.jsonl", "Long texts: drugs.com reviews", render_long_text),
+    Page("search.md", "search.jsonl", "Hyper-parameter and seed search: the drug reviews",
+         render_search),
     Page("quality.md", "quality_runs.jsonl",
          "Quality: fine-tuned all-MiniLM-L6-v2 vs TF-IDF + logistic regression", render_quality),
 )

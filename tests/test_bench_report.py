@@ -172,3 +172,25 @@ def test_the_default_precision_row_says_which_kind_of_cpu_chose_it():
   assert report.vs_pytorch_label("ours", dict(CPU, native_bf16=True)).endswith(
       "(CPU with native bf16)")
   assert report.vs_pytorch_label("ours_f32", CPU) == "this package, float32"
+
+
+def test_search_page_lists_every_trial_and_the_seeds_against_the_target():
+  trial = lambda n, state, lr, f1, test, wall: {"trial": n, "state": state,
+                                                 "params": {"learning_rate": lr, "epochs": 8},
+                                                 "best_f1": f1, "test_f1_tuned": test,
+                                                 "wall_seconds": wall}
+  record = {"data_dir": "/d", "best_trial": 1, "target_test_f1": 0.868,
+            "trials": [trial(0, "complete", 2e-5, 0.80, 0.81, 100.0),
+                       trial(1, "complete", 1e-4, 0.85, 0.84, 120.0),
+                       trial(2, "fail", 5e-5, None, None, 3.0)],
+            "seed_trials": [trial(0, "complete", 1e-4, 0.8, 0.84, 1.0),
+                            trial(1, "complete", 1e-4, 0.8, 0.86, 1.0)],
+            "wall_seconds": 230.0, "trial_seconds": 223.0, "overhead_fraction": 0.0314,
+            "provenance": provenance()}
+  lines = report.render_search([record])
+  assert "| 1 | complete | epochs=8, learning_rate=0.0001 | 0.8500 | 0.8400 | 120 |" in lines
+  assert "| 2 | fail | epochs=8, learning_rate=5e-05 | - | - | 3 |" in lines
+  text = "\n".join(lines)
+  assert ("Best trial 1 re-run over 2 seeds: test F1 at the tuned threshold 0.8500 ± 0.0141 "
+          "(per seed 0.8400 / 0.8600); target 0.868.") in text
+  assert "Search wall 230 s, the trials' own 223 s: overhead 3.1%." in text
