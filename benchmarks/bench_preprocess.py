@@ -1,6 +1,6 @@
 r"""Speed and memory of the preprocessing job, against Beam's I/O limit and the tutorial's path.
 
-  .venv/bin/python benchmarks/bench_preprocess.py --rows=100000 --large_rows=1300000
+  .venv/bin/python -m benchmarks.bench_preprocess --rows=100000 --large_rows=1300000
 
 On one generated Quora-like CSV (qid, question_text, target; 10-30 words per question drawn from
 the MiniLM vocabulary; ~6% positives) it prints rows/s for
@@ -13,6 +13,8 @@ and the peak RSS of (a) at --rows and (with --large_rows) at a larger count. Eac
 runs in a fresh subprocess, so its ru_maxrss is its own. Extra flags (e.g.
 --direct_num_workers=2 --direct_running_mode=multi_processing) go to (a) and (b).
 Targets (issue 2): a >= 0.7 b, a >= 20 c, peak RSS <= 2 GB and <= 1.2x the --rows peak.
+One JSON line per measurement is appended to --results (preprocess.jsonl) with provenance
+(benchmarks/common.py); `python -m benchmarks report` renders preprocess.md.
 """
 import argparse
 import json
@@ -23,9 +25,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
+from benchmarks import common
+
+REPO = common.REPO
 
 
 def minilm_vocab():
@@ -85,10 +87,10 @@ def child_identity(args, extra):
   import bertcore  # noqa: F401
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions
-  from preprocess import job
+  from bertcore import beam_jobs
   options = PipelineOptions(extra)
   start, cpu = time.perf_counter(), cpu_seconds()
-  with beam.Pipeline(runner=job.make_runner(options), options=options) as p:
+  with beam.Pipeline(runner=beam_jobs.make_runner(options), options=options) as p:
     _ = (p | "Read" >> beam.io.ReadFromText(args.csv, skip_header_lines=1)
          | "Encode" >> beam.Map(str.encode)
          | "Write" >> beam.io.WriteToTFRecord(os.path.join(args.out, "identity"),
@@ -141,15 +143,21 @@ def child_tutorial(args, extra):
 
 
 def measure(kind, csv_path, rows, args, extra, out):
-  command = [sys.executable, os.path.abspath(__file__), f"--_child={kind}", f"--csv={csv_path}",
+  command = [sys.executable, "-m", "benchmarks.bench_preprocess", f"--_child={kind}",
+             f"--csv={csv_path}",
              f"--rows={rows}", f"--out={out}", f"--vocab_file={args.vocab_file}",
              f"--num_shards={args.num_shards}", f"--tutorial_rows={args.tutorial_rows}", *extra]
   env = dict(os.environ, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="3")
+  before = common.sample()
   result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
   if result.returncode != 0:
     sys.exit(f"error: {kind} failed:\n{result.stderr[-3000:]}")
   data = json.loads(result.stdout.strip().splitlines()[-1])
   data["rows_per_s"] = data["rows"] / data["seconds"]
+  record = dict(data, kind=kind, label=LABELS[kind], runner_flags=" ".join(extra) or "(none)",
+                command=command, provenance=common.provenance(args.machine, before,
+                                                              common.sample()))
+  common.append_record(args.results, record)
   return data
 
 
@@ -172,6 +180,8 @@ def parse_args():
   parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--csv", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--results", default=os.path.join(common.RESULTS, "preprocess.jsonl"),
+                      help="the records are appended here")
   args, extra = parser.parse_known_args()
   args.vocab_file = args.vocab_file or minilm_vocab()
   return args, extra
@@ -181,7 +191,7 @@ def result_line(label, r):
   """One printed measurement: rows, seconds, rows/s, CPU, peak RSS and the load."""
   return (f"{label:44s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
           f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS "
-          f"{r['peak_rss_mb']:.0f} MB  (load avg {os.getloadavg()[0]:.1f})")
+          f"{r['peak_rss_mb']:.0f} MB")
 
 
 def measure_interleaved(csv_path, args, extra, skip):
@@ -232,6 +242,7 @@ def main():
     print(json.dumps(child(args, extra)))
     return
   os.makedirs(args.workdir, exist_ok=True)
+  args.machine = common.machine()
   skip = set(filter(None, args.skip.split(",")))
   csv_path = os.path.join(args.workdir, f"quora_like_{args.rows}.csv")
   generate_csv(csv_path, args.rows, args.vocab_file)

@@ -1,9 +1,9 @@
 r"""Quality: fine-tuned all-MiniLM-L6-v2 vs a TF-IDF + logistic regression baseline, on the tweets.
 
-  .venv/bin/python benchmarks/bench_quality.py --task=binary [--pooling=cls|mean] [--epochs=1] \
+  .venv/bin/python -m benchmarks.bench_quality --task=binary [--pooling=cls|mean] [--epochs=1] \
       [--learning_rate=5e-5] [--batch_size=32] [--pos_weight=1|balanced] [--max_seq_length=128]
-  .venv/bin/python benchmarks/bench_quality.py --task=3class [--class_weights=balanced] ...
-  .venv/bin/python benchmarks/bench_quality.py --report     # every recorded run, as markdown
+  .venv/bin/python -m benchmarks.bench_quality --task=3class [--class_weights=balanced] ...
+  .venv/bin/python -m benchmarks report      # renders results/quality.md from the records
 
 One run, every stage timed on this machine:
   1. convert the bundled all-MiniLM-L6-v2 (trainer.convert), cached in --work_dir/minilm;
@@ -19,7 +19,7 @@ threshold), F1 at 0.5 and PR-AUC; 3-class: macro-F1 and accuracy. Both models ar
 by the same function (tfidf_baseline.summarize) from trainer.evaluation's metrics.
 
 Each run is appended to benchmarks/results/quality_runs.jsonl (with the config, hardware, load
-average and the CPU share this process got: the 2 cores are shared with other work).
+average, the CPU share this process got and provenance: benchmarks/common.py).
 --fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
 
 A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, run a snapshot
@@ -27,8 +27,8 @@ A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, r
 crash it at the end of the epoch):
   d=/tmp/snap_$(git rev-parse --short HEAD); mkdir -p $d && git archive HEAD | tar -x -C $d \
       && git rev-parse HEAD > $d/.commit
-  .venv/bin/python $d/benchmarks/bench_quality.py --work_dir=$PWD/runs/bench_quality \
-      --results_dir=$PWD/benchmarks/results --task=binary ...
+  (cd $d && $OLDPWD/.venv/bin/python -m benchmarks.bench_quality \
+      --work_dir=$OLDPWD/runs/bench_quality --results_dir=$OLDPWD/benchmarks/results --task=binary ...)
 """
 import argparse
 import ast
@@ -40,14 +40,12 @@ import shutil
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
-
+from benchmarks import common
 import bertcore  # noqa: E402,F401  (Keras 2 + version check before TensorFlow loads)
 
+REPO = common.REPO
 TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
-RESULTS_DIR = os.path.join(HERE, "results")
+RESULTS_DIR = common.RESULTS
 RUNS_FILENAME = "quality_runs.jsonl"
 TARGET_MARGIN = 0.05
 BUDGET_MINUTES = 30
@@ -56,18 +54,7 @@ BUDGET_MINUTES = 30
 # ------------------------------------------------------------------------------ environment
 def hardware():
   """CPU model, cores, memory and library versions of this machine."""
-  model = "unknown"
-  flags = set()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-          model = value.strip()
-        if key.strip() == "flags" and not flags:
-          flags = set(value.split())
-  except OSError:
-    pass
+  cpu = common.cpu_info()
   mem_gb = None
   try:
     mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
@@ -75,8 +62,8 @@ def hardware():
     pass
   import sklearn
   import tensorflow as tf
-  return {"cpu": model, "cpu_count": os.cpu_count(), "memory_gb": mem_gb,
-          "avx512": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+  return {"cpu": cpu["model"] or "unknown", "cpu_count": os.cpu_count(), "memory_gb": mem_gb,
+          "avx512": "avx512f" in cpu["flags"], "avx512_bf16": "avx512_bf16" in cpu["flags"],
           "gpu": bool(tf.config.list_physical_devices("GPU")),
           "python": platform.python_version(), "tensorflow": tf.__version__,
           "sklearn": sklearn.__version__}
@@ -303,47 +290,6 @@ def print_record(record):
         f"{ft['summary']['epochs_validation_best_f1']}")
 
 
-def report(runs_file):
-  """Markdown tables of every recorded run (none left out), one per task."""
-  with open(runs_file) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  for task in TASKS:
-    rows = [r for r in records if r["task"] == task]
-    if not rows:
-      continue
-    first = "test F1 (val thr) | F1@0.5 | PR-AUC" if task == "binary" else \
-        "test macro-F1 | accuracy | -"
-    print(f"\n### {task}: every run\n")
-    print(f"| run | date | pooling | lr | epochs x steps | batch | seq | weights | other | "
-          f"{first} | baseline | margin | wall (train+eval) | CPU time (train+eval) | CPU share | "
-          f"load |")
-    print("|" + "---|" * 17)
-    for r in rows:
-      c = r["fine_tuned"]["config"]
-      s = r["fine_tuned"]["summary"]
-      b = headline(r, "baseline")[0]
-      if task == "binary":
-        figs = f"{s['test_f1']:.4f} | {s['test_f1_at_0.5']:.4f} | {s['test_pr_auc']:.4f}"
-        weights = f"pos {c.get('train.pos_weight', 1.0):.2f}" if isinstance(
-            c.get("train.pos_weight"), float) else "-"
-      else:
-        figs = f"{s['test_macro_f1']:.4f} | {s['test_accuracy']:.4f} | -"
-        weights = str(c.get("train.class_weights", "-"))
-      other = ", ".join(f"{k}={v}" for k, v in c.items() if k not in (
-          "encoder.kind", "encoder.dir", "model.head", "model.pooling", "train.epochs",
-          "train.learning_rate", "train.global_batch_size", "wandb.mode", "train.seed",
-          "train.pos_weight", "train.class_weights", "train.steps_per_epoch", "export")) or "-"
-      st = r["fine_tuned"]["stages"]["train"]
-      print(f"| {r['run_name']} | {r['date'][:16]} | {c['model.pooling']} | "
-            f"{c['train.learning_rate']} | {c['train.epochs']} x {s['total_steps'] // c['train.epochs']} | "
-            f"{c['train.global_batch_size']} | {r['max_seq_length']} | {weights} | {other} | {figs} | "
-            f"{b:.4f} | {headline(r, 'fine_tuned')[0] - b:+.4f} | "
-            f"{minutes(r['fine_tuned']['seconds'])} ({minutes(st['seconds'])}"
-            f"{', resumed: eval only' if st.get('resumed') else ''}) | "
-            f"{minutes(st['cpu_seconds'])} | {st['cpu_share']:.0%} | "
-            f"{st['loadavg_start']}-{st['loadavg_end']} |")
-
-
 # ------------------------------------------------------------------------------------- main
 def make_parser():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -380,15 +326,12 @@ def make_parser():
                  help="where quality_runs.jsonl is appended (a snapshot run points it back "
                       "into the working tree)")
   p.add_argument("--no_record", action="store_true", help="do not append to quality_runs.jsonl")
-  p.add_argument("--report", action="store_true", help="print every recorded run and exit")
   return p
 
 
 def main(argv=None):
   args = make_parser().parse_args(argv)
-  if args.report:
-    report(os.path.join(args.results_dir, RUNS_FILENAME))
-    return
+  machine, before = common.machine(), common.sample()
   os.environ.setdefault("WANDB_MODE", "disabled")
   head = TASKS[args.task]
   run_name = args.run_name or f"{args.task}_{args.pooling}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -428,12 +371,12 @@ def main(argv=None):
       "baseline": {"summary": baseline["summary"], "C": baseline["C"],
                    "class_weight": baseline["class_weight"],
                    "seconds": baseline["stage"]["seconds"], "stage": baseline["stage"]},
+      "provenance": common.provenance(machine, before, common.sample()),
   }
   runs_file = os.path.join(args.results_dir, RUNS_FILENAME)
   if not args.no_record:
     os.makedirs(args.results_dir, exist_ok=True)
-    with open(runs_file, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    common.append_record(runs_file, record)
   print_record(record)
   if not args.no_record:
     print(f"recorded in {runs_file}")

@@ -2,9 +2,11 @@ r"""Scoring throughput and memory: trainer.predict (one process) vs the Beam job
 
 The comparison of issue 12 (50k rows of real tweets, 2 cores; on an idle machine ~10-20 min):
 
-  python benchmarks/bench_score.py --rows=50000 --rounds=1 --rss_rows=50000,500000
+  python -m benchmarks.bench_score --rows=50000 --rounds=1 --rss_rows=50000,500000
 
-It writes benchmarks/results/score.md (--results) and prints the same figures. Other flags:
+It appends one JSON line per measurement to --out (benchmarks/results/score.jsonl, each with
+provenance: benchmarks/common.py) and prints the same figures; `python -m benchmarks report`
+renders score.md from the records. Other flags:
 [--workers=2] [--batch_size=64] [--model_threads=1] [--bfloat16=auto|yes|no]
 [--encoder_dir=runs/encoders/all-minilm-l6-v2] [--rss_model=real|tiny]; --rss_rows= skips the
 memory runs. A quick look on a busy machine: --rows=2000 --rss_rows=.
@@ -20,14 +22,13 @@ turn within each of --rounds rounds (interleaved, so that a change of load hits 
 Each is timed end to end as a subprocess (imports and model loading included); (b) and (c)
 are compared with (a) (same ids and labels; max |probability difference|). The padding
 efficiency (real / padded tokens) of each job's batches is computed from the rows' word-piece
-counts. Then (b) runs at each --rss_rows size for the peak RSS of its whole process tree
+counts, for the sorting each job does today (both by word pieces). Then (b) runs at each --rss_rows size for the peak RSS of its whole process tree
 (sampled every 0.2 s); --rss_model=tiny uses a 1-layer encoder with the same vocabulary so
 that 500k rows take minutes, not an hour (memory is about the pipeline's buffering).
-Each figure comes with /proc/loadavg: the machine may be shared. Printed, never asserted.
+Each record carries the machine's load before and after (the machine may be shared).
 """
 import argparse
 import csv
-import datetime
 import glob
 import os
 import resource
@@ -35,17 +36,12 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
+from benchmarks import common
 from trainer import export  # noqa: E402  (sets up Keras 2 before TensorFlow)
+from serving import export_info  # noqa: E402
 
+REPO = common.REPO
 WORK = os.environ.get("BENCH_SCORE_DIR", "/tmp/bench_score")  # scratch: exports, CSVs, outputs
-
-
-def loadavg():
-  with open("/proc/loadavg") as f:
-    return " ".join(f.read().split()[:3])
 
 
 def build_export(encoder_dir, export_dir, tiny=False):
@@ -115,7 +111,9 @@ def _children_cpu_seconds():
 
 def timed(command):
   """Runs a command; -> (wall seconds, CPU seconds of its process tree, peak tree RSS bytes,
-  load average after). CPU time counts every waited-for descendant (Beam's worker processes)."""
+  the load sampled before and after: common.sample()). CPU time counts every waited-for
+  descendant (Beam's worker processes)."""
+  before = common.sample()
   cpu = _children_cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")
   start = time.monotonic()
@@ -129,7 +127,7 @@ def timed(command):
   output = proc.stdout.read()
   if proc.returncode:
     sys.exit(f"error: {' '.join(command[:3])} failed:\n{output[-3000:]}")
-  return seconds, _children_cpu_seconds() - cpu, peak, loadavg()
+  return seconds, _children_cpu_seconds() - cpu, peak, (before, common.sample())
 
 
 def predict_command(model_dir, input_path, output_path, batch_size):
@@ -182,25 +180,22 @@ def padding_efficiency(lengths, keys, block, batch):
 
 
 def padding_figures(model_dir, data, args):
-  """{job: padding efficiency} for trainer.predict's and scoring.run's batches of `data`."""
-  from scoring import pipeline as pipeline_lib
+  """{job: padding efficiency} of trainer.predict's and scoring.run's batches of `data`, both
+  sorting by word pieces as they do today (trainer/predict.py, scoring/pipeline.py)."""
   from trainer import predict
   with open(data, encoding="latin-1", newline="") as f:
     texts = [row[1] for row in list(csv.reader(f))[1:]]
-  count = export.WordPieceCounter(model_dir)
+  count = export_info.WordPieceCounter(model_dir)
   pieces = [n for i in range(0, len(texts), 4096) for n in count(texts[i:i + 4096])]
   lengths = [min(n, 126) + 2 for n in pieces]  # [CLS] ... [SEP], truncated to 128
-  chars = [len(t) for t in texts]
+  chunk = args.predict_batch_size * predict.CHUNK_BATCHES
   return {
-      "(a) trainer.predict: chunks of "
-      f"{args.predict_batch_size * predict.CHUNK_BATCHES} sorted by characters, batch "
-      f"{args.predict_batch_size}": padding_efficiency(
-          lengths, chars, args.predict_batch_size * predict.CHUNK_BATCHES,
-          args.predict_batch_size),
+      f"(a) trainer.predict: chunks of {chunk} sorted by word pieces, batch "
+      f"{args.predict_batch_size}": padding_efficiency(lengths, pieces, chunk,
+                                                       args.predict_batch_size),
       f"(b) scoring.run: blocks of {args.sort_rows} sorted by word pieces, batch "
       f"{args.batch_size}": padding_efficiency(lengths, pieces, args.sort_rows, args.batch_size),
-      f"scoring.run before (blocks of {args.sort_rows} sorted by characters, batch 256)":
-          padding_efficiency(lengths, chars, args.sort_rows, 256),
+      "file order, batch 256": padding_efficiency(lengths, [0] * len(lengths), len(lengths), 256),
   }
 
 
@@ -222,95 +217,69 @@ def parse_args():
   p.add_argument("--bfloat16", default="auto", choices=("auto", "yes", "no"),
                  help="also run (c) with --bfloat16 (auto: if the CPU has native bfloat16)")
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
-  p.add_argument("--results", default=os.path.join(REPO, "benchmarks/results/score.md"))
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "score.jsonl"))
   p.add_argument("--skip_throughput", action="store_true")
   return p.parse_args()
 
 
-def throughput(args, model_dir, lines):
-  """Runs (a), (b), (c) interleaved; appends the table rows to `lines`."""
-  from trainer import hardware
+def throughput(args, model_dir, machine):
+  """Runs (a), (b), (c) interleaved; one record per run, then one per padding figure."""
   data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
-  bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and hardware.native_bfloat16())
+  bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and machine["cpu"]["native_bf16"])
   jobs = [("(a) trainer.predict", "predict", None),
           (f"(b) scoring.run, {args.workers} workers, float32", "score", ())]
   if bf16:
     jobs.append((f"(c) scoring.run, {args.workers} workers, --bfloat16", "score_bf16",
                  ("--bfloat16",)))
-  lines += [f"## Throughput, {args.rows:,} rows", "",
-            "| round | job | wall | rows/s | CPU-s (rows/CPU-s) | peak RSS | vs (a), wall | "
-            "outputs vs (a) | load average after |", "|---|---|---|---|---|---|---|---|---|"]
-  for round_ in range(1, args.rounds + 1):
-    wall_a = None
-    for name, key, extra in jobs:
-      out = os.path.join(WORK, key + (".csv" if extra is None else ""))
-      command = (predict_command(model_dir, data, out, args.predict_batch_size) if extra is None
-                 else score_command(model_dir, data, out, args, *extra))
-      t, cpu, rss, load = timed(command)
-      wall_a = t if extra is None else wall_a
-      same = ""
-      if extra is not None:
-        ids, labels, diff, flips = compare(os.path.join(WORK, "predict.csv"), out)
-        same = (f"same ids {ids}, same labels/errors {labels}"
-                f"{f' ({flips} labels differ)' if flips else ''}, max Δp {diff:.1e}")
-      row = (f"| {round_} | {name} | {t:.1f} s | {args.rows / t:.1f} | {cpu:.1f} "
-             f"({args.rows / cpu:.1f}) | {rss / 2**20:,.0f} MiB | {wall_a / t:.2f}× | {same} | "
-             f"{load} |")
-      print(row, flush=True)
-      lines.append(row)
-  lines.append("")
-  lines += ["## Padding efficiency (real / padded tokens) of each job's batches", ""]
+  for round_, (name, key, extra) in common.interleave(range(1, args.rounds + 1), jobs):
+    out = os.path.join(WORK, key + (".csv" if extra is None else ""))
+    command = (predict_command(model_dir, data, out, args.predict_batch_size) if extra is None
+               else score_command(model_dir, data, out, args, *extra))
+    seconds, cpu, rss, (before, after) = timed(command)
+    record = dict(kind="throughput", round=round_, job=name, rows=args.rows, seconds=seconds,
+                  cpu_seconds=cpu, peak_rss_bytes=rss,
+                  precision="bfloat16" if extra else "float32", command=command,
+                  provenance=common.provenance(machine, before, after))
+    if extra is not None:
+      ids, labels, diff, flips = compare(os.path.join(WORK, "predict.csv"), out)
+      record.update(same_ids=ids, same_labels_and_errors=labels, labels_differ=flips,
+                    max_probability_difference=diff)
+    common.append_record(args.out, record)
+    print(f"round {round_} {name}: {seconds:.1f} s, {args.rows / seconds:.1f} rows/s, "
+          f"{cpu:.1f} CPU-s, peak RSS {rss / 2**20:,.0f} MiB", flush=True)
+  before = common.sample()
   for name, value in padding_figures(model_dir, data, args).items():
     print(f"padding efficiency {name}: {value:.3f}")
-    lines.append(f"- {name}: **{value:.3f}**")
-  lines.append("")
+    common.append_record(args.out, dict(kind="padding", job=name, rows=args.rows,
+                                        padding_efficiency=value,
+                                        provenance=common.provenance(machine, before, before)))
 
 
-def memory(args, lines):
-  """Peak RSS of scoring.run at each --rss_rows size; appends the table to `lines`."""
+def memory(args, machine):
+  """Peak RSS of scoring.run at each --rss_rows size: one record per size."""
   model_dir = os.path.join(WORK, "export_minilm") if args.rss_model == "real" else build_export(
       args.encoder_dir, os.path.join(WORK, "export_tiny"), tiny=True)
-  lines += [f"## Peak RSS vs input size ({args.rss_model} model)", "",
-            "| rows | peak RSS, process tree | wall | rows/s | load average after |",
-            "|---|---|---|---|---|"]
-  peaks = []
   for rows in [int(x) for x in args.rss_rows.split(",") if x]:
     data = write_csv(os.path.join(WORK, f"tweets_{rows}.csv"), rows)
-    seconds, _, peak, load = timed(score_command(model_dir, data, os.path.join(WORK, "rss_out"),
-                                              args))
-    peaks.append(peak)
-    row = (f"| {rows:,} | {peak / 2**20:,.0f} MiB | {seconds:.1f} s | {rows / seconds:.0f} | "
-           f"{load} |")
-    print(row, flush=True)
-    lines.append(row)
-  if len(peaks) > 1:
-    lines += ["", f"Largest / smallest: **{peaks[-1] / peaks[0]:.2f}×** (target ≤ 1.2×)."]
-  lines.append("")
+    command = score_command(model_dir, data, os.path.join(WORK, "rss_out"), args)
+    seconds, _, peak, (before, after) = timed(command)
+    common.append_record(args.out, dict(
+        kind="memory", model=args.rss_model, rows=rows, seconds=seconds, peak_rss_bytes=peak,
+        command=command, provenance=common.provenance(machine, before, after)))
+    print(f"{rows:,} rows: peak RSS {peak / 2**20:,.0f} MiB, {seconds:.1f} s", flush=True)
 
 
 def main():
   args = parse_args()
-  if not os.path.exists(args.encoder_dir):
-    args.encoder_dir = "/work/main/runs/encoders/all-minilm-l6-v2"
   os.makedirs(WORK, exist_ok=True)
-  from trainer import hardware
+  machine = common.machine()
   real = build_export(args.encoder_dir, os.path.join(WORK, "export_minilm"))
-  lines = ["# Scoring: trainer.predict (one process) vs the Beam job (scoring.run)", "",
-           "Written by `python benchmarks/bench_score.py " + " ".join(sys.argv[1:]) + "` on "
-           f"{datetime.date.today()}: {os.cpu_count()} cores, native bfloat16 "
-           f"{hardware.native_bfloat16()}, load average before {loadavg()}. Model: converted "
-           "all-MiniLM-L6-v2 + untrained binary head (probabilities near 0.5, so bfloat16 flips "
-           "labels that a trained head would not), exported by trainer.export. Data: the "
-           "bundled real tweets repeated. Wall and CPU time of the whole process tree, imports "
-           "and model loading included.", ""]
-  print(f"cores: {os.cpu_count()}; model: {real} (MiniLM-L6, untrained head)")
+  print(f"cores: {machine['cores']}; model: {real} (MiniLM-L6, untrained head)")
   if not args.skip_throughput:
-    throughput(args, real, lines)
+    throughput(args, real, machine)
   if args.rss_rows:
-    memory(args, lines)
-  with open(args.results, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print(f"wrote {args.results}")
+    memory(args, machine)
+  print(f"records appended to {args.out}; python -m benchmarks report renders score.md")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """One training step of the tweets recipe (MiniLM sizes): examples/s, tokens/s, FLOP/s and MFU.
 
-  python benchmarks/bench_step.py                                  # fixed shapes [32, L]
-  python benchmarks/bench_step.py --variants=f32,bf16,xla --lengths=32 --rounds=6
-  python benchmarks/bench_step.py --data_dir=runs/data/tweets_binary --buckets=16,32,64,128 \\
-      --buckets=derived                                            # real bucketed batches
-  python benchmarks/bench_step.py --profile=/tmp/D/profile --lengths=32   # where a step goes
+  python -m benchmarks.bench_step                                  # fixed shapes [32, L]
+  python -m benchmarks.bench_step --variants=f32,bf16,xla --lengths=32 --rounds=6
+  python -m benchmarks.bench_step --data_dir=runs/data/tweets_binary --buckets=16,32,64,128 \\
+      --buckets=derived                                           # real bucketed batches
+  python -m benchmarks.bench_step --profile=/tmp/D/profile --lengths=32   # where a step goes
 
 The step is the trainer's: classifier forward + sigmoid loss, tape gradient, clip by global
 norm 1.0, Model Garden AdamW (weight decay 0.01, warm-up + decay schedule). The encoder is a
@@ -28,22 +28,25 @@ against the first variant of the same round):
   tanh         tanh-approximate GELU instead of the exact erf one
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
 for the dense layers and 4 * batch * L^2 * hidden per layer for attention scores and values.
-MFU divides the achieved model FLOP/s by this machine's float32 matmul peak, measured in the
-same run with a large tf.matmul (before and after; the higher figure is used).
+MFU divides a variant's achieved model FLOP/s by the matmul peak of its own dtype (float32;
+bfloat16 for the mixed_bfloat16 variants; float16 for f16), measured in the same run with a
+large tf.matmul before AND after the variants, the higher kept (peaks_used). A step that beats
+both measurements proves them low (other load during the measurement): its own FLOP/s is then
+the peak, and the record says so (source "step"), so MFU <= 1 by construction.
 Thread settings must be fixed before TensorFlow starts: run once per setting with
 --intra_op_threads / --inter_op_threads and compare the printed ratios to the matmul peak.
-Results are printed and appended as JSON lines to --out (benchmarks/results/step.jsonl).
+Results are printed and appended as JSON lines to --out (benchmarks/results/step.jsonl), each
+with the peaks, its dtype and precision policy, and provenance (benchmarks/common.py; the load
+is sampled before the first and after the last measurement).
 """
 import argparse
 import collections
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 import bertcore  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -58,6 +61,57 @@ MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=153
 VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
             "tanh", "bf16_lazyemb", "lazyemb_ld")
 WORD_EMBEDDINGS = "word_embeddings"
+POLICIES = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
+            "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}   # the rest: float32
+DTYPES = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16", "float32": "float32"}
+
+
+def policy(name):
+  """The Keras precision policy of a variant."""
+  return POLICIES.get(name, "float32")
+
+
+def dtype(name):
+  """The dtype a variant's matmuls run in: the peak its MFU divides by."""
+  return DTYPES[policy(name)]
+
+
+def peaks_used(before, after, achieved):
+  """{dtype: {before, after, used, source}} for MFU.
+
+  before, after: {dtype: matmul FLOP/s} measured before / after the variants; achieved:
+  {dtype: the highest model FLOP/s any variant of that dtype reached}. `used` is the higher
+  measurement ("matmul"), or the achieved figure where a step beat both ("step").
+  """
+  out = {}
+  for d in before:
+    measured = max(before[d], after[d])
+    step = achieved.get(d, 0.0)
+    out[d] = {"before": before[d], "after": after[d], "used": max(measured, step),
+              "source": "step" if step > measured else "matmul"}
+  return out
+
+
+def mfu(model_flops_per_s, peak):
+  """Model FLOP/s utilisation: achieved / peak, for a peak >= achieved (peaks_used)."""
+  if peak <= 0 or model_flops_per_s > peak:
+    raise ValueError(f"MFU needs 0 < achieved <= peak, got {model_flops_per_s} / {peak}")
+  return model_flops_per_s / peak
+
+
+def apply_mfu(records, before, after):
+  """Sets dtype, mfu (against the own dtype's peak) and the peaks on every timed record."""
+  timed = [r for r in records if "model_flops_per_s" in r]
+  achieved = {}
+  for r in timed:
+    r["dtype"] = dtype(r["variant"])
+    achieved[r["dtype"]] = max(achieved.get(r["dtype"], 0.0), r["model_flops_per_s"])
+  peaks = peaks_used(before, after, achieved)
+  for r in records:
+    r["peaks"] = peaks
+  for r in timed:
+    r["mfu"] = mfu(r["model_flops_per_s"], peaks[r["dtype"]]["used"])
+  return peaks
 
 
 def model_flops(batch, length, hidden, layers, intermediate):
@@ -79,12 +133,12 @@ def matmul_peak(dtype=tf.float32, n=2048, seconds=3.0):
     for _ in tf.range(k):
       total += tf.cast(tf.reduce_sum(tf.matmul(a, b)[:1, :1]), tf.float32)
     return total
-  repeat(a, b, 2).numpy()
+  repeat(a, b, tf.constant(2)).numpy()
   k, best = 2, 0.0
   start = time.perf_counter()
   while time.perf_counter() - start < seconds:
     t = time.perf_counter()
-    repeat(a, b, k).numpy()
+    repeat(a, b, tf.constant(k)).numpy()
     best = max(best, 2 * n ** 3 * k / (time.perf_counter() - t))
     k = min(k * 2, 16)
   return best
@@ -92,8 +146,7 @@ def matmul_peak(dtype=tf.float32, n=2048, seconds=3.0):
 
 def build_variant(name, batch_size, total_steps=10000):
   """(step_fn, description) for one variant: step_fn(features, labels) -> loss."""
-  precision = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
-               "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}.get(name, "float32")
+  precision = policy(name)
   tf_keras.mixed_precision.set_global_policy(precision)
   config = config_lib.default_config()
   for k, v in MINILM.items():
@@ -211,20 +264,19 @@ def interleaved(steps, batches_of, rounds, repeats):
   return times
 
 
-def summarise(times, examples, real_tokens, padded_tokens, flops, peak, label, base):
-  """Printable rows and JSON records for one measurement."""
+def summarise(times, examples, real_tokens, padded_tokens, flops, label, base):
+  """Printable rows and JSON records for one measurement (MFU is set at the end: apply_mfu)."""
   records = []
   for name, secs in times.items():
     med = statistics.median(secs)
     ratio = statistics.median(b / s for b, s in zip(times[base], secs))
     rec = dict(label=label, variant=name, examples_per_s=examples / med,
                real_tokens_per_s=real_tokens / med, padded_tokens_per_s=padded_tokens / med,
-               model_flops_per_s=flops / med, mfu=flops / med / peak,
-               padding_efficiency=real_tokens / padded_tokens,
-               speedup_vs_base=ratio, base=base, rounds=len(secs))
+               model_flops_per_s=flops / med, padding_efficiency=real_tokens / padded_tokens,
+               speedup_vs_base=ratio, base=base, rounds=len(secs), precision=policy(name))
     records.append(rec)
     print(f"{label:<22} {name:<9} {rec['examples_per_s']:8.1f} ex/s {rec['real_tokens_per_s']:8.0f}"
-          f" tok/s  {rec['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  MFU {rec['mfu']:.2f}  "
+          f" tok/s  {rec['model_flops_per_s'] / 1e9:6.1f} GFLOP/s  "
           f"pad.eff {rec['padding_efficiency']:.2f}  x{ratio:.2f} vs {base}", flush=True)
   return records
 
@@ -298,8 +350,7 @@ def parse_args(argv=None):
   p.add_argument("--intra_op_threads", type=int, default=0)
   p.add_argument("--inter_op_threads", type=int, default=0)
   p.add_argument("--profile", default="", help="trace dir: profile f32 at the first length")
-  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                               "step.jsonl"))
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "step.jsonl"))
   args = p.parse_args(argv)
   args.variants = [v for v in args.variants.split(",") if v]
   unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -315,10 +366,9 @@ def set_up_threads(args):
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
   if args.inter_op_threads:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-  env = dict(load=open("/proc/loadavg").read().split()[:3], cpu=platform.processor(),
-             onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+  env = dict(onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
              intra=args.intra_op_threads, inter=args.inter_op_threads, tf=tf.__version__)
-  print(f"load {' '.join(env['load'])}; threads intra {args.intra_op_threads or 'default'} "
+  print(f"threads intra {args.intra_op_threads or 'default'} "
         f"inter {args.inter_op_threads or 'default'}", flush=True)
   return env
 
@@ -336,7 +386,7 @@ def profile_record(step, name, b, length, logdir):
   return dict(label=f"profile [{b},{length}]", variant=name, wall_s=wall, op_seconds=per_step)
 
 
-def fixed_shape_records(steps, args, peak):
+def fixed_shape_records(steps, args):
   """Times every variant on one synthetic batch per length; returns summarise's records."""
   b, repeats = args.batch_size, args.repeats
   h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
@@ -346,12 +396,12 @@ def fixed_shape_records(steps, args, peak):
     times = interleaved(steps, lambda _: batch, args.rounds, repeats)
     tokens = b * length
     records += summarise(times, b * repeats, tokens * repeats, tokens * repeats,
-                         model_flops(b, length, h, n, i) * repeats, peak,
+                         model_flops(b, length, h, n, i) * repeats,
                          f"fixed [{b},{length}]", args.variants[0])
   return records
 
 
-def real_batch_records(steps, args, peak):
+def real_batch_records(steps, args):
   """Times every variant on real bucketed batches of args.data_dir, per bucket set."""
   from bertcore import schema
   from trainer import buckets as buckets_lib
@@ -368,41 +418,50 @@ def real_batch_records(steps, args, peak):
     padded = sum(int(tf.size(f["input_mask"])) for f, _ in batches)
     flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in batches)
     times = interleaved(steps, lambda _: batches, args.rounds, 1)
-    records += summarise(times, b * len(batches), real, padded, flops, peak,
+    records += summarise(times, b * len(batches), real, padded, flops,
                          f"tweets {','.join(map(str, bounds))}", args.variants[0])
   return records
 
 
-def append_records(records, out):
-  """Appends the records to the JSON-lines file `out` (no-op for an empty path)."""
-  if not out:
-    return
-  tf.io.gfile.makedirs(os.path.dirname(out))
-  with tf.io.gfile.GFile(out, "a") as f:
-    for rec in records:
-      f.write(json.dumps(rec) + "\n")
+def measure_peaks(dtypes):
+  """{dtype: matmul FLOP/s} for each dtype name, printed."""
+  peaks = {d: matmul_peak(getattr(tf, d)) for d in dtypes}
+  print("matmul peak: " + ", ".join(f"{d} {v / 1e9:.1f} GFLOP/s" for d, v in peaks.items()),
+        flush=True)
+  return peaks
 
 
 def main(argv=None):
   args = parse_args(argv)
+  machine = common.machine()
+  start_load = common.sample()
   env = set_up_threads(args)
-  peak = matmul_peak()
-  peak_bf16 = matmul_peak(tf.bfloat16)
-  print(f"matmul peak: float32 {peak / 1e9:.1f} GFLOP/s, bfloat16 {peak_bf16 / 1e9:.1f} GFLOP/s",
-        flush=True)
+  dtypes = sorted({dtype(v) for v in args.variants} | {"float32"})
+  before = measure_peaks(dtypes)
   steps = {name: build_variant(name, args.batch_size)[0] for name in args.variants}
   records = []
   if args.profile:
     name = args.variants[0]
     records.append(profile_record(steps[name], name, args.batch_size, args.lengths[0],
                                   args.profile))
-  records += fixed_shape_records(steps, args, peak)
+  records += fixed_shape_records(steps, args)
   if args.data_dir:
-    records += real_batch_records(steps, args, peak)
+    records += real_batch_records(steps, args)
+  after = measure_peaks(dtypes)
+  peaks = apply_mfu(records, before, after)
+  prov = common.provenance(machine, start_load, common.sample())
   for rec in records:
-    rec.update(env, peak_flops_f32=peak, peak_flops_bf16=peak_bf16)
-  append_records(records, args.out)
-  print(f"load at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    rec.update(env, provenance=prov, command=["python", "-m", "benchmarks.bench_step"] +
+               (argv if argv is not None else sys.argv[1:]))
+    if "mfu" in rec:
+      print(f"{rec['label']:<22} {rec['variant']:<12} MFU {rec['mfu']:.2f} of the "
+            f"{rec['dtype']} peak {peaks[rec['dtype']]['used'] / 1e9:.1f} GFLOP/s "
+            f"({peaks[rec['dtype']]['source']})")
+  if args.out:
+    for rec in records:
+      common.append_record(args.out, rec)
+  print(f"busy cores before {prov['busy_before']}, after {prov['busy_after']}"
+        f"{'  LOADED' if prov['loaded'] else ''}")
 
 
 if __name__ == "__main__":

@@ -1,100 +1,103 @@
-"""Training examples/s of the tweets recipe: the trainer as it was vs its new defaults, in one run.
+"""Training examples/s of the tweets recipe: the trainer as it was vs its defaults now, interleaved.
 
-  python benchmarks/bench_train_speed.py --data_dir=runs/data/tweets_binary \\
-      --encoder_dir=runs/encoders/all-minilm-l6-v2 [--steps=80] [--rounds=2]
+  python -m benchmarks.bench_train_speed --data_dir=runs/data/tweets_binary \\
+      --encoder_dir=runs/encoders/all-minilm-l6-v2 [--steps=120] [--rounds=2]
 
 Each variant is a real `python -m trainer.task` run of configs/tweets_minilm.py that stops at
 --steps (train.stop_at_step: no evaluation), run interleaved (A B C A B C ...) so that a change
 of machine load hits every variant alike. The figure is the steady-state examples/s of the
 trainer's own progress lines (the first window, which holds tracing, is left out) and the
-padding efficiency they report; ratios are against `before`, per round, then the median.
+padding efficiency they report; the report's ratios are against the first variant, per round.
   before     float32, dense AdamW update of the embedding table, Model Garden's schedule and
              epsilon, buckets 16/32/64/128 (the defaults until issue 10)
-  after_f32  the new defaults on float32 (what a CPU without native bfloat16 gets)
-  after      the new defaults (precision auto: bfloat16 on CPUs with AVX512_BF16 / AMX)
-  eight_f32, eight   after_f32 / after with the 8 boundaries derived per example until
-             2026-11-29 (16/24/.../64/128), against the 12 fitted to batch maxima now
+  after_f32  today's defaults forced to float32 (what a CPU without native bfloat16 gets):
+             lazy embedding rows, linear schedule, epsilon 1e-8, bucket boundaries derived from
+             the manifest (trainer.buckets.derive_boundaries, at most 8 multiples of 8)
+  after      today's defaults (precision auto: mixed bfloat16 on CPUs with native bf16)
+One JSON line per run is appended to --out (train_speed.jsonl) with the precision the run
+printed, its overrides, command and provenance (benchmarks/common.py).
 """
 import argparse
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+
 VARIANTS = {
     "before": ["precision=float32", "train.lazy_embeddings=False",
                "train.lr_schedule=polynomial_from_zero", "train.adam_epsilon=1e-6",
                "train.bucket_boundaries=16,32,64,128"],
     "after_f32": ["precision=float32"],
     "after": [],
-    # The derived boundaries before they were fitted to batch maxima (8 multiples of 8).
-    "eight_f32": ["precision=float32", "train.bucket_boundaries=16,24,32,40,48,56,64,128"],
-    "eight": ["train.bucket_boundaries=16,24,32,40,48,56,64,128"],
 }
 PROGRESS = re.compile(r"^step (\d+)/\d+ .* examples/s ([\d.]+) padding efficiency ([\d.]+)")
 
 
-def run_variant(name, args, work_dir):
-  """(examples/s, padding efficiency) of one run, from its steady-state progress lines."""
-  model_dir = tempfile.mkdtemp(prefix=f"{name}-", dir=work_dir)
-  command = [sys.executable, "-m", "trainer.task", "--config=configs/tweets_minilm.py",
-             f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={args.data_dir}",
-             f"--model_dir={model_dir}", "--strategy=one_device",
-             f"--config.train.steps_per_epoch={args.steps + 1}", "--config.train.epochs=1",
-             f"--config.train.stop_at_step={args.steps}", f"--config.train.log_every_steps={args.log_every}",
-             "--config.train.checkpoint_every_steps=0", "--config.export=False"]
-  command += [f"--config.{o}" for o in VARIANTS[name]]
-  env = dict(os.environ, WANDB_MODE="disabled")
-  out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
-  rates = steady_state(out)
-  if rates is None:
-    raise SystemExit(f"error: {name} printed no steady-state progress line; raise --steps")
-  return rates
+def command(name, args, model_dir):
+  """The trainer.task command of one run: stops at --steps, no evaluation, no export."""
+  return common.trainer_command(model_dir, args.data_dir, args.encoder_dir, [
+      f"train.steps_per_epoch={args.steps + 1}", "train.epochs=1",
+      f"train.stop_at_step={args.steps}", f"train.log_every_steps={args.log_every}",
+      "train.checkpoint_every_steps=0", "export=False"] + VARIANTS[name])
 
 
-def steady_state(stdout):
+def steady_state(output):
   """(examples/s, padding efficiency): means over trainer.task's progress lines after the first
-  (which holds tracing); None if there is no such line."""
+  (which holds tracing); None if there is no such line. (A run stopped at stop_at_step writes no
+  eval_results.json, so its progress lines are the only record of its speed.)"""
   windows = [(float(m.group(2)), float(m.group(3)))
-             for m in map(PROGRESS.match, stdout.splitlines()) if m]
+             for m in map(PROGRESS.match, output.splitlines()) if m]
   steady = windows[1:]
   if not steady:
     return None
   return statistics.mean(r for r, _ in steady), statistics.mean(e for _, e in steady)
 
 
-def load():
-  with open("/proc/loadavg") as f:
-    return " ".join(f.read().split()[:3])
-
-
-def main():
+def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data_dir", required=True)
   p.add_argument("--encoder_dir", required=True)
-  p.add_argument("--steps", type=int, default=80)
+  p.add_argument("--steps", type=int, default=120)
   p.add_argument("--log_every", type=int, default=20)
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--variants", default="before,after_f32,after")
-  args = p.parse_args()
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "train_speed.jsonl"))
+  args = p.parse_args(argv)
+  args.names = args.variants.split(",")
+  unknown = sorted(set(args.names) - set(VARIANTS))
+  if unknown:
+    p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+  if args.steps <= 2 * args.log_every:
+    p.error(f"--steps ({args.steps}) must exceed 2 x --log_every ({args.log_every}): "
+            "the first progress window is left out")
   args.data_dir, args.encoder_dir = map(os.path.abspath, (args.data_dir, args.encoder_dir))
-  names = args.variants.split(",")
-  results = {n: [] for n in names}
+  return args
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  machine = common.machine()
   with tempfile.TemporaryDirectory() as work_dir:
-    for r in range(args.rounds):
-      for name in names:
-        rate, efficiency = run_variant(name, args, work_dir)
-        results[name].append(rate)
-        print(f"round {r + 1} {name:<10} {rate:6.1f} examples/s  padding efficiency "
-              f"{efficiency:.3f}  load {load()}", flush=True)
-  base = results[names[0]]
-  for name in names:
-    ratio = statistics.median(x / b for x, b in zip(results[name], base))
-    print(f"{name:<10} median {statistics.median(results[name]):6.1f} examples/s  "
-          f"x{ratio:.2f} vs {names[0]}")
+    for r, name in common.interleave(range(1, args.rounds + 1), args.names):
+      model_dir = tempfile.mkdtemp(prefix=f"{name}-", dir=work_dir)
+      cmd = command(name, args, model_dir)
+      before = common.sample()
+      run = common.run_logged(cmd, model_dir + ".log")
+      after = common.sample()
+      rates = None if run["returncode"] else steady_state(run["output"])
+      if rates is None:
+        print(f"round {r} {name}: no steady-state progress line (see {run['log']})")
+        continue
+      record = dict(variant=name, round=r, steps=args.steps, overrides=VARIANTS[name],
+                    train_eps=rates[0], train_padding_efficiency=rates[1],
+                    precision=common.precision_used(run["output"]), command=cmd,
+                    provenance=common.provenance(machine, before, after))
+      common.append_record(args.out, record)
+      print(f"round {r} {name:<10} {record['precision']}: {rates[0]:6.1f} examples/s  padding "
+            f"efficiency {rates[1]:.3f}{'  LOADED' if record['provenance']['loaded'] else ''}",
+            flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 r"""Tokenizer throughput of each --truncation strategy (what preprocessing and serving run).
 
-  .venv/bin/python benchmarks/bench_truncation.py --vocab_file=runs/encoders/all-minilm-l6-v2/vocab.txt
+  .venv/bin/python -m benchmarks.bench_truncation --vocab_file=runs/encoders/all-minilm-l6-v2/vocab.txt
 
 Encodes batches of --batch_size generated texts (--min_words to --max_words vocabulary words each,
 so that most are longer than the budget) with TextEncoder.encode traced in a tf.function, as the
 preprocessing job's Tokenize does, for head / tail / head_tail at each --max_seq_length, single
 texts and pairs. Strategies are measured interleaved, --repeat rounds, best round kept; prints
 texts/s and the ratio to head, then the truncation op alone against the tokenizer alone (the
-figure that survives a loaded machine). Record the machine load (`uptime`) next to the figures.
+figure that survives a loaded machine). One JSON line per figure is appended to --out
+(truncation.jsonl) with provenance (benchmarks/common.py); `python -m benchmarks report` renders
+truncation.md.
 """
 import argparse
 import os
@@ -15,9 +17,7 @@ import random
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
+from benchmarks import common
 from bertcore import names  # noqa: E402  (imports bertcore first: Keras 2 before TensorFlow)
 from bertcore import tokenization  # noqa: E402
 
@@ -75,14 +75,17 @@ def main():
   parser.add_argument("--min_words", type=int, default=50)
   parser.add_argument("--max_words", type=int, default=600)
   parser.add_argument("--repeat", type=int, default=3)
+  parser.add_argument("--out", default=os.path.join(common.RESULTS, "truncation.jsonl"))
   args = parser.parse_args()
+  machine, before = common.machine(), common.sample()
+  records = []
 
   vocab = tokenization.load_vocab(args.vocab_file)
   texts = make_texts(vocab, args.batch_size * args.batches, args.min_words, args.max_words, 0)
   pairs = make_texts(vocab, len(texts), args.min_words // 4, args.max_words // 4, 1)
   print(f"{len(texts)} texts of {args.min_words}-{args.max_words} words "
         f"(pairs: + {args.min_words // 4}-{args.max_words // 4} words), batch {args.batch_size}, "
-        f"best of {args.repeat}; load {os.getloadavg()[0]:.2f}")
+        f"best of {args.repeat}")
   for max_seq_length in [int(x) for x in args.max_seq_length.split(",")]:
     for paired in (False, True):
       batches = []
@@ -101,12 +104,26 @@ def main():
       for _ in range(args.repeat):
         for truncation, encode in encoders.items():
           best[truncation] = min(best[truncation], time_batches(encode, batches))
-      row = ", ".join(f"{t} {len(texts) / s:,.0f} texts/s ({best['head'] / s:.2f}x head)"
-                      for t, s in best.items())
-      print(f"max_seq_length {max_seq_length}, {'pairs' if paired else 'single'}: {row}")
+      for t, seconds in best.items():
+        records.append(dict(kind="encode", max_seq_length=max_seq_length,
+                            input="pairs" if paired else "single", truncation=t,
+                            texts=len(texts), texts_per_s=len(texts) / seconds,
+                            ratio_to_head=best["head"] / seconds))
+        print(f"max_seq_length {max_seq_length}, {records[-1]['input']}, {t}: "
+              f"{records[-1]['texts_per_s']:,.0f} texts/s "
+              f"({records[-1]['ratio_to_head']:.2f}x head)", flush=True)
     split, cut = time_cut_alone(vocab, texts, max_seq_length, args.repeat)
+    records.append(dict(kind="cut_alone", max_seq_length=max_seq_length, texts=len(texts),
+                        split_seconds=split, cut_seconds=cut, cut_share=cut / split))
     print(f"max_seq_length {max_seq_length}: word pieces of {len(texts)} texts {split:.3f} s, "
           f"head_tail truncate of them {cut:.3f} s ({cut / split:.1%} of the tokenizer)")
+  provenance = common.provenance(machine, before, common.sample())
+  settings = {k: getattr(args, k) for k in ("batch_size", "batches", "min_words", "max_words",
+                                            "repeat")}
+  for record in records:
+    common.append_record(args.out, dict(
+        record, settings=settings, provenance=provenance,
+        command=["python", "-m", "benchmarks.bench_truncation"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -1,131 +1,141 @@
-"""This package vs the PyTorch reference (Hugging Face Trainer) on the same machine, interleaved.
+"""This package vs the PyTorch reference (Hugging Face Trainer) on the same machine, like for like.
 
-  WANDB_MODE=disabled python benchmarks/bench_vs_pytorch.py --torch_python=/tmp/torchenv/bin/python \\
+  python -m benchmarks.bench_vs_pytorch --torch_python=/tmp/torchenv/bin/python \\
       --data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2 \\
       --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
-      --steps=200 --rounds=1 --variants=pytorch,ours_f32,ours
+      --steps=200 --seeds=1,2,3,4,5 --variants=pytorch,ours_f32,ours
 
 The torch venv is made once, outside this package (benchmarks/pytorch_reference.py's docstring
-has the line). Variants, each a fresh subprocess, run interleaved (A B C A B C ...) so that a
-change of machine load hits every variant alike:
-  pytorch       benchmarks/pytorch_reference.py under --torch_python (float32, --threads 2)
+has the line). Variants, each a fresh subprocess:
+  pytorch       benchmarks/pytorch_reference.py under --torch_python, float32
   pytorch_bf16  the same with bfloat16 autocast
-  ours_f32      `python -m trainer.task --config=configs/tweets_minilm.py` in float32
-  ours          the same with the recipe's precision (auto: bfloat16 on CPUs with AVX512_BF16)
-Every run trains --steps steps (one epoch of --steps; the schedule spans them) and then
-evaluates validation and test. Both sides train on the same token ids and labels: the
-reference reads them from export_split_ids.py's .npz files, written once into --work_dir.
-Figures per run:
-  train ex/s    steady state, the first --skip_steps steps left out (ours: its progress lines,
-                logged every --skip_steps steps, as bench_train_speed.py; the reference: a
-                TrainerCallback)
-  eval ex/s     validation + test examples / their wall seconds (ours: eval_results.json's
-                final.eval_examples_per_sec, tracing of new shapes included; the reference:
-                trainer.predict)
-  wall          the whole command, start-up, checkpoint (ours) and evaluation included
-  test PR-AUC, F1 at the threshold tuned on validation, best F1
-Printed: one line per run, then per variant the medians and the median of per-round ratios vs
-the first variant (speeds: above 1 = faster than it; wall: above 1 = longer). One JSON line per
-run is appended to --out; the logs and model dirs stay in --work_dir.
+  ours_f32      `python -m trainer.task --config=configs/tweets_minilm.py` forced to float32
+  ours          the same at the recipe's default precision (auto: mixed bfloat16 on CPUs with
+                native bf16, float32 elsewhere; the record says which it was)
+  ours_f32_eigen  ours_f32 with TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, what TensorFlow alone
+                picks on CPUs without VNNI / BF16 / AMX (bertcore.env asks for oneDNN instead)
+--isa caps the instruction sets both sides' kernels may use on this CPU (oneDNN's
+ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, PyTorch's ATEN_CPU_CAPABILITY): `avx2` stands
+in for an AVX2-only CPU, `avx512_core` for AVX-512 without VNNI / BF16. It is an emulation on
+this CPU's cores and clocks, not such a CPU, and the records say so (isa); only float32
+variants run under it, since precision=auto reads the real CPU's flags.
+Like for like: both sides train on the same token ids and labels (the reference reads them from
+export_split_ids.py's .npz files, written once into --work_dir), for --steps steps of batch 32
+with the same seed, evaluate validation and test at the same --eval_batch, and run with the same
+--threads (the reference: torch.set_num_threads; both sides: OMP_NUM_THREADS, and ours
+TF_NUM_INTRAOP_THREADS). For each seed of --seeds, every variant runs once, interleaved
+(A B C A B C ...) so that a change of machine load hits every variant alike.
+One JSON line per run is appended to --out (see record()):
+  train_eps     steady-state training examples/s (ours: eval_results.json, every progress window
+                but the first; the reference: a TrainerCallback, steps after --skip_steps)
+  eval_eps      validation + test examples / their wall seconds
+  wall_seconds  the whole command, start-up, checkpoint (ours) and evaluation included
+  test_pr_auc, test_f1_tuned (at the threshold tuned on validation), test_best_f1
+plus seed, side, precision (as the run reported it), eval_batch, threads, the exact command
+and environment, and provenance (benchmarks/common.py). `python -m benchmarks report` renders
+results/vs_pytorch.md from the records: mean +- SD over seeds per variant, and the ratios.
 """
 import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+from benchmarks import common
 
-from benchmarks import bench_learning_curve, bench_train_speed  # noqa: E402
-
-REPO = bench_train_speed.REPO
-OURS = {"ours_f32": ["--config.precision=float32"], "ours": []}
+OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_f32_eigen": ["precision=float32"]}
+OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
-COLUMNS = ("train_eps", "eval_eps", "wall_seconds")   # ratios vs the first variant
+# Caps on the instruction sets each library's kernels dispatch to (see the docstring).
+ISA_ENV = {
+    "native": {},
+    "avx512_core": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                    "ATEN_CPU_CAPABILITY": "avx512"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ATEN_CPU_CAPABILITY": "avx2"},
+}
+NATIVE_ONLY = ("ours", "pytorch_bf16")   # their precision follows the real CPU
+RATIO_KEYS = ("train_eps", "eval_eps", "wall_seconds")   # printed ratios vs the first variant
 
 
-def ours_command(args, model_dir, flags):
+def thread_env(threads, isa="native"):
+  """The environment both sides run in: the same number of compute threads, the same ISA cap."""
+  return dict({"OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads)},
+              **ISA_ENV[isa])
+
+
+def ours_command(args, model_dir, name, seed):
   """The trainer.task command line of one run: --steps steps, then the final evaluation."""
-  return [sys.executable, "-m", "trainer.task", "--config=configs/tweets_minilm.py",
-          f"--config.encoder.dir={args.encoder_dir}", f"--data_dir={args.data_dir}",
-          f"--model_dir={model_dir}", "--strategy=one_device",
-          f"--config.train.steps_per_epoch={args.steps}", "--config.train.epochs=1",
-          f"--config.train.log_every_steps={args.skip_steps}",
-          "--config.train.checkpoint_every_steps=0", "--config.export=False"] + flags
+  return common.trainer_command(model_dir, args.data_dir, args.encoder_dir, [
+      f"train.steps_per_epoch={args.steps}", "train.epochs=1", f"train.seed={seed}",
+      f"train.log_every_steps={args.skip_steps}", "train.checkpoint_every_steps=0",
+      f"eval.global_batch_size={args.eval_batch}", "export=False"] + OURS[name])
 
 
-def reference_command(args, out_json, flags):
+def reference_command(args, out_json, name, seed):
   """The pytorch_reference.py command line of one run."""
-  return [args.torch_python, os.path.join(REPO, "benchmarks", "pytorch_reference.py"),
+  return [args.torch_python, os.path.join(common.REPO, "benchmarks", "pytorch_reference.py"),
           f"--ids_dir={args.ids_dir}", f"--hf_dir={args.hf_dir}", f"--out={out_json}",
           f"--work_dir={os.path.dirname(out_json)}", f"--steps={args.steps}",
-          f"--skip_steps={args.skip_steps}", f"--threads={args.threads}"] + flags
-
-
-def run_logged(command, log_path):
-  """Runs command with its output in log_path; (wall seconds, stdout text) or None if it failed."""
-  env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
-  start = time.perf_counter()
-  with open(log_path, "w") as log:
-    done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-  seconds = time.perf_counter() - start
-  if done.returncode:
-    print(f"  failed (exit {done.returncode}): see {log_path}", flush=True)
-    return None
-  with open(log_path) as f:
-    return seconds, f.read()
-
-
-def combined_rate(rates, counts):
-  """Examples/s over several passes: sum(counts) / sum(count / rate); None if any is missing."""
-  if not rates or any(rates.get(s) is None for s in counts):
-    return None
-  return sum(counts.values()) / sum(counts[s] / rates[s] for s in counts)
+          f"--skip_steps={args.skip_steps}", f"--threads={args.threads}",
+          f"--eval_batch={args.eval_batch}", f"--seed={seed}"] + REFERENCE[name]
 
 
 def read_reference(path):
-  """The common record (see parse_ours) of pytorch_reference.py's JSON output."""
+  """The figures of pytorch_reference.py's JSON output, under the names read_ours gives."""
   with open(path) as f:
     ref = json.load(f)
   counts = {s: ref[s]["num_examples"] for s in ("validation", "test")}
   return {"train_eps": ref["train_examples_per_sec"],
           "train_padding_efficiency": ref["train_padding_efficiency"],
-          "eval_eps": combined_rate(ref["eval_examples_per_sec"], counts),
+          "eval_eps": common.combined_rate(ref["eval_examples_per_sec"], counts),
           "eval_eps_by_split": ref["eval_examples_per_sec"],
           "test_pr_auc": ref["test"]["pr_auc"], "test_f1_tuned": ref["test"]["f1_tuned"],
-          "test_best_f1": ref["test"]["best_f1"], "threshold": ref["threshold"]}
+          "test_best_f1": ref["test"]["best_f1"], "threshold": ref["threshold"],
+          "precision": ref.get("precision"), "eval_batch": ref.get("eval_batch"),
+          "threads": ref.get("threads"), "seed": ref.get("seed"), "batch_size": ref.get("batch_size"),
+          "versions": {"torch": ref.get("torch"), "transformers": ref.get("transformers")}}
 
 
-def parse_ours(model_dir, stdout):
-  """The common record of one trainer.task run: train_eps, train_padding_efficiency, eval_eps,
-  eval_eps_by_split, test_pr_auc, test_f1_tuned, test_best_f1, threshold (None if absent)."""
-  train = bench_train_speed.steady_state(stdout) or (None, None)
-  quality = bench_learning_curve.read_final(model_dir) or {}
-  with open(os.path.join(model_dir, "eval_results.json")) as f:
-    final = json.load(f)["final"]
-  rates = final.get("eval_examples_per_sec") or {}
-  counts = {s: final[s]["num_examples"] for s in ("validation", "test") if s in final}
-  return {"train_eps": train[0], "train_padding_efficiency": train[1],
-          "eval_eps": combined_rate(rates, counts), "eval_eps_by_split": rates,
-          "test_pr_auc": quality.get("test/pr_auc"), "test_f1_tuned": quality.get("test/f1_tuned"),
-          "test_best_f1": quality.get("test/best_f1"), "threshold": quality.get("threshold")}
+def read_ours(model_dir, output):
+  """The figures of one trainer.task run: its eval_results.json, its config.json (evaluation
+  batch, seed) and the precision it printed."""
+  final = common.read_final(model_dir) or {}
+  config = common.read_config(model_dir) or {}
+  keys = ("train_eps", "train_padding_efficiency", "eval_eps", "eval_eps_by_split",
+          "test_pr_auc", "test_f1_tuned", "test_best_f1", "threshold")
+  return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output),
+              eval_batch=config.get("eval", {}).get("global_batch_size"),
+              batch_size=config.get("train", {}).get("global_batch_size"),
+              seed=config.get("train", {}).get("seed"))
 
 
-def run_variant(args, name, round_dir):
-  """Runs one variant once; its common record plus wall_seconds, or None if it failed."""
-  log = os.path.join(round_dir, f"{name}.log")
+def run_variant(args, name, seed, run_dir):
+  """Runs one variant once. Returns (figures, command, env, run) or None if it failed."""
+  env = dict(thread_env(args.threads, args.isa), **OURS_ENV.get(name, {}))
   if name in REFERENCE:
-    out_json = os.path.join(round_dir, name, "reference.json")
-    os.makedirs(os.path.dirname(out_json), exist_ok=True)
-    done = run_logged(reference_command(args, out_json, REFERENCE[name]), log)
-    record = done and read_reference(out_json)
+    out_json = os.path.join(run_dir, "reference.json")
+    os.makedirs(run_dir, exist_ok=True)
+    command = reference_command(args, out_json, name, seed)
+    run = common.run_logged(command, run_dir + ".log", env)
+    figures = None if run["returncode"] else read_reference(out_json)
   else:
-    model_dir = os.path.join(round_dir, name)
-    done = run_logged(ours_command(args, model_dir, OURS[name]), log)
-    record = done and parse_ours(model_dir, done[1])
-  return record and dict(record, wall_seconds=done[0])
+    command = ours_command(args, run_dir, name, seed)
+    run = common.run_logged(command, run_dir + ".log", env)
+    figures = None if run["returncode"] else dict(read_ours(run_dir, run["output"]),
+                                                  threads=args.threads)
+  return figures and (figures, command, env, run)
+
+
+def record(name, seed, figures, command, env, run, provenance, args):
+  """One run's JSON line: its figures, the settings of its side and the provenance."""
+  return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
+              seed=seed, steps=args.steps, skip_steps=args.skip_steps, isa=args.isa,
+              data_dir=args.data_dir, ids_dir=args.ids_dir,
+              max_seq_length=args.max_seq_length,
+              wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
+              provenance=provenance)
 
 
 def export_ids(args):
@@ -133,12 +143,20 @@ def export_ids(args):
   ids_dir = os.path.join(args.work_dir, "ids")
   if not all(os.path.exists(os.path.join(ids_dir, f"{s}.npz"))
              for s in ("train", "validation", "test")):
-    command = [sys.executable, os.path.join(REPO, "benchmarks", "export_split_ids.py"),
-               f"--data_dir={args.data_dir}", f"--output_dir={ids_dir}",
-               f"--positive_label={args.positive_label}"]
-    if run_logged(command, os.path.join(args.work_dir, "export_ids.log")) is None:
+    command = [sys.executable, "-m", "benchmarks.export_split_ids", f"--data_dir={args.data_dir}",
+               f"--output_dir={ids_dir}", f"--positive_label={args.positive_label}"]
+    if common.run_logged(command, os.path.join(args.work_dir, "export_ids.log"))["returncode"]:
       raise SystemExit("error: exporting the token ids failed")
   return ids_dir
+
+
+def max_seq_length(data_dir):
+  """The preprocessed data's max_seq_length (manifest.json): both sides read these ids."""
+  path = os.path.join(data_dir, "manifest.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f).get("max_seq_length")
 
 
 def fmt(value, spec):
@@ -147,37 +165,36 @@ def fmt(value, spec):
 
 def run_line(r):
   """One printed line per run."""
-  return (f"round {r['round']} {r['variant']:<12} train {fmt(r['train_eps'], '6.1f')} ex/s "
-          f"(padding {fmt(r['train_padding_efficiency'], '.3f')})  eval "
-          f"{fmt(r['eval_eps'], '6.1f')} ex/s  wall {fmt(r['wall_seconds'], '5.0f')} s  test "
-          f"PR-AUC {fmt(r['test_pr_auc'], '.4f')} F1@tuned {fmt(r['test_f1_tuned'], '.4f')} "
-          f"best F1 {fmt(r['test_best_f1'], '.4f')}  load {r['load']}")
+  p = r["provenance"]
+  return (f"seed {r['seed']} {r['variant']:<12} {r['precision'] or '?':<14} train "
+          f"{fmt(r['train_eps'], '6.1f')} ex/s (padding {fmt(r['train_padding_efficiency'], '.3f')})"
+          f"  eval {fmt(r['eval_eps'], '6.1f')} ex/s (batch {r['eval_batch']})  wall "
+          f"{fmt(r['wall_seconds'], '5.0f')} s  test PR-AUC {fmt(r['test_pr_auc'], '.4f')} "
+          f"F1@tuned {fmt(r['test_f1_tuned'], '.4f')} best F1 {fmt(r['test_best_f1'], '.4f')}  "
+          f"busy {p['busy_before']}/{p['busy_after']}{'  LOADED' if p['loaded'] else ''}")
 
 
-def median_ratio(records, name, base, key):
-  """Median over rounds of name's key / base's key in the same round (None if none pair up)."""
-  by_round = {r["round"]: r for r in records if r["variant"] == base}
-  ratios = [r[key] / by_round[r["round"]][key] for r in records if r["variant"] == name
-            and r[key] and by_round.get(r["round"], {}).get(key)]
-  return statistics.median(ratios) if ratios else None
+def paired_ratios(records, name, base, key):
+  """name's key / base's key over the seeds both ran (same seed = same ids, same recipe)."""
+  by_seed = {r["seed"]: r for r in records if r["variant"] == base}
+  return [r[key] / by_seed[r["seed"]][key] for r in records if r["variant"] == name
+          and r[key] and by_seed.get(r["seed"], {}).get(key)]
 
 
 def summary_lines(records, names):
-  """Per variant: medians of the speeds, x(median per-round ratio) vs names[0], mean quality."""
+  """Per variant: medians of the speeds, x(median paired ratio) vs names[0], mean quality."""
   lines = []
   for name in names:
     mine = [r for r in records if r["variant"] == name]
     if not mine:
       continue
     parts = []
-    for key in COLUMNS:
-      values = [r[key] for r in mine if r[key] is not None]
-      ratio = median_ratio(records, name, names[0], key)
-      parts.append(f"{key} {fmt(statistics.median(values) if values else None, '.1f')} "
-                   f"(x{fmt(ratio, '.2f')})")
+    for key in RATIO_KEYS:
+      ratios = paired_ratios(records, name, names[0], key)
+      parts.append(f"{key} {fmt(common.median(r[key] for r in mine), '.1f')} "
+                   f"(x{fmt(statistics.median(ratios) if ratios else None, '.2f')})")
     for key in ("test_pr_auc", "test_f1_tuned", "test_best_f1"):
-      values = [r[key] for r in mine if r[key] is not None]
-      parts.append(f"{key} {fmt(statistics.mean(values) if values else None, '.4f')}")
+      parts.append(f"{key} {fmt(common.mean_sd(r[key] for r in mine)[0], '.4f')}")
     lines.append(f"{name:<12} " + "  ".join(parts))
   return lines
 
@@ -191,17 +208,28 @@ def parse_args(argv=None):
   p.add_argument("--positive_label", default="positive")
   p.add_argument("--steps", type=int, default=200)
   p.add_argument("--skip_steps", type=int, default=20, help="left out of the training rate")
-  p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-  p.add_argument("--rounds", type=int, default=1)
+  p.add_argument("--eval_batch", type=int, default=64, help="evaluation batch, both sides")
+  p.add_argument("--threads", type=int, default=2, help="compute threads, both sides")
+  p.add_argument("--seeds", default="42", help="comma-separated; each runs every variant")
+  p.add_argument("--isa", default="native", choices=sorted(ISA_ENV),
+                 help="cap both sides' kernels at this instruction set (an emulation)")
   p.add_argument("--variants", default="pytorch,ours_f32,ours")
   p.add_argument("--work_dir", default="/tmp/bench_vs_pytorch")
-  p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "vs_pytorch.jsonl"))
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "vs_pytorch.jsonl"))
   args = p.parse_args(argv)
-  unknown = set(args.variants.split(",")) - set(OURS) - set(REFERENCE)
+  args.names = args.variants.split(",")
+  unknown = set(args.names) - set(OURS) - set(REFERENCE)
   if unknown:
     p.error(f"unknown variants {sorted(unknown)}; known: {', '.join([*REFERENCE, *OURS])}")
+  if args.isa != "native" and set(args.names) & set(NATIVE_ONLY):
+    p.error(f"--isa={args.isa}: {', '.join(sorted(set(args.names) & set(NATIVE_ONLY)))} pick "
+            f"their precision from the real CPU; run only float32 variants under an ISA cap")
   if args.steps <= args.skip_steps:
     p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
+  try:
+    args.seed_list = [int(s) for s in args.seeds.split(",")]
+  except ValueError:
+    p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
   for name in ("data_dir", "encoder_dir", "hf_dir", "work_dir"):
     setattr(args, name, os.path.abspath(getattr(args, name)))
   return args
@@ -209,25 +237,29 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
-  names = args.variants.split(",")
   os.makedirs(args.work_dir, exist_ok=True)
   args.ids_dir = export_ids(args)
-  stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+  args.max_seq_length = max_seq_length(args.data_dir)
+  machine = common.machine()
+  print(f"machine: {machine['cpu']['model']}, {common.bf16_label(machine['cpu'])}, "
+        f"{machine['cores']} cores; commit {machine['commit']}"
+        f"{' (dirty)' if machine['dirty'] else ''}", flush=True)
+  stamp = time.strftime("%Y%m%dT%H%M%S")
   records = []
-  for r in range(1, args.rounds + 1):
-    round_dir = os.path.join(args.work_dir, f"{stamp}-round{r}")
-    os.makedirs(round_dir)
-    for name in names:
-      record = run_variant(args, name, round_dir)
-      if record is None:
-        continue
-      record.update(variant=name, round=r, steps=args.steps, time=stamp,
-                    load=bench_train_speed.load())
-      records.append(record)
-      print(run_line(record), flush=True)
-      with open(args.out, "a") as f:
-        f.write(json.dumps(record) + "\n")
-  print("\n".join(summary_lines(records, names)))
+  for seed, name in common.interleave(args.seed_list, args.names):
+    run_dir = os.path.join(args.work_dir, stamp, f"seed{seed}-{name}")
+    before = common.sample()
+    done = run_variant(args, name, seed, run_dir)
+    after = common.sample()
+    if done is None:
+      continue
+    figures, command, env, run = done
+    r = record(name, seed, figures, command, env, run,
+               common.provenance(machine, before, after), args)
+    records.append(r)
+    print(run_line(r), flush=True)
+    common.append_record(args.out, r)
+  print("\n".join(summary_lines(records, args.names)))
 
 
 if __name__ == "__main__":

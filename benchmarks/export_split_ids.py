@@ -1,6 +1,6 @@
 """Writes a data dir's token ids and binary labels as one .npz per split, for non-TF readers.
 
-  WANDB_MODE=disabled python benchmarks/export_split_ids.py --data_dir=runs/data/tweets_binary \\
+  WANDB_MODE=disabled python -m benchmarks.export_split_ids --data_dir=runs/data/tweets_binary \\
       --positive_label=positive --output_dir=/tmp/tweets_ids
 
 benchmarks/pytorch_reference.py trains on these files, so that the PyTorch reference and
@@ -15,11 +15,7 @@ Rows are in the manifest's shard order (sorted file names), records in file orde
 read and written through tf.io.gfile, so the directories may be on GCS.
 """
 import argparse
-import os
 import posixpath
-import sys
-
-sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 import bertcore  # noqa: E402,F401  (before TensorFlow: selects Keras 2)
 import numpy as np  # noqa: E402

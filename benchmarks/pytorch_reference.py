@@ -6,12 +6,13 @@ Runs in its own venv, never in the project's (torch is not a dependency of this 
   /tmp/torchenv/bin/pip install torch==2.13.0 transformers accelerate scikit-learn numpy safetensors
   HF_HUB_OFFLINE=1 /tmp/torchenv/bin/python benchmarks/pytorch_reference.py \\
       --ids_dir=/tmp/tweets_ids --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
-      --steps=200 --out=/tmp/reference.json
+      --steps=200 --eval_batch=64 --out=/tmp/reference.json
 
 --ids_dir holds benchmarks/export_split_ids.py's train/validation/test .npz (token ids and
 positive-vs-rest labels of the preprocessed TFRecords), so both sides train on the same ids.
 --hf_dir is a Hugging Face BERT directory (config.json + model.safetensors), loaded offline.
-This file imports neither TensorFlow nor this package; benchmarks/bench_vs_pytorch.py runs it.
+This file imports neither TensorFlow nor this package; benchmarks/bench_vs_pytorch.py runs it
+and passes every setting that must match our side (--eval_batch, --threads, --seed, --steps).
 
 The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout 0.1 ->
 Linear(hidden, 1) (truncated normal 0.02, zero bias, as trainer/model.py), sigmoid cross-entropy
@@ -207,7 +208,8 @@ def run(args):
   test = split_metrics(*outputs["test"], tuned=validation["best_threshold"])
   return {
       "variant": "pytorch_bf16" if args.bf16 else "pytorch", "steps": args.steps,
-      "batch_size": args.batch_size, "threads": args.threads, "seed": args.seed,
+      "batch_size": args.batch_size, "eval_batch": args.eval_batch, "threads": args.threads,
+      "seed": args.seed, "precision": "bfloat16_autocast" if args.bf16 else "float32",
       "train_examples_per_sec": timer.examples_per_sec(args.batch_size),
       "train_padding_efficiency": efficiency, "train_mean_tokens": mean_tokens,
       "train_seconds": train_seconds, "eval_examples_per_sec": speed,
@@ -237,7 +239,7 @@ def parse_args(argv=None):
   p.add_argument("--steps", type=int, default=200)
   p.add_argument("--skip_steps", type=int, default=20, help="steps left out of the rate")
   p.add_argument("--batch_size", type=int, default=32)
-  p.add_argument("--eval_batch", type=int, default=128)
+  p.add_argument("--eval_batch", type=int, default=64, help="as configs/tweets_minilm.py")
   p.add_argument("--learning_rate", type=float, default=5e-5)
   p.add_argument("--warmup_fraction", type=float, default=0.1)
   p.add_argument("--dropout", type=float, default=0.1, help="before the head")

@@ -13,9 +13,9 @@ C and class_weight are chosen on the validation split (a fair baseline); for a b
 decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
 applied to test. Metrics come from trainer.evaluation.compute_metrics, the trainer's own.
 
-  python benchmarks/tfidf_baseline.py @configs/data/tweets_binary.args \
+  python -m benchmarks.tfidf_baseline @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
-  python benchmarks/tfidf_baseline.py @configs/data/drugreviews_binary.args \
+  python -m benchmarks.tfidf_baseline @configs/data/drugreviews_binary.args \
       --input="$(python -m preprocess.datasets drugreviews-train)" \
       --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
@@ -31,7 +31,7 @@ import numpy as np
 
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
 from bertcore import schema
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import job
 from preprocess import rows
 from preprocess import run as preprocess_run

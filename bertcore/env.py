@@ -1,8 +1,10 @@
-"""Process environment: Keras 2 selection, TF's C++ log level, the TF version lock-step check."""
+"""Process environment: Keras 2 selection, oneDNN CPU kernels, TF's C++ log level, the TF
+version lock-step check."""
 import contextlib
 import ctypes
 import logging
 import os
+import platform
 import sys
 from importlib import metadata
 
@@ -29,9 +31,11 @@ def version_problem():
 
 
 def configure():
-  """Selects Keras 2 and exits with one line if the TF stack is mismatched."""
+  """Selects Keras 2 and oneDNN, and exits with one line if the TF stack is mismatched."""
   if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    if onednn_wanted():
+      os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
   elif os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     # TF picks its Keras at import; too late to switch. Say so instead of failing later.
     sys.exit("error: TensorFlow was imported before this package; set TF_USE_LEGACY_KERAS=1 "
@@ -41,6 +45,19 @@ def configure():
   problem = version_problem()
   if problem:
     sys.exit(f"error: {problem}")
+
+
+def onednn_wanted():
+  """True on Linux x86-64, where TensorFlow's own default may leave oneDNN off.
+
+  TF 2.20's Linux wheels turn their oneDNN CPU kernels on only for CPUs with AVX512_VNNI,
+  AVX512_BF16, AVX_VNNI or AMX (tensorflow/core/util/util.cc); on the others (AVX2-only CPUs,
+  AVX-512 without VNNI) matmuls run on Eigen's kernels instead, slower for a BERT step (the
+  ours_f32_eigen rows of benchmarks/results/vs_pytorch.md). oneDNN dispatches on the CPU's ISA
+  itself (AVX2 and up), so asking for it suits every x86-64 CPU; the user's own
+  TF_ENABLE_ONEDNN_OPTS wins.
+  """
+  return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 
 
 def cuda_driver_present():
@@ -71,7 +88,7 @@ def quiet_optional_imports():
 
   apache_beam logs `Failed to import GCSFileSystem ...` and `apitools not found ...` on import
   when the GCS extras are not installed; that says nothing to a job without gs:// paths (those
-  get one line naming the extra to install, see preprocess.csv_source.check_filesystems).
+  get one line naming the extra to install, see bertcore.csv_source.check_filesystems).
   """
   previous = logging.root.manager.disable
   logging.disable(logging.WARNING)

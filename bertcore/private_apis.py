@@ -54,3 +54,14 @@ def abort_collectives(code, message):
   """
   from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
   context.context().abort_collective_ops(code, message)
+
+
+def onednn_enabled():
+  """True if this process's TensorFlow runs its oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS).
+
+  Why: TensorFlow has no public call that says whether oneDNN is on; the decision is made once,
+  in C++, from the CPU's features and the environment variable (see bertcore.env.onednn_wanted).
+  Public replacement: none in TF 2.20.
+  """
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
+  return bool(_pywrap_util_port.IsMklEnabled())

@@ -27,11 +27,9 @@ def get_config():
   config.model.pooling = "mean"
   config.model.dropout = 0.1
   config.train.global_batch_size = 32
-  # One full pass (930 steps, all ~29,800 training tweets once): validation PR-AUC 0.817 / best F1
-  # 0.745 vs 0.796 / 0.726 for the former 2 x 300 steps (19,200 examples, seed 42,
-  # benchmarks/results/quality.md). About 9 minutes end to end on 2 idle cores with native
-  # bfloat16 (71 examples/s); float32 CPUs train ~1.45x slower.
-  # Shorter: --config.train.steps_per_epoch=300 --config.train.epochs=2 (the former recipe, ~6 min).
+  # One full pass (930 steps, all ~29,800 training tweets once); its time and test F1 per CPU kind:
+  # benchmarks/results/quickstart.md (python -m benchmarks.bench_quickstart).
+  # Shorter: --config.train.steps_per_epoch=300 --config.train.epochs=2 (the former recipe).
   config.train.steps_per_epoch = 0      # 0 = a full pass over the training split
   config.train.epochs = 1
   config.train.learning_rate = 5e-5
@@ -39,8 +37,7 @@ def get_config():
   # bucket_boundaries: the default () derives them from the manifest (16/24/.../64/128 here).
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
-  # Sorted evaluation batches of 64 pad less than 128 (0.87 vs 0.83 of the tokens real) and ran
-  # x2.60 the old evaluation's speed vs x2.48 at 128, same metrics (benchmarks/results/eval.md).
+  # Sorted evaluation batches of 64 pad less than 128 (python -m benchmarks.bench_eval measures it).
   config.eval.global_batch_size = 64
   config.precision = "auto"             # CPU: bfloat16 where native (AVX512_BF16 / AMX), else float32
   config.wandb.project = "bert-tweets-minilm"

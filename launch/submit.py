@@ -1,6 +1,7 @@
 """Submits training to Vertex AI (GPUs) or a Cloud TPU VM, and preprocessing to Dataflow.
 
   python -m launch.submit <vertex|tpu_vm|dataflow> [launcher flags] [--dry_run] -- [job flags]
+  python -m launch.submit vertex --tune=configs/search/<space>.yaml ... -- [trial flags]
 
 Everything after `--` goes to trainer.task (vertex, tpu_vm) or preprocess.run (dataflow;
 scoring.run with `dataflow --job=score`) unchanged. The submission is validated first; `--dry_run` prints the exact request or commands
@@ -14,9 +15,11 @@ import subprocess
 import sys
 
 from launch import dataflow
+from launch import search_space
 from launch import tpu
 from launch import validation
 from launch import vertex
+from trainer import objective  # TensorFlow-free at import: default_name, goal
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +55,9 @@ def build_parser():
   p.add_argument("--accelerator_count", type=int, help="GPUs per machine (implied by a2/a3/g2)")
   p.add_argument("--workers", type=int, default=1,
                  help="machines; > 1 runs MultiWorkerMirroredStrategy (chief + workers-1)")
+  p.add_argument("--tune", metavar="SPACE_YAML",
+                 help="a HyperparameterTuningJob over this search space (launch/search_space.py) "
+                 "instead of one CustomJob: every trial is the training job with its values")
 
   p = targets.add_parser("tpu_vm", help="Cloud TPU VM (single host) running TPUStrategy")
   _common(p, region=False)
@@ -88,6 +94,8 @@ def plan(args, job_args):
       args.target.replace("_", "-"), datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
   if args.target == "vertex":
     bucket = args.staging_bucket.rstrip("/")
+    if args.tune:
+      return _plan_tuning(args, name, bucket, job_args)
     gpu, count = vertex.validate(bucket, args.image, args.machine_type, args.accelerator_type,
                                  args.accelerator_count, args.workers, job_args)
     request = vertex.build_request(args.project, args.region, name, bucket, args.image,
@@ -114,6 +122,33 @@ def plan(args, job_args):
                                job=args.job)
   return ({"target": "dataflow", **job, "shell": shlex.join(job["command"])},
           lambda: dataflow.submit(job["command"]))
+
+
+def _plan_tuning(args, name, bucket, job_args):
+  """vertex --tune: the HyperparameterTuningJob whose trials are the CustomJob's worker pools."""
+  space = search_space.load(args.tune)
+  flags = validation.parse_flags(job_args)
+  searched = {p.flag: p for p in space.parameters}
+  for flag in ("model_dir_per_trial", "objective", *searched):
+    if flag in flags:
+      raise ValueError(f"--{flag} is set by the tuning job: remove it after --")
+  checked_args = list(job_args)
+  if "data_dir" in searched:  # every searched data dir must be gs://; check one as the job's
+    for value in searched["data_dir"].values:
+      validation.require_gs("parameter data_dir", str(value))
+    checked_args.append(f"--data_dir={searched['data_dir'].values[0]}")
+  gpu, count = vertex.validate(bucket, args.image, args.machine_type, args.accelerator_type,
+                               args.accelerator_count, args.workers, checked_args)
+  if "config" not in flags:
+    raise ValueError("--config=configs/<experiment>.py is required after -- for a tuning job")
+  metric = space.metric or objective.default_name(validation.load_config(flags["config"]))
+  trial_args = [*job_args, "--model_dir_per_trial", f"--objective={metric}"]
+  pools = vertex.worker_pools(args.image, args.machine_type, gpu, count, args.workers,
+                              trial_args)
+  request = vertex.build_tuning_request(args.project, args.region, name, bucket, space, metric,
+                                        objective.goal(metric), pools)
+  return ({"target": "vertex", **request},
+          lambda: print("created", vertex.submit(request, args.region)))
 
 
 def main(argv=None):

@@ -5,43 +5,26 @@ file are written by the pipeline, and the manifest is written last, so a directo
 manifest is always a complete output.
 """
 import dataclasses
-import gc
 import posixpath
 import re
 import sys
 
-import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 import bertcore
+from bertcore import beam_jobs
 from bertcore import cli
 from bertcore import files
 from bertcore import names
-from bertcore import private_apis
 from bertcore import schema
 from bertcore import tokenization
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import pipeline as pipeline_lib
 from preprocess import rows
 from preprocess import stats
 
 TEMP_DIR = "_preprocess_tmp"
-LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner")
-
-
-def make_runner(options):
-  """The runner for these options, never attempting Beam's Prism download.
-
-  Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary; for a batch
-  pipeline like ours it then falls back to the FnApiRunner, which we build directly (see
-  bertcore.private_apis). Any other runner name (DataflowRunner, ...) is returned as is for
-  Beam to resolve.
-  """
-  name = options.view_as(pipeline_options.StandardOptions).runner
-  if name not in LOCAL_RUNNERS:
-    return name
-  return private_apis.local_beam_runner(options)
 
 
 def prepare_output_dir(output_dir):
@@ -100,18 +83,6 @@ def check_settings(train_fraction, validation_fraction, num_shards, max_seq_leng
   names.check_truncation(truncation, what="--truncation")
 
 
-def run_pipeline(build, config, options):
-  """Runs the Beam pipeline that build(pipeline, config) adds steps to, to completion."""
-  # The local runner works in this process: keep the cyclic GC from re-scanning the millions of
-  # long-lived objects of TensorFlow and Beam on every full collection (unfrozen afterwards).
-  gc.freeze()
-  try:
-    with beam.Pipeline(runner=make_runner(options), options=options) as p:
-      build(p, config)
-  finally:
-    gc.unfreeze()
-
-
 def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
             lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
             split_salt, compression, batch_size, options=None, wandb_project=None,
@@ -142,7 +113,8 @@ def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels
       train_fraction=train_fraction, validation_fraction=validation_fraction,
       split_salt=split_salt, compression=compression, batch_size=batch_size,
       truncation=truncation)
-  run_pipeline(pipeline_lib.build, config, options or pipeline_options.PipelineOptions([]))
+  beam_jobs.run_pipeline(pipeline_lib.build, config,
+                         options or pipeline_options.PipelineOptions([]))
   summary = files.read_json(posixpath.join(temp_dir, pipeline_lib.SUMMARY))
   tf.io.gfile.rmtree(temp_dir)
   manifest = make_manifest(config, summary, vocab_path)

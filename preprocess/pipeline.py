@@ -44,7 +44,7 @@ from bertcore import files
 from bertcore import private_apis
 from bertcore import schema
 from bertcore.names import DEAD_LETTER_FILE as DEAD_LETTER
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import progress as progress_lib
 from preprocess import records as records_lib
 from preprocess import rows

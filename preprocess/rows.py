@@ -1,19 +1,12 @@
 """Per-row validation and conversion: pure functions, no I/O (unit-tested directly).
 
 A CSV record becomes either a `Row` (kept) or a `Rejection` (written to the dead-letter file).
-Checks run in this order and the first failure is the reason:
-  malformed_csv       the csv module could not parse the record
-  undecodable         bytes the --encoding cannot decode
-  nul_character       a NUL (\\x00) anywhere in the record
-  wrong_column_count  more or fewer cells than the file's header
-  missing_id          the id cell is empty or whitespace (only with an --id_column)
-  empty_text          the text (or the pair text) is empty or whitespace
-  missing_label       the label cell is empty or whitespace (only with a --label_column)
-  unknown_label       the label is not in --labels / --label_map
-  duplicate_id        decided later, per shard: among kept rows with one id, the first by
-                      (file, line) wins and the others are rejected (see pipeline.py);
-                      --test_input files come before --input files, so a training row that
-                      repeats a test row is the one rejected (no test text is trained on)
+The checks and their reasons are bertcore.row_checks' (shared with trainer.predict and
+scoring.run; its docstring lists them in order), then the label checks (missing_label,
+unknown_label); duplicate_id is decided later, per shard: among kept rows with one id, the first
+by (file, line) wins and the others are rejected (see pipeline.py); --test_input files come
+before --input files, so a training row that repeats a test row is the one rejected (no test
+text is trained on).
 With --unescape_html, HTML character references in the text(s) are decoded first (`&#039;` ->
 `'`, `&quot;` -> `"`, as review sites store them), so every check and statistic sees the text
 the tokenizer gets. A text longer than --max_text_chars is kept but cut to that many characters
@@ -23,13 +16,13 @@ Labels are compared as strings after stripping whitespace: " 1" is "1", but "1.0
 (with --labels=0,1 it is an unknown_label; without --labels it becomes a class of its own).
 """
 import hashlib
-import html
 from typing import Dict, FrozenSet, NamedTuple, Optional, Tuple
 
-from preprocess import csv_source
+from bertcore import csv_source
+from bertcore import row_checks
 
-REJECT_REASONS = ("malformed_csv", "undecodable", "nul_character", "wrong_column_count",
-                  "missing_id", "empty_text", "missing_label", "unknown_label", "duplicate_id")
+REJECT_REASONS = row_checks.REJECT_REASONS
+Layout = row_checks.Layout  # Where the columns are in one file (from its header).
 LONG_TEXT = "long_text"
 
 
@@ -40,17 +33,6 @@ class Columns(NamedTuple):
   text_pair: Optional[str]
   label: Optional[str]
 
-  def required(self):
-    return [c for c in (self.id, self.text, self.text_pair, self.label) if c]
-
-
-class Layout(NamedTuple):
-  """Where the columns are in one file (from its header)."""
-  num_columns: int
-  id: Optional[int]
-  text: int
-  text_pair: Optional[int]
-  label: Optional[int]
 
 
 class RowConfig(NamedTuple):
@@ -94,14 +76,9 @@ class Rejection(NamedTuple):
 
 def make_layout(header, columns, path="input"):
   """Finds the flag-named columns in a header; ValueError naming the missing one."""
-  names = [name.strip() for name in header]
-  for name in columns.required():
-    if name not in names:
-      hint = " (use --label_column='' for input without labels)" if name == columns.label else ""
-      raise ValueError(f"{path}: column {name!r} is not in the header {names}{hint}")
-  index = lambda name: names.index(name) if name else None  # noqa: E731
-  return Layout(len(names), index(columns.id), names.index(columns.text),
-                index(columns.text_pair), index(columns.label))
+  hints = {columns.label: " (use --label_column='' for input without labels)"}
+  return row_checks.find_columns(header, columns.id, columns.text, columns.text_pair,
+                                 columns.label, path, hints)
 
 
 def content_id(text, text_pair=None):
@@ -137,32 +114,13 @@ def convert_row(record: csv_source.CsvRecord, layout: Layout, config: RowConfig)
   def reject(reason):
     return Rejection(reason, record.file, record.line, csv_source.excerpt(record.raw))
 
-  fields = record.fields
-  if fields is None:
-    return reject("malformed_csv")
-  joined = "\x1f".join(fields)
-  if not joined.isascii():  # Fast path: pure-ASCII rows cannot hold escaped bytes.
-    if any("\udc80" <= ch <= "\udcff" for ch in joined):
-      return reject("undecodable")
-  if "\x00" in joined:
-    return reject("nul_character")
-  if len(fields) != layout.num_columns:
-    return reject("wrong_column_count")
-
-  text = fields[layout.text]
-  text_pair = fields[layout.text_pair] if layout.text_pair is not None else None
-  if config.unescape_html:  # Before the empty check: "&#32;" is an empty text.
-    text = html.unescape(text)
-    text_pair = html.unescape(text_pair) if text_pair is not None else None
-  if layout.id is not None:
-    example_id = fields[layout.id].strip()
-    if not example_id:
-      return reject("missing_id")
-  if not text.strip() or (text_pair is not None and not text_pair.strip()):
-    return reject("empty_text")
+  checked = row_checks.check_record(record, layout, config.unescape_html)
+  if checked.reason:
+    return reject(checked.reason)
+  example_id, text, text_pair = checked.example_id, checked.text, checked.text_pair
   labels = ()
   if layout.label is not None:
-    labels, reason = parse_labels(fields[layout.label], config)
+    labels, reason = parse_labels(record.fields[layout.label], config)
     if reason:
       return reject(reason)
   if layout.id is None:

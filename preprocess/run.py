@@ -21,6 +21,7 @@ import sys
 
 from apache_beam.options import pipeline_options
 
+from bertcore import beam_jobs
 from bertcore import cli
 from bertcore import names
 from bertcore import tokenization
@@ -38,15 +39,6 @@ class _ArgumentParser(argparse.ArgumentParser):
   def convert_arg_line_to_args(self, arg_line):
     line = arg_line.strip()
     return [] if not line or line.startswith("#") else [line]
-
-
-def parse_bool(value):
-  """An argparse type: true/1/yes or false/0/no (scoring.run uses it too)."""
-  if value.lower() in ("true", "1", "yes"):
-    return True
-  if value.lower() in ("false", "0", "no"):
-    return False
-  raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def train_fraction_of(args):
@@ -72,7 +64,7 @@ def make_parser():
                       "duplicate_id")
   p.add_argument("--delimiter", default=",",
                  help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=parse_bool, default=False,
+  p.add_argument("--unescape_html", type=beam_jobs.parse_bool, default=False,
                  help="decode HTML character references (&#039; &quot; &amp;) in the text(s) "
                       "before tokenizing; recorded in the manifest and the export")
   p.add_argument("--output_dir", required=True)
@@ -88,7 +80,7 @@ def make_parser():
   p.add_argument("--label_map", default="",
                  help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
                       "raw values not listed are unknown_label")
-  p.add_argument("--multi_label", type=parse_bool, default=False,
+  p.add_argument("--multi_label", type=beam_jobs.parse_bool, default=False,
                  help="label cells hold several labels separated by --label_separator")
   p.add_argument("--label_separator", default="|")
   vocab = p.add_mutually_exclusive_group()
@@ -120,20 +112,6 @@ def make_parser():
   p.add_argument("--wandb_project", default="",
                  help="log statistics and plots to this W&B project (if WANDB_MODE allows)")
   return p
-
-
-def unknown_beam_args(pipeline_args):
-  """The flags that neither this job nor any Beam PipelineOptions knows (likely typos).
-
-  Beam keeps flags it does not know only when asked to (retain_unknown_options=True); the
-  option names that appear then, and not among the defaults, are the unknown ones.
-  """
-  known = pipeline_options.PipelineOptions([]).get_all_options()
-  retained = pipeline_options.PipelineOptions(pipeline_args).get_all_options(
-      retain_unknown_options=True)
-  unknown = set(retained) - set(known)
-  return [arg for arg in pipeline_args if arg.startswith("-")
-          and arg.lstrip("-").partition("=")[0].replace("-", "_") in unknown]
 
 
 def parse_label_map(text):
@@ -193,7 +171,7 @@ def job_kwargs(args):
 def run(argv=None):
   """Parses flags (ours + Beam's, as Beam's examples do) and runs the job; returns its Manifest."""
   known_args, pipeline_args = make_parser().parse_known_args(argv)
-  unknown = unknown_beam_args(pipeline_args)
+  unknown = beam_jobs.unknown_beam_args(pipeline_args)
   if unknown:
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
   if known_args.batch_size < 1:

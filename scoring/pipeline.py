@@ -7,11 +7,13 @@ Graph (every stage named):
 
 Why this shape:
 - A "part" is (input file F, split S of --num_shards). One CSV file cannot be cut at arbitrary
-  bytes (quoted fields may hold newlines), so every part parses its whole file but keeps only
+  bytes (quoted fields may hold newlines), so every part reads its whole file but keeps only
   its own blocks of rows: data rows are grouped in blocks of --sort_rows, and block b belongs
-  to split b % num_shards. Parsing is ~1 us/row against ~1 ms/row of inference, and nothing
-  has to be shuffled, so memory does not grow with the input and parts run in parallel on as
-  many workers as there are parts. A TFRecord file (the preprocessing job's shards) is split
+  to split b % num_shards. Every part also checks every row (serving.inputs: preprocessing's
+  reasons, word pieces, and duplicate ids, which need all earlier rows); parsing and tokenizing
+  cost ~10 us/row against ~1 ms/row of inference. Nothing has to be shuffled, so parts run in
+  parallel on as many workers as there are parts, and memory grows only by the duplicate-id
+  check: ~90 bytes per row of the file being read (none without an id column). A TFRecord file (the preprocessing job's shards) is split
   the same way, record by record (scoring/records.py), and scored by the export's
   serve_examples signature.
 - Within a block, rows are sorted by length before Beam's BatchElements (inside RunInference)
@@ -24,12 +26,9 @@ Why this shape:
   batch size or the number of workers (up to the last float32 bit of a probability: a batch's
   padding width can change the summation order).
 """
+import argparse
 import collections
-import csv
-import io
-import json
 import posixpath
-import re
 import uuid
 from typing import NamedTuple, Optional, Tuple, Union
 
@@ -38,23 +37,17 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference import base as inference_base
 import tensorflow as tf
 
-from preprocess import csv_source
+from bertcore import files
 from scoring import records as records_lib
-from trainer import export
-from trainer import predict
+from serving import export_info
+from serving import inference
+from serving import inputs
+from serving import outputs
 
 NAMESPACE = "score"
 END = "__end__"  # ScoreRow.problem of the marker that closes a part.
-FORMATS = ("csv", "jsonl")
+FORMATS = outputs.FORMATS
 INPUT_FORMATS = ("csv", "tfrecord")
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-class Columns(NamedTuple):
-  """Input column names from the flags; id None numbers the rows instead."""
-  id: Optional[str]
-  text: str
-  text_pair: Optional[str]
 
 
 class ScoreRow(NamedTuple):
@@ -73,32 +66,6 @@ class ScoreRow(NamedTuple):
   text_pair: str
   problem: Optional[str]
   length: int = 0
-
-
-def column_indices(header, columns):
-  """-> (id, text, text_pair) positions in the header (None for an absent column)."""
-  index = lambda name: header.index(name) if name else None  # noqa: E731
-  return index(columns.id), index(columns.text), index(columns.text_pair)
-
-
-def parse_record(record, row_number, header, indices, unescape_html=False):
-  """A CsvRecord -> (row_id, text, text_pair, problem), as trainer.predict reads a row.
-
-  indices: column_indices(header, columns). Rows that stop trainer.predict (a CSV syntax
-  error, bytes the encoding cannot decode) become rows with the error malformed_csv /
-  undecodable here; an undecodable id is shown with \\xNN escapes.
-  """
-  id_index, text_index, pair_index = indices
-  if record.fields is None:
-    return (str(row_number) if id_index is None else ""), "", "", "malformed_csv"
-  row_id, text, pair, problem = predict.parse_row(
-      record.fields, row_number, header, id_index, text_index, pair_index, unescape_html)
-  if not record.raw.isascii() and _SURROGATE.search(record.raw):
-    # csv_source decodes bytes the encoding cannot read to lone surrogates.
-    row_id, problem = csv_source.excerpt(row_id), "undecodable"
-  if problem is not None:
-    text = pair = ""
-  return row_id, text, pair, problem
 
 
 def sort_block(rows):
@@ -141,7 +108,8 @@ class ReadPart(beam.DoFn):
   def setup(self):
     self._rows_read = Metrics.counter(NAMESPACE, "rows_read")
     set_threads(self._threads)  # Before the first op: word-piece counting runs TensorFlow.
-    self._count_pieces = export.WordPieceCounter(self._model_dir) if self._model_dir else None
+    self._count_pieces = (export_info.WordPieceCounter(self._model_dir) if self._model_dir
+                          else None)
 
   def process(self, element):
     file_index, path, split = element
@@ -165,25 +133,20 @@ class ReadPart(beam.DoFn):
     yield ScoreRow(part, -1, 0, count, "", "", "", END)
 
   def _open(self, path):
-    """-> (the file's items, to_row(item, row_number) -> ScoreRow fields from row_id on)."""
-    records = csv_source.iter_records(path, self._encoding, self._delimiter)
-    header = [name.strip() for name in next(records).fields]  # Checked by the driver.
-    indices = column_indices(header, self._columns)
-    return records, lambda record, row_number: parse_record(
-        record, row_number, header, indices, self._unescape_html)
+    """-> (the file's items, to_row(item, row_number) -> ScoreRow fields from row_id on).
+
+    Every part reads and checks all rows of its file (serving.inputs: preprocessing's reasons,
+    word pieces, duplicate ids in file order) and keeps its own blocks.
+    """
+    rows = inputs.iter_rows(path, self._encoding, self._delimiter, self._columns,
+                            self._unescape_html, count_pieces=self._count_pieces)
+    return rows, lambda row, row_number: (row.row_id, row.text, row.text_pair, row.problem,
+                                          row.length)
 
   def _emit(self, part, block, to_row):
     rows = [ScoreRow(part, block_index, len(block), row_number, *to_row(item, row_number))
             for item, row_number, block_index in block]
-    yield from sort_block(self._with_lengths(rows))
-
-  def _with_lengths(self, rows):
-    """Rows with their word-piece counts (one tokenizer call per block)."""
-    if self._count_pieces is None:  # No model to count with: characters.
-      return [row._replace(length=len(row.text) + len(row.text_pair)) for row in rows]
-    pairs = [row.text_pair for row in rows] if self._columns.text_pair else None
-    counts = self._count_pieces([row.text for row in rows], pairs)
-    return [row._replace(length=n) for row, n in zip(rows, counts)]
+    yield from sort_block(rows)
 
 
 class ReadRecordsPart(ReadPart):
@@ -204,9 +167,6 @@ class ReadRecordsPart(ReadPart):
       return "", b"", "", problem
     example_id, length, problem = records_lib.describe_record(serialized, self._max_seq_length)
     return example_id, (b"" if problem else serialized), "", problem, length
-
-  def _with_lengths(self, rows):
-    return rows  # Read from the records.
 
 
 class ExportModelHandler(inference_base.ModelHandler):
@@ -234,14 +194,13 @@ class ExportModelHandler(inference_base.ModelHandler):
     self._bfloat16 = bfloat16
 
   def load_model(self):
-    import tensorflow_text  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
     set_threads(self._threads)
     if self._bfloat16:
       # The float32 export's matmuls rewritten to bfloat16 by TensorFlow's graph optimizer
       # (oneDNN), for CPUs that compute bfloat16 natively; changes probabilities by ~1e-3.
       tf.config.optimizer.set_experimental_options(
           {"auto_mixed_precision_onednn_bfloat16": True})
-    return tf.saved_model.load(self._model_dir)
+    return inference.load(self._model_dir)
 
   def run_inference(self, batch, model, inference_args=None):
     good = [row for row in batch if row.problem is None]
@@ -251,41 +210,14 @@ class ExportModelHandler(inference_base.ModelHandler):
 
   def _predict(self, model, rows):
     """-> [(label, probabilities float32 [num_probabilities])], one per row."""
-    if self._signature == "serve_examples":
-      inputs = {"examples": tf.constant([row.text for row in rows])}
-    else:
-      inputs = {"text": tf.constant([row.text for row in rows])}
-    if self._signature == "serve_text_pair":
-      inputs["text_pair"] = tf.constant([row.text_pair for row in rows])
-    outputs = model.signatures[self._signature](**inputs)
-    # binary: [batch] -> [batch, 1]; otherwise [batch, C].
-    probabilities = outputs["probabilities"].numpy().reshape(len(rows), -1)
-    labels = [name.decode("utf-8") for name in outputs["label"].numpy()]
-    return list(zip(labels, probabilities))
+    pairs = [row.text_pair for row in rows] if self._signature == "serve_text_pair" else None
+    return inference.predict(model, self._signature, [row.text for row in rows], pairs)
 
   def get_num_bytes(self, batch):
     return sum(len(row.text) + len(row.text_pair) for row in batch)
 
   def get_metrics_namespace(self):
     return NAMESPACE
-
-
-def format_row(row, prediction, num_probabilities):
-  """-> the output cells: id, label, probabilities (7 significant digits), error."""
-  if prediction is None:
-    return [row.row_id, ""] + [""] * num_probabilities + [row.problem]
-  label, probabilities = prediction
-  return [row.row_id, label] + [predict.format_probability(p) for p in probabilities] + [""]
-
-
-def encode_lines(cells, columns, output_format):
-  """Output rows (lists of cells) -> the text of their lines (CSV or JSON lines)."""
-  if output_format == "jsonl":
-    return "".join(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n"
-                   for row in cells)
-  buffer = io.StringIO()
-  csv.writer(buffer, lineterminator="\n").writerows(cells)
-  return buffer.getvalue()
 
 
 def part_name(part, output_format):
@@ -327,16 +259,17 @@ class WritePart(beam.DoFn):
     if row.problem == END:
       self._close(row.part, part, expected_rows=row.row_number)
       return
-    part.block.append((row.row_number, format_row(row, prediction, self._num_probabilities)))
+    part.block.append((row.row_number, outputs.output_cells(row.row_id, prediction, row.problem,
+                                                            self._num_probabilities)))
     self._count(part.counts, row, prediction)
     if len(part.block) == row.block_rows:
       part.block.sort(key=lambda item: item[0])
-      part.file.write(encode_lines([cells for _, cells in part.block], self._columns,
-                                   self._format))
+      part.file.write(outputs.encode_lines([cells for _, cells in part.block], self._columns,
+                                           self._format))
       part.block = []
 
   def _open(self, part):
-    header = encode_lines([self._columns], self._columns, "csv") if self._format == "csv" else ""
+    header = outputs.header_text(self._columns, self._format)
     temp = posixpath.join(self._temp_dir, f"{part_name(part, self._format)}.{uuid.uuid4().hex}")
     return _OpenPart(temp, header)
 
@@ -361,8 +294,7 @@ class WritePart(beam.DoFn):
     tf.io.gfile.rename(part.path, posixpath.join(self._temp_dir, name), overwrite=True)
     counts = dict(part.counts, rejected=dict(part.counts["rejected"]),
                   labels=dict(part.counts["labels"]))
-    with tf.io.gfile.GFile(posixpath.join(self._temp_dir, name + ".json"), "w") as f:
-      f.write(json.dumps(counts, sort_keys=True))
+    files.write_json(posixpath.join(self._temp_dir, name + ".json"), counts)
 
   def teardown(self):
     for part in getattr(self, "_parts", {}).values():  # A failed bundle: drop its temp files.
@@ -371,53 +303,42 @@ class WritePart(beam.DoFn):
         tf.io.gfile.remove(part.path)
 
 
-class ScoreConfig(NamedTuple):
-  """Everything the transforms need (picklable: it travels to the workers)."""
+class Plan(NamedTuple):
+  """Everything the transforms need (picklable: it travels to the workers).
+
+  settings: the job's flags as scoring.run parsed them (Beam's known_args), read as they are;
+  the rest is what the driver resolved from them and the export (scoring/job.py).
+  """
+  settings: argparse.Namespace
   input_files: Tuple[str, ...]
-  model_dir: str
-  temp_dir: str
-  encoding: str
-  columns: Columns
+  columns: inputs.Columns             # TFRecord input: example_id
   output_columns: Tuple[str, ...]
-  output_format: str
-  num_shards: int
-  sort_rows: int
-  batch_size: int
+  temp_dir: str
+  unescape_html: bool                 # the flag, or the training data's
   multilabel_separator: Optional[str]
-  large_model: bool = False
-  model_threads: int = 0
-  delimiter: str = ","
-  unescape_html: bool = False
-  input_format: str = "csv"           # or "tfrecord": the preprocessing job's records
-  max_seq_length: Optional[int] = None  # the model's; longer records are too_long
-  bfloat16: bool = False
+  max_seq_length: Optional[int]       # the model's; longer records are too_long
 
 
-def signature_name(config):
-  """The export's signature for the input: records, text pairs or texts."""
-  if config.input_format == "tfrecord":
-    return "serve_examples"
-  return "serve_text_pair" if config.columns.text_pair else "serving_default"
-
-
-def build(pipeline, config: ScoreConfig):
-  """Adds the scoring job to `pipeline`; complete parts land in config.temp_dir."""
-  c = config
-  parts = [(i, path, split) for i, path in enumerate(c.input_files)
-           for split in range(c.num_shards)]
-  handler = ExportModelHandler(c.model_dir, signature_name(c), batch_size=c.batch_size,
-                               large_model=c.large_model, threads=c.model_threads,
-                               bfloat16=c.bfloat16)
-  if c.input_format == "tfrecord":
-    read = ReadRecordsPart(c.max_seq_length, c.num_shards, c.sort_rows, threads=c.model_threads)
+def build(pipeline, plan: Plan):
+  """Adds the scoring job to `pipeline`; complete parts land in plan.temp_dir."""
+  s = plan.settings
+  parts = [(i, path, split) for i, path in enumerate(plan.input_files)
+           for split in range(s.num_shards)]
+  signature = inference.signature_name(s.input_format, with_pair=bool(plan.columns.text_pair))
+  handler = ExportModelHandler(s.model, signature, batch_size=s.batch_size,
+                               large_model=s.large_model, threads=s.model_threads,
+                               bfloat16=s.bfloat16)
+  if s.input_format == "tfrecord":
+    read = ReadRecordsPart(plan.max_seq_length, s.num_shards, s.sort_rows,
+                           threads=s.model_threads)
   else:
-    read = ReadPart(c.encoding, c.columns, c.num_shards, c.sort_rows, model_dir=c.model_dir,
-                    threads=c.model_threads, delimiter=c.delimiter,
-                    unescape_html=c.unescape_html)
+    read = ReadPart(s.encoding, plan.columns, s.num_shards, s.sort_rows, model_dir=s.model,
+                    threads=s.model_threads, delimiter=s.delimiter,
+                    unescape_html=plan.unescape_html)
   _ = (pipeline
        # Create reshuffles its elements, so parts spread over the workers.
        | "Parts" >> beam.Create(parts)
        | "ReadPart" >> beam.ParDo(read)
        | "RunInference" >> inference_base.RunInference(handler)
-       | "WritePart" >> beam.ParDo(WritePart(c.temp_dir, list(c.output_columns),
-                                             c.output_format, c.multilabel_separator)))
+       | "WritePart" >> beam.ParDo(WritePart(plan.temp_dir, list(plan.output_columns),
+                                             s.output_format, plan.multilabel_separator)))

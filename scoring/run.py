@@ -5,9 +5,9 @@ model exported by trainer.export, as a Beam job: rows -> Beam's
 RunInference (the model loaded once per worker, batches from BatchElements, rows sorted by
 length within blocks) -> sharded predictions (CSV or JSON lines, the columns of
 trainer.predict: id, label, probability column(s), error) + manifest.json. Rows that cannot be
-scored get a row with the reason in `error` (missing_field, extra_fields, empty_text,
-empty_text_pair, malformed_csv, undecodable; for records corrupt_record, truncated_file,
-malformed_example, too_long); none is dropped.
+scored get a row with the reason in `error`, preprocessing's reasons (malformed_csv,
+undecodable, nul_character, wrong_column_count, missing_id, empty_text, duplicate_id; for
+records corrupt_record, truncated_file, malformed_example, too_long); none is dropped.
 
 Flags not defined here are Beam pipeline options. --runner=DirectRunner (the default) runs
 locally on Beam's FnApiRunner without the Prism download; --direct_num_workers=2
@@ -22,8 +22,8 @@ import sys
 
 from apache_beam.options import pipeline_options
 
+from bertcore import beam_jobs
 from bertcore import cli
-from preprocess import run as preprocess_run
 from scoring import job
 from scoring import pipeline as pipeline_lib
 
@@ -42,7 +42,7 @@ def make_parser():
   p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
   p.add_argument("--delimiter", default=",",
                  help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=preprocess_run.parse_bool, default=None,
+  p.add_argument("--unescape_html", type=beam_jobs.parse_bool, default=None,
                  help="decode HTML character references in the texts (true/false); default: "
                       "as the training data (recorded in the export)")
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
@@ -52,8 +52,8 @@ def make_parser():
   p.add_argument("--sort_rows", type=int, default=2048,
                  help="rows sorted by length together before batching (a block)")
   p.add_argument("--batch_size", type=int, default=64,
-                 help="rows per model call (64: the least padding at full speed, see "
-                      "benchmarks/results/score.md)")
+                 help="rows per model call (small batches of sorted rows pad little; "
+                      "python -m benchmarks.bench_score measures it)")
   p.add_argument("--large_model", action="store_true",
                  help="one model copy per machine, shared by its worker processes")
   p.add_argument("--model_threads", type=int, default=0,
@@ -76,32 +76,33 @@ def make_parser():
   return p
 
 
-def run(argv=None):
-  """Parses flags (ours + Beam's) and runs the job; returns the manifest."""
-  args, pipeline_args = make_parser().parse_known_args(argv)
-  unknown = preprocess_run.unknown_beam_args(pipeline_args)
+def parse_settings(argv=None):
+  """argv -> (settings, Beam's flags): our flags parsed once (Beam's known_args), with the
+  values that need it normalized in place; ValueError (one line) for unknown flags."""
+  settings, pipeline_args = make_parser().parse_known_args(argv)
+  unknown = beam_jobs.unknown_beam_args(pipeline_args)
   if unknown:
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
-  columns = pipeline_lib.Columns(id=args.id_column or None, text=args.text_column,
-                                 text_pair=args.text_pair_column or None)
-  if args.num_shards is None:
-    args.num_shards = 1 if args.input_format == "tfrecord" else 8
-  return job.run_job(
-      model_dir=args.model.rstrip("/"), input_patterns=args.input, output_dir=args.output_dir,
-      columns=columns, encoding=args.encoding, output_format=args.output_format,
-      num_shards=args.num_shards, sort_rows=args.sort_rows, batch_size=args.batch_size,
-      large_model=args.large_model, model_threads=args.model_threads,
-      options=pipeline_options.PipelineOptions(pipeline_args),
-      wandb_project=args.wandb_project or None, input_format=args.input_format,
-      split=args.split, bfloat16=args.bfloat16,
-      delimiter=cli.parse_delimiter(args.delimiter), unescape_html=args.unescape_html)
+  settings.model = settings.model.rstrip("/")
+  settings.output_dir = settings.output_dir.rstrip("/")
+  settings.delimiter = cli.parse_delimiter(settings.delimiter)
+  if settings.num_shards is None:
+    settings.num_shards = 1 if settings.input_format == "tfrecord" else 8
+  settings.wandb_project = settings.wandb_project or None
+  return settings, pipeline_args
+
+
+def run(argv=None):
+  """Parses flags (ours + Beam's) and runs the job; returns the manifest."""
+  settings, pipeline_args = parse_settings(argv)
+  return job.run_job(settings, pipeline_options.PipelineOptions(pipeline_args))
 
 
 def main(argv=None):
   try:
     manifest = run(argv)
   except (ValueError, OSError) as e:
-    sys.exit(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    sys.exit(f"error: {cli.error_line(e)}")
   except Exception as e:  # pylint: disable=broad-except
     import tensorflow as tf
     if isinstance(e, tf.errors.OpError):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded offline default, end to end on CPU:
 # real all-MiniLM-L6-v2 weights (converted) fine-tuned on real tweets (positive vs rest).
-# Everything lands under runs/ ; W&B runs offline (nothing leaves the machine).
+# Everything lands under runs/ (or $RUNS); W&B runs offline (nothing leaves the machine).
+# TRAIN_FLAGS adds trainer flags to step 3, e.g. TRAIN_FLAGS=--config.precision=float32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -22,7 +23,7 @@ $PY -m preprocess.run @configs/data/tweets_binary.args \
 
 step "3/5 fine-tune, evaluate every epoch, export -> $MODEL"
 $PY -m trainer.task --config=configs/tweets_minilm.py --config.encoder.dir="$ENCODER" \
-  --data_dir="$DATA" --model_dir="$MODEL" --strategy=one_device
+  --data_dir="$DATA" --model_dir="$MODEL" --strategy=one_device ${TRAIN_FLAGS:-}
 
 step "4/5 predictions of the exported model on a few sentences (configs/data/example_tweets.csv)"
 $PY -m trainer.predict --model="$MODEL/export" --input=configs/data/example_tweets.csv \

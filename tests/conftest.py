@@ -28,7 +28,7 @@ def write_bytes(path, data):
 
 @pytest.fixture
 def offline_runner():
-  """A Beam runner for TestPipeline that never tries the Prism download (see preprocess.job)."""
+  """A Beam runner for TestPipeline that never tries the Prism download (bertcore.beam_jobs)."""
   from apache_beam.options.pipeline_options import PipelineOptions
-  from preprocess import job
-  return job.make_runner(PipelineOptions([]))
+  from bertcore import beam_jobs
+  return beam_jobs.make_runner(PipelineOptions([]))

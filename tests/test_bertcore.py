@@ -152,3 +152,21 @@ def test_tf_record_iterator_reads_back(tmp_path):
     for payload in (b"one", b"", b"three"):
       writer.write(payload)
   assert list(private_apis.tf_record_iterator(path)) == [b"one", b"", b"three"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="oneDNN default: Linux only")
+@pytest.mark.parametrize("user_value, enabled", [(None, True), ("0", False)])
+def test_onednn_on_unless_the_user_says_otherwise(user_value, enabled):
+  # TF alone turns oneDNN on only for CPUs with VNNI / BF16 / AMX; importing bertcore first asks
+  # for it everywhere on x86-64, and a user's own TF_ENABLE_ONEDNN_OPTS wins.
+  import platform
+  if platform.machine() not in ("x86_64", "AMD64"):
+    pytest.skip("oneDNN default: x86-64 only")
+  env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  if user_value is not None:
+    env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+  code = ("import os, bertcore; from bertcore import private_apis; "
+          "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], private_apis.onednn_enabled())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       env=env, timeout=120, check=True)
+  assert out.stdout.split() == [user_value or "1", str(enabled)]

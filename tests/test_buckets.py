@@ -51,10 +51,10 @@ def test_derive_boundaries_for_the_tweets():
   assert bounds == (16, 24, 32, 40, 48, 56, 64, 128)
   longest, real = buckets.batch_maxima(TWEETS, 128, 32, 64)
   efficiency = lambda b: buckets.batch_padding_efficiency(longest, real, 32, b)
-  # Simulated batches; real tweets batches measure 0.87-0.89 (0.68 with 16/32/64/128).
+  # Simulated batches of the tweets' lengths.
   assert efficiency(bounds) == pytest.approx(0.883, abs=1e-3)
   assert efficiency((16, 32, 64, 128)) < 0.75
-  # Finer lengths pad less (0.92 with 12 multiples of 4) but trained slower: train_speed.md.
+  # Finer lengths pad less (but trained slower, see trainer/buckets.py).
   assert buckets.derive_boundaries(TWEETS, 128, target_efficiency=0.92, max_buckets=12,
                                    multiple=4) == (16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 128)
 

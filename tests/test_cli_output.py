@@ -62,7 +62,7 @@ def test_noise_pattern_matches_the_lines_users_saw():
 
 
 @pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict",
-                                    "trainer.convert", "launch.submit"])
+                                    "scoring.run", "trainer.convert", "launch.submit"])
 def test_help_is_quiet(module):
   result = run_cli(module, "--help")
   assert_quiet(result, returncodes=(0, 1))  # absl's --help (trainer.task) exits 1

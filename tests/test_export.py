@@ -15,6 +15,7 @@ import pytest
 from bertcore import schema  # Imports bertcore first: Keras 2 before TensorFlow.
 from bertcore import tokenization
 from trainer import encoders
+from serving import export_info
 from trainer import export
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_layout_assets_and_metadata(binary):
     bundled = f.read()
   with open(binary["vocab_path"], "rb") as f:
     assert bundled == f.read()
-  metadata = export.read_metadata(export_dir)
+  metadata = export_info.read_metadata(export_dir)
   assert metadata["head"] == "binary" and metadata["labels"] == ["no", "yes"]
   assert metadata["threshold"] == 0.5 and metadata["num_outputs"] == 1
   assert metadata["max_seq_length"] == MAX_SEQ_LENGTH and metadata["lower_case"] is True
@@ -240,7 +241,7 @@ def test_each_truncation_serves_what_preprocessing_made(by_truncation):
   """Parity per strategy: raw strings in the export == the classifier on TextEncoder ids ==
   the export on the preprocessed records; single texts and pairs, far over the limit."""
   text_encoder, loaded = by_truncation["text_encoder"], by_truncation["loaded"]
-  assert export.read_metadata(by_truncation["export_dir"])["truncation"] == (
+  assert export_info.read_metadata(by_truncation["export_dir"])["truncation"] == (
       by_truncation["truncation"])
   assert loaded_truncation(by_truncation) == by_truncation["truncation"]
   texts = TEXTS + [LONG_TEXT, VERY_LONG_TEXT]
@@ -298,7 +299,7 @@ def test_threshold_decides_the_label_and_reexport_replaces(binary):
   np.testing.assert_array_equal(old["label_id"], (probs >= 0.5).astype(np.int64))
   assert (out["label_id"] != old["label_id"]).any()
   np.testing.assert_allclose(out["probabilities"], probs, atol=1e-6)
-  assert export.read_metadata(export_dir)["threshold"] == threshold
+  assert export_info.read_metadata(export_dir)["threshold"] == threshold
   assert not [p for p in os.listdir(root) if ".tmp-" in p or ".old-" in p]
 
 
@@ -314,7 +315,7 @@ def test_failed_export_leaves_old_export_intact(binary, monkeypatch):
   with pytest.raises(RuntimeError, match="preempted"):
     export.export_saved_model(binary["classifier"], binary["text_encoder"], ["no", "yes"],
                               "binary", 0.9, export_dir, binary["vocab_path"])
-  assert export.read_metadata(export_dir)["threshold"] == 0.5
+  assert export_info.read_metadata(export_dir)["threshold"] == 0.5
   assert not [p for p in os.listdir(binary["root"]) if ".tmp-" in p]
   monkeypatch.undo()
   np.testing.assert_allclose(serve(tf.saved_model.load(export_dir), TEXTS)["probabilities"],
@@ -338,7 +339,7 @@ def test_multiclass_and_multilabel(tmp_path, head):
   if head == "multiclass":
     np.testing.assert_array_equal(out["label_id"], expected.argmax(axis=1))
     assert out["label"].tolist() == [labels[i].encode() for i in expected.argmax(axis=1)]
-    assert export.read_metadata(export_dir)["threshold"] is None
+    assert export_info.read_metadata(export_dir)["threshold"] is None
   else:
     hot = (expected >= 0.5).astype(np.int64)
     assert 0 < hot.sum() < hot.size  # some labels on, some off
@@ -364,7 +365,7 @@ def test_bad_arguments_are_refused(tmp_path):
                               export_dir, str(other_vocab))
   assert not os.path.exists(export_dir)
   with pytest.raises(ValueError, match="no assets/metadata.json"):
-    export.read_metadata(str(tmp_path))
+    export_info.read_metadata(str(tmp_path))
 
 
 FRESH_PROCESS = textwrap.dedent("""

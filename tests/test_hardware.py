@@ -1,9 +1,9 @@
-"""trainer/hardware.py and precision=auto: bfloat16 only on CPUs that compute it natively."""
+"""bertcore/hardware.py and precision=auto: bfloat16 only on CPUs that compute it natively."""
 import bertcore  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import pytest
 import tensorflow as tf
 
-from trainer import hardware
+from bertcore import hardware
 from trainer import strategy as strategy_lib
 
 

@@ -1,15 +1,19 @@
 """trainer.predict: batch inference on a CSV against a tiny exported model."""
+import collections
 import csv
 import io
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
 from trainer import predict
 from bertcore import cli
+from serving import export_info
+from serving import inputs
 
 import numpy as np
 import tensorflow as tf
@@ -54,8 +58,8 @@ def test_predictions_match_the_export(binary_model, tmp_path):
   lines = []
   summary = predict.predict_csv(binary_model, input_path, output_path, batch_size=4,
                                 log=lines.append)
-  assert summary["rows"] == summary["predicted"] == 70
-  assert summary["bad_rows_total"] == 0 and summary["blank_lines"] == 0
+  assert summary["rows_read"] == summary["rows_scored"] == 70
+  assert summary["rows_rejected_total"] == 0 and summary["rows_rejected"] == {}
   assert lines[-1].startswith("predict: done: 70 rows, 70 predicted") and "rows/s" in lines[-1]
   out = read_csv(output_path)
   assert out[0] == ["qid", "label", "probability", "error"]
@@ -99,18 +103,18 @@ def test_bad_rows_are_written_empty_and_counted(binary_model, tmp_path):
             'a,why is the dog lazy?\n'
             'b,\n'              # empty text
             'c,"   "\n'         # blank text
-            'd\n'               # missing field
+            'd\n'               # a missing field
             '\n'                # blank line: not a row
-            'e,why,is a dog\n'  # an unquoted comma: extra field
+            'e,why,is a dog\n'  # an unquoted comma: an extra field
             'f,"a ""quoted"" fox"\n')
   summary = predict.predict_csv(binary_model, input_path, output_path, log=lambda _: None)
-  assert summary["rows"] == 6 and summary["predicted"] == 2 and summary["blank_lines"] == 1
-  assert summary["bad_rows"] == {"empty_text": 2, "extra_fields": 1, "missing_field": 1}
-  assert summary["bad_rows_total"] == 4
+  assert summary["rows_read"] == 6 and summary["rows_scored"] == 2
+  assert summary["rows_rejected"] == {"empty_text": 2, "wrong_column_count": 2}
+  assert summary["rows_rejected_total"] == 4
   out = read_csv(output_path)
   assert [(r[0], r[3]) for r in out[1:]] == [
-      ("a", ""), ("b", "empty_text"), ("c", "empty_text"), ("d", "missing_field"),
-      ("e", "extra_fields"), ("f", "")]
+      ("a", ""), ("b", "empty_text"), ("c", "empty_text"), ("d", "wrong_column_count"),
+      ("e", "wrong_column_count"), ("f", "")]
   assert [r[1:3] for r in out[1:] if r[3]] == [["", ""]] * 4
   assert out[6][1] in ("0", "1") and 0 <= float(out[6][2]) <= 1
 
@@ -127,8 +131,8 @@ def test_multiclass_pairs_and_row_numbers(tmp_path):
   summary = predict.predict_csv(export_dir, input_path, output_path, id_column=None,
                                 text_column="first", text_pair_column="second",
                                 log=lambda _: None)
-  # PAIRS[2] is empty: a pair model needs both texts.
-  assert summary["predicted"] == 3 and summary["bad_rows"] == {"empty_text_pair": 1}
+  # PAIRS[2] is empty: a pair model needs both texts (preprocessing's empty_text too).
+  assert summary["rows_scored"] == 3 and summary["rows_rejected"] == {"empty_text": 1}
   out = read_csv(output_path)
   assert out[0] == ["row", "label", "probability_x", "probability_y", "probability_z", "error"]
   assert [r[0] for r in out[1:]] == ["1", "2", "3", "4"]
@@ -140,18 +144,23 @@ def test_multiclass_pairs_and_row_numbers(tmp_path):
   np.testing.assert_allclose(got, expected["probabilities"].numpy(), atol=1e-6)
   np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
   assert [out[1 + i][1] for i in good] == [x.decode() for x in expected["label"].numpy()]
-  assert out[3][1:] == ["", "", "", "", "empty_text_pair"]
+  assert out[3][1:] == ["", "", "", "", "empty_text"]
 
 
 def test_encoding_flag(binary_model, tmp_path):
   input_path = str(tmp_path / "latin.csv")
-  write_csv(input_path, [["qid", "question_text"], ["1", "café dog"]], encoding="latin-1")
-  with pytest.raises(ValueError, match="is not valid utf-8.*--encoding"):
-    predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"), log=lambda _: None)
-  assert not os.path.exists(tmp_path / "p.csv")
+  write_csv(input_path, [["qid", "question_text"], ["1", "café dog"], ["2", "a dog"]],
+            encoding="latin-1")
+  lines = []
+  summary = predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"),
+                                log=lines.append)
+  # As preprocessing: the row is rejected, the others are scored, the summary says why.
+  assert summary["rows_rejected"] == {"undecodable": 1} and summary["rows_scored"] == 1
+  assert "undecodable rows: is --encoding right (e.g. latin-1)?" in lines[-1]
+  assert [r[0] for r in read_csv(str(tmp_path / "p.csv"))[1:]] == ["1", "2"]
   summary = predict.predict_csv(binary_model, input_path, str(tmp_path / "p.csv"),
                                 encoding="latin-1", log=lambda _: None)
-  assert summary["predicted"] == 1
+  assert summary["rows_scored"] == 2
   assert read_csv(str(tmp_path / "p.csv"))[1][0] == "1"
 
 
@@ -161,7 +170,7 @@ def test_gfile_paths(binary_model):
     f.write("qid,question_text\n1,the dog\n2,a cat\n")
   summary = predict.predict_csv(binary_model, "ram://predict/in.csv", "ram://predict/out.csv",
                                 log=lambda _: None)
-  assert summary["predicted"] == 2
+  assert summary["rows_scored"] == 2
   with tf.io.gfile.GFile("ram://predict/out.csv") as f:
     assert [line.split(",")[0] for line in f.read().splitlines()] == ["qid", "1", "2"]
 
@@ -205,8 +214,8 @@ def test_cli_missing_column_is_one_line_exit_1(binary_model, tmp_path):
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert error_lines == [f"error: column 'question_text' is not in {input_path} (its columns: "
-                         "'qid', 'text')"]
+  assert error_lines == [f"error: {input_path}: column 'question_text' is not in the header "
+                         "['qid', 'text']"]
   assert result.stderr.rstrip().endswith(error_lines[0])
   assert not os.path.exists(tmp_path / "p.csv")
 
@@ -254,7 +263,7 @@ def test_tsv_and_unescape_html_default_from_the_export(tmp_path):
   output_path = str(tmp_path / "pred.csv")
   summary = predict.predict_csv(export_dir, input_path, output_path, id_column="id",
                                 text_column="text", delimiter="\t", log=lambda _: None)
-  assert summary["bad_rows"] == {"empty_text": 1}  # "&#32;" is a space once unescaped
+  assert summary["rows_rejected"] == {"empty_text": 1}  # "&#32;" is a space once unescaped
   out = read_csv(output_path)
   np.testing.assert_allclose([float(r[2]) for r in out[1:3]],
                              probabilities(["the dog's \"lazy\"", "fox &\tcat"]), atol=1e-6)
@@ -262,7 +271,7 @@ def test_tsv_and_unescape_html_default_from_the_export(tmp_path):
                       delimiter="\t", unescape_html=False, log=lambda _: None)
   out = read_csv(output_path)
   np.testing.assert_allclose([float(r[2]) for r in out[1:4]], probabilities(escaped), atol=1e-6)
-  assert predict.unescape_html_default({}, None) is False  # Exports that do not record it.
+  assert export_info.unescape_html_default({}, None) is False  # Exports that do not record it.
 
 
 @pytest.mark.parametrize("value,expected", [("tab", "\t"), ("\\t", "\t"), ("\t", "\t"),
@@ -295,9 +304,12 @@ class _RecordingSignature:
 def test_chunks_are_batched_by_word_pieces_and_written_in_input_order():
   # Characters and word pieces disagree: "xxxxxxxxxx" is one [UNK] piece, "a b c" three.
   pieces = {"a b c d": 4, "xxxxxxxxxx": 1, "a b c": 3, "yyyyyyyyyyyy": 1}
-  chunk = [(str(i), text, "", None) for i, text in enumerate(pieces)]
+  chunk = [inputs.InputRow(i + 1, str(i), text, "", None, n)
+           for i, (text, n) in enumerate(pieces.items())]
   signature = _RecordingSignature()
-  lines = predict._predict_chunk(signature, lambda texts, pairs: [pieces[t] for t in texts],
-                                 chunk, 2, 1, {"predicted": 0, "bad_rows": {}})
+  model = types.SimpleNamespace(signatures={"serving_default": signature})
+  counts = {"rows": 0, "scored": 0, "rejected": collections.Counter()}
+  lines = predict._predict_chunk(model, "serving_default", chunk, 2,
+                                 ["id", "label", "probability", "error"], counts)
   assert signature.batches == [["xxxxxxxxxx", "yyyyyyyyyyyy"], ["a b c", "a b c d"]]
   assert [line.split(",")[0] for line in lines.splitlines()] == ["0", "1", "2", "3"]

@@ -278,8 +278,8 @@ def test_head_tail_at_512_and_the_summary_line(tmp_path, tiny_vocab_file, capsys
                 "--truncation=head_tail", "--train_fraction=1", "--validation_fraction=0"])
   summary = capsys.readouterr().out
   # 800 and 1000 pieces cut to 510: 290 and 490 pieces cut.
-  assert ("; truncated (head_tail, max_seq_length 512): train 66.7% of rows (pieces cut: mean "
-          "390.0, p90 490), validation 0.0%, test 0.0%; ") in summary
+  assert ("; truncated (head_tail, max_seq_length 512): train 2 of 3 rows (pieces cut among "
+          "them: mean 390.0, p90 490), validation 0 of 0 rows, test 0 of 0 rows; ") in summary
   examples, _ = read_examples(out, "train")
   # Budget 510: the first 510 // 4 = 127 pieces and the last 383.
   assert examples["q1"][0] == [2] + [34] * 100 + [35] * 27 + [35] * 283 + [36] * 100 + [3]

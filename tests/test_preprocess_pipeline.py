@@ -6,7 +6,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import TINY_VOCAB
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import pipeline
 from preprocess import records
 from preprocess import rows

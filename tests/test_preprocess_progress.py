@@ -1,5 +1,5 @@
 """Progress lines of the preprocessing job's read pass (fake clock: no timing is asserted)."""
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import progress
 
 

@@ -3,7 +3,7 @@ import collections
 
 import pytest
 
-from preprocess import csv_source
+from bertcore import csv_source
 from preprocess import rows
 
 COLUMNS = rows.Columns(id="qid", text="question_text", text_pair=None, label="target")

@@ -4,6 +4,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
+from bertcore import beam_jobs
 from preprocess import job
 from preprocess import rows
 from preprocess import run as run_lib
@@ -56,18 +57,18 @@ def test_vocabulary_is_required():
 
 
 def test_unknown_flags_are_refused_and_beam_flags_pass():
-  assert run_lib.unknown_beam_args(["--lable_column=x", "--runner=DataflowRunner",
-                                    "--project=p", "--setup_file=./setup.py",
-                                    "--direct_num_workers=2"]) == ["--lable_column=x"]
+  assert beam_jobs.unknown_beam_args(["--lable_column=x", "--runner=DataflowRunner",
+                                      "--project=p", "--setup_file=./setup.py",
+                                      "--direct_num_workers=2"]) == ["--lable_column=x"]
   with pytest.raises(ValueError, match="unknown flag"):
     run_lib.run(["--input=x", "--output_dir=o", "--vocab_file=v", "--lable_column=x"])
 
 
 def test_runner_choice():
-  assert isinstance(job.make_runner(PipelineOptions([])), fn_runner.FnApiRunner)
-  assert isinstance(job.make_runner(PipelineOptions(["--runner=DirectRunner"])),
+  assert isinstance(beam_jobs.make_runner(PipelineOptions([])), fn_runner.FnApiRunner)
+  assert isinstance(beam_jobs.make_runner(PipelineOptions(["--runner=DirectRunner"])),
                     fn_runner.FnApiRunner)
-  assert job.make_runner(PipelineOptions(["--runner=DataflowRunner"])) == "DataflowRunner"
+  assert beam_jobs.make_runner(PipelineOptions(["--runner=DataflowRunner"])) == "DataflowRunner"
 
 
 def test_bad_numbers(tmp_path):

@@ -45,7 +45,7 @@ def _manifest(truncation, splits):
                          truncation=truncation, splits=splits)
 
 
-def test_truncation_summary_gives_the_share_and_the_pieces_cut_per_split():
+def test_truncation_summary_gives_the_count_and_the_pieces_cut_per_split():
   split_stats = {s: stats.empty_stats() for s in ("train", "validation", "test")}
   # train: 8 rows, 2 truncated (token lengths 9 and 40: 1 and 32 pieces cut); validation: 1
   # row, none truncated; test: empty.
@@ -56,8 +56,8 @@ def test_truncation_summary_gives_the_share_and_the_pieces_cut_per_split():
             for s, v in split_stats.items()}
   assert splits["train"].truncated_pieces["mean"] == 16.5
   assert stats.truncation_summary(_manifest("head_tail", splits)) == (
-      "truncated (head_tail, max_seq_length 8): train 25.0% of rows (pieces cut: mean 16.5, "
-      "p90 32), validation 0.0%, test 0.0%")
+      "truncated (head_tail, max_seq_length 8): train 2 of 8 rows (pieces cut among them: "
+      "mean 16.5, p90 32), validation 0 of 1 rows, test 0 of 0 rows")
 
 
 def test_truncation_summary_of_an_old_manifest_gives_the_share_only():
@@ -65,7 +65,7 @@ def test_truncation_summary_of_an_old_manifest_gives_the_share_only():
       "labels": ["0", "1"], "vocab_sha256": "x", "max_seq_length": 8,
       "splits": {"train": {"rows": 4, "truncated": 1}}})
   assert old.truncation == "head" and old.splits["train"].truncated_pieces == {}
-  assert stats.truncation_summary(old) == "truncated (head, max_seq_length 8): train 25.0%"
+  assert stats.truncation_summary(old) == "truncated (head, max_seq_length 8): train 1 of 4 rows"
 
 
 def test_plots_are_png(tmp_path):

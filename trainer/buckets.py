@@ -13,8 +13,8 @@ longest row, and pick the boundaries that minimise the padded tokens of those ba
 exactly, by dynamic programming over lengths that are multiples of `multiple`.
 
 At most 8 lengths, multiples of 8: each new shape costs oneDNN (CPU) or XLA (TPU) set-up, and
-12 multiples of 4 (0.94 vs 0.89 of the tweets' computed tokens real) trained x0.95 as fast in
-120-step runs (benchmarks/results/train_speed.md).
+12 multiples of 4 padded less but trained slower in 120-step runs (a trial since reverted; its
+figures were not kept as records).
 """
 import numpy as np
 

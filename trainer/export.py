@@ -43,14 +43,16 @@ from bertcore import files
 from bertcore import names
 from bertcore import schema
 from bertcore import tokenization
+from serving import export_info
 from trainer import model as model_lib
 
-VOCAB_ASSET = names.VOCAB_FILE
-METADATA_ASSET = names.EXPORT_METADATA_FILE
+# What serving reads back (serving.export_info: read_metadata, WordPieceCounter) is named there.
+VOCAB_ASSET = export_info.VOCAB_ASSET
+METADATA_ASSET = export_info.METADATA_ASSET
+SIGNATURES = export_info.SIGNATURES
+SAVED_MODEL_PB = export_info.SAVED_MODEL_PB
 METADATA_FORMAT = 1
 MULTILABEL_SEPARATOR = "|"
-SIGNATURES = ("serving_default", "serve_text_pair", "serve_examples")
-SAVED_MODEL_PB = "saved_model.pb"
 
 
 class ServingModule(tf.Module):
@@ -303,37 +305,3 @@ def move_into_place(tmp_dir, export_dir, per_file=None):
     tf.io.gfile.rename(tmp_dir, export_dir)
   if old_dir:
     tf.io.gfile.rmtree(old_dir)
-
-
-def read_metadata(export_dir):
-  """The assets/metadata.json of an export; ValueError if export_dir is not one."""
-  path = posixpath.join(export_dir, "assets", METADATA_ASSET)
-  if not tf.io.gfile.exists(path):
-    if not tf.io.gfile.exists(export_dir):
-      raise ValueError(f"model directory {export_dir} does not exist")
-    raise ValueError(f"{export_dir} is not a model exported by trainer.export (it has no "
-                     f"assets/{METADATA_ASSET})")
-  return files.read_json(path)
-
-
-class WordPieceCounter:
-  """texts -> their word-piece counts, with the export's own vocabulary and casing.
-
-  The sort key of trainer.predict and scoring.run, which batch rows of similar lengths because the
-  export pads each batch to its longest row. Characters are a poor proxy on real tweets (padding
-  efficiency 0.59 sorted by characters vs 0.82-0.95 by word pieces, benchmarks/results/score.md).
-  Tokenizing twice is cheap: ~150k rows per CPU-second here, against ~100 for the model.
-  """
-
-  def __init__(self, model_dir):
-    metadata = read_metadata(model_dir)
-    vocab = tokenization.load_vocab(posixpath.join(model_dir, "assets", metadata["vocab_file"]))
-    self._encoder = tokenization.TextEncoder(vocab, metadata["lower_case"],
-                                             metadata["max_seq_length"])
-
-  def __call__(self, texts, pair_texts=None):
-    """-> list of ints, one per text (+ its pair)."""
-    counts = self._encoder.word_pieces(tf.constant(texts)).row_lengths()
-    if pair_texts is not None:
-      counts += self._encoder.word_pieces(tf.constant(pair_texts)).row_lengths()
-    return counts.numpy().tolist()

@@ -11,8 +11,8 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from bertcore import hardware, private_apis
 from bertcore.names import STRATEGIES
-from trainer import hardware
 
 
 def build_strategy(name, tpu=None):
@@ -61,7 +61,7 @@ def device_type(strategy):
 
 def resolve_precision(precision, strategy):
   """Maps `auto` to the policy that suits the hardware: float16 on GPU, bfloat16 on TPU and
-  on CPUs with native bfloat16 (2.0x a float32 MiniLM step on AVX512_BF16:
+  on CPUs with native bfloat16 (faster than float32 there: the bf16 variants of
   benchmarks/results/step.md), float32 on other CPUs (emulated bfloat16 is slower)."""
   if precision != "auto":
     return precision
@@ -74,7 +74,7 @@ def resolve_precision(precision, strategy):
 def describe_devices(strategy, precision):
   """One line: what TensorFlow found and will use, e.g.
 
-  `devices: 1 replica on CPU (no GPU or TPU found); precision float32` or
+  `devices: 1 replica on CPU (no GPU or TPU found, oneDNN on); precision float32` or
   `devices: 4 replicas on GPU (4 x NVIDIA A100-SXM4-40GB); precision mixed_float16`.
   It stands in for TensorFlow's own C++ device lines, which are hidden (bertcore.env).
   """
@@ -87,7 +87,7 @@ def describe_devices(strategy, precision):
   elif kind == "TPU":
     found = f"{len(tf.config.list_logical_devices('TPU'))} TPU cores"
   else:
-    found = "no GPU or TPU found"
+    found = f"no GPU or TPU found, oneDNN {'on' if private_apis.onednn_enabled() else 'off'}"
   return (f"devices: {replicas} replica{'s' if replicas > 1 else ''} on {kind} ({found}); "
           f"precision {resolve_precision(precision, strategy)}")
 

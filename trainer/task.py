@@ -3,6 +3,8 @@
 Thin on purpose: it parses flags, builds the strategy and calls train.train_and_evaluate (which
 tests call directly). Every config field can be overridden, e.g.
   --config.train.learning_rate=1e-4 --config.model.head=multiclass
+Hyper-parameter search runs it as one trial (trainer/objective.py: --objective=<metric> is
+reported per evaluation and at the end, by the chief, to stdout, Vertex and W&B).
 Exit codes: 0 done (or already finished), 1 bad input/config or a training error (one line
 `error: ...`), 143 preempted by SIGTERM after saving a checkpoint (re-run to resume).
 """
@@ -31,6 +33,11 @@ flags.DEFINE_enum("precision", None, names.PRECISIONS,
                   "Overrides config.precision (auto: float16 on GPU, bfloat16 on TPU, else "
                   "float32).")
 flags.DEFINE_boolean("xla", None, "Overrides config.xla: jit-compile the training step.")
+flags.DEFINE_string("objective", "", "The validation metric reported as this run's objective "
+                    "(trainer/objective.py); default: config.eval.best_metric.")
+flags.DEFINE_boolean("model_dir_per_trial", False,
+                     "Write into --model_dir/trial-<id>, the id a tuning service sets "
+                     "(CLOUD_ML_TRIAL_ID on Vertex AI, WANDB_RUN_ID under a W&B sweep agent).")
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have returned
 
@@ -38,7 +45,7 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a killed process would have ret
 def main(argv):
   del argv  # Only the program name: cli.parse_flags refuses positional arguments.
   cli.require_flags("config", "data_dir", "model_dir")
-  from trainer import peers, strategy as strategy_lib, train
+  from trainer import objective, peers, strategy as strategy_lib, train
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   config = FLAGS.config
@@ -47,10 +54,16 @@ def main(argv):
       config.precision = FLAGS.precision
     if FLAGS.xla is not None:
       config.xla = FLAGS.xla
+  model_dir = (objective.trial_model_dir(FLAGS.model_dir) if FLAGS.model_dir_per_trial
+               else FLAGS.model_dir)
   try:
+    objective_name = objective.resolve_name(FLAGS.objective, config)  # before any training
     strategy = strategy_lib.build_strategy(FLAGS.strategy, FLAGS.tpu)
+    reporter = objective.Reporter(objective_name, chief=strategy_lib.is_chief(strategy))
     print(strategy_lib.describe_devices(strategy, config.precision), flush=True)
-    train.train_and_evaluate(config, FLAGS.data_dir, FLAGS.model_dir, strategy)
+    results = train.train_and_evaluate(config, FLAGS.data_dir, model_dir, strategy,
+                                       on_validation=reporter.on_validation)
+    reporter.on_final(results)
   except train.Preempted:
     # train already printed "preempted: checkpoint saved ..." (on every worker).
     peers.exit_now(PREEMPTED_EXIT_CODE)

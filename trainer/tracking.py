@@ -9,48 +9,17 @@ job follows too (WANDB_MODE=offline works with no network; online needs a config
 else W&B is disabled). The API key is never logged: config values are filtered, and in
 offline / disabled mode the key is hidden from W&B's own processes.
 """
-import contextlib
-import hashlib
 import os
 import posixpath
-import re
 
 from absl import logging
 
 from bertcore import names
 from bertcore import wandb_mode
 
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential)", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
 resolve_mode = wandb_mode.resolve_mode  # online | offline | disabled for config.wandb.mode
-
-
-def sanitize(value, secrets=None):
-  """A copy of a nested config with secret-looking keys and any known secret value redacted."""
-  if secrets is None:
-    secrets = [s for s in (os.environ.get("WANDB_API_KEY"),) if s]
-  if isinstance(value, dict):
-    return {k: (REDACTED if SECRET_KEY.search(str(k)) else sanitize(v, secrets))
-            for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return type(value)(sanitize(v, secrets) for v in value)
-  if isinstance(value, str):
-    for s in secrets:
-      value = value.replace(s, REDACTED)
-  return value
-
-
-@contextlib.contextmanager
-def _key_hidden_unless_online(mode):
-  """Keeps WANDB_API_KEY out of W&B's processes and files when it is not needed (offline)."""
-  key = os.environ.pop("WANDB_API_KEY", None) if mode != "online" else None
-  try:
-    yield
-  finally:
-    if key is not None:
-      os.environ["WANDB_API_KEY"] = key
+sanitize = wandb_mode.sanitize
+dataset_digest = wandb_mode.dataset_digest
 
 
 class Run:
@@ -89,9 +58,8 @@ class Run:
       return
     import wandb
     manifest_path = posixpath.join(data_dir, names.MANIFEST_FILE)
-    digest = dataset_digest(manifest)
     artifact = wandb.Artifact(
-        f"data-{digest}", type="dataset",
+        wandb_mode.dataset_artifact(manifest), type="dataset",
         description=f"preprocessed TFRecords in {data_dir}",
         metadata=sanitize({"data_dir": data_dir, "labels": manifest.labels,
                            "max_seq_length": manifest.max_seq_length,
@@ -126,14 +94,6 @@ class Run:
       self._run = None
 
 
-def dataset_digest(manifest):
-  """A short, stable name for a data version: the hash of its manifest's split/shard counts."""
-  key = repr(sorted((s, sorted(info.shards.items()), info.rows)
-                    for s, info in manifest.splits.items()))
-  key += manifest.vocab_sha256 + repr(manifest.labels)
-  return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 def _scalars(metrics):
   """Flattens nested metrics to W&B keys, keeping numbers only (lists / None are dropped)."""
   out = {}
@@ -163,7 +123,7 @@ def start_run(config, model_dir, job_type, is_chief=True):
   # cannot hold them, W&B then uses ./wandb).
   wandb_dir = os.environ.get("WANDB_DIR") or (model_dir if "://" not in model_dir else None)
   from trainer import config as config_lib  # local import: config imports nothing from here
-  with _key_hidden_unless_online(mode):
+  with wandb_mode.key_hidden_unless_online(mode):
     run = wandb.init(
         project=config.wandb.project, entity=config.wandb.entity or None, group=group,
         job_type=job_type, name=f"{group}-{job_type}", tags=list(config.wandb.tags),

@@ -58,9 +58,10 @@ class Run:
   throughput: Throughput = dataclasses.field(default_factory=Throughput)
   nan_skipped: int = 0
   last_validation: tuple = None   # (step, Evaluated) of the latest epoch-end evaluation
+  on_validation: object = None    # train_and_evaluate's hook, see there
 
 
-def train_and_evaluate(config, data_dir, model_dir, strategy):
+def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None):
   """Trains, evaluates and exports a classifier.
 
   Args:
@@ -68,6 +69,8 @@ def train_and_evaluate(config, data_dir, model_dir, strategy):
     data_dir: the preprocessing output (manifest.json + shards).
     model_dir: where checkpoints, results, the export and logs go (local or gs://).
     strategy: a tf.distribute.Strategy (trainer.strategy.build_strategy).
+    on_validation: optional on_validation(step, metrics, improved, tracker), called on every
+      worker after each epoch-end validation (trainer.objective.Reporter.on_validation).
   Returns:
     the results dict also written to model_dir/eval_results.json, or, when the run stopped
     early at train.stop_at_step, {"stopped_at_step": step, ...}.
@@ -103,7 +106,8 @@ def train_and_evaluate(config, data_dir, model_dir, strategy):
     train_step, eval_step = _build_steps(config, strategy, state, timeout)
     with preemption.PreemptionFlag(strategy) as flag:
       run = Run(config, plan, strategy, chief, write_dir, state, best, train_step, eval_step,
-                flag, timeout, {"epochs": previous.get("epochs", [])})
+                flag, timeout, {"epochs": previous.get("epochs", [])},
+                on_validation=on_validation)
       tracker = tracking.start_run(config, plan.model_dir, "train", chief)
       tracker.use_dataset(plan.data_dir, plan.manifest)
       try:
@@ -336,6 +340,8 @@ def evaluate_epoch(run, tracker, epoch, step):
     for k, v in summary.items():
       tf.summary.scalar(f"validation/{k}", v)
   tracker.log({"validation": summary, "epoch": epoch}, step=step)
+  if run.on_validation:
+    run.on_validation(step, evaluated.metrics, improved, tracker)
 
 
 def final_evaluation(run):

@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from preprocess import csv_source
+from bertcore import csv_source
 
 
 def records(tmp_path, data, encoding="utf-8", name="in.csv"):

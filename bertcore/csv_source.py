@@ -1,10 +1,13 @@
 """Streams the records of one CSV or TSV file, with the line each record starts on.
 
-The file is opened through Beam's FileSystems (local paths, gs://, ...) and parsed with Python's
-csv module, so quoted fields may hold commas, quotes ("") and newlines; CRLF and a UTF-8 BOM are
-handled. Bytes that the encoding cannot decode do not stop the file: they are decoded with
-`surrogateescape` (each bad byte becomes a lone surrogate U+DC80..U+DCFF), and the row that holds
-them is rejected later as `undecodable` (see rows.py).
+The one CSV reader of the package: preprocess.run, trainer.predict and scoring.run all read
+their input through it (the row checks that follow are bertcore.row_checks).
+
+The file is opened through Beam's FileSystems (local paths, gs://, ...; see open_binary) and
+parsed with Python's csv module, so quoted fields may hold commas, quotes ("") and newlines; CRLF
+and a UTF-8 BOM are handled. Bytes that the encoding cannot decode do not stop the file: they are
+decoded with `surrogateescape` (each bad byte becomes a lone surrogate U+DC80..U+DCFF), and the
+row that holds them is rejected later as `undecodable` (see bertcore.row_checks).
 """
 import codecs
 import csv
@@ -14,8 +17,12 @@ import re
 import sys
 from typing import Iterator, List, NamedTuple, Optional
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from bertcore import env
+
+# Quiet: Beam logs its missing cloud extras on import (see env.quiet_optional_imports).
+with env.quiet_optional_imports():
+  from apache_beam.io.filesystem import CompressionTypes
+  from apache_beam.io.filesystems import FileSystems
 
 # Python's csv refuses fields over 128 KiB by default; a 1 MB text is valid (and counted as
 # long_text later). The limit still guards against an unterminated quote eating a huge file.
@@ -55,9 +62,43 @@ def excerpt(raw, limit=EXCERPT_CHARS):
   return _SURROGATE.sub(lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), text)
 
 
+class _GFileRaw(io.RawIOBase):
+  """A tf.io.gfile.GFile as a raw binary stream, for io.BufferedReader / TextIOWrapper."""
+
+  def __init__(self, gfile):
+    super().__init__()
+    self._gfile = gfile
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._gfile.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def close(self):
+    self._gfile.close()
+    super().close()
+
+
+def open_binary(path):
+  """Opens `path` for reading bytes: through Beam's FileSystems where Beam has the scheme (local,
+  gs:// with apache-beam[gcp], ...), else through tf.io.gfile (schemes only TensorFlow has, e.g.
+  ram://; gs:// without Beam's GCS extra, for trainer.predict)."""
+  try:
+    FileSystems.get_filesystem(path)
+  except ValueError:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if not tf.io.gfile.exists(path):
+      raise FileNotFoundError(f"{path} does not exist") from None
+    return io.BufferedReader(_GFileRaw(tf.io.gfile.GFile(path, "rb")))
+  return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 def open_text(path, encoding):
   """Opens `path` (gzip if it ends in .gz) as text decoded with `encoding` + surrogateescape."""
-  raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+  raw = open_binary(path)
   if path.endswith(".gz"):
     raw = gzip.GzipFile(fileobj=raw, mode="rb")
   # newline="" hands the csv module the line endings untouched (it needs them for CRLF and

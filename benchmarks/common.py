@@ -1,0 +1,265 @@
+"""What every benchmark shares: paths, subprocess runs, provenance, interleaving, JSON-lines records.
+
+A record is one JSON line per run (asv / MLPerf style): the figures of the run plus
+`provenance` (see provenance()), so that any number in benchmarks/results/*.md can be traced to
+the run, commit and machine that made it. `python -m benchmarks report` renders the tables from
+the record files alone.
+
+Machine load. The 1-minute load average lags by about a minute and counts a benchmark's own
+threads, so it cannot tell whether *other* work shared the cores. A record therefore carries
+both the load averages and `busy_before` / `busy_after`: the cores kept busy over BUSY_SECONDS,
+sampled from /proc/stat just before the run started and just after it ended (no benchmark
+process of ours runs then). The rule: a run is `loaded` when busy_before or busy_after exceeds
+LOADED_BUSY_FRACTION of the cores usable by this process. Loaded runs are kept and flagged; the
+report marks them.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from bertcore import hardware   # no TensorFlow: the bf16 rule precision=auto follows, reused
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "benchmarks", "results")
+# The CPU flags a record names: native bfloat16 (AVX512_BF16, AMX), AVX-512, AVX2.
+CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")
+BUSY_SECONDS = 1.0
+LOADED_BUSY_FRACTION = 0.5
+PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (trainer/train.py)
+
+
+# ---- the machine ---------------------------------------------------------------------------
+
+def cpu_info(cpuinfo="/proc/cpuinfo"):
+  """{"model": str, "flags": [the CPU_FLAGS present], "native_bf16": bool} from /proc/cpuinfo
+  (model "" and no flags where it cannot be read, e.g. not Linux). native_bf16 is
+  bertcore/hardware.py's rule, the one precision=auto follows."""
+  model, flags = "", set()
+  try:
+    with open(cpuinfo, encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+          model = value.strip()
+        elif key.strip() == "flags" and not flags:
+          flags = set(value.split())
+        if model and flags:
+          break
+  except OSError:
+    pass
+  return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags],
+          "native_bf16": hardware.native_bfloat16(frozenset(flags))}
+
+
+def bf16_label(cpu):
+  """'native bf16 (avx512_bf16)' or 'no native bf16 (avx512f, avx2)': how tables name a CPU."""
+  flags = ", ".join(cpu["flags"]) or "flags unknown"
+  return f"{'native' if cpu['native_bf16'] else 'no native'} bf16 ({flags})"
+
+
+def cores():
+  """The cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def load_average(loadavg="/proc/loadavg"):
+  """The 1-minute load average, or None where it cannot be read."""
+  try:
+    with open(loadavg) as f:
+      return float(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def _cpu_times(stat="/proc/stat"):
+  with open(stat) as f:
+    fields = [int(x) for x in f.readline().split()[1:]]
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
+  return sum(fields[:8]), idle
+
+
+def busy_cores(seconds=BUSY_SECONDS, stat="/proc/stat"):
+  """Cores kept busy over the next `seconds` (machine-wide, from /proc/stat); None if unreadable."""
+  try:
+    total0, idle0 = _cpu_times(stat)
+    time.sleep(seconds)
+    total1, idle1 = _cpu_times(stat)
+  except (OSError, ValueError, IndexError):
+    return None
+  if total1 == total0:
+    return 0.0
+  machine_cores = os.cpu_count() or 1
+  return round(machine_cores * (1 - (idle1 - idle0) / (total1 - total0)), 2)
+
+
+def is_loaded(busy_before, busy_after, n_cores):
+  """The rule of the module docstring: other work kept > LOADED_BUSY_FRACTION of the cores busy."""
+  busy = [b for b in (busy_before, busy_after) if b is not None]
+  return bool(busy) and max(busy) > LOADED_BUSY_FRACTION * n_cores
+
+
+def git_state(repo=REPO):
+  """{"commit": full hash or None, "dirty": bool or None} of the repository's work tree.
+
+  Dirty means tracked files differ from the commit, benchmarks/results/ left out: the records a
+  benchmark appends there must not make its own next run look dirty.
+  """
+  def git(*args):
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+  try:
+    commit = git("rev-parse", "HEAD").strip()
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     ":(exclude)benchmarks/results").strip())
+  except (OSError, subprocess.CalledProcessError):
+    return {"commit": None, "dirty": None}
+  return {"commit": commit, "dirty": dirty}
+
+
+def machine():
+  """The parts of the provenance that do not change during a benchmark run."""
+  return dict(git_state(), cpu=cpu_info(), cores=cores(), host=platform.node(),
+              python=platform.python_version())
+
+
+def provenance(fixed, before, after):
+  """A record's provenance: `fixed` (machine()) and the load sampled before / after the run
+  (each sample(): {"load": 1-minute load average, "busy": busy cores})."""
+  return dict(fixed, load_before=before["load"], load_after=after["load"],
+              busy_before=before["busy"], busy_after=after["busy"],
+              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"]),
+              time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def sample():
+  """The machine's load now: {"load": 1-minute average, "busy": busy cores over BUSY_SECONDS}."""
+  return {"load": load_average(), "busy": busy_cores()}
+
+
+# ---- running benchmarks --------------------------------------------------------------------
+
+def interleave(rounds, names):
+  """[(round, name), ...] as A B C A B C ...: a change of machine load hits every variant alike.
+  rounds: the round labels (range(1, n + 1), or the seeds when each seed is a round)."""
+  return [(r, name) for r in rounds for name in names]
+
+
+def run_logged(command, log_path, env=None):
+  """Runs command from the repository root with its output in log_path; W&B off and the Hugging
+  Face hub offline unless `env` (added to os.environ) says otherwise.
+
+  Returns {"seconds": wall, "returncode": int, "output": the log's text, "log": log_path}.
+  """
+  env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1") | dict(env or {})
+  os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+  start = time.perf_counter()
+  with open(log_path, "w") as log:
+    done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+  seconds = time.perf_counter() - start
+  with open(log_path) as f:
+    output = f.read()
+  if done.returncode:
+    print(f"  failed (exit {done.returncode}): see {log_path}", flush=True)
+  return {"seconds": seconds, "returncode": done.returncode, "output": output, "log": log_path}
+
+
+def trainer_command(model_dir, data_dir, encoder_dir, overrides=(),
+                    config="configs/tweets_minilm.py"):
+  """`python -m trainer.task` of `config` on one device; overrides: ["train.seed=1", ...]."""
+  return [sys.executable, "-m", "trainer.task", f"--config={config}",
+          f"--config.encoder.dir={encoder_dir}", f"--data_dir={data_dir}",
+          f"--model_dir={model_dir}", "--strategy=one_device"] + [
+              f"--config.{o}" for o in overrides]
+
+
+def precision_used(output):
+  """The precision policy trainer.task printed in its plan line ('mixed_bfloat16', 'float32'),
+  or None if the output has no such line."""
+  match = PRECISION_LINE.search(output)
+  return match.group(1) if match else None
+
+
+def f1_at(metrics, threshold):
+  """A split's F1 at `threshold`, read from its threshold sweep (0.01 steps); None if absent."""
+  sweep = metrics.get("threshold_sweep")
+  if not sweep or threshold is None:
+    return None
+  i = min(range(len(sweep["thresholds"])), key=lambda j: abs(sweep["thresholds"][j] - threshold))
+  return sweep["f1"][i]
+
+
+def combined_rate(rates, counts):
+  """Examples/s over several passes: sum(counts) / sum(count / rate); None if any is missing."""
+  if not counts or any(not rates.get(s) or not counts[s] for s in counts):
+    return None
+  return sum(counts.values()) / sum(counts[s] / rates[s] for s in counts)
+
+
+def read_final(model_dir):
+  """The figures of a finished trainer.task run, from its eval_results.json ("final"), or None:
+  train_eps, train_padding_efficiency (steady state, trainer/progress.py), eval_eps (validation
+  and test together) and eval_eps_by_split, threshold (tuned on validation), and per split
+  <split>_pr_auc, <split>_best_f1, <split>_f1 (at 0.5), test_f1_tuned (at the tuned threshold)."""
+  path = os.path.join(model_dir, "eval_results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    final = json.load(f).get("final")
+  if not final:
+    return None
+  rates = final.get("eval_examples_per_sec") or {}
+  splits = [s for s in ("validation", "test") if s in final]
+  out = {"train_eps": final.get("train_examples_per_sec"),
+         "train_padding_efficiency": final.get("train_padding_efficiency"),
+         "eval_eps": combined_rate(rates, {s: final[s].get("num_examples") for s in splits}),
+         "eval_eps_by_split": rates, "threshold": final.get("threshold")}
+  for split in splits:
+    for key in ("pr_auc", "best_f1", "f1"):
+      out[f"{split}_{key}"] = final[split].get(key)
+  if "test" in final:
+    out["test_f1_tuned"] = f1_at(final["test"], final.get("threshold"))
+  return out
+
+
+def read_config(model_dir):
+  """The resolved config a trainer.task run wrote (model_dir/config.json) as a dict, or None."""
+  path = os.path.join(model_dir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+# ---- records -------------------------------------------------------------------------------
+
+def append_record(path, record):
+  """Appends one JSON line to path (its directory is created)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "a") as f:
+    f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_records(path):
+  """The records of a JSON-lines file, in order (blank lines skipped)."""
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def mean_sd(values):
+  """(mean, sample SD or None for one value) of the non-None values; (None, None) if none."""
+  values = [v for v in values if v is not None]
+  if not values:
+    return None, None
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def median(values):
+  values = [v for v in values if v is not None]
+  return statistics.median(values) if values else None
