@@ -318,14 +318,16 @@ parameters:
   for chunk in sweep_utils.create_sweep_command(list(config["command"])):
     argv += macros[chunk[2:-1]] if chunk.startswith("${") else [chunk]
   assert argv[:4] == ["/usr/bin/env", "python", "-m", "trainer.task"]
-  from bertcore import cli
-  from trainer import task
-  monkeypatch.setattr(sys, "argv", ["trainer.task", *argv[4:]])  # config_flags reads it
-  cli.parse_flags(sys.argv)
-  flags = task.FLAGS
-  assert flags.config.train.learning_rate == 3e-4 and flags.config.train.epochs == 2
-  assert flags.config.model.dropout == 0.1 and flags.model_dir_per_trial
-  assert flags.objective == "best_f1" and flags.config.wandb.mode == "online"
+  # Parsed by trainer.task's own flags in a fresh process (absl flags are process-wide: other
+  # test modules define flags of the same names).
+  code = ("import json, sys; from bertcore import cli; from trainer import task; "
+          "cli.parse_flags(sys.argv); f = task.FLAGS; print(json.dumps([f.config.train.learning_rate, "
+          "f.config.train.epochs, f.config.model.dropout, f.model_dir_per_trial, f.objective, "
+          "f.config.wandb.mode]))")
+  out = subprocess.run([sys.executable, "-c", code, *argv[4:]], cwd=fx.REPO, capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, WANDB_MODE="disabled"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.loads(out.stdout.splitlines()[-1]) == [3e-4, 2, 0.1, True, "best_f1", "online"]
 
 
 # --- Vertex AI (Vizier) ----------------------------------------------------------------------
