@@ -150,15 +150,6 @@ def export_ids(args):
   return ids_dir
 
 
-def max_seq_length(data_dir):
-  """The preprocessed data's max_seq_length (manifest.json): both sides read these ids."""
-  path = os.path.join(data_dir, "manifest.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f).get("max_seq_length")
-
-
 def fmt(value, spec):
   return "-" if value is None else format(value, spec)
 
@@ -239,7 +230,7 @@ def main(argv=None):
   args = parse_args(argv)
   os.makedirs(args.work_dir, exist_ok=True)
   args.ids_dir = export_ids(args)
-  args.max_seq_length = max_seq_length(args.data_dir)
+  args.max_seq_length = (common.read_manifest(args.data_dir) or {}).get("max_seq_length")
   machine = common.machine()
   print(f"machine: {machine['cpu']['model']}, {common.bf16_label(machine['cpu'])}, "
         f"{machine['cores']} cores; commit {machine['commit']}"

@@ -207,11 +207,7 @@ def read_final(model_dir):
   train_eps, train_padding_efficiency (steady state, trainer/progress.py), eval_eps (validation
   and test together) and eval_eps_by_split, threshold (tuned on validation), and per split
   <split>_pr_auc, <split>_best_f1, <split>_f1 (at 0.5), test_f1_tuned (at the tuned threshold)."""
-  path = os.path.join(model_dir, "eval_results.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    final = json.load(f).get("final")
+  final = (read_json_in(model_dir, "eval_results.json") or {}).get("final")
   if not final:
     return None
   rates = final.get("eval_examples_per_sec") or {}
@@ -230,7 +226,17 @@ def read_final(model_dir):
 
 def read_config(model_dir):
   """The resolved config a trainer.task run wrote (model_dir/config.json) as a dict, or None."""
-  path = os.path.join(model_dir, "config.json")
+  return read_json_in(model_dir, "config.json")
+
+
+def read_manifest(data_dir):
+  """The manifest a preprocess.run job wrote (data_dir/manifest.json) as a dict, or None."""
+  return read_json_in(data_dir, "manifest.json")
+
+
+def read_json_in(directory, name):
+  """directory/name parsed as JSON, or None when the file does not exist (a run that failed)."""
+  path = os.path.join(directory, name)
   if not os.path.exists(path):
     return None
   with open(path) as f:

@@ -187,6 +187,8 @@ def render_step(records):
                     "model GFLOP/s", "MFU (own dtype's peak)", "padding eff.",
                     f"ratio vs {group[0].get('base', 'first')}"], rows,
                    right=range(3, 9)) + [""]
+    for r in group:
+      lines += profile_lines(r)
   if legacy:
     lines += [f"## Runs with {LEGACY}", "",
               "MFU is not shown: these runs measured the matmul peak once, before the variants, "
@@ -199,15 +201,21 @@ def render_step(records):
     lines += table(["shape", "variant", "examples/s", "real tokens/s", "ratio", "vs", "rounds",
                     "load at start (as recorded)"], rows, right=(2, 3, 4)) + [""]
     for r in legacy:
-      if "op_seconds" in r:
-        total = sum(r["op_seconds"].values())
-        lines += [f"Profile of `{r['variant']}` at {r['label']}: op time by category "
-                  "(summed over the executor threads, so above the wall time), as recorded:", ""]
-        lines += table(["category", "op seconds per step", "share"], [
-            [k, num(v, 3), f"{v / total:.1%}"]
-            for k, v in sorted(r["op_seconds"].items(), key=lambda kv: -kv[1])],
-            right=(1, 2)) + [""]
+      lines += profile_lines(r)
   return lines
+
+
+def profile_lines(r):
+  """A profile record's op time by category (none for a timing record)."""
+  if "op_seconds" not in r:
+    return []
+  total = sum(r["op_seconds"].values())
+  wall = f", wall {num(r['wall_s'], 3)} s per step under the profiler" if r.get("wall_s") else ""
+  lines = [f"Profile of `{r['variant']}` at {r['label']}{wall}: op time by category (summed over "
+           "the executor threads, so above the wall time), as recorded:", ""]
+  return lines + table(["category", "op seconds per step", "share"], [
+      [k, num(v, 3), f"{v / total:.1%}"]
+      for k, v in sorted(r["op_seconds"].items(), key=lambda kv: -kv[1])], right=(1, 2)) + [""]
 
 
 # ---- quickstart ----------------------------------------------------------------------------
@@ -563,7 +571,9 @@ def render_search(records):
     seeds = [t["test_f1_tuned"] for t in r["seed_trials"]]
     lines += ["", f"Best trial {r['best_trial']} re-run over {len(seeds)} seeds: test F1 at the "
               f"tuned threshold {spread(seeds, 4)} (per seed {' / '.join(num(x, 4) for x in seeds)}"
-              f"); target {num(r['target_test_f1'], 3)}.", "",
+              f"); target {num(r['target_test_f1'], 3)}"
+              + (f" (TF-IDF + LR test F1 {num(r['tfidf_test_f1'], 4)} in {r['target_source']}, "
+                 f"+ {r['target_margin']})" if r.get("target_source") else "") + ".", "",
               f"Search wall {num(r['wall_seconds'], 0)} s, the trials' own "
               f"{num(r['trial_seconds'], 0)} s: overhead {_share(r['overhead_fraction'])}.",
               ""]

@@ -109,6 +109,15 @@ def test_read_final_reads_eval_results(tmp_path):
   assert common.read_final(str(tmp_path / "missing")) is None
 
 
+def test_run_files_are_read_by_name_and_a_missing_one_is_none(tmp_path):
+  (tmp_path / "manifest.json").write_text(json.dumps({"max_seq_length": 128}))
+  (tmp_path / "config.json").write_text(json.dumps({"train": {"seed": 3}}))
+  assert common.read_manifest(str(tmp_path))["max_seq_length"] == 128
+  assert common.read_config(str(tmp_path)) == {"train": {"seed": 3}}
+  assert common.read_manifest(str(tmp_path / "missing")) is None
+  assert common.read_config(str(tmp_path / "missing")) is None
+
+
 def test_mean_sd_and_median_skip_missing_values():
   assert common.mean_sd([1.0, 3.0, None]) == (2.0, 2 ** 0.5)
   assert common.mean_sd([1.0]) == (1.0, None)

@@ -103,6 +103,18 @@ def test_step_page_shows_mfu_against_each_dtypes_peak():
   assert "| fixed [32,32] | bf16 | bfloat16 | 40.0 | 1,280 | 100.0 | 0.50 | 1.000 | 2.00 |" in lines
 
 
+def test_step_page_shows_a_profile_recorded_with_provenance():
+  peaks = {"float32": {"before": 100e9, "after": 110e9, "used": 110e9, "source": "matmul"}}
+  profile = {"label": "profile [32,32]", "variant": "f32", "wall_s": 0.848, "peaks": peaks,
+             "op_seconds": {"dense matmuls": 0.75, "optimizer update": 0.25},
+             "provenance": provenance()}
+  lines = report.render_step([profile])
+  assert ("Profile of `f32` at profile [32,32], wall 0.848 s per step under the profiler: op time "
+          "by category (summed over the executor threads, so above the wall time), as recorded:"
+          ) in lines
+  assert "| dense matmuls | 0.750 | 75.0% |" in lines
+
+
 def test_learning_curve_merges_a_run_read_back_into_its_first_record():
   first = {"variant": "a", "overrides": [], "seed": 1, "examples": 6400, "test/pr_auc": 0.7,
            "validation/pr_auc": 0.6, "test/f1_tuned": None, "wall_seconds": 60.0}
@@ -179,7 +191,8 @@ def test_search_page_lists_every_trial_and_the_seeds_against_the_target():
                                                  "params": {"learning_rate": lr, "epochs": 8},
                                                  "best_f1": f1, "test_f1_tuned": test,
                                                  "wall_seconds": wall}
-  record = {"data_dir": "/d", "best_trial": 1, "target_test_f1": 0.868,
+  record = {"data_dir": "/d", "best_trial": 1, "target_test_f1": 0.868, "tfidf_test_f1": 0.818,
+            "target_margin": 0.05, "target_source": "long_text.jsonl",
             "trials": [trial(0, "complete", 2e-5, 0.80, 0.81, 100.0),
                        trial(1, "complete", 1e-4, 0.85, 0.84, 120.0),
                        trial(2, "fail", 5e-5, None, None, 3.0)],
@@ -192,5 +205,6 @@ def test_search_page_lists_every_trial_and_the_seeds_against_the_target():
   assert "| 2 | fail | epochs=8, learning_rate=5e-05 | - | - | 3 |" in lines
   text = "\n".join(lines)
   assert ("Best trial 1 re-run over 2 seeds: test F1 at the tuned threshold 0.8500 ± 0.0141 "
-          "(per seed 0.8400 / 0.8600); target 0.868.") in text
+          "(per seed 0.8400 / 0.8600); target 0.868 (TF-IDF + LR test F1 0.8180 in "
+          "long_text.jsonl, + 0.05).") in text
   assert "Search wall 230 s, the trials' own 223 s: overhead 3.1%." in text
