@@ -10,13 +10,16 @@ Variants:
             float32 elsewhere)
   float32   TRAIN_FLAGS=--config.precision=float32: what a CPU without native bf16 runs,
             forced on this one
-One JSON line per run is appended to --out: wall_seconds (the whole script), train_eps (steady
+One JSON line per run is appended to --out: wall_seconds (the whole script), step_seconds (per
+step of the script, from its `==> [time] k/5` lines; step 3 is fine-tuning), train_eps (steady
 state, from the run's eval_results.json), test_f1_tuned (test F1 at the threshold tuned on
 validation), threshold, test_pr_auc, test_best_f1, precision (as trainer.task printed it),
 train_flags, the command and environment, and provenance (benchmarks/common.py).
 """
 import argparse
+import datetime
 import os
+import re
 import time
 
 from benchmarks import common
@@ -31,12 +34,23 @@ def quickstart_env(runs_dir, train_flags):
           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
 
 
+STEP_LINE = re.compile(r"^==> \[(\d\d:\d\d:\d\d)\] (\d+)/\d+ ", re.M)
+
+
+def step_seconds(output):
+  """{"1": seconds, ...}: each quickstart.sh step's time, from one `==> [HH:MM:SS] k/5` line to
+  the next (the last step, which has no next line, is left out; a step over midnight wraps)."""
+  marks = [(datetime.datetime.strptime(t, "%H:%M:%S"), k) for t, k in STEP_LINE.findall(output)]
+  return {k: (later - t).seconds for (t, k), (later, _) in zip(marks, marks[1:])}
+
+
 def read_run(runs_dir, output):
   """The figures of one finished quickstart run, from its model dir and its output."""
   final = common.read_final(os.path.join(runs_dir, MODEL_DIR)) or {}
   keys = ("train_eps", "train_padding_efficiency", "test_f1_tuned", "threshold", "test_pr_auc",
           "test_best_f1", "validation_pr_auc", "validation_best_f1")
-  return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output))
+  return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output),
+              step_seconds=step_seconds(output))
 
 
 def parse_args(argv=None):

@@ -229,13 +229,15 @@ def render_quickstart(records):
               f"{group[0]['provenance']['cores']} cores", ""]
     rows = [[r["provenance"]["time"][:16], (r["provenance"].get("commit") or "?")[:12],
              " ".join(r["train_flags"]) or "(none)", r.get("precision") or "-",
-             minutes_seconds(r["wall_seconds"]), num(r.get("train_eps")),
+             minutes_seconds(r["wall_seconds"]),
+             minutes_seconds((r.get("step_seconds") or {}).get("3")), num(r.get("train_eps")),
              num(r.get("test_f1_tuned"), 3), num(r.get("threshold"), 2),
              num(r.get("test_pr_auc"), 3), "yes" if r["provenance"]["loaded"] else "no"]
             for r in group]
-    lines += table(["time", "commit", "TRAIN_FLAGS", "precision", "wall", "train examples/s",
+    lines += table(["time", "commit", "TRAIN_FLAGS", "precision", "wall",
+                    "of it step 3 (fine-tune, evaluate, export)", "train examples/s",
                     "test F1 @ tuned threshold", "threshold", "test PR-AUC", "loaded"], rows,
-                   right=range(4, 9)) + [""]
+                   right=range(4, 10)) + [""]
   return lines
 
 

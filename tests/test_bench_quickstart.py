@@ -7,9 +7,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks import bench_quickstart as bq, report  # noqa: E402  pylint: disable=wrong-import-position
 
-OUTPUT = ("==> [10:00:00] 3/5 fine-tune\ndata: 29790 train / 3714 validation / 3739 test rows, "
+OUTPUT = ("==> [09:59:30] 2/5 preprocess\n==> [10:00:00] 3/5 fine-tune\ndata: 29790 train / 3714 validation / 3739 test rows, "
           "labels ['rest', 'positive']; 930 steps per epoch x 1 epochs = 930 steps of 32 examples "
-          "(1 replica(s) x 32); precision float32\n")
+          "(1 replica(s) x 32); precision float32\n==> [10:15:10] 4/5 predictions\n"
+          "==> [10:15:20] 5/5 where\n")
 
 
 def write_results(model_dir):
@@ -45,5 +46,12 @@ def test_runs_get_their_own_runs_dir_and_train_flags(tmp_path, monkeypatch):
   assert (r["test_f1_tuned"], r["threshold"], r["test_pr_auc"]) == (0.73, 0.29, 0.81)
   assert r["provenance"]["loaded"] is False
   lines = report.render_quickstart(records)
-  assert lines[-2].endswith("| --config.precision=float32 | float32 | 16 min 44 s | 34.0 | "
-                            "0.730 | 0.29 | 0.810 | no |")
+  assert r["step_seconds"] == {"2": 30, "3": 910, "4": 10}
+  assert lines[-2].endswith("| --config.precision=float32 | float32 | 16 min 44 s | 15 min 10 s | "
+                            "34.0 | 0.730 | 0.29 | 0.810 | no |")
+
+
+def test_step_times_wrap_over_midnight_and_leave_out_the_last_step():
+  output = "==> [23:59:50] 1/5 convert\nx\n==> [00:00:20] 2/5 preprocess\n==> [00:00:25] 3/5 t\n"
+  assert bq.step_seconds(output) == {"1": 30, "2": 5}
+  assert bq.step_seconds("no step lines") == {}
