@@ -428,15 +428,21 @@ def drop_read_back(records):
   return list(first.values())
 
 
-def render_learning_curve(records):
+def by_session(records, body, legacy_intro=()):
+  """body(records) per session (commit and CPU) under its heading, then the runs recorded
+  before provenance existed under theirs (legacy_intro: lines saying what they lack)."""
   fresh, legacy = split_by_provenance(records)
   lines = []
   for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
                                           r["provenance"]["cpu"]["model"])):
-    lines += session_heading(group) + curve_tables(group)
+    lines += session_heading(group) + body(group)
   if legacy:
-    lines += [f"## Runs with {LEGACY}", ""] + curve_tables(legacy)
+    lines += [f"## Runs with {LEGACY}", "", *legacy_intro] + body(legacy)
   return lines
+
+
+def render_learning_curve(records):
+  return by_session(records, curve_tables)
 
 
 def curve_tables(records):
@@ -467,14 +473,7 @@ def curve_tables(records):
 
 
 def render_long_text(records):
-  fresh, legacy = split_by_provenance(records)
-  lines = []
-  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
-                                          r["provenance"]["cpu"]["model"])):
-    lines += session_heading(group) + long_text_table(group)
-  if legacy:
-    lines += [f"## Runs with {LEGACY}", ""] + long_text_table(legacy)
-  return lines
+  return by_session(records, long_text_table)
 
 
 def long_text_table(records):
@@ -508,16 +507,9 @@ def long_text_table(records):
 
 
 def render_quality(records):
-  fresh, legacy = split_by_provenance(records)
-  lines = []
-  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"),
-                                          r["provenance"]["cpu"]["model"])):
-    lines += session_heading(group) + quality_tables(group)
-  if legacy:
-    lines += [f"## Runs with {LEGACY}", "",
-              "These records carry their own commit and CPU (below) but not the load rule or "
-              "the dirty flag of benchmarks/common.py.", ""] + quality_tables(legacy)
-  return lines
+  return by_session(records, quality_tables, legacy_intro=[
+      "These records carry their own commit and CPU (below) but not the load rule or the dirty "
+      "flag of benchmarks/common.py.", ""])
 
 
 def quality_tables(records):
