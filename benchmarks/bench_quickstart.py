@@ -61,10 +61,7 @@ def parse_args(argv=None):
                  help="one RUNS dir per run, kept (logs, models)")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "quickstart.jsonl"))
   args = p.parse_args(argv)
-  args.names = args.variants.split(",")
-  unknown = sorted(set(args.names) - set(VARIANTS))
-  if unknown:
-    p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+  args.names = common.variant_names(p, args.variants, VARIANTS)
   args.work_dir = os.path.abspath(args.work_dir)
   return args
 

@@ -352,10 +352,7 @@ def parse_args(argv=None):
   p.add_argument("--profile", default="", help="trace dir: profile f32 at the first length")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "step.jsonl"))
   args = p.parse_args(argv)
-  args.variants = [v for v in args.variants.split(",") if v]
-  unknown = sorted(set(args.variants) - set(VARIANTS))
-  if unknown:
-    raise SystemExit(f"error: unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+  args.variants = common.variant_names(p, args.variants, VARIANTS)
   args.lengths = [int(x) for x in args.lengths.split(",") if x]
   return args
 

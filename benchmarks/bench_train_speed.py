@@ -65,10 +65,7 @@ def parse_args(argv=None):
   p.add_argument("--variants", default="before,after_f32,after")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "train_speed.jsonl"))
   args = p.parse_args(argv)
-  args.names = args.variants.split(",")
-  unknown = sorted(set(args.names) - set(VARIANTS))
-  if unknown:
-    p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+  args.names = common.variant_names(p, args.variants, VARIANTS)
   if args.steps <= 2 * args.log_every:
     p.error(f"--steps ({args.steps}) must exceed 2 x --log_every ({args.log_every}): "
             "the first progress window is left out")

@@ -208,10 +208,7 @@ def parse_args(argv=None):
   p.add_argument("--work_dir", default="/tmp/bench_vs_pytorch")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "vs_pytorch.jsonl"))
   args = p.parse_args(argv)
-  args.names = args.variants.split(",")
-  unknown = set(args.names) - set(OURS) - set(REFERENCE)
-  if unknown:
-    p.error(f"unknown variants {sorted(unknown)}; known: {', '.join([*REFERENCE, *OURS])}")
+  args.names = common.variant_names(p, args.variants, [*REFERENCE, *OURS])
   if args.isa != "native" and set(args.names) & set(NATIVE_ONLY):
     p.error(f"--isa={args.isa}: {', '.join(sorted(set(args.names) & set(NATIVE_ONLY)))} pick "
             f"their precision from the real CPU; run only float32 variants under an ISA cap")

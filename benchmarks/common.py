@@ -145,6 +145,16 @@ def sample():
 
 # ---- running benchmarks --------------------------------------------------------------------
 
+def variant_names(parser, text, known):
+  """The comma-separated variants of `text`, in order; an unknown one is the parser's one-line
+  error (usage and exit 2) naming the known ones."""
+  names = [v for v in text.split(",") if v]
+  unknown = sorted(set(names) - set(known))
+  if unknown or not names:
+    parser.error(f"unknown variants {unknown}; known: {', '.join(known)}")
+  return names
+
+
 def interleave(rounds, names):
   """[(round, name), ...] as A B C A B C ...: a change of machine load hits every variant alike.
   rounds: the round labels (range(1, n + 1), or the seeds when each seed is a round)."""

@@ -1,7 +1,10 @@
 """benchmarks/common.py: provenance, the load rule, records, reading a run's outputs (offline)."""
+import argparse
 import json
 import os
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -140,3 +143,12 @@ def test_git_state_is_dirty_for_code_changes_but_not_for_new_records(tmp_path):
   (tmp_path / "code.py").write_text("x = 2\n")
   state = common.git_state(str(tmp_path))
   assert state["dirty"] is True and len(state["commit"]) == 40
+
+
+def test_variant_names_keep_order_and_an_unknown_one_is_a_usage_error(capsys):
+  parser = argparse.ArgumentParser(prog="bench")
+  assert common.variant_names(parser, "b,a", {"a": 1, "b": 2}) == ["b", "a"]
+  with pytest.raises(SystemExit) as exit_info:
+    common.variant_names(parser, "a,zz", {"a": 1, "b": 2})
+  assert exit_info.value.code == 2
+  assert "bench: error: unknown variants ['zz']; known: a, b" in capsys.readouterr().err
