@@ -57,7 +57,7 @@ def recipe(task):
 def prepare_data(args, task, length, truncation):
   """The preprocessing job's output for one (task, length, truncation), written once."""
   data_dir = os.path.join(args.work_dir, f"data_{task}_L{length}_{truncation}")
-  if common.read_manifest(data_dir) is not None:
+  if os.path.exists(os.path.join(data_dir, "manifest.json")):
     return data_dir
   train_file, test_file = dataset_paths()
   cmd = [sys.executable, "-m", "preprocess.run", f"@{recipe(task)}",

@@ -8,8 +8,9 @@ configs/drugreviews_minilm.py, as is otherwise; the data and encoder as its docs
 then reads the study back and appends one JSON line to benchmarks/results/search.jsonl: every
 trial (params, validation best_f1, test F1 at the validation-tuned threshold, wall), the seeds'
 mean ± SD of that test F1 against the target (the TF-IDF + LR baseline's test F1, read from
-the last tfidf binary record of results/long_text.jsonl, plus 0.05), the search's overhead (its wall time minus the trials' own:
-what running them by hand would not cost), the command and the provenance (common.py).
+the last tfidf binary record of results/long_text.jsonl, plus MARGIN), the search's overhead
+(its wall time minus the trials' own: what running them by hand would not cost), the command and
+the provenance (common.py).
 `python -m benchmarks report` renders results/search.md. A re-run continues the study (cached in
 --work_dir) instead of starting over.
 """

@@ -150,8 +150,10 @@ def variant_names(parser, text, known):
   error (usage and exit 2) naming the known ones."""
   names = [v for v in text.split(",") if v]
   unknown = sorted(set(names) - set(known))
-  if unknown or not names:
+  if unknown:
     parser.error(f"unknown variants {unknown}; known: {', '.join(known)}")
+  if not names:
+    parser.error(f"no variants given; known: {', '.join(known)}")
   return names
 
 

@@ -563,11 +563,11 @@ def render_search(records):
     lines += table(["trial", "state", "parameters", "validation best F1",
                     "test F1 @ tuned threshold", "wall s"], rows, right=(0, 3, 4, 5))
     seeds = [t["test_f1_tuned"] for t in r["seed_trials"]]
+    source = (f" (TF-IDF + LR test F1 {num(r['tfidf_test_f1'], 4)} in {r['target_source']}, "
+              f"+ {r['target_margin']})" if r.get("target_source") else "")
     lines += ["", f"Best trial {r['best_trial']} re-run over {len(seeds)} seeds: test F1 at the "
               f"tuned threshold {spread(seeds, 4)} (per seed {' / '.join(num(x, 4) for x in seeds)}"
-              f"); target {num(r['target_test_f1'], 3)}"
-              + (f" (TF-IDF + LR test F1 {num(r['tfidf_test_f1'], 4)} in {r['target_source']}, "
-                 f"+ {r['target_margin']})" if r.get("target_source") else "") + ".", "",
+              f"); target {num(r['target_test_f1'], 3)}{source}.", "",
               f"Search wall {num(r['wall_seconds'], 0)} s, the trials' own "
               f"{num(r['trial_seconds'], 0)} s: overhead {_share(r['overhead_fraction'])}.",
               ""]

@@ -152,3 +152,9 @@ def test_variant_names_keep_order_and_an_unknown_one_is_a_usage_error(capsys):
     common.variant_names(parser, "a,zz", {"a": 1, "b": 2})
   assert exit_info.value.code == 2
   assert "bench: error: unknown variants ['zz']; known: a, b" in capsys.readouterr().err
+
+
+def test_no_variants_is_a_usage_error_too(capsys):
+  with pytest.raises(SystemExit):
+    common.variant_names(argparse.ArgumentParser(prog="bench"), ",", {"a": 1})
+  assert "bench: error: no variants given; known: a" in capsys.readouterr().err
