@@ -12,6 +12,14 @@ sampled from /proc/stat just before the run started and just after it ended (no 
 process of ours runs then). The rule: a run is `loaded` when busy_before or busy_after exceeds
 LOADED_BUSY_FRACTION of the cores usable by this process. Loaded runs are kept and flagged; the
 report marks them.
+
+A virtual machine also shares its host with work it cannot see. Two things of that are recorded:
+`steal_during`, the share of this machine's CPU time the hypervisor gave to others between the
+two samples (/proc/stat's steal counter; a run is also `loaded` above LOADED_STEAL_FRACTION), and
+`copy_gbps_before` / `copy_gbps_after`, the memory bandwidth of a large array copy just before
+and after the run: a host busy on memory slows every step without any stolen CPU time, and
+only this figure shows it. It has no threshold (what is normal differs per CPU); compare runs on
+the same CPU by it.
 """
 import json
 import os
@@ -30,6 +38,8 @@ RESULTS = os.path.join(REPO, "benchmarks", "results")
 CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2")
 BUSY_SECONDS = 1.0
 LOADED_BUSY_FRACTION = 0.5
+LOADED_STEAL_FRACTION = 0.10
+COPY_BYTES = 64 * 2**20    # bigger than any last-level cache here: the copy measures memory
 PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (trainer/train.py)
 
 
@@ -80,18 +90,20 @@ def load_average(loadavg="/proc/loadavg"):
 
 
 def _cpu_times(stat="/proc/stat"):
+  """(total, idle + iowait, steal) jiffies of all CPUs since boot, from /proc/stat's first line."""
   with open(stat) as f:
     fields = [int(x) for x in f.readline().split()[1:]]
   idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
-  return sum(fields[:8]), idle
+  steal = fields[7] if len(fields) > 7 else 0
+  return sum(fields[:8]), idle, steal
 
 
 def busy_cores(seconds=BUSY_SECONDS, stat="/proc/stat"):
   """Cores kept busy over the next `seconds` (machine-wide, from /proc/stat); None if unreadable."""
   try:
-    total0, idle0 = _cpu_times(stat)
+    total0, idle0, _ = _cpu_times(stat)
     time.sleep(seconds)
-    total1, idle1 = _cpu_times(stat)
+    total1, idle1, _ = _cpu_times(stat)
   except (OSError, ValueError, IndexError):
     return None
   if total1 == total0:
@@ -100,10 +112,32 @@ def busy_cores(seconds=BUSY_SECONDS, stat="/proc/stat"):
   return round(machine_cores * (1 - (idle1 - idle0) / (total1 - total0)), 2)
 
 
-def is_loaded(busy_before, busy_after, n_cores):
-  """The rule of the module docstring: other work kept > LOADED_BUSY_FRACTION of the cores busy."""
+def steal_share(before, after):
+  """The share of CPU time stolen by the hypervisor between two _cpu_times(); None if unknown."""
+  if before is None or after is None or after[0] <= before[0]:
+    return None
+  return round((after[2] - before[2]) / (after[0] - before[0]), 4)
+
+
+def copy_gbps(nbytes=COPY_BYTES, repeats=5):
+  """Memory bandwidth now: GB/s read + written by the fastest of `repeats` copies of nbytes."""
+  import numpy as np   # only here: the rest of this module runs without it
+  src = np.ones(nbytes // 8)
+  dst = np.empty_like(src)
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    np.copyto(dst, src)
+    best = min(best, time.perf_counter() - start)
+  return round(2 * nbytes / best / 1e9, 2)
+
+
+def is_loaded(busy_before, busy_after, n_cores, steal=None):
+  """The rule of the module docstring: other work kept > LOADED_BUSY_FRACTION of the cores busy,
+  or the hypervisor stole > LOADED_STEAL_FRACTION of the CPU time during the run."""
   busy = [b for b in (busy_before, busy_after) if b is not None]
-  return bool(busy) and max(busy) > LOADED_BUSY_FRACTION * n_cores
+  return ((bool(busy) and max(busy) > LOADED_BUSY_FRACTION * n_cores)
+          or (steal is not None and steal > LOADED_STEAL_FRACTION))
 
 
 def git_state(repo=REPO):
@@ -130,17 +164,25 @@ def machine():
 
 
 def provenance(fixed, before, after):
-  """A record's provenance: `fixed` (machine()) and the load sampled before / after the run
-  (each sample(): {"load": 1-minute load average, "busy": busy cores})."""
+  """A record's provenance: `fixed` (machine()) and the machine sampled before / after the run
+  (each a sample())."""
+  steal = steal_share(before.get("cpu_times"), after.get("cpu_times"))
   return dict(fixed, load_before=before["load"], load_after=after["load"],
-              busy_before=before["busy"], busy_after=after["busy"],
-              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"]),
+              busy_before=before["busy"], busy_after=after["busy"], steal_during=steal,
+              copy_gbps_before=before.get("copy_gbps"), copy_gbps_after=after.get("copy_gbps"),
+              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal),
               time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
 def sample():
-  """The machine's load now: {"load": 1-minute average, "busy": busy cores over BUSY_SECONDS}."""
-  return {"load": load_average(), "busy": busy_cores()}
+  """The machine now: {"load": 1-minute average, "busy": busy cores over BUSY_SECONDS,
+  "copy_gbps": memory bandwidth, "cpu_times": /proc/stat's counters (None if unreadable)}."""
+  busy = busy_cores()
+  try:
+    cpu_times = _cpu_times()
+  except (OSError, ValueError, IndexError):
+    cpu_times = None
+  return {"load": load_average(), "busy": busy, "copy_gbps": copy_gbps(), "cpu_times": cpu_times}
 
 
 # ---- running benchmarks --------------------------------------------------------------------

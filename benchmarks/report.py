@@ -50,7 +50,18 @@ def machine_line(p):
   """'commit 1a2b3c4d5e6f (dirty), AMD EPYC, native bf16 (avx512_bf16, ...), 2 cores'."""
   commit = (p.get("commit") or "unknown")[:12] + (" (dirty)" if p.get("dirty") else "")
   return (f"commit {commit}, {p['cpu']['model'] or 'CPU model unknown'}, "
-          f"{common.bf16_label(p['cpu'])}, {p['cores']} cores")
+          f"{common.bf16_label(p['cpu'])}, {p['cores']} cores{host_share(p)}")
+
+
+def host_share(p):
+  """', CPU time stolen 4.8%, memory copy 15.1 / 14.9 GB/s before / after' where recorded."""
+  parts = []
+  if p.get("steal_during") is not None:
+    parts.append(f"CPU time stolen {p['steal_during']:.1%}")
+  if p.get("copy_gbps_before") is not None or p.get("copy_gbps_after") is not None:
+    parts.append(f"memory copy {num(p.get('copy_gbps_before'), 1)} / "
+                 f"{num(p.get('copy_gbps_after'), 1)} GB/s before / after")
+  return "".join(", " + part for part in parts)
 
 
 def loaded_count(records):

@@ -47,11 +47,27 @@ def test_loaded_when_other_work_keeps_more_than_half_the_cores_busy():
   assert not common.is_loaded(None, None, 2)      # unknown is not flagged
 
 
+def test_loaded_when_the_hypervisor_steals_more_than_the_steal_fraction():
+  assert not common.is_loaded(0.0, 0.0, 2, steal=common.LOADED_STEAL_FRACTION)
+  assert common.is_loaded(0.0, 0.0, 2, steal=common.LOADED_STEAL_FRACTION + 0.01)
+  assert not common.is_loaded(0.0, 0.0, 2, steal=None)
+
+
+def test_steal_share_between_two_samples_of_the_cpu_counters():
+  assert common.steal_share((1000, 800, 10), (2000, 1000, 60)) == 0.05
+  assert common.steal_share((1000, 800, 10), (1000, 800, 10)) is None   # no time passed
+  assert common.steal_share(None, (2000, 1000, 60)) is None
+
+
+def test_copy_bandwidth_is_a_positive_rate():
+  assert common.copy_gbps(nbytes=2**20, repeats=2) > 0
+
+
 def test_busy_cores_and_load_average_from_proc_files(tmp_path):
   stat = tmp_path / "stat"
-  stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3\n")
+  stat.write_text("cpu  100 0 100 800 0 0 0 30 0 0\ncpu0 1 2 3\n")
   assert common.busy_cores(0, str(stat)) == 0.0   # no time passed between the two reads
-  assert common._cpu_times(str(stat)) == (1000, 800)
+  assert common._cpu_times(str(stat)) == (1030, 800, 30)
   loadavg = tmp_path / "loadavg"
   loadavg.write_text("0.83 0.56 0.23 2/96 4582\n")
   assert common.load_average(str(loadavg)) == 0.83
@@ -66,6 +82,22 @@ def test_provenance_has_commit_machine_load_and_the_flag():
   assert (p["load_before"], p["load_after"], p["busy_before"], p["busy_after"]) == (
       0.3, 2.1, 0.1, 1.6)
   assert p["loaded"] is True and p["time"]
+  assert p["steal_during"] is None and p["copy_gbps_before"] is None   # not sampled
+
+
+def test_provenance_flags_a_run_the_hypervisor_stole_from():
+  fixed = dict(commit="abc", dirty=False, cpu={"model": "m", "flags": [], "native_bf16": False},
+               cores=2, host="h", python="3.11")
+  before = {"load": 0.1, "busy": 0.0, "copy_gbps": 15.0, "cpu_times": (1000, 900, 0)}
+  after = {"load": 1.9, "busy": 0.0, "copy_gbps": 9.0, "cpu_times": (2000, 950, 200)}
+  p = common.provenance(fixed, before, after)
+  assert (p["steal_during"], p["copy_gbps_before"], p["copy_gbps_after"]) == (0.2, 15.0, 9.0)
+  assert p["loaded"] is True
+
+
+def test_sample_reads_this_machine():
+  s = common.sample()
+  assert s["copy_gbps"] > 0 and len(s["cpu_times"]) == 3 and s["busy"] >= 0
 
 
 def test_machine_names_this_repository_commit():

@@ -208,3 +208,11 @@ def test_search_page_lists_every_trial_and_the_seeds_against_the_target():
           "(per seed 0.8400 / 0.8600); target 0.868 (TF-IDF + LR test F1 0.8180 in "
           "long_text.jsonl, + 0.05).") in text
   assert "Search wall 230 s, the trials' own 223 s: overhead 3.1%." in text
+
+
+def test_headings_name_the_stolen_cpu_time_and_memory_bandwidth_where_recorded():
+  p = provenance()
+  assert report.machine_line(p).endswith("2 cores")            # records written before them
+  p.update(steal_during=0.048, copy_gbps_before=15.08, copy_gbps_after=9.0)
+  assert report.machine_line(p).endswith(
+      "2 cores, CPU time stolen 4.8%, memory copy 15.1 / 9.0 GB/s before / after")
