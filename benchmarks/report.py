@@ -53,11 +53,16 @@ def machine_line(p):
           f"{common.bf16_label(p['cpu'])}, {p['cores']} cores{host_share(p)}")
 
 
+def stolen(p):
+  """The share of CPU time the hypervisor stole during the run, '-' where not recorded."""
+  return "-" if p.get("steal_during") is None else f"{p['steal_during']:.1%}"
+
+
 def host_share(p):
   """', CPU time stolen 4.8%, memory copy 15.1 / 14.9 GB/s before / after' where recorded."""
   parts = []
   if p.get("steal_during") is not None:
-    parts.append(f"CPU time stolen {p['steal_during']:.1%}")
+    parts.append(f"CPU time stolen {stolen(p)}")
   if p.get("copy_gbps_before") is not None or p.get("copy_gbps_after") is not None:
     parts.append(f"memory copy {num(p.get('copy_gbps_before'), 1)} / "
                  f"{num(p.get('copy_gbps_after'), 1)} GB/s before / after")
@@ -243,12 +248,13 @@ def render_quickstart(records):
              minutes_seconds(r["wall_seconds"]),
              minutes_seconds((r.get("step_seconds") or {}).get("3")), num(r.get("train_eps")),
              num(r.get("test_f1_tuned"), 3), num(r.get("threshold"), 2),
-             num(r.get("test_pr_auc"), 3), "yes" if r["provenance"]["loaded"] else "no"]
+             num(r.get("test_pr_auc"), 3), stolen(r["provenance"]),
+             "yes" if r["provenance"]["loaded"] else "no"]
             for r in group]
     lines += table(["time", "commit", "TRAIN_FLAGS", "precision", "wall",
                     "of it step 3 (fine-tune, evaluate, export)", "train examples/s",
-                    "test F1 @ tuned threshold", "threshold", "test PR-AUC", "loaded"], rows,
-                   right=range(4, 10)) + [""]
+                    "test F1 @ tuned threshold", "threshold", "test PR-AUC",
+                    "CPU time stolen", "loaded"], rows, right=range(4, 11)) + [""]
   return lines
 
 
