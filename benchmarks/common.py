@@ -18,8 +18,10 @@ A virtual machine also shares its host with work it cannot see. Two things of th
 two samples (/proc/stat's steal counter; a run is also `loaded` above LOADED_STEAL_FRACTION), and
 `copy_gbps_before` / `copy_gbps_after`, the memory bandwidth of a large array copy just before
 and after the run: a host busy on memory slows every step without any stolen CPU time, and
-only this figure shows it. It has no threshold (what is normal differs per CPU); compare runs on
-the same CPU by it.
+only this figure shows it. Likewise `matmul_gflops_before` / `matmul_gflops_after`, the float32
+speed of a small matrix product on all cores (numpy's BLAS) just before and after the run: a host
+that slowed its cores' clocks, or shares them in a way the steal counter misses, shows there.
+Neither has a threshold (what is normal differs per CPU); compare runs on the same CPU by them.
 """
 import json
 import os
@@ -40,6 +42,7 @@ BUSY_SECONDS = 1.0
 LOADED_BUSY_FRACTION = 0.5
 LOADED_STEAL_FRACTION = 0.10
 COPY_BYTES = 64 * 2**20    # bigger than any last-level cache here: the copy measures memory
+MATMUL_N = 1024            # float32 n x n operands (12 MiB together): a compute-bound product
 PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (trainer/train.py)
 
 
@@ -132,6 +135,19 @@ def copy_gbps(nbytes=COPY_BYTES, repeats=5):
   return round(2 * nbytes / best / 1e9, 2)
 
 
+def matmul_gflops(n=MATMUL_N, repeats=10):
+  """Compute speed now: float32 GFLOP/s of the fastest of `repeats` n x n matrix products."""
+  import numpy as np
+  a = np.ones((n, n), np.float32)
+  b = np.ones((n, n), np.float32)
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    np.matmul(a, b)
+    best = min(best, time.perf_counter() - start)
+  return round(2 * n**3 / best / 1e9, 1)
+
+
 def is_loaded(busy_before, busy_after, n_cores, steal=None):
   """The rule of the module docstring: other work kept > LOADED_BUSY_FRACTION of the cores busy,
   or the hypervisor stole > LOADED_STEAL_FRACTION of the CPU time during the run."""
@@ -170,19 +186,23 @@ def provenance(fixed, before, after):
   return dict(fixed, load_before=before["load"], load_after=after["load"],
               busy_before=before["busy"], busy_after=after["busy"], steal_during=steal,
               copy_gbps_before=before.get("copy_gbps"), copy_gbps_after=after.get("copy_gbps"),
+              matmul_gflops_before=before.get("matmul_gflops"),
+              matmul_gflops_after=after.get("matmul_gflops"),
               loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal),
               time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 
 def sample():
   """The machine now: {"load": 1-minute average, "busy": busy cores over BUSY_SECONDS,
-  "copy_gbps": memory bandwidth, "cpu_times": /proc/stat's counters (None if unreadable)}."""
+  "copy_gbps": memory bandwidth, "matmul_gflops": compute speed, "cpu_times": /proc/stat's
+  counters (None if unreadable)}."""
   busy = busy_cores()
   try:
     cpu_times = _cpu_times()
   except (OSError, ValueError, IndexError):
     cpu_times = None
-  return {"load": load_average(), "busy": busy, "copy_gbps": copy_gbps(), "cpu_times": cpu_times}
+  return {"load": load_average(), "busy": busy, "copy_gbps": copy_gbps(),
+          "matmul_gflops": matmul_gflops(), "cpu_times": cpu_times}
 
 
 # ---- running benchmarks --------------------------------------------------------------------

@@ -58,14 +58,24 @@ def stolen(p):
   return "-" if p.get("steal_during") is None else f"{p['steal_during']:.1%}"
 
 
+def matmul_speed(p):
+  """'180 / 120': the float32 matmul GFLOP/s sampled before / after the run, '-' if not recorded."""
+  if p.get("matmul_gflops_before") is None and p.get("matmul_gflops_after") is None:
+    return "-"
+  return f"{num(p.get('matmul_gflops_before'), 0)} / {num(p.get('matmul_gflops_after'), 0)}"
+
+
 def host_share(p):
-  """', CPU time stolen 4.8%, memory copy 15.1 / 14.9 GB/s before / after' where recorded."""
+  """', CPU time stolen 4.8%, memory copy 15.1 / 14.9 GB/s before / after, matmul 180 / 120
+  GFLOP/s before / after' where recorded."""
   parts = []
   if p.get("steal_during") is not None:
     parts.append(f"CPU time stolen {stolen(p)}")
   if p.get("copy_gbps_before") is not None or p.get("copy_gbps_after") is not None:
     parts.append(f"memory copy {num(p.get('copy_gbps_before'), 1)} / "
                  f"{num(p.get('copy_gbps_after'), 1)} GB/s before / after")
+  if matmul_speed(p) != "-":
+    parts.append(f"matmul {matmul_speed(p)} GFLOP/s before / after")
   return "".join(", " + part for part in parts)
 
 
@@ -249,12 +259,13 @@ def render_quickstart(records):
              minutes_seconds((r.get("step_seconds") or {}).get("3")), num(r.get("train_eps")),
              num(r.get("test_f1_tuned"), 3), num(r.get("threshold"), 2),
              num(r.get("test_pr_auc"), 3), stolen(r["provenance"]),
-             "yes" if r["provenance"]["loaded"] else "no"]
+             matmul_speed(r["provenance"]), "yes" if r["provenance"]["loaded"] else "no"]
             for r in group]
     lines += table(["time", "commit", "TRAIN_FLAGS", "precision", "wall",
                     "of it step 3 (fine-tune, evaluate, export)", "train examples/s",
                     "test F1 @ tuned threshold", "threshold", "test PR-AUC",
-                    "CPU time stolen", "loaded"], rows, right=range(4, 11)) + [""]
+                    "CPU time stolen", "matmul GFLOP/s before / after", "loaded"], rows,
+                    right=range(4, 12)) + [""]
   return lines
 
 

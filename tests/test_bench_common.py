@@ -63,6 +63,12 @@ def test_copy_bandwidth_is_a_positive_rate():
   assert common.copy_gbps(nbytes=2**20, repeats=2) > 0
 
 
+def test_matmul_speed_is_the_fastest_of_the_products(monkeypatch):
+  ticks = iter([0.0, 0.004, 1.0, 1.002, 2.0, 2.003])   # the products take 4, 2 and 3 ms
+  monkeypatch.setattr(common.time, "perf_counter", lambda: next(ticks))
+  assert common.matmul_gflops(n=100, repeats=3) == 1.0   # 2 * 100**3 FLOP in 2 ms
+
+
 def test_busy_cores_and_load_average_from_proc_files(tmp_path):
   stat = tmp_path / "stat"
   stat.write_text("cpu  100 0 100 800 0 0 0 30 0 0\ncpu0 1 2 3\n")
@@ -83,21 +89,26 @@ def test_provenance_has_commit_machine_load_and_the_flag():
       0.3, 2.1, 0.1, 1.6)
   assert p["loaded"] is True and p["time"]
   assert p["steal_during"] is None and p["copy_gbps_before"] is None   # not sampled
+  assert p["matmul_gflops_before"] is None
 
 
 def test_provenance_flags_a_run_the_hypervisor_stole_from():
   fixed = dict(commit="abc", dirty=False, cpu={"model": "m", "flags": [], "native_bf16": False},
                cores=2, host="h", python="3.11")
-  before = {"load": 0.1, "busy": 0.0, "copy_gbps": 15.0, "cpu_times": (1000, 900, 0)}
-  after = {"load": 1.9, "busy": 0.0, "copy_gbps": 9.0, "cpu_times": (2000, 950, 200)}
+  before = {"load": 0.1, "busy": 0.0, "copy_gbps": 15.0, "matmul_gflops": 180.0,
+            "cpu_times": (1000, 900, 0)}
+  after = {"load": 1.9, "busy": 0.0, "copy_gbps": 9.0, "matmul_gflops": 120.0,
+           "cpu_times": (2000, 950, 200)}
   p = common.provenance(fixed, before, after)
   assert (p["steal_during"], p["copy_gbps_before"], p["copy_gbps_after"]) == (0.2, 15.0, 9.0)
+  assert (p["matmul_gflops_before"], p["matmul_gflops_after"]) == (180.0, 120.0)
   assert p["loaded"] is True
 
 
 def test_sample_reads_this_machine():
   s = common.sample()
-  assert s["copy_gbps"] > 0 and len(s["cpu_times"]) == 3 and s["busy"] >= 0
+  assert s["copy_gbps"] > 0 and s["matmul_gflops"] > 0
+  assert len(s["cpu_times"]) == 3 and s["busy"] >= 0
 
 
 def test_machine_names_this_repository_commit():

@@ -33,7 +33,8 @@ def test_runs_get_their_own_runs_dir_and_train_flags(tmp_path, monkeypatch):
     return {"seconds": 1004.0, "returncode": 0, "output": OUTPUT, "log": log_path}
 
   monkeypatch.setattr(bq.common, "run_logged", fake_run)
-  monkeypatch.setattr(bq.common, "sample", lambda: {"load": 0.2, "busy": 0.1})
+  monkeypatch.setattr(bq.common, "sample", lambda: {"load": 0.2, "busy": 0.1,
+                                                        "matmul_gflops": 150.0})
   out = tmp_path / "quickstart.jsonl"
   bq.main([f"--work_dir={tmp_path}", f"--out={out}"])
   assert [c for c, _ in calls] == [["bash", "scripts/quickstart.sh"]] * 2
@@ -49,7 +50,7 @@ def test_runs_get_their_own_runs_dir_and_train_flags(tmp_path, monkeypatch):
   assert r["step_seconds"] == {"2": 30, "3": 910, "4": 10}
   # stolen CPU time "-": the fake sample() has no CPU counters
   assert lines[-2].endswith("| --config.precision=float32 | float32 | 16 min 44 s | 15 min 10 s | "
-                            "34.0 | 0.730 | 0.29 | 0.810 | - | no |")
+                            "34.0 | 0.730 | 0.29 | 0.810 | - | 150 / 150 | no |")
 
 
 def test_step_times_wrap_over_midnight_and_leave_out_the_last_step():

@@ -216,3 +216,6 @@ def test_headings_name_the_stolen_cpu_time_and_memory_bandwidth_where_recorded()
   p.update(steal_during=0.048, copy_gbps_before=15.08, copy_gbps_after=9.0)
   assert report.machine_line(p).endswith(
       "2 cores, CPU time stolen 4.8%, memory copy 15.1 / 9.0 GB/s before / after")
+  p.update(matmul_gflops_before=181.4, matmul_gflops_after=120.0)
+  assert report.machine_line(p).endswith(
+      "memory copy 15.1 / 9.0 GB/s before / after, matmul 181 / 120 GFLOP/s before / after")
