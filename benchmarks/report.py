@@ -244,6 +244,33 @@ def profile_lines(r):
       for k, v in sorted(r["op_seconds"].items(), key=lambda kv: -kv[1])], right=(1, 2)) + [""]
 
 
+# ---- matmul ----------------------------------------------------------------------------------
+
+MATMUL_SIDES = (("tf_einsum", "TF einsum"), ("tf_matmul", "TF 2-D matmul"), ("torch", "PyTorch"))
+
+
+def render_matmul(records):
+  fresh, _ = split_by_provenance(records)
+  lines = []
+  for group in group_by(fresh, lambda r: (r["provenance"].get("commit"), r["provenance"]["time"])):
+    p, r0 = group[0]["provenance"], group[0]
+    onednn = {"0": "off (Eigen)", "1": "on"}.get(r0.get("onednn"), "as TensorFlow chose")
+    cap = "" if r0["isa"] == "native" else (
+        f" Kernels of both sides capped at {r0['isa'].upper()} on this CPU: an emulation of "
+        "such a CPU, not one.")
+    lines += [f"## {machine_line(p)}, {p['time'][:16]}", "",
+              f"Batch {r0['batch']}, {r0['threads']} threads per side, TensorFlow "
+              f"{r0['versions']['tensorflow']} with oneDNN {onednn}, PyTorch "
+              f"{r0['versions']['torch']}; the sides alternate call by call in one process, "
+              f"median of {r0['iters']} calls each. Loaded (common.py's rule): "
+              f"{'yes' if p['loaded'] else 'no'}.{cap}", ""]
+    rows = [[r["length"], r["product"]] + [num(r["gflops"].get(k)) for k, _ in MATMUL_SIDES]
+            + [num(r["seconds"]["tf_einsum"] / r["seconds"]["torch"], 2)] for r in group]
+    lines += table(["length", "product", *(f"{label} GFLOP/s" for _, label in MATMUL_SIDES),
+                    "PyTorch speed / TF einsum"], rows, right=(0, 2, 3, 4, 5)) + [""]
+  return lines
+
+
 # ---- quickstart ----------------------------------------------------------------------------
 
 def render_quickstart(records):
@@ -609,6 +636,8 @@ PAGES = (
     Page("vs_pytorch.md", "vs_pytorch.jsonl",
          "This package vs the PyTorch reference (Hugging Face Trainer)", render_vs_pytorch),
     Page("step.md", "step.jsonl", "The training step: examples/s and MFU", render_step),
+    Page("matmul.md", "matmul.jsonl",
+         "The step's float32 matrix products: TensorFlow vs PyTorch", render_matmul),
     Page("quickstart.md", "quickstart.jsonl", "The main job: scripts/quickstart.sh, timed",
          render_quickstart),
     Page("train_speed.md", "train_speed.jsonl", "Training examples/s of the tweets recipe",

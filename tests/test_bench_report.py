@@ -219,3 +219,17 @@ def test_headings_name_the_stolen_cpu_time_and_memory_bandwidth_where_recorded()
   p.update(matmul_gflops_before=181.4, matmul_gflops_after=120.0)
   assert report.machine_line(p).endswith(
       "memory copy 15.1 / 9.0 GB/s before / after, matmul 181 / 120 GFLOP/s before / after")
+
+
+def test_matmul_page_shows_each_sides_speed_and_the_ratio_per_product():
+  record = {"product": "attention_scores", "batch": 32, "length": 32, "flops": 1e9, "iters": 200,
+            "threads": 2, "isa": "avx2", "onednn": "1",
+            "versions": {"tensorflow": "2.20.0", "torch": "2.13.0"},
+            "seconds": {"tf_einsum": 0.2, "torch": 0.05},
+            "gflops": {"tf_einsum": 5.0, "torch": 20.0}, "provenance": provenance()}
+  lines = report.render_matmul([record])
+  assert lines[0] == "## commit 0123456789ab, Test CPU, no native bf16 (avx512f, avx2), 2 cores, " \
+                     "2026-12-02T10:00"
+  assert "oneDNN on" in lines[2] and "median of 200 calls" in lines[2]
+  assert "capped at AVX2" in lines[2]
+  assert lines[-2] == "| 32 | attention_scores | 5.0 | - | 20.0 | 4.00 |"
