@@ -30,7 +30,6 @@ from benchmarks import common
 from benchmarks.bench_vs_pytorch import ISA_ENV
 
 HIDDEN, HEADS, INTERMEDIATE = 384, 12, 1536
-SIDES = ("tf_einsum", "tf_matmul", "torch")
 
 
 def _dense(k, n):
@@ -167,7 +166,8 @@ def main(argv=None):
   p.add_argument("--isa", default="native", choices=sorted(ISA_ENV))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "matmul.jsonl"))
   args = p.parse_args(argv)
-  names = common.variant_names(p, args.products, products())
+  specs = products()
+  names = common.variant_names(p, args.products, specs)
   lengths = [int(x) for x in args.lengths.split(",") if x]
   # Both libraries read these when they load: set before either is imported.
   os.environ.update(ISA_ENV[args.isa], OMP_NUM_THREADS=str(args.threads))
@@ -181,7 +181,7 @@ def main(argv=None):
   rows = []
   for length in lengths:
     for name in names:
-      spec = products()[name]
+      spec = specs[name]
       ops = operands(spec, args.batch, length)
       calls = dict(tf_calls(spec, ops), torch=torch_call(torch, spec, ops))
       seconds = time_alternating(calls, args.iters)
