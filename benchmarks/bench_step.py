@@ -3,7 +3,7 @@
   python -m benchmarks.bench_step                                  # fixed shapes [32, L]
   python -m benchmarks.bench_step --variants=f32,bf16,xla --lengths=32 --rounds=6
   python -m benchmarks.bench_step --data_dir=runs/data/tweets_binary --buckets=16,32,64,128 \\
-      --buckets=derived                                           # real bucketed batches
+      --buckets=derived --buckets=every:4 --lengths=               # real bucketed batches
   python -m benchmarks.bench_step --profile=/tmp/D/profile --lengths=32   # where a step goes
 
 The step is the trainer's: classifier forward + sigmoid loss, tape gradient, clip by global
@@ -254,14 +254,17 @@ def time_steps(step, batches, repeats=1):
 
 
 def interleaved(steps, batches_of, rounds, repeats):
-  """{variant: [seconds per round]}, variants run A B C A B C ... after one warm-up pass."""
-  for name, step in steps.items():
-    time_steps(step, batches_of(name))  # traces and compiles every shape
+  """({key: [seconds per round]}, {key: seconds of the warm-up pass}): keys run A B C A B C ...
+
+  The warm-up pass runs each key's batches once first: it traces and sets up every new shape
+  (oneDNN primitives), so its time minus a round's is what those shapes cost once.
+  """
+  first = {key: time_steps(step, batches_of(key)) for key, step in steps.items()}
   times = collections.defaultdict(list)
   for _ in range(rounds):
-    for name, step in steps.items():
-      times[name].append(time_steps(step, batches_of(name), repeats))
-  return times
+    for key, step in steps.items():
+      times[key].append(time_steps(step, batches_of(key), repeats))
+  return times, first
 
 
 def summarise(times, examples, real_tokens, padded_tokens, flops, label, base):
@@ -343,7 +346,8 @@ def parse_args(argv=None):
   p.add_argument("--lengths", default="16,32,64,128", help="fixed shapes [batch, L]")
   p.add_argument("--data_dir", default="", help="also time real bucketed batches")
   p.add_argument("--buckets", action="append", default=[],
-                 help="bucket set, e.g. 16,32,64,128 or 'derived' (trainer.buckets); repeatable")
+                 help="bucket set: 16,32,64,128, 'derived' (trainer.buckets) or 'every:N' "
+                      "(multiples of N; every:1 = each batch's longest row); repeatable")
   p.add_argument("--num_batches", type=int, default=24, help="real batches per bucket set")
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3, help="fixed-shape steps per round")
@@ -390,7 +394,7 @@ def fixed_shape_records(steps, args):
   records = []
   for length in args.lengths:
     batch = [fixed_batch(b, length)]
-    times = interleaved(steps, lambda _: batch, args.rounds, repeats)
+    times, _ = interleaved(steps, lambda _: batch, args.rounds, repeats)
     tokens = b * length
     records += summarise(times, b * repeats, tokens * repeats, tokens * repeats,
                          model_flops(b, length, h, n, i) * repeats,
@@ -398,25 +402,60 @@ def fixed_shape_records(steps, args):
   return records
 
 
-def real_batch_records(steps, args):
-  """Times every variant on real bucketed batches of args.data_dir, per bucket set."""
-  from bertcore import schema
+def bucket_set(spec, manifest):
+  """(label, boundaries) of a --buckets spec: 'derived' (trainer.buckets, as the trainer
+  derives them), 'every:N' (every multiple of N up to max_seq_length; every:1 pads each batch
+  to its longest row) or an explicit list '16,32,64,128'."""
   from trainer import buckets as buckets_lib
+  top = int(manifest.max_seq_length)
+  if spec == "derived":
+    bounds = buckets_lib.derive_boundaries(manifest.splits["train"].token_length, top)
+  elif spec.startswith("every:"):
+    n = int(spec[len("every:"):])
+    return f"tweets every {n} to {top}", tuple(range(n, top, n)) + (top,)
+  else:
+    bounds = tuple(int(x) for x in spec.split(","))
+  return f"tweets {','.join(map(str, bounds))}", tuple(bounds)
+
+
+def real_batch_records(steps, args):
+  """Times every variant on real bucketed batches of args.data_dir, for each bucket set.
+
+  All (variant, bucket set) pairs are interleaved in one loop, so the bucket sets compare
+  like for like too; every set has the same batches' rows (the same examples), padded to its
+  own boundaries. Each record also gets the set's warm-up pass time (its shapes' one-time
+  set-up; the step was traced beforehand on a shape no set uses) and its speed over the first
+  set's, per round.
+  """
+  from bertcore import schema
   b = args.batch_size
   h, n, i = MINILM["hidden_size"], MINILM["num_layers"], MINILM["intermediate_size"]
   manifest = schema.read_manifest(args.data_dir)
+  sets = dict(bucket_set(spec, manifest) for spec in args.buckets or ["16,32,64,128"])
+  batches = {label: real_batches(args.data_dir, bounds, b, args.num_batches)
+             for label, bounds in sets.items()}
+  for step in steps.values():
+    step(*fixed_batch(b, 3)).numpy()       # traced here, not in the first set's warm-up
+  pairs = {(name, label): steps[name] for label in sets for name in steps}
+  times, first = interleaved(pairs, lambda key: batches[key[1]], args.rounds, 1)
+  first_label = next(iter(sets))
   records = []
-  for spec in args.buckets or ["16,32,64,128"]:
-    bounds = (buckets_lib.derive_boundaries(manifest.splits["train"].token_length,
-                                            int(manifest.max_seq_length))
-              if spec == "derived" else tuple(int(x) for x in spec.split(",")))
-    batches = real_batches(args.data_dir, bounds, b, args.num_batches)
-    real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in batches)
-    padded = sum(int(tf.size(f["input_mask"])) for f, _ in batches)
-    flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in batches)
-    times = interleaved(steps, lambda _: batches, args.rounds, 1)
-    records += summarise(times, b * len(batches), real, padded, flops,
-                         f"tweets {','.join(map(str, bounds))}", args.variants[0])
+  for label, bounds in sets.items():
+    rows = batches[label]
+    real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in rows)
+    padded = sum(int(tf.size(f["input_mask"])) for f, _ in rows)
+    flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in rows)
+    own = {name: times[(name, label)] for name in steps}
+    for rec in summarise(own, b * len(rows), real, padded, flops, label, args.variants[0]):
+      key = (rec["variant"], label)
+      rec.update(boundaries=list(bounds), shapes=len({int(f["input_mask"].shape[1]) for f, _ in rows}),
+                 warmup_s=first[key], round_s=statistics.median(times[key]),
+                 speedup_vs_first_set=statistics.median(
+                     a / s for a, s in zip(times[(rec["variant"], first_label)], times[key])),
+                 first_set=first_label)
+      print(f"  {label}: {rec['shapes']} shapes, warm-up pass {rec['warmup_s']:.1f} s vs "
+            f"{rec['round_s']:.1f} s a round; x{rec['speedup_vs_first_set']:.2f} vs {first_label}")
+      records.append(rec)
   return records
 
 
