@@ -8,7 +8,8 @@ Paths (same weights: the converted all-MiniLM-L6-v2 encoder with a fresh binary 
        of OLD_EVAL_BATCH (128) in file order, padded to 16/32/64/128, one eval_step call each
   new  today's recipe: rows sorted by length in pools (input_pipeline.eval_batches), the
        recipe's evaluation batch (configs/tweets_minilm.py; --new_eval_batch overrides it),
-       boundaries derived from the manifest (trainer.buckets), eval_loop.STEPS_PER_CALL
+       the recipe's padding (plan.resolve_padding: each batch to its longest row here, or
+       boundaries derived from the manifest by trainer.buckets), eval_loop.STEPS_PER_CALL
        batches per call
 Each round evaluates the whole split once per path (old, new, old, new, ...); figures are
 examples/s per round and the ratio per round (the machine may be shared: ratios measured in the
@@ -63,10 +64,10 @@ def setup():
 
 def paths(config, plan):
   """{name: (config with that path's boundaries, evaluate_split keyword arguments)}."""
-  new = plan_lib.with_boundaries(config, plan.bucket_boundaries)
+  new = plan_lib.resolved_config(config, plan)
   if NEW_BATCH.value:
     new.eval.global_batch_size = NEW_BATCH.value
-  old = plan_lib.with_boundaries(config, OLD_BOUNDARIES)
+  old = plan_lib.with_boundaries(config, OLD_BOUNDARIES, "bucket")
   old.eval.global_batch_size = OLD_EVAL_BATCH
   return {
       "old": (old, {"steps_per_call": 1, "pool_batches": 1}),
@@ -91,9 +92,9 @@ def eval_efficiency(config, plan, kwargs):
       pool_batches=kwargs.get("pool_batches", input_pipeline.POOL_BATCHES)))
 
 
-def train_efficiency(config, plan, boundaries):
+def train_efficiency(config, plan, boundaries, padding):
   src = plan.source("train", config.model)
-  cfg = plan_lib.with_boundaries(config, boundaries)
+  cfg = plan_lib.with_boundaries(config, boundaries, padding)
   ds = input_pipeline.train_batches(src, cfg.train, cfg.data)
   return efficiency(ds.take(TRAIN_BATCHES.value))
 
@@ -103,7 +104,7 @@ def main(_):
   config, plan, strategy, eval_step = setup()
   runs = paths(config, plan)
   settings = {name: {"eval_batch": cfg.eval.global_batch_size,
-                     "boundaries": list(cfg.train.bucket_boundaries),
+                     "padding": cfg.train.padding, "boundaries": list(cfg.train.bucket_boundaries),
                      "steps_per_call": kwargs.get("steps_per_call", eval_loop.STEPS_PER_CALL),
                      "pool_batches": kwargs.get("pool_batches", input_pipeline.POOL_BATCHES),
                      "eval_padding_efficiency": eval_efficiency(cfg, plan, kwargs)}
@@ -112,9 +113,10 @@ def main(_):
       f"{name}: {s}" for name, s in settings.items()), flush=True)
   train_efficiency_by = {}
   if TRAIN_BATCHES.value:
-    for boundaries in (OLD_BOUNDARIES, plan.bucket_boundaries):
-      train_efficiency_by[",".join(map(str, boundaries))] = train_efficiency(
-          config, plan, boundaries)
+    for boundaries, padding in ((OLD_BOUNDARIES, "bucket"),
+                                (plan.bucket_boundaries, plan.padding)):
+      name = ",".join(map(str, boundaries)) if padding == "bucket" else padding
+      train_efficiency_by[name] = train_efficiency(config, plan, boundaries, padding)
     print(f"training batches ({TRAIN_BATCHES.value}), padding efficiency by boundaries: "
           f"{train_efficiency_by}", flush=True)
   seconds = {name: [] for name in runs}

@@ -233,8 +233,8 @@ def real_batches(data_dir, boundaries, batch_size, num_batches, seed=0):
   from trainer import input_pipeline
   manifest = schema.read_manifest(data_dir)
   config = config_lib.default_config()
-  config.train.update(global_batch_size=batch_size, bucket_boundaries=tuple(boundaries),
-                      seed=seed)
+  config.train.update(global_batch_size=batch_size, padding="bucket",
+                      bucket_boundaries=tuple(boundaries), seed=seed)
   src = input_pipeline.source(data_dir, "train", manifest, "binary", "positive")
   ds = input_pipeline.train_batches(src, config.train, config.data)
   out = []

@@ -213,6 +213,7 @@ def render_step(records):
                     "model GFLOP/s", "MFU (own dtype's peak)", "padding eff.",
                     f"ratio vs {group[0].get('base', 'first')}"], rows,
                    right=range(3, 9)) + [""]
+    lines += bucket_set_lines([r for r in group if "speedup_vs_first_set" in r])
     for r in group:
       lines += profile_lines(r)
   if legacy:
@@ -229,6 +230,23 @@ def render_step(records):
     for r in legacy:
       lines += profile_lines(r)
   return lines
+
+
+def bucket_set_lines(records):
+  """The bucket sets of one run side by side (interleaved in it): speed over the first set,
+  and the one-time set-up of each set's shapes (its warm-up pass beside a timed round)."""
+  if not records:
+    return []
+  lines = [f"Bucket sets, interleaved with each other in this run over the same batches' rows "
+           f"(ratio: per round, this set's speed over `{records[0]['first_set']}` of the same "
+           "variant); the warm-up pass is each set's first pass over its batches (its new "
+           "shapes set up; the step was traced before), beside the median timed round:", ""]
+  return lines + table(
+      ["bucket set", "variant", "shapes", "padding eff.", "examples/s", "ratio vs first set",
+       "warm-up pass s", "round s"],
+      [[r["label"], r["variant"], r["shapes"], num(r["padding_efficiency"], 3),
+        num(r["examples_per_s"]), num(r["speedup_vs_first_set"], 2), num(r["warmup_s"]),
+        num(r["round_s"])] for r in records], right=range(2, 8)) + [""]
 
 
 def profile_lines(r):

@@ -34,7 +34,8 @@ def get_config():
   config.train.epochs = 1
   config.train.learning_rate = 5e-5
   config.train.warmup_fraction = 0.1
-  # bucket_boundaries: the default () derives them from the manifest (16/24/.../64/128 here).
+  # padding: the default auto pads each batch to its longest row here; with a compiled step
+  # (TPU, --config.xla) it buckets to lengths derived from the manifest (16/24/.../64/128).
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
   # Sorted evaluation batches of 64 pad less than 128 (python -m benchmarks.bench_eval measures it).

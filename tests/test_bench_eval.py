@@ -16,13 +16,14 @@ def test_old_path_is_batch_128_and_the_old_buckets_new_path_is_the_recipe():
   try:
     config = config_lib.default_config()
     config.eval.global_batch_size = 64
-    runs = bench_eval.paths(config, types.SimpleNamespace(bucket_boundaries=(16, 24, 128)))
+    runs = bench_eval.paths(config, types.SimpleNamespace(bucket_boundaries=(16, 24, 128),
+                                                          padding="bucket"))
   finally:
     flags.FLAGS.unparse_flags()
   old, old_kwargs = runs["old"]
   new, new_kwargs = runs["new"]
   assert old.eval.global_batch_size == bench_eval.OLD_EVAL_BATCH == 128
-  assert tuple(old.train.bucket_boundaries) == (16, 32, 64, 128)
+  assert (old.train.padding, tuple(old.train.bucket_boundaries)) == ("bucket", (16, 32, 64, 128))
   assert old_kwargs == {"steps_per_call": 1, "pool_batches": 1}
   assert new.eval.global_batch_size == 64 and tuple(new.train.bucket_boundaries) == (16, 24, 128)
   assert new_kwargs == {} and config.eval.global_batch_size == 64   # the config is not changed

@@ -103,6 +103,22 @@ def test_step_page_shows_mfu_against_each_dtypes_peak():
   assert "| fixed [32,32] | bf16 | bfloat16 | 40.0 | 1,280 | 100.0 | 0.50 | 1.000 | 2.00 |" in lines
 
 
+def test_step_page_compares_bucket_sets_of_one_run():
+  peaks = {"float32": {"before": 100e9, "after": 110e9, "used": 110e9, "source": "matmul"}}
+  base = {"variant": "lazyemb", "dtype": "float32", "real_tokens_per_s": 1000.0,
+          "model_flops_per_s": 50e9, "mfu": 0.45, "speedup_vs_base": 1.0, "base": "lazyemb",
+          "peaks": peaks, "provenance": provenance(), "first_set": "tweets 16,128"}
+  first = dict(base, label="tweets 16,128", examples_per_s=40.0, padding_efficiency=0.8,
+               shapes=2, warmup_s=30.0, round_s=24.0, speedup_vs_first_set=1.0)
+  fine = dict(base, label="tweets every 1 to 128", examples_per_s=44.0, padding_efficiency=0.95,
+              shapes=20, warmup_s=40.5, round_s=21.8, speedup_vs_first_set=1.1)
+  lines = report.render_step([first, fine])
+  assert "| tweets every 1 to 128 | lazyemb | 20 | 0.950 | 44.0 | 1.10 | 40.5 | 21.8 |" in lines
+  assert "| tweets 16,128 | lazyemb | 2 | 0.800 | 40.0 | 1.00 | 30.0 | 24.0 |" in lines
+  fixed = {k: v for k, v in first.items() if k != "speedup_vs_first_set"}
+  assert not any(line.startswith("Bucket sets") for line in report.render_step([fixed]))
+
+
 def test_step_page_shows_a_profile_recorded_with_provenance():
   peaks = {"float32": {"before": 100e9, "after": 110e9, "used": 110e9, "source": "matmul"}}
   profile = {"label": "profile [32,32]", "variant": "f32", "wall_s": 0.848, "peaks": peaks,

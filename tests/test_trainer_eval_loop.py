@@ -25,6 +25,7 @@ def _setup(tmp_path, head):
                                        "train.bucket_boundaries": (16, 32, 64)})
   strategy = strategy_lib.build_strategy("one_device")
   plan = plan_lib.plan_run(config, data_dir, str(tmp_path / "run"), strategy)
+  config = plan_lib.resolved_config(config, plan)
   with strategy.scope():
     classifier, _ = model_lib.build_classifier(config, plan.manifest)
   return config, plan, strategy, steps.make_eval_step(strategy, classifier, head)

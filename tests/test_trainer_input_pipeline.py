@@ -25,8 +25,10 @@ def binary_dir(tmp_path_factory):
 
 
 def _config(**train):
-  """The default config with config.train fields replaced."""
+  """The default config with config.train fields replaced (padding bucket unless given:
+  trainer.plan resolves the default "auto" before a run builds its pipelines)."""
   config = config_lib.default_config()
+  config.train.padding = "bucket"
   for name, value in train.items():
     config.train[name] = value
   return config
@@ -39,8 +41,9 @@ def _train(data_dir, manifest, batch, input_context=None, epoch=0, skip_steps=0,
                           skip_steps=skip_steps)
 
 
-def _eval(data_dir, manifest, batch, head="binary", input_context=None, positive_label=""):
-  config = _config()
+def _eval(data_dir, manifest, batch, head="binary", input_context=None, positive_label="",
+          **train):
+  config = _config(**train)
   return ip.eval_batches(ip.source(data_dir, "validation", manifest, head, positive_label),
                          batch, config.train, config.data, input_context=input_context)
 
@@ -70,6 +73,26 @@ def test_training_batches_have_only_bucket_shapes_and_exact_padding(binary_dir):
     longest = int(batch["input_mask"].sum(axis=1).max())
     assert length == min(b for b in (16, 32, 64) if b >= longest)
   assert seen_lengths <= {16, 32, 64} and len(seen_lengths) >= 2
+
+
+def test_longest_padding_pads_each_batch_to_its_longest_row(binary_dir):
+  data_dir, manifest, rows = binary_dir
+  ds = _train(data_dir, manifest, 8, padding="longest")
+  lengths = set()
+  for batch in _take(ds, 30):
+    longest = int(batch["input_mask"].sum(axis=1).max())
+    assert batch["input_word_ids"].shape == (8, longest)
+    lengths.add(longest)
+  assert len(lengths) > 3          # rows of up to 40 tokens: many shapes, none padded further
+  (batch,) = _take(_eval(data_dir, manifest, 70, padding="longest"), 1)
+  assert batch["input_word_ids"].shape[1] == int(batch["input_mask"].sum(axis=1).max())
+
+
+def test_unresolved_auto_padding_is_refused_in_one_line(binary_dir):
+  data_dir, manifest, _ = binary_dir
+  with pytest.raises(ValueError, match="padding='auto' must be resolved") as raised:
+    _train(data_dir, manifest, 8, padding="auto")
+  assert "\n" not in str(raised.value)
 
 
 def test_fixed_padding_pads_everything_to_max_seq_length(binary_dir):

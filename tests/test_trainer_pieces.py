@@ -156,7 +156,8 @@ def _plan(data_dir, model_dir, **overrides):
 
 def test_plan_derives_bucket_boundaries_from_the_manifest(tweet_like_dir, tmp_path):
   _, plan = _plan(tweet_like_dir, str(tmp_path / "run"),
-                  **{"train.bucket_boundaries": (), "train.global_batch_size": 32})
+                  **{"train.bucket_boundaries": (), "train.global_batch_size": 32,
+                     "train.padding": "bucket"})
   assert plan.bucket_boundaries == (16, 24, 32, 40, 48, 56, 64, 128)
   assert plan.boundaries_from == "manifest"
 
@@ -168,25 +169,54 @@ def test_explicit_bucket_boundaries_win(tweet_like_dir, tmp_path):
 
 def test_a_resumed_run_keeps_its_recorded_boundaries(tweet_like_dir, tmp_path):
   model_dir = str(tmp_path / "run")
-  config, plan = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": ()})
+  config, plan = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": (),
+                                                      "train.padding": "bucket"})
   # What train_and_evaluate leaves: the resolved config and a checkpoint directory.
-  config_lib.write_config(plan_lib.with_boundaries(config, plan.bucket_boundaries), model_dir)
+  config_lib.write_config(plan_lib.resolved_config(config, plan), model_dir)
   os.makedirs(os.path.join(model_dir, checkpointing.CHECKPOINT_DIR))
   manifest = schema.read_manifest(tweet_like_dir)   # the data now says something else
   manifest.splits["train"].token_length.update(p50=20, p90=25, p95=26, p99=27, mean=20.0)
   schema.write_manifest(tweet_like_dir, manifest)
   _, resumed = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": ()})
-  assert resumed.bucket_boundaries == plan.bucket_boundaries
-  assert resumed.boundaries_from == "config.json"
+  assert (resumed.padding, resumed.bucket_boundaries) == ("bucket", plan.bucket_boundaries)
+  assert resumed.boundaries_from == "config.json"      # padding auto: the recorded one
   # The same values given explicitly are the same run; other values are refused.
   _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": plan.bucket_boundaries})
   with pytest.raises(ValueError, match="different train.bucket_boundaries"):
     _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": (16, 32, 64, 128)})
 
 
+@pytest.mark.parametrize("overrides,padding", [
+    ({"train.bucket_boundaries": ()}, "longest"),             # shapes cost little: no buckets
+    ({"train.bucket_boundaries": (), "xla": True}, "bucket"),   # a compiled program per shape
+    ({"train.bucket_boundaries": (32, 64)}, "bucket"),          # shapes asked for
+    ({"train.bucket_boundaries": (), "train.padding": "fixed"}, "fixed"),
+])
+def test_auto_padding_follows_how_the_step_runs(tweet_like_dir, tmp_path, overrides, padding):
+  config, plan = _plan(tweet_like_dir, str(tmp_path / "run"), **overrides)
+  assert plan.padding == padding
+  resolved = plan_lib.resolved_config(config, plan)
+  assert (resolved.train.padding, config.train.padding) == (padding, overrides.get(
+      "train.padding", "auto"))
+  assert (plan.bucket_boundaries == ()) == (padding != "bucket")
+
+
+def test_a_resumed_run_keeps_its_recorded_padding(tweet_like_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  config, plan = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": ()})
+  config_lib.write_config(plan_lib.resolved_config(config, plan), model_dir)
+  os.makedirs(os.path.join(model_dir, checkpointing.CHECKPOINT_DIR))
+  _, resumed = _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": (), "xla": True})
+  assert (plan.padding, resumed.padding) == ("longest", "longest")
+  with pytest.raises(ValueError, match="different train.padding"):
+    _plan(tweet_like_dir, model_dir, **{"train.bucket_boundaries": (),
+                                        "train.padding": "bucket"})
+
+
 def test_deriving_without_length_percentiles_is_one_clear_error(data_dir, tmp_path):
   with pytest.raises(schema.DataError, match="lack p50, p90, p95, p99.*bucket_boundaries=16"):
     _plan(data_dir, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
+                                              "train.padding": "bucket",
                                               "model.positive_label": "pos"})
 
 
@@ -219,6 +249,7 @@ def test_max_seq_length_512_plans_up_to_8_bucket_shapes(tmp_path):
       mean=120.4, p50=98, p90=251, p95=330, p99=470, max=2048)
   schema.write_manifest(d, manifest)
   _, plan = _plan(d, str(tmp_path / "run"), **{"train.bucket_boundaries": (),
+                                               "train.padding": "bucket",
                                                "train.global_batch_size": 32,
                                                "encoder.max_position_embeddings": 512})
   assert plan.bucket_boundaries == (40, 72, 104, 152, 200, 248, 336, 512)

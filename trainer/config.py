@@ -19,7 +19,7 @@ from bertcore.names import HEADS, POOLINGS, PRECISIONS, CONFIG_FILE  # noqa: F40
 
 ENCODER_KINDS = ("hub", "checkpoint", "random")
 NAN_POLICIES = ("stop", "skip")
-PADDINGS = ("bucket", "fixed")
+PADDINGS = ("auto", "longest", "bucket", "fixed")
 LR_SCHEDULES = ("linear", "polynomial_from_zero")
 
 
@@ -70,9 +70,16 @@ def default_config():
   c.train.clip_norm = 1.0              # clip by global norm after the cross-replica sum; 0 = off
   c.train.pos_weight = 1.0             # binary / multilabel: weight of positive targets in the loss
   c.train.class_weights = ()           # multiclass: one weight per class; () = all 1
-  c.train.padding = "bucket"           # bucket | fixed (pad everything to max_seq_length)
-  # Padded lengths (max_seq_length is added); () = derived from the manifest's token lengths
-  # (trainer/buckets.py), once per model_dir: config.json records them.
+  # How batches are padded (rows are sorted by length in pools of batches first):
+  #   longest  each batch to its longest row (any length: for steps not compiled per shape)
+  #   bucket   to the smallest of a few fixed lengths that fits (train.bucket_boundaries)
+  #   fixed    everything to max_seq_length
+  #   auto     bucket when the step is compiled per shape (TPU, xla; fixed on a multi-host
+  #            TPU) or bucket_boundaries are set, else longest; a resumed run keeps its own
+  #            (trainer/plan.py resolve_padding; config.json records the resolved one).
+  c.train.padding = "auto"
+  # Padded lengths of padding=bucket (max_seq_length is added); () = derived from the
+  # manifest's token lengths (trainer/buckets.py), once per model_dir: config.json records them.
   c.train.bucket_boundaries = ()
   c.train.shuffle_buffer = 10000
   c.train.seed = 42

@@ -4,13 +4,14 @@ Records hold unpadded token ids (bertcore.schema). Here they are read per input 
 (each pipeline gets its own subset of shard files), shuffled with a per-epoch seed, parsed in
 batches (batched parsing is several times faster than per-record parsing) and bucketed by
 length: a pool of POOL_BATCHES batches is sorted by length and cut into batches of similar
-lengths, each padded to the smallest of a few fixed lengths (e.g. 16/32/64/128) that fits.
-Short texts are not padded to max_seq_length, and the set of shapes stays small and static
-for XLA / TPU. (Dataset.bucket_by_sequence_length does the same per example, at under a fifth
+lengths, each padded (config.train.padding) to its longest row ("longest": steps that are not
+compiled per shape), or to the smallest of a few fixed lengths (e.g. 16/32/64/128) that fits
+("bucket": the set of shapes stays small and static for XLA / TPU). Short texts are not
+padded to max_seq_length. (Dataset.bucket_by_sequence_length does the same per example, at under a fifth
 of the speed on 2 cores: benchmarks/bench_input_pipeline.py.)
 
 Output elements (per replica): a dict
-  input_word_ids, input_mask, input_type_ids: int32 [batch, bucket_len]
+  input_word_ids, input_mask, input_type_ids: int32 [batch, padded_len]
   labels: binary float32 [batch, 1]; multiclass int32 [batch]; multilabel float32 [batch, C]
   weights (eval only): float32 [batch], 0 for the filler rows that make every pipeline
     yield the same number of full batches.
@@ -233,9 +234,16 @@ def _read_records(src, pipeline, cycle_length, shuffle_seed=None):
 
 
 def _padded_lengths_of(src, train_config):
-  if train_config.padding == "bucket":
+  """The lengths a batch may be padded to, for a resolved config.train.padding."""
+  padding = train_config.padding
+  if padding == "bucket":
     return padded_lengths(train_config.bucket_boundaries, src.max_seq_length)
-  return [src.max_seq_length]
+  if padding == "longest":
+    return list(range(1, src.max_seq_length + 1))
+  if padding == "fixed":
+    return [src.max_seq_length]
+  raise ValueError(f"config.train.padding={padding!r} must be resolved to longest, bucket or "
+                   "fixed before input pipelines are built (trainer.plan.resolve_padding)")
 
 
 def _features_fn(src):

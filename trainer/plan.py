@@ -39,8 +39,9 @@ class RunPlan:
   steps_per_epoch: int
   total_steps: int
   vocab_file: str           # the encoder's vocab.txt, or None (random encoder without one)
-  bucket_boundaries: tuple  # the padded lengths of this run (resolve_boundaries)
+  bucket_boundaries: tuple  # the padded lengths of padding=bucket (resolve_boundaries)
   boundaries_from: str      # where they come from: "config", "config.json", "manifest"
+  padding: str = "bucket"   # longest | bucket | fixed: config.train.padding resolved
 
   @property
   def compression(self):
@@ -71,14 +72,40 @@ def plan_run(config, data_dir, model_dir, strategy):
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
   previous = config_lib.read_config_json(model_dir)
+  padding = resolve_padding(config, previous, strategy)
+  config = with_boundaries(config, config.train.bucket_boundaries, padding)
   boundaries, boundaries_from = resolve_boundaries(config, manifest, previous, data_dir)
-  _check_resume_compatible(with_boundaries(config, boundaries), previous, model_dir)
+  _check_resume_compatible(with_boundaries(config, boundaries, padding), previous, model_dir)
   labelled = {s: s in manifest.splits and sum(manifest.splits[s].label_histogram.values()) > 0
               for s in schema.SPLITS}
   return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
                  tuple(skipped), rows, labelled, steps_per_epoch,
                  steps_per_epoch * config.train.epochs, vocab_file, boundaries,
-                 boundaries_from)
+                 boundaries_from, padding)
+
+
+def resolve_padding(config, previous_config, strategy):
+  """config.train.padding, with "auto" resolved.
+
+  auto: the padding an earlier run of this model_dir recorded in its config.json (a resumed
+  run keeps its shapes); else "bucket" when train.bucket_boundaries are set or the step is
+  compiled per shape (TPUStrategy, config.xla), since every new shape is then a new program
+  ("fixed" on a multi-host TPU, whose hosts bucket apart); else "longest" (each batch padded
+  to its longest row: on CPUs and GPUs without XLA a new shape costs little; see
+  benchmarks/results/step.md).
+  """
+  padding = config.train.padding
+  if padding != "auto":
+    return padding
+  recorded = ((previous_config or {}).get("train") or {}).get("padding")
+  if recorded and recorded != "auto":
+    return recorded
+  tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+  if tpu and getattr(strategy.extended, "num_hosts", 1) > 1:
+    return "fixed"
+  if tpu or config.xla or config.train.bucket_boundaries:
+    return "bucket"
+  return "longest"
 
 
 def resolve_boundaries(config, manifest, previous_config, data_dir):
@@ -108,10 +135,17 @@ def resolve_boundaries(config, manifest, previous_config, data_dir):
                            "--config.train.bucket_boundaries=16,32,64,128") from None
 
 
-def with_boundaries(config, boundaries):
-  """A copy of config whose train.bucket_boundaries are the resolved ones (what the input
-  pipelines read and config.json records)."""
+def resolved_config(config, plan):
+  """config with the plan's padding and bucket boundaries: what the run's input pipelines
+  read and its config.json records."""
+  return with_boundaries(config, plan.bucket_boundaries, plan.padding)
+
+
+def with_boundaries(config, boundaries, padding):
+  """A copy of config whose train.padding and train.bucket_boundaries are the resolved ones
+  (what the input pipelines read and config.json records)."""
   config = config.copy_and_resolve_references()
+  config.train.padding = padding
   config.train.bucket_boundaries = tuple(boundaries)
   return config
 

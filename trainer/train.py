@@ -81,7 +81,7 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
   """
   plan = plan_lib.plan_run(config, data_dir, model_dir, strategy)
   # From here on (input pipelines, config.json) the run's resolved bucket boundaries.
-  config = plan_lib.with_boundaries(config, plan.bucket_boundaries)
+  config = plan_lib.resolved_config(config, plan)
   previous = eval_loop.read_results(plan.model_dir)
   if previous.get("final", {}).get("step") == plan.total_steps:
     say(f"{plan.model_dir} already holds a finished run ({plan.total_steps} steps, final "
@@ -133,7 +133,11 @@ def _say_plan(config, plan, strategy, policy):
       f"{plan.rows['test']} test rows, labels {list(plan.labels)}; {plan.steps_per_epoch} "
       f"steps per epoch x {config.train.epochs} epochs = {plan.total_steps} steps of {batch} "
       f"examples ({replicas} replica(s) x {batch // replicas}); precision {policy}")
-  if config.train.padding == "bucket":
+  if plan.padding == "longest":
+    say(f"batch shapes: each batch padded to its longest row (rows sorted by length in pools "
+        f"of {input_pipeline.POOL_BATCHES} batches; at most "
+        f"{plan.manifest.max_seq_length} tokens)")
+  if plan.padding == "bucket":
     lengths = input_pipeline.padded_lengths(plan.bucket_boundaries, plan.manifest.max_seq_length)
     origin = {"config": "config.train.bucket_boundaries", "config.json": "the earlier run's "
               "config.json", "manifest": "derived from the manifest's token lengths"}
