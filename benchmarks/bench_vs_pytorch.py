@@ -14,6 +14,9 @@ has the line). Variants, each a fresh subprocess:
                 native bf16, float32 elsewhere; the record says which it was)
   ours_f32_eigen  ours_f32 with TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, what TensorFlow alone
                 picks on CPUs without VNNI / BF16 / AMX (bertcore.env asks for oneDNN instead)
+  ours_f32_bucket ours_f32 with train.padding=bucket: batches padded to the lengths derived
+                from the manifest (the default before padding=auto, which pads each batch to
+                its longest row on CPUs)
 --isa caps the instruction sets both sides' kernels may use on this CPU (oneDNN's
 ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, PyTorch's ATEN_CPU_CAPABILITY): `avx2` stands
 in for an AVX2-only CPU, `avx512_core` for AVX-512 without VNNI / BF16. It is an emulation on
@@ -44,7 +47,8 @@ import time
 
 from benchmarks import common
 
-OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_f32_eigen": ["precision=float32"]}
+OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_f32_eigen": ["precision=float32"],
+        "ours_f32_bucket": ["precision=float32", "train.padding=bucket"]}
 OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
 # Caps on the instruction sets each library's kernels dispatch to (see the docstring).

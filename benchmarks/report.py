@@ -15,7 +15,8 @@ LEGACY = f"no provenance (recorded before {PROVENANCE_SINCE})"
 VS_PYTORCH_LABELS = {"pytorch": "PyTorch reference (HF Trainer)",
                      "pytorch_bf16": "PyTorch reference, bf16 autocast",
                      "ours_f32": "this package, float32", "ours": "this package, default precision",
-                     "ours_f32_eigen": "this package, float32, oneDNN off (Eigen kernels)"}
+                     "ours_f32_eigen": "this package, float32, oneDNN off (Eigen kernels)",
+                     "ours_f32_bucket": "this package, float32, padding=bucket (derived lengths)"}
 
 
 # ---- formatting ----------------------------------------------------------------------------
