@@ -11,8 +11,8 @@ padding efficiency they report; the report's ratios are against the first varian
   before     float32, dense AdamW update of the embedding table, Model Garden's schedule and
              epsilon, buckets 16/32/64/128 (the defaults until issue 10)
   after_f32  today's defaults forced to float32 (what a CPU without native bfloat16 gets):
-             lazy embedding rows, linear schedule, epsilon 1e-8, bucket boundaries derived from
-             the manifest (trainer.buckets.derive_boundaries, at most 8 multiples of 8)
+             lazy embedding rows, linear schedule, epsilon 1e-8, padding auto (each batch padded
+             to its longest row on CPUs; before it, bucket boundaries derived from the manifest)
   after      today's defaults (precision auto: mixed bfloat16 on CPUs with native bf16)
 One JSON line per run is appended to --out (train_speed.jsonl) with the precision the run
 printed, its overrides, command and provenance (benchmarks/common.py).

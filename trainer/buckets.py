@@ -1,4 +1,5 @@
-"""Bucket boundaries from the manifest's token-length statistics.
+"""Bucket boundaries from the manifest's token-length statistics (train.padding=bucket: TPU,
+--config.xla, or asked for; on other runs padding=auto pads each batch to its longest row).
 
 Batches are padded to the smallest bucket length that fits their longest row, so the boundaries
 decide how much of each step is padding. Fixed powers of two (16/32/64/128) pad the tweets
@@ -12,9 +13,9 @@ longest row: so we simulate those pools from the fitted distribution, take each 
 longest row, and pick the boundaries that minimise the padded tokens of those batches,
 exactly, by dynamic programming over lengths that are multiples of `multiple`.
 
-At most 8 lengths, multiples of 8: each new shape costs oneDNN (CPU) or XLA (TPU) set-up, and
-12 multiples of 4 padded less but trained slower in 120-step runs (a trial since reverted; its
-figures were not kept as records).
+At most 8 lengths, multiples of 8: under XLA (TPU, --config.xla) each new shape is a new
+compiled program. (On the CPU without XLA a new shape costs little, and padding each batch to
+its longest row was faster than these buckets: benchmarks/results/step.md.)
 """
 import numpy as np
 
