@@ -41,7 +41,7 @@ class RunPlan:
   vocab_file: str           # the encoder's vocab.txt, or None (random encoder without one)
   bucket_boundaries: tuple  # the padded lengths of padding=bucket (resolve_boundaries)
   boundaries_from: str      # where they come from: "config", "config.json", "manifest"
-  padding: str = "bucket"   # longest | bucket | fixed: config.train.padding resolved
+  padding: str             # longest | bucket | fixed: config.train.padding resolved
 
   @property
   def compression(self):
