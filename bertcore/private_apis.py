@@ -65,3 +65,15 @@ def onednn_enabled():
   """
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-direct-tensorflow-import
   return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def feedforward_dense_layers(encoder):
+  """The feed-forward EinsumDense layers (intermediate, output) of a built BertEncoderV2.
+
+  Why: trainer.encoders computes them as 2-D matmuls (faster on CPUs than the einsum; see its
+  MatmulDense), which needs the layer objects; Model Garden's TransformerEncoderBlock keeps them
+  in private attributes and has no option for the layer class.
+  Public replacement: none in tf-models-official 2.20.
+  """
+  return [layer for block in encoder.transformer_layers
+          for layer in (block._intermediate_dense, block._output_dense)]  # pylint: disable=protected-access

@@ -16,6 +16,7 @@ import tf_keras
 from official.nlp.modeling import networks
 
 from bertcore import files
+from bertcore import private_apis
 from bertcore.names import BERT_CONFIG_FILE as CONFIG_FILE
 from bertcore.names import CHECKPOINT_PREFIX, VOCAB_FILE  # noqa: F401 (the directory layout)
 
@@ -70,3 +71,42 @@ def load_encoder_weights(encoder, encoder_dir):
   encoder(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy), input_type_ids=dummy))
   path = posixpath.join(encoder_dir, CHECKPOINT_PREFIX)
   tf.train.Checkpoint(encoder=encoder).read(path).assert_consumed()
+
+
+FEEDFORWARD_EQUATION = "abc,cd->abd"  # Model Garden's feed-forward EinsumDense: [b, s, c] x [c, d]
+
+
+class MatmulDense(tf_keras.layers.EinsumDense):
+  """An EinsumDense "abc,cd->abd" computed as one 2-D matmul: [b*s, c] x [c, d].
+
+  The same variables, shapes and outputs as the einsum (to float rounding); only the kernel
+  TensorFlow runs differs: on CPUs the einsum becomes a batched matmul and the 2-D product
+  oneDNN's GEMM, faster at the feed-forward shapes (benchmarks/results/matmul.md, tf_einsum vs
+  tf_matmul; step.md, the `einsum_ffn` variant). Gradients are matmuls too.
+  """
+
+  def call(self, inputs):
+    units = self.kernel.shape[-1]
+    y = tf.matmul(tf.reshape(inputs, [-1, self.kernel.shape[0]]), self.kernel)
+    if self.bias is not None:
+      y = tf.nn.bias_add(y, self.bias)
+    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0))
+    y.set_shape(inputs.shape[:-1].concatenate([units]))
+    if self.activation is not None:
+      y = self.activation(y)
+    return y
+
+
+def use_matmul_feedforward(encoder, enabled=True):
+  """Makes a built BertEncoderV2's feed-forward layers MatmulDense (enabled) or EinsumDense.
+
+  Only the layers' call changes: their variables, names and checkpoints are untouched, so a
+  checkpoint written either way restores into the other. Returns how many layers it set.
+  """
+  cls = MatmulDense if enabled else tf_keras.layers.EinsumDense
+  layers = [layer for layer in private_apis.feedforward_dense_layers(encoder)
+            if isinstance(layer, tf_keras.layers.EinsumDense)
+            and layer.equation == FEEDFORWARD_EQUATION]
+  for layer in layers:
+    layer.__class__ = cls
+  return len(layers)
