@@ -1,0 +1,89 @@
+"""trainer.encoders.MatmulDense: the feed-forward layers as 2-D matmuls, same model as the einsum."""
+import numpy as np
+import pytest
+
+import bertcore  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+import tf_keras
+
+from trainer import encoders
+
+TINY = dict(vocab_size=40, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=16, hidden_act="gelu_exact", max_position_embeddings=16)
+
+
+def _inputs(batch=3, length=7, seed=0):
+  ids = tf.constant(np.random.RandomState(seed).randint(1, 40, [batch, length]), tf.int32)
+  return dict(input_word_ids=ids, input_mask=tf.ones_like(ids), input_type_ids=tf.zeros_like(ids))
+
+
+def _built_encoder():
+  tf_keras.utils.set_random_seed(3)
+  encoder = encoders.build_bert_encoder(TINY, dropout=0.0)
+  encoder(_inputs())
+  return encoder
+
+
+def _outputs_and_grads(encoder, inputs):
+  with tf.GradientTape() as tape:
+    out = encoder(inputs)["sequence_output"]
+    loss = tf.reduce_sum(out * out)
+  grads = tape.gradient(loss, encoder.trainable_variables)
+  return out.numpy(), [None if g is None else tf.convert_to_tensor(g).numpy() for g in grads]
+
+
+def _ops(encoder, inputs):
+  graph = tf.function(lambda x: encoder(x)["sequence_output"]).get_concrete_function(inputs).graph
+  return [node.op for node in graph.as_graph_def().node]
+
+
+def test_matmul_feedforward_computes_the_einsums_outputs_and_gradients():
+  encoder, inputs = _built_encoder(), _inputs(length=5, seed=1)
+  names_before = [v.name for v in encoder.variables]
+  einsum_out, einsum_grads = _outputs_and_grads(encoder, inputs)
+  assert encoders.use_matmul_feedforward(encoder) == 2 * TINY["num_hidden_layers"]
+  matmul_out, matmul_grads = _outputs_and_grads(encoder, inputs)
+  assert [v.name for v in encoder.variables] == names_before
+  np.testing.assert_allclose(matmul_out, einsum_out, rtol=1e-5, atol=1e-5)
+  assert [g is None for g in matmul_grads] == [g is None for g in einsum_grads]  # the pooler's
+  for got, want in zip(matmul_grads, einsum_grads):
+    if want is not None:
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_matmul_feedforward_replaces_the_feedforward_einsums_and_can_be_undone():
+  encoder, inputs = _built_encoder(), _inputs()
+  einsums = _ops(encoder, inputs).count("Einsum")
+  encoders.use_matmul_feedforward(encoder)
+  assert _ops(encoder, inputs).count("Einsum") == einsums - 2 * TINY["num_hidden_layers"]
+  assert encoders.use_matmul_feedforward(encoder, enabled=False) == 2 * TINY["num_hidden_layers"]
+  assert _ops(encoder, inputs).count("Einsum") == einsums
+
+
+@pytest.mark.parametrize("write_matmul", [True, False])
+def test_a_checkpoint_of_either_form_restores_into_the_other(tmp_path, write_matmul):
+  inputs = _inputs(seed=2)
+  writer = _built_encoder()
+  encoders.use_matmul_feedforward(writer, enabled=write_matmul)
+  path = tf.train.Checkpoint(encoder=writer).write(str(tmp_path / "ckpt"))
+  tf_keras.utils.set_random_seed(9)  # different initial weights in the reader
+  reader = encoders.build_bert_encoder(TINY, dropout=0.0)
+  reader(inputs)
+  encoders.use_matmul_feedforward(reader, enabled=not write_matmul)
+  tf.train.Checkpoint(encoder=reader).read(path).assert_consumed()
+  np.testing.assert_allclose(reader(inputs)["sequence_output"].numpy(),
+                             writer(inputs)["sequence_output"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_classifier_runs_its_feedforward_layers_as_matmuls(tmp_path):
+  from bertcore import schema
+  from trainer import config as config_lib, model as model_lib
+  config = config_lib.default_config()
+  config.encoder.update(kind="random", hidden_size=8, num_layers=1, num_heads=2,
+                        intermediate_size=16, max_position_embeddings=16)
+  manifest = schema.Manifest(labels=["a", "b"], vocab_sha256="", max_seq_length=16, splits={},
+                             vocab_size=40)
+  _, encoder = model_lib.build_classifier(config, manifest)
+  kinds = {type(layer).__name__ for block in encoder.transformer_layers
+           for layer in (block._intermediate_dense, block._output_dense)}
+  assert kinds == {"MatmulDense"}
