@@ -77,3 +77,26 @@ def feedforward_dense_layers(encoder):
   """
   return [layer for block in encoder.transformer_layers
           for layer in (block._intermediate_dense, block._output_dense)]  # pylint: disable=protected-access
+
+
+def attention_layers(encoder):
+  """The MultiHeadAttention layer of each block of a built BertEncoderV2.
+
+  Why: as feedforward_dense_layers, for trainer.encoders.MatmulAttention (Model Garden builds
+  the layer in TransformerEncoderBlock.build with no option for its class).
+  Public replacement: none in tf-models-official 2.20.
+  """
+  return [block._attention_layer for block in encoder.transformer_layers]  # pylint: disable=protected-access
+
+
+def attention_internals(layer):
+  """(key_dim, masked_softmax, dropout_layer, (scores_equation, combine_equation)) of a
+  tf_keras MultiHeadAttention.
+
+  Why: MultiHeadAttention documents `_compute_attention` as the method to override for another
+  attention computation, but what an override needs (the key size, the masked softmax, the
+  attention dropout, and the equations to check it replaces) are private attributes.
+  Public replacement: none in tf-keras 2.20.
+  """
+  return (layer._key_dim, layer._masked_softmax, layer._dropout_layer,  # pylint: disable=protected-access
+          (layer._dot_product_equation, layer._combine_equation))  # pylint: disable=protected-access

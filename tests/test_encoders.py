@@ -1,4 +1,4 @@
-"""trainer.encoders.MatmulDense: the feed-forward layers as 2-D matmuls, same model as the einsum."""
+"""trainer.encoders's matmul forms of the feed-forward and attention layers: the same model as the einsums."""
 import numpy as np
 import pytest
 
@@ -41,7 +41,7 @@ def test_matmul_feedforward_computes_the_einsums_outputs_and_gradients():
   encoder, inputs = _built_encoder(), _inputs(length=5, seed=1)
   names_before = [v.name for v in encoder.variables]
   einsum_out, einsum_grads = _outputs_and_grads(encoder, inputs)
-  assert encoders.use_matmul_feedforward(encoder) == 2 * TINY["num_hidden_layers"]
+  assert encoders.use_matmul_kernels(encoder) == 3 * TINY["num_hidden_layers"]
   matmul_out, matmul_grads = _outputs_and_grads(encoder, inputs)
   assert [v.name for v in encoder.variables] == names_before
   np.testing.assert_allclose(matmul_out, einsum_out, rtol=1e-5, atol=1e-5)
@@ -53,10 +53,13 @@ def test_matmul_feedforward_computes_the_einsums_outputs_and_gradients():
 
 def test_matmul_feedforward_replaces_the_feedforward_einsums_and_can_be_undone():
   encoder, inputs = _built_encoder(), _inputs()
+  layers = TINY["num_hidden_layers"]
   einsums = _ops(encoder, inputs).count("Einsum")
-  encoders.use_matmul_feedforward(encoder)
-  assert _ops(encoder, inputs).count("Einsum") == einsums - 2 * TINY["num_hidden_layers"]
-  assert encoders.use_matmul_feedforward(encoder, enabled=False) == 2 * TINY["num_hidden_layers"]
+  encoders.use_matmul_kernels(encoder, attention=False)
+  assert _ops(encoder, inputs).count("Einsum") == einsums - 2 * layers  # intermediate, output
+  encoders.use_matmul_kernels(encoder)
+  assert _ops(encoder, inputs).count("Einsum") == einsums - 4 * layers  # and scores, combine
+  assert encoders.use_matmul_kernels(encoder, False, False) == 3 * layers
   assert _ops(encoder, inputs).count("Einsum") == einsums
 
 
@@ -64,18 +67,30 @@ def test_matmul_feedforward_replaces_the_feedforward_einsums_and_can_be_undone()
 def test_a_checkpoint_of_either_form_restores_into_the_other(tmp_path, write_matmul):
   inputs = _inputs(seed=2)
   writer = _built_encoder()
-  encoders.use_matmul_feedforward(writer, enabled=write_matmul)
+  encoders.use_matmul_kernels(writer, write_matmul, write_matmul)
   path = tf.train.Checkpoint(encoder=writer).write(str(tmp_path / "ckpt"))
   tf_keras.utils.set_random_seed(9)  # different initial weights in the reader
   reader = encoders.build_bert_encoder(TINY, dropout=0.0)
   reader(inputs)
-  encoders.use_matmul_feedforward(reader, enabled=not write_matmul)
+  encoders.use_matmul_kernels(reader, not write_matmul, not write_matmul)
   tf.train.Checkpoint(encoder=reader).read(path).assert_consumed()
   np.testing.assert_allclose(reader(inputs)["sequence_output"].numpy(),
                              writer(inputs)["sequence_output"].numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_the_classifier_runs_its_feedforward_layers_as_matmuls(tmp_path):
+def test_matmul_attention_applies_the_mask_like_the_einsum():
+  encoder = _built_encoder()
+  ids = _inputs(batch=2, length=6, seed=4)
+  ids["input_mask"] = tf.constant([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], tf.int32)
+  einsum_out = encoder(ids)["sequence_output"].numpy()
+  encoders.use_matmul_kernels(encoder, feedforward=False)
+  np.testing.assert_allclose(encoder(ids)["sequence_output"].numpy(), einsum_out,
+                             rtol=1e-5, atol=1e-5)
+  ids["input_mask"] = tf.ones_like(ids["input_mask"])  # the mask matters: a different output
+  assert np.abs(encoder(ids)["sequence_output"].numpy()[0] - einsum_out[0]).max() > 1e-3
+
+
+def test_the_classifier_runs_its_feedforward_and_attention_layers_as_matmuls():
   from bertcore import schema
   from trainer import config as config_lib, model as model_lib
   config = config_lib.default_config()
@@ -85,5 +100,5 @@ def test_the_classifier_runs_its_feedforward_layers_as_matmuls(tmp_path):
                              vocab_size=40)
   _, encoder = model_lib.build_classifier(config, manifest)
   kinds = {type(layer).__name__ for block in encoder.transformer_layers
-           for layer in (block._intermediate_dense, block._output_dense)}
-  assert kinds == {"MatmulDense"}
+           for layer in (block._intermediate_dense, block._output_dense, block._attention_layer)}
+  assert kinds == {"MatmulDense", "MatmulAttention"}

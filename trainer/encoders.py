@@ -9,6 +9,7 @@ checkpoints have the same layout) holds:
   vocab.txt
   bert_model.ckpt.*  a tf.train.Checkpoint(encoder=BertEncoderV2)
 """
+import math
 import posixpath
 
 import tensorflow as tf
@@ -73,16 +74,19 @@ def load_encoder_weights(encoder, encoder_dir):
   tf.train.Checkpoint(encoder=encoder).read(path).assert_consumed()
 
 
-FEEDFORWARD_EQUATION = "abc,cd->abd"  # Model Garden's feed-forward EinsumDense: [b, s, c] x [c, d]
+# What Model Garden's layers compute, and what trainer's forms below replace. On CPUs, TensorFlow
+# runs these einsums as batched matmuls with layout changes; the same products as plain (batched)
+# matmuls are faster: benchmarks/results/matmul.md (tf_einsum vs tf_matmul) and step.md (the
+# einsum_ffn / einsum_attn variants, the einsum forms as before).
+FEEDFORWARD_EQUATION = "abc,cd->abd"                      # [b, s, c] x [c, d]
+ATTENTION_EQUATIONS = ("aecd,abcd->acbe", "acbe,aecd->abcd")  # scores, combine; [b, s, heads, h]
 
 
 class MatmulDense(tf_keras.layers.EinsumDense):
   """An EinsumDense "abc,cd->abd" computed as one 2-D matmul: [b*s, c] x [c, d].
 
-  The same variables, shapes and outputs as the einsum (to float rounding); only the kernel
-  TensorFlow runs differs: on CPUs the einsum becomes a batched matmul and the 2-D product
-  oneDNN's GEMM, faster at the feed-forward shapes (benchmarks/results/matmul.md, tf_einsum vs
-  tf_matmul; step.md, the `einsum_ffn` variant). Gradients are matmuls too.
+  The same variables, shapes and outputs as the einsum (to float rounding). Gradients are
+  matmuls too.
   """
 
   def call(self, inputs):
@@ -97,16 +101,37 @@ class MatmulDense(tf_keras.layers.EinsumDense):
     return y
 
 
-def use_matmul_feedforward(encoder, enabled=True):
-  """Makes a built BertEncoderV2's feed-forward layers MatmulDense (enabled) or EinsumDense.
+class MatmulAttention(tf_keras.layers.MultiHeadAttention):
+  """MultiHeadAttention with its two einsums as batched matmuls over [batch, heads].
 
-  Only the layers' call changes: their variables, names and checkpoints are untouched, so a
-  checkpoint written either way restores into the other. Returns how many layers it set.
+  Overrides `_compute_attention` (the method tf_keras documents for that): the same scaling,
+  masked softmax and attention dropout, the same outputs to float rounding.
   """
-  cls = MatmulDense if enabled else tf_keras.layers.EinsumDense
-  layers = [layer for layer in private_apis.feedforward_dense_layers(encoder)
-            if isinstance(layer, tf_keras.layers.EinsumDense)
-            and layer.equation == FEEDFORWARD_EQUATION]
-  for layer in layers:
-    layer.__class__ = cls
-  return len(layers)
+
+  def _compute_attention(self, query, key, value, attention_mask=None, training=None):
+    key_dim, masked_softmax, dropout, _ = private_apis.attention_internals(self)
+    query = tf.multiply(query, 1.0 / math.sqrt(float(key_dim)))
+    q, k, v = (tf.transpose(t, [0, 2, 1, 3]) for t in (query, key, value))  # [b, heads, s, h]
+    scores = masked_softmax(tf.matmul(q, k, transpose_b=True), attention_mask)
+    context = tf.matmul(dropout(scores, training=training), v)
+    return tf.transpose(context, [0, 2, 1, 3]), scores
+
+
+def use_matmul_kernels(encoder, feedforward=True, attention=True):
+  """Sets a built BertEncoderV2's feed-forward and attention layers to the matmul forms above
+  (True) or back to Model Garden's einsums (False).
+
+  Only the layers' computation changes: their variables, names and checkpoints are untouched,
+  so a checkpoint written either way restores into the other. Returns how many layers it set.
+  """
+  dense = [layer for layer in private_apis.feedforward_dense_layers(encoder)
+           if isinstance(layer, tf_keras.layers.EinsumDense)
+           and layer.equation == FEEDFORWARD_EQUATION]
+  attn = [layer for layer in private_apis.attention_layers(encoder)
+          if type(layer) in (tf_keras.layers.MultiHeadAttention, MatmulAttention)
+          and private_apis.attention_internals(layer)[3] == ATTENTION_EQUATIONS]
+  for layer in dense:
+    layer.__class__ = MatmulDense if feedforward else tf_keras.layers.EinsumDense
+  for layer in attn:
+    layer.__class__ = MatmulAttention if attention else tf_keras.layers.MultiHeadAttention
+  return len(dense) + len(attn)
