@@ -26,10 +26,11 @@ against the first variant of the same round):
   lazyemb_ld   lazyemb with train.layer_decay=0.9 (a learning rate per layer: the cost of it)
   nodrop       dropout 0 (the cost of dropout's random masks)
   tanh         tanh-approximate GELU instead of the exact erf one
-  einsum_ffn   lazyemb with the feed-forward layers run as Model Garden's einsum (what the
-               trainer did before trainer.encoders.MatmulDense); einsum_attn: the attention's
-               two einsums as Model Garden runs them (before trainer.encoders.MatmulAttention).
-               Every other variant has the trainer's matmul forms of both.
+  einsum_attn  lazyemb with the attention's two einsums as Model Garden runs them (what the
+               trainer did before trainer.encoders.MatmulAttention; every other variant has
+               the trainer's batched matmuls). Records of commits 075ac62..45e7e47 also have
+               einsum_ffn: the feed-forward layers as einsums against 2-D matmuls there, a
+               form not kept (no gain in the step).
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
 for the dense layers and 4 * batch * L^2 * hidden per layer for attention scores and values.
 MFU divides a variant's achieved model FLOP/s by the matmul peak of its own dtype (float32;
@@ -63,8 +64,7 @@ from trainer import optimization as trainer_optimization, steps as steps_lib  # 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
               vocab_size=30522, hidden_act="gelu_exact")
 VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
-            "tanh", "bf16_lazyemb", "lazyemb_ld", "einsum_ffn",
-            "einsum_attn")
+            "tanh", "bf16_lazyemb", "lazyemb_ld", "einsum_attn")
 WORD_EMBEDDINGS = "word_embeddings"
 POLICIES = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
             "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}   # the rest: float32
@@ -168,10 +168,9 @@ def build_variant(name, batch_size, total_steps=10000):
                              splits={}, vocab_size=MINILM["vocab_size"])
   tf_keras.utils.set_random_seed(0)
   classifier, encoder = model_lib.build_classifier(config, manifest)
-  if name in ("einsum_ffn", "einsum_attn"):
-    encoders.use_matmul_kernels(encoder, feedforward=name != "einsum_ffn",
-                                attention=name != "einsum_attn")
-  lazy = name in ("lazyemb", "bf16_lazyemb", "lazyemb_ld", "einsum_ffn", "einsum_attn")
+  if name == "einsum_attn":
+    encoders.use_matmul_attention(encoder, enabled=False)
+  lazy = name in ("lazyemb", "bf16_lazyemb", "lazyemb_ld", "einsum_attn")
   # The trainer's optimizer (trainer/optimization.py); without lazy, Model Garden's AdamW with
   # its schedule, as the trainer was before train.lazy_embeddings.
   config.train.update(learning_rate=5e-5, lazy_embeddings=lazy,

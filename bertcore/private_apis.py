@@ -67,23 +67,12 @@ def onednn_enabled():
   return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def feedforward_dense_layers(encoder):
-  """The feed-forward EinsumDense layers (intermediate, output) of a built BertEncoderV2.
-
-  Why: trainer.encoders computes them as 2-D matmuls (faster on CPUs than the einsum; see its
-  MatmulDense), which needs the layer objects; Model Garden's TransformerEncoderBlock keeps them
-  in private attributes and has no option for the layer class.
-  Public replacement: none in tf-models-official 2.20.
-  """
-  return [layer for block in encoder.transformer_layers
-          for layer in (block._intermediate_dense, block._output_dense)]  # pylint: disable=protected-access
-
-
 def attention_layers(encoder):
   """The MultiHeadAttention layer of each block of a built BertEncoderV2.
 
-  Why: as feedforward_dense_layers, for trainer.encoders.MatmulAttention (Model Garden builds
-  the layer in TransformerEncoderBlock.build with no option for its class).
+  Why: trainer.encoders.MatmulAttention computes attention as batched matmuls (faster on CPUs
+  than the einsums), which needs the layer objects; Model Garden's TransformerEncoderBlock keeps
+  them in a private attribute, built in its build() with no option for the class.
   Public replacement: none in tf-models-official 2.20.
   """
   return [block._attention_layer for block in encoder.transformer_layers]  # pylint: disable=protected-access

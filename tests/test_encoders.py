@@ -1,4 +1,4 @@
-"""trainer.encoders's matmul forms of the feed-forward and attention layers: the same model as the einsums."""
+"""trainer.encoders.MatmulAttention: attention as batched matmuls, the same model as the einsums."""
 import numpy as np
 import pytest
 
@@ -37,11 +37,11 @@ def _ops(encoder, inputs):
   return [node.op for node in graph.as_graph_def().node]
 
 
-def test_matmul_feedforward_computes_the_einsums_outputs_and_gradients():
+def test_matmul_attention_computes_the_einsums_outputs_and_gradients():
   encoder, inputs = _built_encoder(), _inputs(length=5, seed=1)
   names_before = [v.name for v in encoder.variables]
   einsum_out, einsum_grads = _outputs_and_grads(encoder, inputs)
-  assert encoders.use_matmul_kernels(encoder) == 3 * TINY["num_hidden_layers"]
+  assert encoders.use_matmul_attention(encoder) == TINY["num_hidden_layers"]
   matmul_out, matmul_grads = _outputs_and_grads(encoder, inputs)
   assert [v.name for v in encoder.variables] == names_before
   np.testing.assert_allclose(matmul_out, einsum_out, rtol=1e-5, atol=1e-5)
@@ -51,15 +51,13 @@ def test_matmul_feedforward_computes_the_einsums_outputs_and_gradients():
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_matmul_feedforward_replaces_the_feedforward_einsums_and_can_be_undone():
+def test_matmul_attention_replaces_the_attention_einsums_and_can_be_undone():
   encoder, inputs = _built_encoder(), _inputs()
   layers = TINY["num_hidden_layers"]
   einsums = _ops(encoder, inputs).count("Einsum")
-  encoders.use_matmul_kernels(encoder, attention=False)
-  assert _ops(encoder, inputs).count("Einsum") == einsums - 2 * layers  # intermediate, output
-  encoders.use_matmul_kernels(encoder)
-  assert _ops(encoder, inputs).count("Einsum") == einsums - 4 * layers  # and scores, combine
-  assert encoders.use_matmul_kernels(encoder, False, False) == 3 * layers
+  encoders.use_matmul_attention(encoder)
+  assert _ops(encoder, inputs).count("Einsum") == einsums - 2 * layers  # scores, combine
+  assert encoders.use_matmul_attention(encoder, enabled=False) == layers
   assert _ops(encoder, inputs).count("Einsum") == einsums
 
 
@@ -67,12 +65,12 @@ def test_matmul_feedforward_replaces_the_feedforward_einsums_and_can_be_undone()
 def test_a_checkpoint_of_either_form_restores_into_the_other(tmp_path, write_matmul):
   inputs = _inputs(seed=2)
   writer = _built_encoder()
-  encoders.use_matmul_kernels(writer, write_matmul, write_matmul)
+  encoders.use_matmul_attention(writer, enabled=write_matmul)
   path = tf.train.Checkpoint(encoder=writer).write(str(tmp_path / "ckpt"))
   tf_keras.utils.set_random_seed(9)  # different initial weights in the reader
   reader = encoders.build_bert_encoder(TINY, dropout=0.0)
   reader(inputs)
-  encoders.use_matmul_kernels(reader, not write_matmul, not write_matmul)
+  encoders.use_matmul_attention(reader, enabled=not write_matmul)
   tf.train.Checkpoint(encoder=reader).read(path).assert_consumed()
   np.testing.assert_allclose(reader(inputs)["sequence_output"].numpy(),
                              writer(inputs)["sequence_output"].numpy(), rtol=1e-5, atol=1e-5)
@@ -83,14 +81,14 @@ def test_matmul_attention_applies_the_mask_like_the_einsum():
   ids = _inputs(batch=2, length=6, seed=4)
   ids["input_mask"] = tf.constant([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], tf.int32)
   einsum_out = encoder(ids)["sequence_output"].numpy()
-  encoders.use_matmul_kernels(encoder, feedforward=False)
+  encoders.use_matmul_attention(encoder)
   np.testing.assert_allclose(encoder(ids)["sequence_output"].numpy(), einsum_out,
                              rtol=1e-5, atol=1e-5)
   ids["input_mask"] = tf.ones_like(ids["input_mask"])  # the mask matters: a different output
   assert np.abs(encoder(ids)["sequence_output"].numpy()[0] - einsum_out[0]).max() > 1e-3
 
 
-def test_the_classifier_runs_its_feedforward_and_attention_layers_as_matmuls():
+def test_the_classifier_runs_its_attention_as_matmuls():
   from bertcore import schema
   from trainer import config as config_lib, model as model_lib
   config = config_lib.default_config()
@@ -99,6 +97,5 @@ def test_the_classifier_runs_its_feedforward_and_attention_layers_as_matmuls():
   manifest = schema.Manifest(labels=["a", "b"], vocab_sha256="", max_seq_length=16, splits={},
                              vocab_size=40)
   _, encoder = model_lib.build_classifier(config, manifest)
-  kinds = {type(layer).__name__ for block in encoder.transformer_layers
-           for layer in (block._intermediate_dense, block._output_dense, block._attention_layer)}
-  assert kinds == {"MatmulDense", "MatmulAttention"}
+  kinds = [type(block._attention_layer).__name__ for block in encoder.transformer_layers]
+  assert kinds == ["MatmulAttention"]

@@ -74,31 +74,10 @@ def load_encoder_weights(encoder, encoder_dir):
   tf.train.Checkpoint(encoder=encoder).read(path).assert_consumed()
 
 
-# What Model Garden's layers compute, and what trainer's forms below replace. On CPUs, TensorFlow
-# runs these einsums as batched matmuls with layout changes; the same products as plain (batched)
-# matmuls are faster: benchmarks/results/matmul.md (tf_einsum vs tf_matmul) and step.md (the
-# einsum_ffn / einsum_attn variants, the einsum forms as before).
-FEEDFORWARD_EQUATION = "abc,cd->abd"                      # [b, s, c] x [c, d]
+# What Model Garden's attention computes with einsums, and MatmulAttention as batched matmuls:
+# on CPUs TensorFlow runs these einsums with layout changes around a batched matmul, slower than
+# the transposes + matmuls below (benchmarks/results/step.md, the einsum_attn variant).
 ATTENTION_EQUATIONS = ("aecd,abcd->acbe", "acbe,aecd->abcd")  # scores, combine; [b, s, heads, h]
-
-
-class MatmulDense(tf_keras.layers.EinsumDense):
-  """An EinsumDense "abc,cd->abd" computed as one 2-D matmul: [b*s, c] x [c, d].
-
-  The same variables, shapes and outputs as the einsum (to float rounding). Gradients are
-  matmuls too.
-  """
-
-  def call(self, inputs):
-    units = self.kernel.shape[-1]
-    y = tf.matmul(tf.reshape(inputs, [-1, self.kernel.shape[0]]), self.kernel)
-    if self.bias is not None:
-      y = tf.nn.bias_add(y, self.bias)
-    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0))
-    y.set_shape(inputs.shape[:-1].concatenate([units]))
-    if self.activation is not None:
-      y = self.activation(y)
-    return y
 
 
 class MatmulAttention(tf_keras.layers.MultiHeadAttention):
@@ -117,21 +96,16 @@ class MatmulAttention(tf_keras.layers.MultiHeadAttention):
     return tf.transpose(context, [0, 2, 1, 3]), scores
 
 
-def use_matmul_kernels(encoder, feedforward=True, attention=True):
-  """Sets a built BertEncoderV2's feed-forward and attention layers to the matmul forms above
-  (True) or back to Model Garden's einsums (False).
+def use_matmul_attention(encoder, enabled=True):
+  """Sets a built BertEncoderV2's attention layers to MatmulAttention (enabled) or back to
+  Model Garden's tf_keras MultiHeadAttention.
 
   Only the layers' computation changes: their variables, names and checkpoints are untouched,
   so a checkpoint written either way restores into the other. Returns how many layers it set.
   """
-  dense = [layer for layer in private_apis.feedforward_dense_layers(encoder)
-           if isinstance(layer, tf_keras.layers.EinsumDense)
-           and layer.equation == FEEDFORWARD_EQUATION]
-  attn = [layer for layer in private_apis.attention_layers(encoder)
-          if type(layer) in (tf_keras.layers.MultiHeadAttention, MatmulAttention)
-          and private_apis.attention_internals(layer)[3] == ATTENTION_EQUATIONS]
-  for layer in dense:
-    layer.__class__ = MatmulDense if feedforward else tf_keras.layers.EinsumDense
-  for layer in attn:
-    layer.__class__ = MatmulAttention if attention else tf_keras.layers.MultiHeadAttention
-  return len(dense) + len(attn)
+  layers = [layer for layer in private_apis.attention_layers(encoder)
+            if type(layer) in (tf_keras.layers.MultiHeadAttention, MatmulAttention)
+            and private_apis.attention_internals(layer)[3] == ATTENTION_EQUATIONS]
+  for layer in layers:
+    layer.__class__ = MatmulAttention if enabled else tf_keras.layers.MultiHeadAttention
+  return len(layers)

@@ -134,7 +134,7 @@ def build_classifier(config, manifest):
   encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
   outputs = encoder(inputs)
   if isinstance(encoder, networks.BertEncoderV2):  # built now: its layers exist
-    encoders.use_matmul_kernels(encoder)
+    encoders.use_matmul_attention(encoder)
   if config.model.pooling == "cls":
     pooled = outputs["pooled_output"]
   else:
