@@ -1,4 +1,5 @@
-"""Model Garden BERT encoders from a bert_config.json, and the encoder-directory layout.
+"""Model Garden BERT encoders from a bert_config.json, the encoder-directory layout, and the
+encoders' attention as batched matmuls (MatmulAttention).
 
 An encoder directory (what `python -m trainer.convert` writes; Google's official TF2 BERT
 checkpoints have the same layout) holds:
@@ -101,8 +102,11 @@ def use_matmul_attention(encoder, enabled=True):
   Model Garden's tf_keras MultiHeadAttention.
 
   Only the layers' computation changes: their variables, names and checkpoints are untouched,
-  so a checkpoint written either way restores into the other. Returns how many layers it set.
+  so a checkpoint written either way restores into the other. Returns how many layers it set
+  (0 for an encoder that is not a BertEncoderV2, such as a TF-Hub layer).
   """
+  if not isinstance(encoder, networks.BertEncoderV2):
+    return 0
   layers = [layer for layer in private_apis.attention_layers(encoder)
             if type(layer) in (tf_keras.layers.MultiHeadAttention, MatmulAttention)
             and private_apis.attention_internals(layer)[3] == ATTENTION_EQUATIONS]

@@ -11,7 +11,6 @@ exactly this model.
 """
 import tensorflow as tf
 import tf_keras
-from official.nlp.modeling import networks
 
 from bertcore import cli, names, schema, tokenization
 from trainer import encoders
@@ -133,8 +132,7 @@ def build_classifier(config, manifest):
   inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in names.MODEL_INPUTS}
   encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
   outputs = encoder(inputs)
-  if isinstance(encoder, networks.BertEncoderV2):  # built now: its layers exist
-    encoders.use_matmul_attention(encoder)
+  encoders.use_matmul_attention(encoder)  # built now: its layers exist
   if config.model.pooling == "cls":
     pooled = outputs["pooled_output"]
   else:
