@@ -1,7 +1,6 @@
 """The offline CPU demo: all-MiniLM-L6-v2 (converted) fine-tuned on real tweets.
 
-  python -m trainer.convert --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
-      --output_dir=runs/encoders/all-minilm-l6-v2
+  python -m trainer.convert --bundled_minilm --output_dir=runs/encoders/all-minilm-l6-v2
   python -m preprocess.run @configs/data/tweets_binary.args \\
       --input="$(python -m preprocess.datasets tweets)" \\
       --encoder_dir=runs/encoders/all-minilm-l6-v2 --output_dir=runs/data/tweets_binary

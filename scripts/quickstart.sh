@@ -15,7 +15,7 @@ export WANDB_MODE=${WANDB_MODE:-offline} WANDB_DIR=${WANDB_DIR:-$RUNS}
 step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 step "1/5 convert the Hugging Face checkpoint to a Model Garden encoder -> $ENCODER"
-$PY -m trainer.convert --hf_dir="$($PY -m trainer.convert --print_bundled_minilm)" --output_dir="$ENCODER"
+$PY -m trainer.convert --bundled_minilm --output_dir="$ENCODER"
 
 step "2/5 preprocess the tweets with Beam (DirectRunner, offline) -> $DATA"
 $PY -m preprocess.run @configs/data/tweets_binary.args \

