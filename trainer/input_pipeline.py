@@ -32,6 +32,16 @@ POOL_BATCHES = 64   # batches sorted together by length when bucketing
 FILLER_ID = "\x00filler"  # example_id of the rows that pad evaluation to equal batches
 
 
+
+def _as_written(fn):
+  """fn for Dataset.map / interleave / flat_map, traced as written, not through autograph.
+
+  The pipeline's functions branch only in Python, on static facts (the head, the replicas);
+  autograph's source conversion of them and of everything they call bought nothing and cost
+  seconds of every trainer run (its start and each evaluation pass).
+  """
+  return tf.autograph.experimental.do_not_convert(fn)
+
 def split_shards(data_dir, split, manifest):
   """[(path, rows)] for a split, from the manifest (sorted by file name).
 
@@ -236,7 +246,7 @@ def _read_records(src, pipeline, cycle_length, shuffle_seed=None):
   if shuffle_seed is not None:
     ds = ds.shuffle(len(files), seed=shuffle_seed, reshuffle_each_iteration=True)
   ds = ds.interleave(
-      lambda f: tf.data.TFRecordDataset(f, compression_type=src.compression or ""),
+      _as_written(lambda f: tf.data.TFRecordDataset(f, compression_type=src.compression or "")),
       cycle_length=max(1, min(cycle_length, len(files))),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if element_sharded:
@@ -292,7 +302,7 @@ def train_batches(src, train_config, data_config, *, input_context=None, epoch=0
   to_features = _features_fn(src)
   if len(lengths) == 1:
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda s: _pad(to_features(schema.parse_examples(s)), boundaries),
+    ds = ds.map(_as_written(lambda s: _pad(to_features(schema.parse_examples(s)), boundaries)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   else:
     ds = _bucketed(ds, to_features, boundaries, pipeline.replicas_here, batch_size, epoch_seed)
@@ -309,15 +319,16 @@ def _bucketed(records, to_features, boundaries, r, batch_size, seed):
   (Per-example group_by_window is several times slower.)"""
   steps_per_pool = max(1, POOL_BATCHES // r)
   ds = records.batch(steps_per_pool * r * batch_size, drop_remainder=True)
-  ds = ds.map(lambda s: _sorted_batches(to_features(schema.parse_examples(s)), r * batch_size),
+  ds = ds.map(_as_written(
+      lambda s: _sorted_batches(to_features(schema.parse_examples(s)), r * batch_size)),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.unbatch()                                  # one step: [r * B, (len)]
-  ds = ds.map(lambda x: _pad(x, boundaries), num_parallel_calls=tf.data.AUTOTUNE,
+  ds = ds.map(_as_written(lambda x: _pad(x, boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   # Undo the short-to-long order within a pool, reproducibly.
   ds = ds.shuffle(steps_per_pool, seed=seed, reshuffle_each_iteration=True)
   if r > 1:
-    ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
+    ds = ds.map(_as_written(lambda x: _split_step(x, r, batch_size))).unbatch()
   return ds
 
 
@@ -364,15 +375,15 @@ def eval_batches(src, global_batch_size, train_config, data_config, *, input_con
   if pad_to_equal_batches and pool_batches > 1:
     # Every pool, the last one too, is a whole number of steps: the rows (with filler) are.
     ds = ds.batch(pool_batches * r * batch_size)
-    ds = ds.map(lambda s: _sorted_batches(eval_features(s), r * batch_size),
+    ds = ds.map(_as_written(lambda s: _sorted_batches(eval_features(s), r * batch_size)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
   else:
     ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
-    ds = ds.map(eval_features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.map(lambda x: _pad(x, boundaries), num_parallel_calls=tf.data.AUTOTUNE,
+    ds = ds.map(_as_written(eval_features), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(_as_written(lambda x: _pad(x, boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   if r > 1:
-    ds = ds.map(lambda x: _split_step(x, r, batch_size)).unbatch()
+    ds = ds.map(_as_written(lambda x: _split_step(x, r, batch_size))).unbatch()
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -392,7 +403,8 @@ def train_stream(src, train_config, data_config, *, steps_per_epoch, first_epoch
   def one_epoch(epoch):
     return train_batches(src, train_config, data_config, input_context=input_context,
                          epoch=epoch).take(steps_per_epoch * replicas_here)
-  stream = tf.data.Dataset.range(first_epoch, train_config.epochs).flat_map(one_epoch)
+  stream = tf.data.Dataset.range(first_epoch, train_config.epochs).flat_map(
+      _as_written(one_epoch))
   if skip_steps:
     stream = stream.skip(skip_steps * replicas_here)
   return stream.prefetch(tf.data.AUTOTUNE)
