@@ -114,6 +114,10 @@ class MaskedMeanPooling(tf_keras.layers.Layer):
     return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
+# Keras builds the functional model by calling each layer once; without this, autograph
+# would convert every layer's call (the encoder's too) first: a second of each run's start-up
+# on 2 cores, for code that branches only in Python on static facts.
+@tf.autograph.experimental.do_not_convert
 def build_classifier(config, manifest):
   """The classifier for a config and the data it will be trained on.
 

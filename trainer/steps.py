@@ -12,6 +12,13 @@ from trainer import model as model_lib
 _SUM = tf.distribute.ReduceOp.SUM
 
 
+def _as_written(replica_fn):
+  """A replica step traced as written: only the step loops below need autograph (tf.range);
+  the model, loss and optimizer code branch in Python on static facts, and converting all of
+  it (every Keras layer's call) cost seconds of tracing per run."""
+  return tf.autograph.experimental.do_not_convert(replica_fn)
+
+
 def make_train_step(strategy, classifier, optimizer, global_step, train_config, head,
                     xla=False):
   """A tf.function train_fn(iterator, num_steps, preempt) running num_steps training steps.
@@ -119,7 +126,7 @@ def _make_replica_step(strategy, classifier, optimizer, forward_backward, clip_n
     flag = ctx.all_reduce(_SUM, tf.identity(preempt))
     return loss, finite, real, padded, flag
 
-  return replica_step
+  return _as_written(replica_step)
 
 
 def _sum_repeated_rows(slices):
@@ -167,6 +174,7 @@ def make_eval_step(strategy, classifier, head):
     return {"probs": model_lib.probabilities(logits, head), "labels": batch["labels"],
             "weights": batch["weights"],
             "loss": model_lib.per_example_loss(batch["labels"], logits, head)}
+  replica_step = _as_written(replica_step)
 
   @tf.function
   def eval_fn(iterator, num_steps):
