@@ -1,6 +1,6 @@
 """The main job as a new user runs it: scripts/quickstart.sh, timed end to end, per precision.
 
-  python -m benchmarks.bench_quickstart --variants=default,float32 [--rounds=1]
+  python -m benchmarks.bench_quickstart --variants=default,float32 [--rounds=1] [--baseline=REV]
 
 Each run is `RUNS=<work_dir>/<stamp>/<variant>-round<r> bash scripts/quickstart.sh` from a
 fresh RUNS directory (conversion, preprocessing, training, export and the predictions all
@@ -10,6 +10,9 @@ Variants:
             float32 elsewhere)
   float32   TRAIN_FLAGS=--config.precision=float32: what a CPU without native bf16 runs,
             forced on this one
+  baseline  with --baseline=REV: the default variant run from a git worktree of REV (kept under
+            --work_dir, sharing this checkout's .venv), so that a change is measured against the
+            code before it in the same session; its record's code_commit is REV's hash
 One JSON line per run is appended to --out: wall_seconds (the whole script), step_seconds (per
 step of the script, from its `==> [time] k/5` lines; step 3 is fine-tuning), train_eps (steady
 state, from the run's eval_results.json), test_f1_tuned (test F1 at the threshold tuned on
@@ -20,6 +23,7 @@ import argparse
 import datetime
 import os
 import re
+import subprocess
 import time
 
 from benchmarks import common
@@ -53,6 +57,20 @@ def read_run(runs_dir, output):
               step_seconds=step_seconds(output))
 
 
+def baseline_checkout(rev, work_dir):
+  """(path, full hash): a git worktree of rev under work_dir (made once), with this checkout's
+  .venv linked in; scripts run from there import that revision's packages (the working
+  directory comes first on sys.path under `python -m`)."""
+  commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=common.REPO,
+                          capture_output=True, text=True, check=True).stdout.strip()
+  path = os.path.join(work_dir, f"baseline-{commit[:12]}")
+  if not os.path.isdir(path):
+    subprocess.run(["git", "worktree", "add", "--detach", path, commit], cwd=common.REPO,
+                   capture_output=True, check=True)
+    os.symlink(os.path.join(common.REPO, ".venv"), os.path.join(path, ".venv"))
+  return path, commit
+
+
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--variants", default="default,float32")
@@ -60,8 +78,12 @@ def parse_args(argv=None):
   p.add_argument("--work_dir", default="/tmp/bench_quickstart",
                  help="one RUNS dir per run, kept (logs, models)")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "quickstart.jsonl"))
+  p.add_argument("--baseline", default="",
+                 help="a git revision to run as the extra variant `baseline` (e.g. HEAD~3)")
   args = p.parse_args(argv)
   args.names = common.variant_names(p, args.variants, VARIANTS)
+  if args.baseline:
+    args.names.append("baseline")
   args.work_dir = os.path.abspath(args.work_dir)
   return args
 
@@ -71,18 +93,25 @@ def main(argv=None):
   machine = common.machine()
   stamp = time.strftime("%Y%m%dT%H%M%S")
   command = ["bash", "scripts/quickstart.sh"]
+  baseline_dir = baseline_commit = None
+  if args.baseline:
+    baseline_dir, baseline_commit = baseline_checkout(args.baseline, args.work_dir)
   for r, name in common.interleave(range(1, args.rounds + 1), args.names):
     runs_dir = os.path.join(args.work_dir, stamp, f"{name}-round{r}")
-    env = quickstart_env(runs_dir, VARIANTS[name])
+    flags = VARIANTS.get(name, [])
+    env = quickstart_env(runs_dir, flags)
     before = common.sample()
-    run = common.run_logged(command, runs_dir + ".log", env)
+    run = common.run_logged(command, runs_dir + ".log", env,
+                            cwd=baseline_dir if name == "baseline" else common.REPO)
     after = common.sample()
     if run["returncode"]:
       continue
     record = dict(read_run(runs_dir, run["output"]), variant=name, round=r,
-                  train_flags=VARIANTS[name], wall_seconds=run["seconds"], command=command,
+                  train_flags=flags, wall_seconds=run["seconds"], command=command,
                   env=env, log=run["log"],
                   provenance=common.provenance(machine, before, after))
+    if name == "baseline":
+      record["code_commit"] = baseline_commit
     common.append_record(args.out, record)
     p = record["provenance"]
     print(f"round {r} {name:<8} {record['precision']}: wall {run['seconds']:.0f} s, train "

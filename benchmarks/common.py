@@ -225,9 +225,9 @@ def interleave(rounds, names):
   return [(r, name) for r in rounds for name in names]
 
 
-def run_logged(command, log_path, env=None):
-  """Runs command from the repository root with its output in log_path; W&B off and the Hugging
-  Face hub offline unless `env` (added to os.environ) says otherwise.
+def run_logged(command, log_path, env=None, cwd=REPO):
+  """Runs command from cwd (the repository root) with its output in log_path; W&B off and the
+  Hugging Face hub offline unless `env` (added to os.environ) says otherwise.
 
   Returns {"seconds": wall, "returncode": int, "output": the log's text, "log": log_path}.
   """
@@ -235,7 +235,7 @@ def run_logged(command, log_path, env=None):
   os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
   start = time.perf_counter()
   with open(log_path, "w") as log:
-    done = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    done = subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
   seconds = time.perf_counter() - start
   with open(log_path) as f:
     output = f.read()

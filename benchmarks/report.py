@@ -299,7 +299,7 @@ def render_quickstart(records):
     lines += [f"## {group[0]['provenance']['cpu']['model']}, "
               f"{common.bf16_label(group[0]['provenance']['cpu'])}, "
               f"{group[0]['provenance']['cores']} cores", ""]
-    rows = [[r["provenance"]["time"][:16], (r["provenance"].get("commit") or "?")[:12],
+    rows = [[r["provenance"]["time"][:16], code_commit(r)[:12],
              " ".join(r["train_flags"]) or "(none)", r.get("precision") or "-",
              minutes_seconds(r["wall_seconds"]),
              minutes_seconds((r.get("step_seconds") or {}).get("3")), num(r.get("train_eps")),
@@ -313,6 +313,12 @@ def render_quickstart(records):
                     "CPU time stolen", "matmul GFLOP/s before / after", "loaded"], rows,
                     right=range(4, 12)) + [""]
   return lines
+
+
+def code_commit(record):
+  """The commit whose code a run ran: a baseline run's own (bench_quickstart --baseline), else
+  the checkout's."""
+  return record.get("code_commit") or record["provenance"].get("commit") or "?"
 
 
 def minutes_seconds(seconds):
