@@ -23,7 +23,6 @@ import argparse
 import datetime
 import os
 import re
-import subprocess
 import time
 
 from benchmarks import common
@@ -57,20 +56,6 @@ def read_run(runs_dir, output):
               step_seconds=step_seconds(output))
 
 
-def baseline_checkout(rev, work_dir):
-  """(path, full hash): a git worktree of rev under work_dir (made once), with this checkout's
-  .venv linked in; scripts run from there import that revision's packages (the working
-  directory comes first on sys.path under `python -m`)."""
-  commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=common.REPO,
-                          capture_output=True, text=True, check=True).stdout.strip()
-  path = os.path.join(work_dir, f"baseline-{commit[:12]}")
-  if not os.path.isdir(path):
-    subprocess.run(["git", "worktree", "add", "--detach", path, commit], cwd=common.REPO,
-                   capture_output=True, check=True)
-    os.symlink(os.path.join(common.REPO, ".venv"), os.path.join(path, ".venv"))
-  return path, commit
-
-
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--variants", default="default,float32")
@@ -95,7 +80,7 @@ def main(argv=None):
   command = ["bash", "scripts/quickstart.sh"]
   baseline_dir = baseline_commit = None
   if args.baseline:
-    baseline_dir, baseline_commit = baseline_checkout(args.baseline, args.work_dir)
+    baseline_dir, baseline_commit = common.baseline_checkout(args.baseline, args.work_dir)
   for r, name in common.interleave(range(1, args.rounds + 1), args.names):
     runs_dir = os.path.join(args.work_dir, stamp, f"{name}-round{r}")
     flags = VARIANTS.get(name, [])

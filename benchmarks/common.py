@@ -244,6 +244,20 @@ def run_logged(command, log_path, env=None, cwd=REPO):
   return {"seconds": seconds, "returncode": done.returncode, "output": output, "log": log_path}
 
 
+def baseline_checkout(rev, work_dir):
+  """(path, full hash): a git worktree of rev under work_dir (made once), with this checkout's
+  .venv linked in; scripts run from there import that revision's packages (the working
+  directory comes first on sys.path under `python -m`)."""
+  commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout.strip()
+  path = os.path.join(work_dir, f"baseline-{commit[:12]}")
+  if not os.path.isdir(path):
+    subprocess.run(["git", "worktree", "add", "--detach", path, commit], cwd=REPO,
+                   capture_output=True, check=True)
+    os.symlink(os.path.join(REPO, ".venv"), os.path.join(path, ".venv"))
+  return path, commit
+
+
 def trainer_command(model_dir, data_dir, encoder_dir, overrides=(),
                     config="configs/tweets_minilm.py"):
   """`python -m trainer.task` of `config` on one device; overrides: ["train.seed=1", ...]."""

@@ -371,6 +371,35 @@ def render_train_speed(records):
   return lines
 
 
+def render_startup(records):
+  lines = []
+  for group in group_by(records, lambda r: (r["provenance"].get("commit"),
+                                            r["provenance"]["cpu"]["model"], r["steps"])):
+    ratios = per_round_ratios(group, "variant", "baseline", "wall_seconds")
+    lines += session_heading(group)
+    lines += [f"`trainer.task` of configs/tweets_minilm.py for {group[0]['steps']} steps (one "
+              "epoch: validation pass, test pass, export, W&B offline), end to end; ratio to "
+              "`baseline` of the same round:", ""]
+    base_by_round = {x["round"]: x["wall_seconds"] for x in group if x["variant"] == "baseline"}
+    rows = []
+    for r in group:
+      base = base_by_round.get(r["round"])
+      passes = r.get("eval_seconds") or {}
+      rows.append([r["round"], r["variant"], code_commit(r)[:12], r.get("precision") or "-",
+                   num(r["wall_seconds"]), num(passes.get("validation")), num(passes.get("test")),
+                   num(r["wall_seconds"] / base, 2) if base else "-",
+                   "yes" if r["provenance"]["loaded"] else "no"])
+    lines += table(["round", "variant", "code commit", "precision", "wall s",
+                    "validation pass s", "test pass s", "ratio vs baseline", "loaded"], rows,
+                   right=(4, 5, 6, 7))
+    lines += ["", "Per variant over rounds:", ""]
+    lines += table(["variant", "rounds", "median wall s", "median ratio"], [
+        [name, len(vals), num(common.median(r["wall_seconds"] for r in group
+                                            if r["variant"] == name)), num(common.median(vals), 2)]
+        for name, vals in ratios.items()], right=(1, 2, 3)) + [""]
+  return lines
+
+
 def render_eval(records):
   lines = []
   for group in group_by(records, lambda r: (r["provenance"].get("commit"),
@@ -669,6 +698,8 @@ PAGES = (
          render_train_speed),
     Page("eval.md", "eval.jsonl", "Evaluation speed: the batch-128 baseline vs today's path",
          render_eval),
+    Page("startup.md", "startup.jsonl", "The trainer's fixed costs: a few-step run, before vs after",
+         render_startup),
     Page("score.md", "score.jsonl", "Scoring: trainer.predict vs the Beam job (scoring.run)",
          render_score),
     Page("truncation.md", "truncation.jsonl", "Tokenizer throughput per truncation strategy",

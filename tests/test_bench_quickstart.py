@@ -1,6 +1,7 @@
 """bench_quickstart: one record per run from the run's own files (quickstart.sh not run)."""
 import json
 import os
+import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +69,8 @@ def test_baseline_runs_the_default_from_its_own_checkout(tmp_path, monkeypatch):
     return {"seconds": 700.0, "returncode": 0, "output": OUTPUT, "log": log_path}
 
   checkout = str(tmp_path / "baseline-0123456789ab")
-  monkeypatch.setattr(bq, "baseline_checkout", lambda rev, work_dir: (checkout, "0123456789ab" * 3))
+  monkeypatch.setattr(bq.common, "baseline_checkout",
+                      lambda rev, work_dir: (checkout, "0123456789ab" * 3))
   monkeypatch.setattr(bq.common, "run_logged", fake_run)
   monkeypatch.setattr(bq.common, "sample", lambda: {"load": 0.2, "busy": 0.1})
   out = tmp_path / "quickstart.jsonl"
@@ -84,15 +86,15 @@ def test_baseline_runs_the_default_from_its_own_checkout(tmp_path, monkeypatch):
 
 
 def test_baseline_checkout_is_a_worktree_of_that_revision(tmp_path):
-  path, commit = bq.baseline_checkout("HEAD", str(tmp_path))
+  path, commit = bq.common.baseline_checkout("HEAD", str(tmp_path))
   try:
-    head = bq.subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
                              text=True, check=True).stdout.strip()
     assert head == commit and len(commit) == 40
     assert os.path.exists(os.path.join(path, "scripts", "quickstart.sh"))
     assert os.path.realpath(os.path.join(path, ".venv")) == os.path.realpath(
         os.path.join(bq.common.REPO, ".venv"))
-    assert bq.baseline_checkout("HEAD", str(tmp_path)) == (path, commit)  # made once
+    assert bq.common.baseline_checkout("HEAD", str(tmp_path)) == (path, commit)  # made once
   finally:
-    bq.subprocess.run(["git", "worktree", "remove", "--force", path], cwd=bq.common.REPO,
+    subprocess.run(["git", "worktree", "remove", "--force", path], cwd=bq.common.REPO,
                       capture_output=True)
