@@ -4,6 +4,7 @@ Each function wraps one private API behind a small public-looking call, so that 
 that moves it breaks here, in one place, with the reason at hand. Imports are inside the
 functions: importing this module costs nothing (launch stays TensorFlow-free).
 """
+import collections
 
 
 def local_beam_runner(options):
@@ -78,14 +79,19 @@ def attention_layers(encoder):
   return [block._attention_layer for block in encoder.transformer_layers]  # pylint: disable=protected-access
 
 
+AttentionInternals = collections.namedtuple(
+    "AttentionInternals", "key_dim masked_softmax dropout equations")
+
+
 def attention_internals(layer):
-  """(key_dim, masked_softmax, dropout_layer, (scores_equation, combine_equation)) of a
-  tf_keras MultiHeadAttention.
+  """AttentionInternals of a tf_keras MultiHeadAttention: key_dim, masked_softmax, dropout (the
+  attention dropout layer) and equations ((scores_equation, combine_equation)).
 
   Why: MultiHeadAttention documents `_compute_attention` as the method to override for another
   attention computation, but what an override needs (the key size, the masked softmax, the
   attention dropout, and the equations to check it replaces) are private attributes.
   Public replacement: none in tf-keras 2.20.
   """
-  return (layer._key_dim, layer._masked_softmax, layer._dropout_layer,  # pylint: disable=protected-access
-          (layer._dot_product_equation, layer._combine_equation))  # pylint: disable=protected-access
+  return AttentionInternals(
+      layer._key_dim, layer._masked_softmax, layer._dropout_layer,  # pylint: disable=protected-access
+      (layer._dot_product_equation, layer._combine_equation))  # pylint: disable=protected-access

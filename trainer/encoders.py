@@ -109,7 +109,7 @@ def use_matmul_attention(encoder, enabled=True):
     return 0
   layers = [layer for layer in private_apis.attention_layers(encoder)
             if type(layer) in (tf_keras.layers.MultiHeadAttention, MatmulAttention)
-            and private_apis.attention_internals(layer)[3] == ATTENTION_EQUATIONS]
+            and private_apis.attention_internals(layer).equations == ATTENTION_EQUATIONS]
   for layer in layers:
     layer.__class__ = MatmulAttention if enabled else tf_keras.layers.MultiHeadAttention
   return len(layers)
