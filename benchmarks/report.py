@@ -356,7 +356,8 @@ def render_train_speed(records):
     rows = []
     for r in group:
       base_eps = base_by_round.get(r["round"])
-      rows.append([r["round"], r["variant"], r.get("precision") or "-",
+      variant = r["variant"] + (f" @ {r['code_commit'][:12]}" if r.get("code_commit") else "")
+      rows.append([r["round"], variant, r.get("precision") or "-",
                    " ".join(r["overrides"]) or "(defaults)", num(r["train_eps"]),
                    num(r["train_padding_efficiency"], 3),
                    num(r["train_eps"] / base_eps, 2) if base_eps else "-",

@@ -35,3 +35,28 @@ def test_parse_args_rejects_unknown_variants_and_too_few_steps(capsys):
   assert "unknown variants ['eight']" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     bts.parse_args(["--data_dir=d", "--encoder_dir=e", "--steps=40"])
+
+
+def test_baseline_runs_after_f32_from_its_own_checkout(tmp_path, monkeypatch):
+  from benchmarks import report
+  calls = []
+
+  def fake_run(command, log_path, env=None, cwd=None):
+    calls.append((cwd, command))
+    return {"seconds": 60.0, "returncode": 0, "output": OUTPUT, "log": log_path}
+
+  checkout = str(tmp_path / "baseline-fedcba987654")
+  monkeypatch.setattr(bts.common, "baseline_checkout", lambda rev, work_dir: (checkout, "fe" * 20))
+  monkeypatch.setattr(bts.common, "run_logged", fake_run)
+  monkeypatch.setattr(bts.common, "sample", lambda: {"load": 0.2, "busy": 0.1})
+  out = tmp_path / "train_speed.jsonl"
+  bts.main(["--data_dir=d", "--encoder_dir=e", "--variants=after_f32", "--baseline=HEAD~1",
+            "--rounds=1", f"--work_dir={tmp_path}", f"--out={out}"])
+  assert [cwd for cwd, _ in calls] == [bts.common.REPO, checkout]
+  assert "--config.precision=float32" in calls[1][1]
+  records = bts.common.read_records(str(out))
+  assert [(r["variant"], r.get("code_commit")) for r in records] == [
+      ("after_f32", None), ("baseline", "fe" * 20)]
+  assert records[1]["overrides"] == ["precision=float32"]
+  lines = report.render_train_speed(records)
+  assert any(line.startswith("| 1 | baseline @ fefefefefefe | float32 |") for line in lines)
