@@ -78,7 +78,8 @@ def main(argv=None):
                     precision=common.precision_used(run["output"]), command=cmd, env=env,
                     provenance=common.provenance(machine, before, after))
       common.append_record(args.out, record)
-      print(f"round {r} {name:<8} {(record['code_commit'] or '?')[:12]}: wall {run['seconds']:.1f} s"
+      commit = (record["code_commit"] or "?")[:12]
+      print(f"round {r} {name:<8} {commit}: wall {run['seconds']:.1f} s"
             f"{'  LOADED' if record['provenance']['loaded'] else ''}", flush=True)
 
 

@@ -337,6 +337,14 @@ def per_round_ratios(group, name_key, base, value_key):
   return out
 
 
+def per_variant_medians(group, ratios, value_key, label):
+  """The "Per variant over rounds" table: rounds, median value and median per-round ratio."""
+  headers = ["variant", "rounds", label, "median ratio"]
+  return ["", "Per variant over rounds:", ""] + table(headers, [
+      [name, len(vals), num(common.median(r[value_key] for r in group if r["variant"] == name)),
+       num(common.median(vals), 2)] for name, vals in ratios.items()], right=(1, 2, 3)) + [""]
+
+
 def session_heading(group):
   p = group[0]["provenance"]
   return [f"## {machine_line(p)}; {p['time'][:16]} to {group[-1]['provenance']['time'][:16]}",
@@ -364,11 +372,7 @@ def render_train_speed(records):
                    "yes" if r["provenance"]["loaded"] else "no"])
     lines += table(["round", "variant", "precision", "overrides", "train examples/s",
                     "padding eff.", f"ratio vs {base}", "loaded"], rows, right=(4, 5, 6))
-    lines += ["", "Per variant over rounds:", ""]
-    lines += table(["variant", "rounds", "median examples/s", "median ratio"], [
-        [name, len(vals), num(common.median(r["train_eps"] for r in group
-                                            if r["variant"] == name)), num(common.median(vals), 2)]
-        for name, vals in ratios.items()], right=(1, 2, 3)) + [""]
+    lines += per_variant_medians(group, ratios, "train_eps", "median examples/s")
   return lines
 
 
@@ -393,11 +397,7 @@ def render_startup(records):
     lines += table(["round", "variant", "code commit", "precision", "wall s",
                     "validation pass s", "test pass s", "ratio vs baseline", "loaded"], rows,
                    right=(4, 5, 6, 7))
-    lines += ["", "Per variant over rounds:", ""]
-    lines += table(["variant", "rounds", "median wall s", "median ratio"], [
-        [name, len(vals), num(common.median(r["wall_seconds"] for r in group
-                                            if r["variant"] == name)), num(common.median(vals), 2)]
-        for name, vals in ratios.items()], right=(1, 2, 3)) + [""]
+    lines += per_variant_medians(group, ratios, "wall_seconds", "median wall s")
   return lines
 
 

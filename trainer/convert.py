@@ -309,7 +309,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  """Converts --hf_dir (or the bundled MiniLM) into --output_dir; exits 1 with one `error: ...` line on bad input."""
+  """Converts --hf_dir (or the bundled MiniLM) into --output_dir; exits 1 with one `error: ...`
+  line on bad input."""
   del argv  # Only the program name: cli.parse_flags refuses positional arguments.
   try:
     if FLAGS.print_bundled_minilm:

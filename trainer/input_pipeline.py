@@ -32,7 +32,6 @@ POOL_BATCHES = 64   # batches sorted together by length when bucketing
 FILLER_ID = "\x00filler"  # example_id of the rows that pad evaluation to equal batches
 
 
-
 def _as_written(fn):
   """fn for Dataset.map / interleave / flat_map, traced as written, not through autograph.
 
@@ -41,6 +40,7 @@ def _as_written(fn):
   seconds of every trainer run (its start and each evaluation pass).
   """
   return tf.autograph.experimental.do_not_convert(fn)
+
 
 def split_shards(data_dir, split, manifest):
   """[(path, rows)] for a split, from the manifest (sorted by file name).

@@ -12,11 +12,10 @@ from trainer import model as model_lib
 _SUM = tf.distribute.ReduceOp.SUM
 
 
-def _as_written(replica_fn):
-  """A replica step traced as written: only the step loops below need autograph (tf.range);
-  the model, loss and optimizer code branch in Python on static facts, and converting all of
-  it (every Keras layer's call) cost seconds of tracing per run."""
-  return tf.autograph.experimental.do_not_convert(replica_fn)
+# The replica steps are traced as written (do_not_convert): only the step loops below need
+# autograph (tf.range); the model, loss and optimizer code branch in Python on static facts, and
+# converting all of it (every Keras layer's call) cost seconds of tracing per run.
+_as_written = tf.autograph.experimental.do_not_convert
 
 
 def make_train_step(strategy, classifier, optimizer, global_step, train_config, head,
