@@ -31,6 +31,8 @@ against the first variant of the same round):
                the trainer's batched matmuls). Records of commits 075ac62..45e7e47 also have
                einsum_ffn: the feed-forward layers as einsums against 2-D matmuls there, a
                form not kept (no gain in the step).
+  einsum_dense lazyemb with the dense layers as Model Garden's einsums, the GELU a layer of
+               its own (what the trainer did before trainer.encoders.FusedDense)
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
 for the dense layers and 4 * batch * L^2 * hidden per layer for attention scores and values.
 MFU divides a variant's achieved model FLOP/s by the matmul peak of its own dtype (float32;
@@ -64,7 +66,7 @@ from trainer import optimization as trainer_optimization, steps as steps_lib  # 
 MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
               vocab_size=30522, hidden_act="gelu_exact")
 VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
-            "tanh", "bf16_lazyemb", "lazyemb_ld", "einsum_attn")
+            "tanh", "bf16_lazyemb", "lazyemb_ld", "einsum_attn", "einsum_dense")
 WORD_EMBEDDINGS = "word_embeddings"
 POLICIES = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
             "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}   # the rest: float32
@@ -170,7 +172,9 @@ def build_variant(name, batch_size, total_steps=10000):
   classifier, encoder = model_lib.build_classifier(config, manifest)
   if name == "einsum_attn":
     encoders.use_matmul_attention(encoder, enabled=False)
-  lazy = name in ("lazyemb", "bf16_lazyemb", "lazyemb_ld", "einsum_attn")
+  if name == "einsum_dense":
+    encoders.use_fused_dense(encoder, enabled=False)
+  lazy = name in ("lazyemb", "bf16_lazyemb", "lazyemb_ld", "einsum_attn", "einsum_dense")
   # The trainer's optimizer (trainer/optimization.py); without lazy, Model Garden's AdamW with
   # its schedule, as the trainer was before train.lazy_embeddings.
   config.train.update(learning_rate=5e-5, lazy_embeddings=lazy,

@@ -79,6 +79,33 @@ def attention_layers(encoder):
   return [block._attention_layer for block in encoder.transformer_layers]  # pylint: disable=protected-access
 
 
+FeedForward = collections.namedtuple("FeedForward", "intermediate activation output")
+
+
+def feedforward_layers(encoder):
+  """FeedForward(intermediate dense, activation layer, output dense) of each block of a built
+  BertEncoderV2.
+
+  Why: trainer.encoders.use_fused_dense computes the intermediate dense layer and its GELU as
+  one fused oneDNN kernel, which needs the activation applied inside the dense layer (on its
+  2-D product) instead of in the block's separate activation layer; Model Garden's
+  TransformerEncoderBlock keeps these layers in private attributes, with no option for that.
+  Public replacement: none in tf-models-official 2.20.
+  """
+  return [FeedForward(block._intermediate_dense, block._intermediate_activation_layer,  # pylint: disable=protected-access
+                      block._output_dense)  # pylint: disable=protected-access
+          for block in encoder.transformer_layers]
+
+
+def attention_dense_layers(layer):
+  """The query, key, value and output EinsumDense layers of a tf_keras MultiHeadAttention.
+
+  Why: as feedforward_layers, for the attention's four projections (private attributes).
+  Public replacement: none in tf-keras 2.20.
+  """
+  return [layer._query_dense, layer._key_dense, layer._value_dense, layer._output_dense]  # pylint: disable=protected-access
+
+
 AttentionInternals = collections.namedtuple(
     "AttentionInternals", "key_dim masked_softmax dropout equations")
 

@@ -1,5 +1,5 @@
 """Model Garden BERT encoders from a bert_config.json, the encoder-directory layout, and the
-encoders' attention as batched matmuls (MatmulAttention).
+encoders' computation in the forms CPUs run fastest (MatmulAttention, FusedDense).
 
 An encoder directory (what `python -m trainer.convert` writes; Google's official TF2 BERT
 checkpoints have the same layout) holds:
@@ -113,3 +113,59 @@ def use_matmul_attention(encoder, enabled=True):
   for layer in layers:
     layer.__class__ = MatmulAttention if enabled else tf_keras.layers.MultiHeadAttention
   return len(layers)
+
+
+# The EinsumDense equations of a BertEncoderV2 block (inputs [b, s, ...]): the feed-forward
+# layers, the query / key / value projections to [b, s, heads, h], the attention output.
+# Each contracts the input's trailing axes with the kernel's leading ones.
+DENSE_EQUATIONS = ("abc,cd->abd", "abc,cde->abde", "abcd,cde->abe")
+
+
+class FusedDense(tf_keras.layers.EinsumDense):
+  """An EinsumDense of DENSE_EQUATIONS computed as one 2-D matmul, its bias and its activation:
+  [b*s, in] x [in, out] -> bias_add -> activation -> reshaped to the einsum's output.
+
+  In that form TensorFlow's graph optimizer fuses the three into one oneDNN kernel (_FusedMatMul
+  with BiasAdd and GELU); the einsum runs as a separate product, bias add and the GELU's five
+  elementwise ops. The same variables and outputs as the einsum (to float rounding).
+  """
+
+  def call(self, inputs):
+    contracted = inputs.shape.rank - 2            # the input's axes after [b, s]
+    out_dims = self.kernel.shape[contracted:]
+    size_in = math.prod(self.kernel.shape[:contracted])
+    y = tf.matmul(tf.reshape(inputs, [-1, size_in]), tf.reshape(self.kernel, [size_in, -1]))
+    if self.bias is not None:
+      y = tf.nn.bias_add(y, tf.reshape(self.bias, [-1]))
+    if self.activation is not None:
+      y = self.activation(y)
+    y = tf.reshape(y, tf.concat([tf.shape(inputs)[:2], out_dims], axis=0))
+    y.set_shape(inputs.shape[:2].concatenate(out_dims))
+    return y
+
+
+def use_fused_dense(encoder, enabled=True):
+  """Sets a built BertEncoderV2's dense layers (attention projections, feed-forward) to
+  FusedDense and moves each block's feed-forward activation into its intermediate dense layer
+  (enabled), or back to Model Garden's EinsumDense and activation layer.
+
+  As use_matmul_attention: variables, names and checkpoints are untouched. Returns how many
+  layers it set (0 for an encoder that is not a BertEncoderV2).
+  """
+  if not isinstance(encoder, networks.BertEncoderV2):
+    return 0
+  dense = []
+  for ffn, attention in zip(private_apis.feedforward_layers(encoder),
+                            private_apis.attention_layers(encoder)):
+    if enabled and ffn.intermediate.activation is tf_keras.activations.linear:
+      ffn.intermediate.activation, ffn.activation.activation = (ffn.activation.activation,
+                                                                tf_keras.activations.linear)
+    elif not enabled and ffn.activation.activation is tf_keras.activations.linear:
+      ffn.intermediate.activation, ffn.activation.activation = (tf_keras.activations.linear,
+                                                                ffn.intermediate.activation)
+    dense += [ffn.intermediate, ffn.output] + private_apis.attention_dense_layers(attention)
+  dense = [layer for layer in dense if type(layer) in (tf_keras.layers.EinsumDense, FusedDense)
+           and layer.equation in DENSE_EQUATIONS]
+  for layer in dense:
+    layer.__class__ = FusedDense if enabled else tf_keras.layers.EinsumDense
+  return len(dense)

@@ -137,6 +137,7 @@ def build_classifier(config, manifest):
   encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
   outputs = encoder(inputs)
   encoders.use_matmul_attention(encoder)  # built now: its layers exist
+  encoders.use_fused_dense(encoder)
   if config.model.pooling == "cls":
     pooled = outputs["pooled_output"]
   else:
