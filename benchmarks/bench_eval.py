@@ -11,6 +11,10 @@ Paths (same weights: the converted all-MiniLM-L6-v2 encoder with a fresh binary 
        the recipe's padding (plan.resolve_padding: each batch to its longest row here, or
        boundaries derived from the manifest by trainer.buckets), eval_loop.STEPS_PER_CALL
        batches per call
+  einsum_dense  the new path with the encoder's dense layers as Model Garden's einsums and
+       the GELU a layer of its own (the model before trainer.encoders.FusedDense), a second
+       classifier with the first one's weights
+--paths chooses and orders them (default old,new).
 Each round evaluates the whole split once per path (old, new, old, new, ...); figures are
 examples/s per round and the ratio per round (the machine may be shared: ratios measured in the
 same round carry over, absolute figures less so). Also measured: the padding efficiency of both
@@ -30,7 +34,7 @@ import tensorflow as tf  # noqa: E402,F401
 from absl import app, flags  # noqa: E402
 
 from trainer import config as config_lib  # noqa: E402
-from trainer import eval_loop, input_pipeline, steps  # noqa: E402
+from trainer import encoders, eval_loop, input_pipeline, steps  # noqa: E402
 from trainer import model as model_lib  # noqa: E402
 from trainer import plan as plan_lib  # noqa: E402
 from trainer import strategy as strategy_lib  # noqa: E402
@@ -44,13 +48,15 @@ TRAIN_BATCHES = flags.DEFINE_integer("train_batches", 400, "training batches for
 WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/bench_eval", "scratch model_dir")
 NEW_BATCH = flags.DEFINE_integer("new_eval_batch", 0, "the new path's eval batch size "
                                  "(0 = the config's, as the old path)")
+PATHS = flags.DEFINE_list("paths", ["old", "new"], "paths to run, in this order in each round")
 OUT = flags.DEFINE_string("out", os.path.join(common.RESULTS, "eval.jsonl"), "records")
 OLD_BOUNDARIES = (16, 32, 64, 128)
 OLD_EVAL_BATCH = 128   # the baseline's evaluation batch (the tweets recipe's until issue 10)
 
 
 def setup():
-  """(config, plan, strategy, eval_step) of the tweets config on the real data and encoder."""
+  """(config, plan, strategy, eval_steps) of the tweets config on the real data and encoder:
+  eval_steps {"model": today's classifier's eval step, "einsum_dense": the einsum model's}."""
   config = config_lib.load_config_file(
       os.path.join(common.REPO, "configs", "tweets_minilm.py"),
       {"encoder.dir": ENCODER.value, "wandb.mode": "disabled"})
@@ -59,7 +65,12 @@ def setup():
   plan = plan_lib.plan_run(config, DATA_DIR.value, WORK_DIR.value, strategy)
   with strategy.scope():
     classifier, _ = model_lib.build_classifier(config, plan.manifest)
-  return config, plan, strategy, steps.make_eval_step(strategy, classifier, config.model.head)
+    einsum_classifier, einsum_encoder = model_lib.build_classifier(config, plan.manifest)
+  encoders.use_fused_dense(einsum_encoder, enabled=False)
+  einsum_classifier.set_weights(classifier.get_weights())
+  return config, plan, strategy, {
+      "model": steps.make_eval_step(strategy, classifier, config.model.head),
+      "einsum_dense": steps.make_eval_step(strategy, einsum_classifier, config.model.head)}
 
 
 def paths(config, plan):
@@ -69,10 +80,12 @@ def paths(config, plan):
     new.eval.global_batch_size = NEW_BATCH.value
   old = plan_lib.with_boundaries(config, OLD_BOUNDARIES, "bucket")
   old.eval.global_batch_size = OLD_EVAL_BATCH
-  return {
+  runs = {
       "old": (old, {"steps_per_call": 1, "pool_batches": 1}),
       "new": (new, {}),
+      "einsum_dense": (new, {}),
   }
+  return {name: runs[name] for name in PATHS.value}
 
 
 def efficiency(batches):
@@ -101,7 +114,7 @@ def train_efficiency(config, plan, boundaries, padding):
 
 def main(_):
   machine = common.machine()
-  config, plan, strategy, eval_step = setup()
+  config, plan, strategy, eval_steps = setup()
   runs = paths(config, plan)
   settings = {name: {"eval_batch": cfg.eval.global_batch_size,
                      "padding": cfg.train.padding, "boundaries": list(cfg.train.bucket_boundaries),
@@ -125,8 +138,9 @@ def main(_):
     for name, (cfg, kwargs) in runs.items():
       before = common.sample()
       start = time.perf_counter()
-      evaluated = eval_loop.evaluate_split(SPLIT.value, config=cfg, plan=plan,
-                                           strategy=strategy, eval_step=eval_step, **kwargs)
+      evaluated = eval_loop.evaluate_split(
+          SPLIT.value, config=cfg, plan=plan, strategy=strategy,
+          eval_step=eval_steps["einsum_dense" if name == "einsum_dense" else "model"], **kwargs)
       seconds[name].append(time.perf_counter() - start)
       metrics[name] = evaluated.metrics
       record = dict(settings[name], path=name, round=r, split=SPLIT.value,
@@ -139,14 +153,15 @@ def main(_):
       common.append_record(OUT.value, record)
       print(f"round {r} {name}: {record['eval_eps']:.1f} examples/s ({record['seconds']:.1f} s)"
             f"{'  LOADED' if record['provenance']['loaded'] else ''}", flush=True)
-  ratios = [o / n for o, n in zip(seconds["old"], seconds["new"])]
-  print(f"new vs old: x{statistics.median(ratios):.2f} (per round: "
-        f"{', '.join(f'x{x:.2f}' for x in ratios)})")
-  same = all(np.isclose(metrics["old"][k], metrics["new"][k], rtol=1e-4, atol=1e-5)
-             for k in ("loss", "pr_auc", "roc_auc", "best_f1"))
-  print(f"metrics equal (loss, pr_auc, roc_auc, best_f1 within 1e-4): {same}; "
-        f"loss old {metrics['old']['loss']:.6f} new {metrics['new']['loss']:.6f}")
-
+  first, *others = runs
+  for name in others:
+    ratios = [b / a for b, a in zip(seconds[first], seconds[name])]
+    same = all(np.isclose(metrics[first][k], metrics[name][k], rtol=1e-4, atol=1e-5)
+               for k in ("loss", "pr_auc", "roc_auc", "best_f1"))
+    print(f"{name} vs {first}: x{statistics.median(ratios):.2f} (per round: "
+          f"{', '.join(f'x{x:.2f}' for x in ratios)}); metrics equal (loss, pr_auc, roc_auc, "
+          f"best_f1 within 1e-4): {same}; loss {first} {metrics[first]['loss']:.6f} {name} "
+          f"{metrics[name]['loss']:.6f}")
 
 if __name__ == "__main__":
   app.run(main)

@@ -413,9 +413,13 @@ def render_eval(records):
     lines += [f"Split {group[0]['split']} ({group[0]['rows']:,} rows), float32:", ""]
     lines += table(["round", "path", "eval batch", "boundaries", "batches per call",
                     "padding eff.", "examples/s", "PR-AUC", "loaded"], rows, right=(2, 4, 5, 6, 7))
-    ratios = per_round_ratios(group, "path", "old", "eval_eps")
-    lines += ["", "new / old examples/s per round: " + ", ".join(
-        num(x, 2) for x in ratios.get("new", [])) + ".", ""]
+    base = group[0]["path"]                       # the first path run in a round
+    lines.append("")
+    for name, ratios in per_round_ratios(group, "path", base, "eval_eps").items():
+      if name != base:
+        lines.append(f"{name} / {base} examples/s per round: "
+                     + ", ".join(num(x, 2) for x in ratios) + ".")
+    lines.append("")
   return lines
 
 
