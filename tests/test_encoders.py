@@ -39,18 +39,24 @@ def _ops(encoder, inputs):
   return [node.op for node in graph.as_graph_def().node]
 
 
-def test_matmul_attention_computes_the_einsums_outputs_and_gradients():
-  encoder, inputs = _built_encoder(), _inputs(length=5, seed=1)
+def _assert_same_outputs_and_grads(encoder, inputs, change):
+  """Runs change(encoder) and asserts the encoder's outputs and gradients did not move."""
   names_before = [v.name for v in encoder.variables]
-  einsum_out, einsum_grads = _outputs_and_grads(encoder, inputs)
-  assert encoders.use_matmul_attention(encoder) == TINY["num_hidden_layers"]
-  matmul_out, matmul_grads = _outputs_and_grads(encoder, inputs)
+  want_out, want_grads = _outputs_and_grads(encoder, inputs)
+  change(encoder)
+  got_out, got_grads = _outputs_and_grads(encoder, inputs)
   assert [v.name for v in encoder.variables] == names_before
-  np.testing.assert_allclose(matmul_out, einsum_out, rtol=1e-5, atol=1e-5)
-  assert [g is None for g in matmul_grads] == [g is None for g in einsum_grads]  # the pooler's
-  for got, want in zip(matmul_grads, einsum_grads):
+  np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-5)
+  assert [g is None for g in got_grads] == [g is None for g in want_grads]  # the pooler's
+  for got, want in zip(got_grads, want_grads):
     if want is not None:
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_matmul_attention_computes_the_einsums_outputs_and_gradients():
+  def change(encoder):
+    assert encoders.use_matmul_attention(encoder) == TINY["num_hidden_layers"]
+  _assert_same_outputs_and_grads(_built_encoder(), _inputs(length=5, seed=1), change)
 
 
 def test_matmul_attention_replaces_the_attention_einsums_and_can_be_undone():
@@ -113,18 +119,11 @@ def test_the_classifier_runs_its_attention_as_matmuls():
 
 @pytest.mark.parametrize("matmul_attention", [False, True])
 def test_fused_dense_computes_the_einsums_outputs_and_gradients(matmul_attention):
-  encoder, inputs = _built_encoder(), _inputs(length=5, seed=1)
+  encoder = _built_encoder()
   encoders.use_matmul_attention(encoder, enabled=matmul_attention)
-  names_before = [v.name for v in encoder.variables]
-  einsum_out, einsum_grads = _outputs_and_grads(encoder, inputs)
-  assert encoders.use_fused_dense(encoder) == 6 * TINY["num_hidden_layers"]
-  fused_out, fused_grads = _outputs_and_grads(encoder, inputs)
-  assert [v.name for v in encoder.variables] == names_before
-  np.testing.assert_allclose(fused_out, einsum_out, rtol=1e-5, atol=1e-5)
-  assert [g is None for g in fused_grads] == [g is None for g in einsum_grads]
-  for got, want in zip(fused_grads, einsum_grads):
-    if want is not None:
-      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  def change(encoder):
+    assert encoders.use_fused_dense(encoder) == 6 * TINY["num_hidden_layers"]
+  _assert_same_outputs_and_grads(encoder, _inputs(length=5, seed=1), change)
 
 
 def test_fused_dense_moves_the_gelu_into_the_dense_layer_and_can_be_undone():
