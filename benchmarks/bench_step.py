@@ -33,6 +33,10 @@ against the first variant of the same round):
                form not kept (no gain in the step).
   einsum_dense lazyemb with the dense layers as Model Garden's einsums, the GELU a layer of
                its own (what the trainer did before trainer.encoders.FusedDense)
+With --data_dir and --packed=128,64 every variant is also timed on the first bucket set's
+examples packed into rows of each length (benchmarks/packing.py: a block-diagonal attention
+mask, positions per example, pooled per example), in as many steps as that set, interleaved
+with the sets; the speedup_vs_first_set of a packed record is its like-for-like figure.
 Model FLOPs per step count the encoder's matmuls, forward + backward (x3): 2 * params * tokens
 for the dense layers and 4 * batch * L^2 * hidden per layer for attention scores and values.
 MFU divides a variant's achieved model FLOP/s by the matmul peak of its own dtype (float32;
@@ -60,6 +64,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from bertcore import names, schema  # noqa: E402
+from benchmarks import packing  # noqa: E402
 from trainer import checkpointing, config as config_lib, encoders, model as model_lib  # noqa: E402
 from trainer import optimization as trainer_optimization, steps as steps_lib  # noqa: E402
 
@@ -68,6 +73,8 @@ MINILM = dict(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=153
 VARIANTS = ("f32", "bf16", "f16", "xla", "xla_step", "bf16_xla", "noemb", "lazyemb", "nodrop",
             "tanh", "bf16_lazyemb", "lazyemb_ld", "einsum_attn", "einsum_dense")
 WORD_EMBEDDINGS = "word_embeddings"
+PACKED_INPUTS = ("input_word_ids", "input_type_ids", packing.SEGMENT_IDS, packing.POSITIONS)
+MAX_PER_ROW = 16          # examples per packed row at most (tweets: about 4 fit in 128 tokens)
 POLICIES = {"bf16": "mixed_bfloat16", "bf16_xla": "mixed_bfloat16",
             "bf16_lazyemb": "mixed_bfloat16", "f16": "mixed_float16"}   # the rest: float32
 DTYPES = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16", "float32": "float32"}
@@ -151,8 +158,9 @@ def matmul_peak(dtype=tf.float32, n=2048, seconds=3.0):
   return best
 
 
-def build_variant(name, batch_size, total_steps=10000):
-  """(step_fn, description) for one variant: step_fn(features, labels) -> loss."""
+def build_variant(name, batch_size, total_steps=10000, packed=False):
+  """(step_fn, classifier) for one variant: step_fn(features, labels) -> loss; packed: the
+  step takes packed batches (benchmarks/packing.py)."""
   precision = policy(name)
   tf_keras.mixed_precision.set_global_policy(precision)
   config = config_lib.default_config()
@@ -188,23 +196,33 @@ def build_variant(name, batch_size, total_steps=10000):
   tf_keras.mixed_precision.set_global_policy("float32")
   step = make_step(classifier, optimizer, xla=name in ("xla", "xla_step", "bf16_xla"),
                    whole_step=name in ("xla_step", "bf16_xla"),
-                   skip_embeddings=name == "noemb")
+                   skip_embeddings=name == "noemb",
+                   loss_fn=packing.packed_loss(classifier, encoder) if packed else None)
   return step, classifier
 
 
 def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embeddings=False,
-              clip_norm=1.0):
-  """The trainer's replica step on one device: loss, gradients, clip, AdamW update."""
+              clip_norm=1.0, loss_fn=None):
+  """The trainer's replica step on one device: loss, gradients, clip, AdamW update.
+
+  loss_fn(features, labels) -> scalar loss; None: the classifier's mean binary loss on
+  padded batches. Packed batches (a loss_fn of benchmarks.packing) take any int32 features.
+  """
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
   tvars = list(classifier.trainable_variables)
   table = [v for v in tvars if WORD_EMBEDDINGS in v.name][0]
   if skip_embeddings:
     tvars.remove(table)
 
+  packed = loss_fn is not None
+  if loss_fn is None:
+    def loss_fn(features, labels):
+      logits = classifier(features, training=True)
+      return tf.reduce_mean(model_lib.per_example_loss(labels, logits, "binary"))
+
   def forward_backward(features, labels):
     with tf.GradientTape() as tape:
-      logits = classifier(features, training=True)
-      loss = tf.reduce_mean(model_lib.per_example_loss(labels, logits, "binary"))
+      loss = loss_fn(features, labels)
       scaled = optimizer.get_scaled_loss(loss) if loss_scaled else loss
     return loss, tape.gradient(scaled, tvars)
 
@@ -214,17 +232,22 @@ def make_step(classifier, optimizer, *, xla=False, whole_step=False, skip_embedd
   def step(features, labels):
     loss, grads = forward_backward(features, labels)
     used = [(g, v) for g, v in zip(grads, tvars) if g is not None]
-    # As trainer/steps.py on one replica: repeated embedding rows summed once.
-    grads = [steps_lib._sum_repeated_rows(g) if isinstance(g, tf.IndexedSlices) else g  # noqa
-             for g, _ in used]
+    # As trainer/steps.py on one replica: repeated embedding rows summed once. Packed rows'
+    # gathered positions give the position table a sparse gradient too: dense, as unpacked.
+    grads = [g if not isinstance(g, tf.IndexedSlices) else
+             steps_lib._sum_repeated_rows(g) if v is table else tf.convert_to_tensor(g)  # noqa
+             for g, v in used]
     if loss_scaled:
       grads = optimizer.get_unscaled_gradients(grads)
     grads, _ = tf.clip_by_global_norm(grads, clip_norm)
     used_vars = [v for _, v in used]
     optimizer.apply_gradients(zip(grads, used_vars))
     return loss
-  signature = [{k: tf.TensorSpec([None, None], tf.int32) for k in names.MODEL_INPUTS},
-               tf.TensorSpec([None, 1], tf.float32)]
+  inputs = PACKED_INPUTS if packed else names.MODEL_INPUTS
+  features = {k: tf.TensorSpec([None, None], tf.int32) for k in inputs}
+  if packed:
+    features[packing.SLOT_WEIGHTS] = tf.TensorSpec([None], tf.float32)
+  signature = [features, tf.TensorSpec([None, 1], tf.float32)]
   return tf.function(step, input_signature=signature, jit_compile=bool(whole_step))
 
 
@@ -361,6 +384,8 @@ def parse_args(argv=None):
                  help="bucket set: 16,32,64,128, 'derived' (trainer.buckets) or 'every:N' "
                       "(multiples of N; every:1 = each batch's longest row); repeatable")
   p.add_argument("--num_batches", type=int, default=24, help="real batches per bucket set")
+  p.add_argument("--packed", default="", help="row lengths: also time the first set's examples "
+                 "packed into rows of each (benchmarks/packing.py); needs --data_dir")
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3, help="fixed-shape steps per round")
   p.add_argument("--intra_op_threads", type=int, default=0)
@@ -370,6 +395,9 @@ def parse_args(argv=None):
   args = p.parse_args(argv)
   args.variants = common.variant_names(p, args.variants, VARIANTS)
   args.lengths = [int(x) for x in args.lengths.split(",") if x]
+  args.packed = [int(x) for x in args.packed.split(",") if x]
+  if args.packed and not args.data_dir:
+    p.error("--packed needs --data_dir (it packs the real examples)")
   return args
 
 
@@ -430,14 +458,51 @@ def bucket_set(spec, manifest):
   return f"tweets {','.join(map(str, bounds))}", tuple(bounds)
 
 
-def real_batch_records(steps, args):
-  """Times every variant on real bucketed batches of args.data_dir, for each bucket set.
+def batch_counts(rows, hidden, layers, intermediate):
+  """(examples, real tokens, padded tokens, model FLOPs, shapes) of a list of batches, padded
+  (input_mask) or packed (benchmarks.packing's segment ids and slot weights)."""
+  examples = real = padded = flops = 0
+  shapes = set()
+  for features, _ in rows:
+    ids = features["input_word_ids"]
+    if packing.SEGMENT_IDS in features:
+      examples += float(tf.reduce_sum(features[packing.SLOT_WEIGHTS]))
+      real += int(tf.math.count_nonzero(features[packing.SEGMENT_IDS]))
+    else:
+      examples += int(ids.shape[0])
+      real += float(tf.reduce_sum(features["input_mask"]))
+    padded += int(tf.size(ids))
+    flops += model_flops(int(ids.shape[0]), int(ids.shape[1]), hidden, layers, intermediate)
+    shapes.add(tuple(ids.shape))
+  return examples, real, padded, flops, len(shapes)
 
-  All (variant, bucket set) pairs are interleaved in one loop, so the bucket sets compare
-  like for like too; every set has the same batches' rows (the same examples), padded to its
-  own boundaries. Each record also gets the set's warm-up pass time (its shapes' one-time
-  set-up; the step was traced beforehand on a shape no set uses) and its speed over the first
-  set's, per round.
+
+def packed_sets(rows, row_lengths):
+  """{label: packed batches}: the examples of `rows` (padded batches) packed into rows of
+  each length, in as many batches as `rows`."""
+  examples = []
+  for features, labels in rows:
+    for ids, mask, label in zip(features["input_word_ids"].numpy(),
+                                features["input_mask"].numpy(), labels.numpy()[:, 0]):
+      examples.append((ids[mask > 0], float(label)))
+  sets = {}
+  for length in row_lengths:
+    packed_rows = len(packing.pack([len(ids) for ids, _ in examples], length, MAX_PER_ROW))
+    per_batch = -(-packed_rows // len(rows))
+    sets[f"tweets packed into rows of {length}"] = packing.packed_batches(
+        examples, length, per_batch, MAX_PER_ROW)
+  return sets
+
+
+def real_batch_records(steps, args):
+  """Times every variant on real bucketed batches of args.data_dir, for each bucket set, and
+  on the first set's examples packed into rows of each --packed length.
+
+  All (variant, set) pairs are interleaved in one loop, so the sets compare like for like
+  too; every set has the same batches' rows (the same examples), padded to its own
+  boundaries or packed. Each record also gets the set's warm-up pass time (its shapes'
+  one-time set-up; the steps were traced beforehand on a shape no set uses) and its speed
+  over the first set's, per round.
   """
   from bertcore import schema
   b = args.batch_size
@@ -446,25 +511,34 @@ def real_batch_records(steps, args):
   sets = dict(bucket_set(spec, manifest) for spec in args.buckets or ["16,32,64,128"])
   batches = {label: real_batches(args.data_dir, bounds, b, args.num_batches)
              for label, bounds in sets.items()}
+  first_label = next(iter(sets))
+  pairs = {(name, label): steps[name] for label in sets for name in steps}
   for step in steps.values():
     step(*fixed_batch(b, 3)).numpy()       # traced here, not in the first set's warm-up
-  pairs = {(name, label): steps[name] for label in sets for name in steps}
+  if args.packed:
+    packed = packed_sets(batches[first_label], args.packed)
+    batches.update(packed)
+    tiny = packing.packed_batches([(np.arange(1, 4, dtype=np.int32), 0.0)], 3, 1, MAX_PER_ROW)
+    for name in steps:
+      step = build_variant(name, b, packed=True)[0]
+      step(*tiny[0]).numpy()
+      pairs.update({(name, label): step for label in packed})
+    sets.update({label: () for label in packed})
   times, first = interleaved(pairs, lambda key: batches[key[1]], args.rounds, 1)
-  first_label = next(iter(sets))
   records = []
   for label, bounds in sets.items():
-    rows = batches[label]
-    real = sum(float(tf.reduce_sum(f["input_mask"])) for f, _ in rows)
-    padded = sum(int(tf.size(f["input_mask"])) for f, _ in rows)
-    flops = sum(model_flops(b, int(f["input_mask"].shape[1]), h, n, i) for f, _ in rows)
+    examples, real, padded, flops, shapes = batch_counts(batches[label], h, n, i)
     own = {name: times[(name, label)] for name in steps}
-    for rec in summarise(own, b * len(rows), real, padded, flops, label, args.variants[0]):
+    for rec in summarise(own, examples, real, padded, flops, label, args.variants[0]):
       key = (rec["variant"], label)
-      rec.update(boundaries=list(bounds), shapes=len({int(f["input_mask"].shape[1]) for f, _ in rows}),
+      rec.update(boundaries=list(bounds), shapes=shapes,
                  warmup_s=first[key], round_s=statistics.median(times[key]),
                  speedup_vs_first_set=statistics.median(
                      a / s for a, s in zip(times[(rec["variant"], first_label)], times[key])),
                  first_set=first_label)
+      if not bounds:
+        rec.update(packed_row_length=int(batches[label][0][0]["input_word_ids"].shape[1]),
+                   max_per_row=MAX_PER_ROW)
       print(f"  {label}: {rec['shapes']} shapes, warm-up pass {rec['warmup_s']:.1f} s vs "
             f"{rec['round_s']:.1f} s a round; x{rec['speedup_vs_first_set']:.2f} vs {first_label}")
       records.append(rec)

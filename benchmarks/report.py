@@ -238,10 +238,15 @@ def bucket_set_lines(records):
   and the one-time set-up of each set's shapes (its warm-up pass beside a timed round)."""
   if not records:
     return []
+  packed = (". The packed sets hold the same examples packed several to a row of a fixed "
+            "length (benchmarks/packing.py: a block-diagonal attention mask, positions and "
+            "pooling per example), in as many steps; their padding is the rows' unused tokens."
+            if any("packed_row_length" in r for r in records) else "")
   lines = [f"Bucket sets, interleaved with each other in this run over the same batches' rows "
            f"(ratio: per round, this set's speed over `{records[0]['first_set']}` of the same "
            "variant); the warm-up pass is each set's first pass over its batches (its new "
-           "shapes set up; the step was traced before), beside the median timed round:", ""]
+           "shapes set up; the step was traced before), beside the median timed round"
+           f"{packed}:", ""]
   return lines + table(
       ["bucket set", "variant", "shapes", "padding eff.", "examples/s", "ratio vs first set",
        "warm-up pass s", "round s"],

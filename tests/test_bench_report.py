@@ -249,3 +249,19 @@ def test_matmul_page_shows_each_sides_speed_and_the_ratio_per_product():
   assert "oneDNN on" in lines[2] and "median of 200 calls" in lines[2]
   assert "capped at AVX2" in lines[2]
   assert lines[-2] == "| 32 | attention_scores | 5.0 | - | 20.0 | 4.00 |"
+
+
+def test_step_page_says_what_a_packed_set_is():
+  peaks = {"float32": {"before": 100e9, "after": 110e9, "used": 110e9, "source": "matmul"}}
+  base = {"variant": "lazyemb", "dtype": "float32", "real_tokens_per_s": 1000.0,
+          "model_flops_per_s": 50e9, "mfu": 0.45, "speedup_vs_base": 1.0, "base": "lazyemb",
+          "peaks": peaks, "provenance": provenance(), "first_set": "tweets every 1 to 128",
+          "shapes": 1, "warmup_s": 3.0, "round_s": 2.0}
+  padded = dict(base, label="tweets every 1 to 128", examples_per_s=40.0, padding_efficiency=0.95,
+                speedup_vs_first_set=1.0)
+  packed = dict(base, label="tweets packed into rows of 128", examples_per_s=32.0,
+                padding_efficiency=0.96, speedup_vs_first_set=0.8, packed_row_length=128)
+  text = "\n".join(report.render_step([padded, packed]))
+  assert "block-diagonal attention mask" in text
+  assert "| tweets packed into rows of 128 | lazyemb | 1 | 0.960 | 32.0 | 0.80 | 3.0 | 2.0 |" in text
+  assert "block-diagonal" not in "\n".join(report.render_step([padded]))
