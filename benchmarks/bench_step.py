@@ -485,6 +485,10 @@ def packed_sets(rows, row_lengths):
     for ids, mask, label in zip(features["input_word_ids"].numpy(),
                                 features["input_mask"].numpy(), labels.numpy()[:, 0]):
       examples.append((ids[mask > 0], float(label)))
+  longest = max(len(ids) for ids, _ in examples)
+  if min(row_lengths) < longest:
+    raise SystemExit(f"bench_step: --packed={min(row_lengths)} is shorter than the longest "
+                     f"example of these batches ({longest} tokens); use lengths >= {longest}")
   sets = {}
   for length in row_lengths:
     packed_rows = len(packing.pack([len(ids) for ids, _ in examples], length, MAX_PER_ROW))

@@ -104,3 +104,13 @@ def test_bench_step_packs_the_padded_sets_examples_into_as_many_steps():
   labels = sorted(float(l) for f, ls in packed
                   for l, w in zip(ls.numpy()[:, 0], f[packing.SLOT_WEIGHTS].numpy()) if w)
   assert labels == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_bench_step_refuses_rows_shorter_than_the_longest_example_in_one_line():
+  from benchmarks import bench_step
+  ids = tf.constant([[3, 4, 5, 6, 0], [7, 8, 0, 0, 0]], tf.int32)
+  features = {"input_word_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32),
+              "input_type_ids": tf.zeros_like(ids)}
+  with pytest.raises(SystemExit, match="--packed=3 is shorter than the longest example of "
+                                       r"these batches \(4 tokens\); use lengths >= 4"):
+    bench_step.packed_sets([(features, tf.constant([[1.0], [0.0]]))], [8, 3])
