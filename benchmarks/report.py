@@ -240,7 +240,7 @@ def bucket_set_lines(records):
     return []
   packed = (". The packed sets hold the same examples packed several to a row of a fixed "
             "length (benchmarks/packing.py: a block-diagonal attention mask, positions and "
-            "pooling per example), in as many steps; their padding is the rows' unused tokens."
+            "pooling per example), in as many steps; their padding is the rows' unused tokens"
             if any("packed_row_length" in r for r in records) else "")
   lines = [f"Bucket sets, interleaved with each other in this run over the same batches' rows "
            f"(ratio: per round, this set's speed over `{records[0]['first_set']}` of the same "
