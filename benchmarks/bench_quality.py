@@ -198,7 +198,9 @@ def fine_tune(config, data_dir, model_dir, resume=False):
   strategy = strategy_lib.build_strategy("one_device")
   with Stopwatch() as sw:
     results = train.train_and_evaluate(config, data_dir, model_dir, strategy)
-  return results, sw.record()
+  stage = sw.record()
+  stage["precision"] = strategy_lib.resolve_precision(config.precision, strategy)  # auto's answer
+  return results, stage
 
 
 def run_baseline(task, argv, data_dir, work_dir, fresh):

@@ -219,7 +219,11 @@ def parse_args():
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "score.jsonl"))
   p.add_argument("--skip_throughput", action="store_true")
-  return p.parse_args()
+  args = p.parse_args()
+  if not os.path.exists(os.path.join(args.encoder_dir, "bert_config.json")):
+    p.error(f"--encoder_dir={args.encoder_dir} holds no converted encoder (bert_config.json); "
+            "python -m trainer.convert --bundled_minilm --output_dir=<dir> writes one")
+  return args
 
 
 def throughput(args, model_dir, machine):

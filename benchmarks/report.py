@@ -625,6 +625,12 @@ def long_text_table(records):
                        rows, right=range(6, 12)) + [""]
 
 
+def quality_precision(config, train_stage):
+  """The configured precision, with what `auto` resolved to where the record stores it."""
+  asked, resolved = config.get("precision"), train_stage.get("precision")
+  return f"{asked} ({resolved})" if resolved and resolved != asked else asked
+
+
 def render_quality(records):
   return by_session(records, quality_tables, legacy_intro=[
       "These records carry their own commit and CPU (below) but not the load rule or the dirty "
@@ -643,7 +649,7 @@ def quality_tables(records):
       second = "test_pr_auc" if task == "binary" else "test_accuracy"
       rows.append([r["run_name"], r["date"][:16], r["code"]["commit"][:12],
                    f"{r['hardware']['cpu']}{', avx512_bf16' if r['hardware'].get('avx512_bf16') else ''}",
-                   c.get("model.pooling"), c.get("train.seed"), c.get("precision"),
+                   c.get("model.pooling"), c.get("train.seed"), quality_precision(c, st),
                    num(s[main], 4), num(s[second], 4), num(b[main], 4), num(b[second], 4),
                    f"{s[main] - b[main]:+.4f}", f"{st['seconds'] / 60:.1f} min"
                    + (" (resumed: evaluation only)" if st.get("resumed") else ""),

@@ -265,3 +265,9 @@ def test_step_page_says_what_a_packed_set_is():
   assert "block-diagonal attention mask" in text
   assert "| tweets packed into rows of 128 | lazyemb | 1 | 0.960 | 32.0 | 0.80 | 3.0 | 2.0 |" in text
   assert "block-diagonal" not in "\n".join(report.render_step([padded]))
+
+
+def test_quality_page_says_what_precision_auto_resolved_to_where_recorded():
+  assert report.quality_precision({"precision": "auto"}, {"precision": "float32"}) == "auto (float32)"
+  assert report.quality_precision({"precision": "auto"}, {}) == "auto"   # older records
+  assert report.quality_precision({"precision": "float32"}, {"precision": "float32"}) == "float32"
