@@ -432,8 +432,9 @@ def render_eval(records):
 
 def render_score(records):
   lines = []
-  for group in group_by(records, lambda r: (r["provenance"].get("commit"),
-                                            r["provenance"]["cpu"]["model"], r["rows"])):
+  jobs = [r for r in records if r["kind"] != "memory"]
+  for group in group_by(jobs, lambda r: (r["provenance"].get("commit"),
+                                         r["provenance"]["cpu"]["model"], r["rows"])):
     runs = [r for r in group if r["kind"] == "throughput"]
     lines += session_heading(group)
     if runs:
@@ -458,12 +459,14 @@ def render_score(records):
                      [[r["job"], num(r["padding_efficiency"], 3)] for r in padding],
                      right=(1,)) + [""]
   memory = [r for r in records if r["kind"] == "memory"]
-  if memory:
-    lines += ["## Peak RSS of scoring.run against input size", ""]
-    lines += table(["model", "rows", "peak RSS MiB (process tree)", "wall s", "rows/s", "loaded"], [
+  for group in group_by(memory, lambda r: (r["provenance"].get("commit"),
+                                           r["provenance"]["cpu"]["model"])):
+    lines += session_heading(group)
+    lines += ["Peak RSS of scoring.run (its whole process tree) against input size:", ""]
+    lines += table(["model", "rows", "peak RSS MiB", "wall s", "rows/s", "loaded"], [
         [r["model"], f"{r['rows']:,}", num(r["peak_rss_bytes"] / 2**20, 0), num(r["seconds"]),
          num(r["rows"] / r["seconds"], 0), "yes" if r["provenance"]["loaded"] else "no"]
-        for r in memory], right=range(1, 5)) + [""]
+        for r in group], right=range(1, 5)) + [""]
   return lines
 
 
