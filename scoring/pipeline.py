@@ -10,10 +10,9 @@ Why this shape:
   bytes (quoted fields may hold newlines), so every part reads its whole file but keeps only
   its own blocks of rows: data rows are grouped in blocks of --sort_rows, and block b belongs
   to split b % num_shards. Every part also checks every row (serving.inputs: preprocessing's
-  reasons, word pieces, and duplicate ids, which need all earlier rows); parsing and tokenizing
-  cost ~10 us/row against ~1 ms/row of inference. Nothing has to be shuffled, so parts run in
-  parallel on as many workers as there are parts, and memory grows only by the duplicate-id
-  check: ~90 bytes per row of the file being read (none without an id column). A TFRecord file (the preprocessing job's shards) is split
+  reasons, word pieces, and duplicate ids, which need all earlier rows). Nothing has to be
+  shuffled, so parts run in parallel on as many workers as there are parts, and memory grows only by the duplicate-id check, which keeps
+  the file's earlier ids (none without an id column; benchmarks/results/score.md's memory runs). A TFRecord file (the preprocessing job's shards) is split
   the same way, record by record (scoring/records.py), and scored by the export's
   serve_examples signature.
 - Within a block, rows are sorted by length before Beam's BatchElements (inside RunInference)
