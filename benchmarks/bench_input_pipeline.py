@@ -5,7 +5,8 @@
 
 Synthetic data: 100k records in 16 shards, lengths drawn like short texts (mean ~30 tokens,
 max 128), written with bertcore.schema exactly as preprocessing writes them. Appends one JSON
-line per pipeline (bucketed, fixed padding, and the per-example textbook bucketing) to --out
+line per pipeline (each batch padded to its longest row, as padding=auto on CPUs; bucketed;
+fixed padding; and the per-example textbook bucketing) to --out
 (input_pipeline.jsonl): examples/s and padding efficiency, with provenance
 (benchmarks/common.py); `python -m benchmarks report` renders input_pipeline.md.
 """
@@ -105,7 +106,7 @@ def main():
   data = f"{args.data_dir}, {args.split}" if args.data_dir else "synthetic tweet-length records"
   manifest = schema.read_manifest(data_dir)
   pipelines = {}
-  for padding in ("bucket", "fixed"):
+  for padding in ("longest", "bucket", "fixed"):   # longest: the CPU default (padding=auto)
     config = config_lib.default_config()
     config.train.update(global_batch_size=args.batch_size, padding=padding,
                         bucket_boundaries=(16, 32, 64, 128), shuffle_buffer=10000)
