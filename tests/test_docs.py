@@ -413,11 +413,11 @@ def test_checker_finds_unknown_flags_and_config_fields():
   assert _check("python -m scoring.run --modle=m") == [
       "x.md: `python -m scoring.run --modle=m`: scoring.run has no flag --modle"]
   assert not _check("python -m trainer.task --config=configs/tweets_minilm.py "
-                    "--config.train.learning_rate=1e-4 --noxla")
+                    "--config.train.learning_rate=1e-4 --nomodel_dir_per_trial")
   bad = _check("python -m trainer.task --config=configs/tweets_minilm.py "
-               "--config.train.learnin_rate=3 --id_column=x")
+               "--config.train.learnin_rate=3 --bundled_minilm")
   assert len(bad) == 2 and "--config.train.learnin_rate is not a field" in bad[0]
-  assert bad[1].endswith("trainer.task has no flag --id_column")  # trainer.predict's flag
+  assert bad[1].endswith("trainer.task has no flag --bundled_minilm")  # trainer.convert's flag
 
 
 def test_checker_follows_launchers_to_their_jobs():
