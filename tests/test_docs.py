@@ -1,4 +1,4 @@
-"""README.md and docs/*.md: every relative link resolves, every `python -m` command uses known flags.
+"""README.md and docs/*.md: relative links resolve; `python -m` commands use only known flags.
 
 The flags are checked against the commands' own parsers, in this process (no subprocess):
 - an argparse entry point exposes `make_parser()` (launch's `build_parser()`, with sub-commands);
@@ -28,8 +28,10 @@ OUR_PACKAGES = ("benchmarks", "bertcore", "launch", "preprocess", "scoring", "se
 # The jobs built on Beam's `known_args, pipeline_args = parse_known_args(argv)` idiom.
 BEAM_JOBS = ("preprocess.run", "scoring.run")
 # What the launchers run with the flags after `--` (launch.dataflow.JOB_MODULES: --job=...).
-LAUNCHED = {("launch.submit", "vertex"): "trainer.task", ("launch.submit", "tpu_vm"): "trainer.task",
-            ("launch.sweep", "optuna"): "trainer.task", ("launch.sweep", "wandb"): "trainer.task"}
+LAUNCHED = {("launch.submit", "vertex"): "trainer.task",
+            ("launch.submit", "tpu_vm"): "trainer.task",
+            ("launch.sweep", "optuna"): "trainer.task",
+            ("launch.sweep", "wandb"): "trainer.task"}
 
 Command = collections.namedtuple("Command", "doc text module args")
 
@@ -131,17 +133,19 @@ def python_m(tokens):
 
 
 def documented_commands():
+  """Every `python -m <our module>` command of the docs: in code blocks and in inline code."""
   commands = []
   for doc in DOCS:
     with open(doc, encoding="utf-8") as f:
       prose, blocks = split_markdown(f.read())
     spans = [m.group(2).replace("\n", " ") for m in _INLINE_CODE.finditer(prose)]
-    for text in blocks + [s for s in spans if "python -m" in s]:
+    texts = [(block, False) for block in blocks] + [(s, True) for s in spans if "python -m" in s]
+    for text, inline in texts:
       for tokens in shell_commands(text):
         found = python_m(tokens)
         if found:
-          # Optional flags in prose are written `[--flag=...]`.
-          args = [a.strip("[]") for a in found[1]] if text in spans else found[1]
+          # Prose writes optional flags as `[--flag=...]`.
+          args = [a.strip("[]") for a in found[1]] if inline else found[1]
           commands.append(Command(_rel(doc), shlex.join(tokens), found[0], args))
   return commands
 
