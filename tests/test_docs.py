@@ -254,9 +254,11 @@ def parser_of(name):
     if make is not None:
       _PARSERS[name] = _argparse_flags(make())
     else:
+      # absl: flags defined by the module, or by one it imports (e.g. a thin alias of another).
       from absl import flags
-      absl_owned = flags.FLAGS.flags_by_module_dict().get(module_name)
-      _PARSERS[name] = _absl_flags(module_name) if absl_owned else None
+      closure = _import_closure(module_name)
+      owners = flags.FLAGS.flags_by_module_dict()
+      _PARSERS[name] = _absl_flags(module_name) if closure & set(owners) else None
   return _PARSERS[name]
 
 
