@@ -202,16 +202,19 @@ def _import_closure(name):
 class Flags:
   """What one command line of `module` may contain."""
 
-  def __init__(self, options, subcommands=None, booleans=(), config=False):
+  def __init__(self, options, subcommands=None, absl=False, booleans=(), config=False):
     self.options = set(options)            # e.g. {"--input", "-h"}
     self.subcommands = subcommands or {}   # name -> Flags of that sub-command
-    self.booleans = set(booleans)          # absl: also --no<name>
+    self.absl = absl                       # absl also reads -name and --noname (booleans)
+    self.booleans = set(booleans)
     self.config = config                   # accepts --config.a.b=... overrides
 
   def knows(self, flag):
+    if flag in self.options:
+      return True
     name = flag.lstrip("-")
-    return (flag in self.options or f"--{name}" in self.options
-            or (name.startswith("no") and name[2:] in self.booleans))
+    return self.absl and (f"--{name}" in self.options
+                          or (name.startswith("no") and name[2:] in self.booleans))
 
 
 def _argparse_flags(parser):
@@ -225,9 +228,8 @@ def _argparse_flags(parser):
 
 
 def _absl_flags(name):
+  """The flags `python -m name` knows; `name` is imported (its flags defined) already."""
   from absl import flags
-  module = importlib.import_module(name)
-  del module
   closure = _import_closure(name)
   options, booleans = set(), set()
   for owner, owned in flags.FLAGS.flags_by_module_dict().items():
@@ -239,7 +241,7 @@ def _absl_flags(name):
       if flag.boolean:
         booleans.add(flag.name)
   options.update(f"--{n}" for n in ("flagfile", "undefok", "help", "helpshort", "helpfull"))
-  return Flags(options, booleans=booleans, config="--config" in options)
+  return Flags(options, absl=True, booleans=booleans, config="--config" in options)
 
 
 _PARSERS = {}
