@@ -18,8 +18,8 @@ Binary (positive vs rest): test F1 at the threshold tuned on VALIDATION (the exp
 threshold), F1 at 0.5 and PR-AUC; 3-class: macro-F1 and accuracy. Both models are summarised
 by the same function (tfidf_baseline.summarize) from trainer.evaluation's metrics.
 
-Each run is appended to benchmarks/results/quality_runs.jsonl (with the config, hardware, load
-average, the CPU share this process got and provenance: benchmarks/common.py).
+Each run is appended to benchmarks/results/quality_runs.jsonl (the overrides, each stage's wall
+and CPU seconds, both models' summaries and the provenance: benchmarks/common.py).
 --fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
 
 A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, run a snapshot
@@ -34,7 +34,6 @@ import argparse
 import ast
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -45,60 +44,28 @@ import bertcore  # noqa: E402,F401  (Keras 2 + version check before TensorFlow l
 
 REPO = common.REPO
 TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
-RESULTS_DIR = common.RESULTS
 RUNS_FILENAME = "quality_runs.jsonl"
-TARGET_MARGIN = 0.05
-BUDGET_MINUTES = 30
 
 
-# ------------------------------------------------------------------------------ environment
-def hardware():
-  """CPU model, cores, memory and library versions of this machine."""
-  cpu = common.cpu_info()
-  mem_gb = None
-  try:
-    mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-  except (ValueError, OSError):
-    pass
-  import sklearn
-  import tensorflow as tf
-  return {"cpu": cpu["model"] or "unknown", "cpu_count": os.cpu_count(), "memory_gb": mem_gb,
-          "avx512": "avx512f" in cpu["flags"], "avx512_bf16": "avx512_bf16" in cpu["flags"],
-          "gpu": bool(tf.config.list_physical_devices("GPU")),
-          "python": platform.python_version(), "tensorflow": tf.__version__,
-          "sklearn": sklearn.__version__}
-
-
-def code_version():
-  """The commit the code runs from: REPO/.commit (a snapshot made with git archive) or git."""
+def snapshot_commit():
+  """The commit a `git archive` snapshot was made from (its .commit file), else None."""
   path = os.path.join(REPO, ".commit")
-  if os.path.exists(path):
-    with open(path) as f:
-      return {"commit": f.read().strip(), "snapshot": REPO}
-  try:
-    import subprocess
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "trainer",
-                            "preprocess", "bertcore"], capture_output=True, text=True).stdout
-    return {"commit": commit, "snapshot": None, "uncommitted_changes": bool(dirty.strip())}
-  except (OSError, subprocess.CalledProcessError):
-    return {"commit": None}
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return f.read().strip()
 
 
 class Stopwatch:
-  """Wall seconds, this process's CPU seconds and the load average around a stage."""
+  """Wall seconds and this process's CPU seconds (children included) around a stage."""
 
   def __enter__(self):
-    self.start = time.perf_counter()
-    self.cpu0 = self._cpu()
-    self.load_start = os.getloadavg()[0]
+    self.start, self.cpu0 = time.perf_counter(), self._cpu()
     return self
 
   def __exit__(self, *exc):
     self.seconds = time.perf_counter() - self.start
     self.cpu_seconds = self._cpu() - self.cpu0
-    self.load_end = os.getloadavg()[0]
 
   @staticmethod
   def _cpu():
@@ -107,12 +74,7 @@ class Stopwatch:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
   def record(self, **extra):
-    # cpu_share: the fraction of the machine's cores this stage kept busy (1.0 = all of them).
-    share = (self.cpu_seconds / self.seconds / (os.cpu_count() or 1)
-             if self.seconds >= 1 else None)  # Meaningless for a (cached) stage of ~0 s.
-    return {"seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1),
-            "cpu_share": None if share is None else round(share, 2), "loadavg_start": round(self.load_start, 2),
-            "loadavg_end": round(self.load_end, 2), **extra}
+    return {"seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1), **extra}
 
 
 # ----------------------------------------------------------------------------------- stages
@@ -176,16 +138,7 @@ def make_config(args, encoder_dir, manifest):
       overrides[name] = ast.literal_eval(value)
     except (ValueError, SyntaxError):
       overrides[name] = value
-  if args.config:
-    config = config_lib.load_config_file(args.config, overrides)
-  else:
-    config = config_lib.default_config()
-    for name, value in overrides.items():  # What load_config_file does after get_config().
-      node = config
-      *parents, leaf = name.split(".")
-      for part in parents:
-        node = node[part]
-      node[leaf] = value
+  config = config_lib.load_config_file(args.config, overrides)
   config_lib.validate(config)
   return config, overrides
 
@@ -238,58 +191,16 @@ def fine_tuned_summary(results, head):
   return summary
 
 
-def headline(record, model):
-  """(main F1, second metric) of one model in a record."""
-  s = record[model]["summary"]
-  if record["task"] == "binary":
-    return s["test_f1"], s["test_pr_auc"]
-  return s["test_macro_f1"], s["test_accuracy"]
-
-
-def minutes(seconds):
-  return f"{seconds / 60:.1f} min"
-
-
 def print_record(record):
-  ft, bl = record["fine_tuned"], record["baseline"]
-  hw = record["hardware"]
-  train = ft["stages"]["train"]
-  print()
-  print(f"hardware: {hw['cpu']}, {hw['cpu_count']} cores (os.cpu_count), {hw['memory_gb']} GB, "
-        f"no GPU; TF {hw['tensorflow']}; shared with other work: load average "
-        f"{train['loadavg_start']}-{train['loadavg_end']} during training, this process got "
-        f"{train['cpu_share']:.0%} of the cores")
-  c = ft["config"]
-  print(f"fine-tuned config: pooling {c['model.pooling']}, lr {c['train.learning_rate']}, "
-        f"epochs {c['train.epochs']}, batch {c['train.global_batch_size']}, "
-        f"max_seq_length {record['max_seq_length']}, "
-        + ", ".join(f"{k} {v}" for k, v in c.items() if k not in (
-            "encoder.kind", "encoder.dir", "model.head", "model.pooling", "train.epochs",
-            "train.learning_rate", "train.global_batch_size", "wandb.mode")))
-  binary = record["task"] == "binary"
-  header = (["task", "model", "test F1 (val-tuned thr)", "test F1 @0.5", "test PR-AUC", "wall time"]
-            if binary else ["task", "model", "test macro-F1", "test accuracy", "wall time"])
-  print("| " + " | ".join(header) + " |")
-  print("|" + "---|" * len(header))
-  for name, m in (("MiniLM-L6 fine-tuned", ft), ("TF-IDF + LR", bl)):
-    s = m["summary"]
-    cells = ([f"{s['test_f1']:.4f} (thr {s['validation_threshold']})", f"{s['test_f1_at_0.5']:.4f}",
-              f"{s['test_pr_auc']:.4f}"] if binary else
-             [f"{s['test_macro_f1']:.4f}", f"{s['test_accuracy']:.4f}"])
-    task = "positive vs rest" if binary else "3-class"
-    print("| " + " | ".join([task, name] + cells + [minutes(m["seconds"])]) + " |")
-  margin = headline(record, "fine_tuned")[0] - headline(record, "baseline")[0]
-  met = margin >= TARGET_MARGIN and ft["seconds"] <= BUDGET_MINUTES * 60
-  print(f"fine-tuned - baseline = {margin:+.4f} F1 (target >= +{TARGET_MARGIN}) in "
-        f"{minutes(ft['seconds'])} (budget {BUDGET_MINUTES} min): "
-        f"{'target met' if met else 'target NOT met'}")
-  print(f"fine-tuned wall time = convert {ft['stages']['convert']['seconds']} s"
-        f"{' (cached)' if ft['stages']['convert']['cached'] else ''} + preprocess "
-        f"{ft['stages']['preprocess']['seconds']} s"
-        f"{' (cached)' if ft['stages']['preprocess']['cached'] else ''} + train/evaluate "
-        f"{ft['stages']['train']['seconds']} s; {ft['summary']['train_examples_per_sec']} "
-        f"train examples/s; validation best_f1 per epoch "
-        f"{ft['summary']['epochs_validation_best_f1']}")
+  """The run's headline: each model's two test figures and the fine-tuned model's margin."""
+  first, second = (("test_f1", "test_pr_auc") if record["task"] == "binary"
+                   else ("test_macro_f1", "test_accuracy"))
+  for name in ("fine_tuned", "baseline"):
+    s = record[name]["summary"]
+    print(f"{name:<10} {first} {s[first]:.4f}  {second} {s[second]:.4f}  "
+          f"{record[name]['seconds'] / 60:.1f} min")
+  margin = record["fine_tuned"]["summary"][first] - record["baseline"]["summary"][first]
+  print(f"margin (fine-tuned - baseline) in {first}: {margin:+.4f}")
 
 
 # ------------------------------------------------------------------------------------- main
@@ -313,9 +224,8 @@ def make_parser():
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--set", action="append",
                  help="any other config field, e.g. --set=train.warmup_fraction=0.06")
-  default_config = os.path.join(REPO, "configs", "tweets_minilm.py")
-  p.add_argument("--config", default=default_config if os.path.exists(default_config) else "",
-                 help="the trainer config file the overrides apply to ('' = trainer defaults)")
+  p.add_argument("--config", default=os.path.join(REPO, "configs", "tweets_minilm.py"),
+                 help="the trainer config file the overrides apply to")
   p.add_argument("--export", action="store_true", help="also export the SavedModel (timed)")
   p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "bench_quality"))
   p.add_argument("--run_name", default="", help="default: <task>_<pooling>_<time>")
@@ -324,7 +234,7 @@ def make_parser():
   p.add_argument("--resume", action="store_true",
                  help="continue the run's model_dir (after a crash) instead of starting over; "
                       "its wall time then covers only the resumed part")
-  p.add_argument("--results_dir", default=RESULTS_DIR,
+  p.add_argument("--results_dir", default=common.RESULTS,
                  help="where quality_runs.jsonl is appended (a snapshot run points it back "
                       "into the working tree)")
   p.add_argument("--no_record", action="store_true", help="do not append to quality_runs.jsonl")
@@ -338,17 +248,12 @@ def main(argv=None):
   head = TASKS[args.task]
   run_name = args.run_name or f"{args.task}_{args.pooling}_{time.strftime('%Y%m%d-%H%M%S')}"
   os.makedirs(args.work_dir, exist_ok=True)
-  hw = hardware()
-  print(f"bench_quality: task {args.task}, run {run_name}; {hw['cpu']}, {hw['cpu_count']} cores, "
-        f"load average {os.getloadavg()[0]:.2f}", flush=True)
+  print(f"bench_quality: task {args.task}, run {run_name}", flush=True)
 
   encoder_dir, convert_stage = convert_minilm(args.work_dir, args.fresh)
   data_dir = os.path.join(args.work_dir, f"data_{args.task}_L{args.max_seq_length}")
   argv_pre = preprocess_argv(args.task, encoder_dir, data_dir, args.max_seq_length)
   manifest, preprocess_stage = preprocess_tweets(argv_pre, data_dir, args.fresh)
-  print(f"bench_quality: convert {convert_stage['seconds']} s (cached {convert_stage['cached']}), "
-        f"preprocess {preprocess_stage['seconds']} s (cached {preprocess_stage['cached']})",
-        flush=True)
   config, overrides = make_config(args, encoder_dir, manifest)
   results, train_stage = fine_tune(config, data_dir,
                                    os.path.join(args.work_dir, "models", run_name), args.resume)
@@ -360,13 +265,12 @@ def main(argv=None):
 
   stages = {"convert": convert_stage, "preprocess": preprocess_stage, "train": train_stage}
   record = {
-      "task": args.task, "run_name": run_name, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-      "code": code_version(),
-      "max_seq_length": args.max_seq_length, "hardware": hw,
+      "task": args.task, "run_name": run_name, "code_commit": snapshot_commit(),
+      "max_seq_length": args.max_seq_length,
       "rows": {s: manifest.splits[s].rows for s in ("train", "validation", "test")},
       "fine_tuned": {
           "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-          "config_file": args.config or None,
+          "config_file": args.config,
           "summary": fine_tuned_summary(results, head),
           "stages": stages, "seconds": sum(s["seconds"] for s in stages.values()),
           "model_dir": os.path.join(args.work_dir, "models", run_name)},
@@ -375,13 +279,10 @@ def main(argv=None):
                    "seconds": baseline["stage"]["seconds"], "stage": baseline["stage"]},
       "provenance": common.provenance(machine, before, common.sample()),
   }
-  runs_file = os.path.join(args.results_dir, RUNS_FILENAME)
-  if not args.no_record:
-    os.makedirs(args.results_dir, exist_ok=True)
-    common.append_record(runs_file, record)
   print_record(record)
   if not args.no_record:
-    print(f"recorded in {runs_file}")
+    common.append_record(os.path.join(args.results_dir, RUNS_FILENAME), record)
+    print(f"recorded in {os.path.join(args.results_dir, RUNS_FILENAME)}")
 
 
 if __name__ == "__main__":

@@ -98,12 +98,14 @@ class Page:
 
 
 def flatten(records):
-  """The records as one DataFrame, nested keys dotted, plus the columns every page uses:
-  commit, machine (CPU model, flags, cores), host (the host's share while it ran), date, loaded."""
+  """The records as one DataFrame, nested keys dotted, plus the columns every page uses: commit
+  (of the code the run ran: its code_commit where set, e.g. a baseline checkout's, else the
+  checkout's), machine (CPU model, flags, cores), host (its share while it ran), date, loaded."""
   df = pd.json_normalize(records)
   p = [r["provenance"] for r in records]
-  df["commit"] = [(x.get("commit") or "unknown")[:12] + (" (dirty)" if x.get("dirty") else "")
-                  for x in p]
+  df["commit"] = [(r.get("code_commit") or x.get("commit") or "unknown")[:12]
+                  + (" (dirty)" if x.get("dirty") and not r.get("code_commit") else "")
+                  for r, x in zip(records, p)]
   df["machine"] = [f"{x['cpu']['model'] or 'CPU model unknown'}, {common.bf16_label(x['cpu'])}, "
                    f"{x['cores']} cores" for x in p]
   df["host"] = [host_share(x) for x in p]
@@ -250,12 +252,9 @@ def loaded_col():
 QUICKSTART = Page(
     "quickstart.md", "quickstart.jsonl", "The main job: scripts/quickstart.sh, timed",
     sections=("machine",),
-    prepare=lambda df: df.assign(
-        code=[(c if isinstance(c, str) else p)[:12]
-              for c, p in zip(df.get("code_commit", [None] * len(df)), df["provenance.commit"])],
-        flags=[" ".join(f) or "(none)" for f in df["train_flags"]]),
+    prepare=lambda df: df.assign(flags=[" ".join(f) or "(none)" for f in df["train_flags"]]),
     tables=(Table("", cols=(
-        Col("time", "date"), Col("code commit", "code"), Col("TRAIN_FLAGS", "flags"),
+        Col("time", "date"), Col("code commit", "commit"), Col("TRAIN_FLAGS", "flags"),
         Col("precision", "precision"), Col("wall", "wall_seconds", show=minutes_seconds),
         Col("of it step 3 (fine-tune, evaluate, export)", "step_seconds.3",
             show=minutes_seconds),
@@ -391,7 +390,7 @@ def headline(results_dir):
     df = QUICKSTART.prepare(flatten(common.read_records(quick)))
     r = df[df["variant"] != "baseline"].iloc[-1]   # a baseline run is older code
     rows += [[f"[Main job](benchmarks/results/{QUICKSTART.markdown}), wall time "
-              f"({r['code'][:7]})", r["machine"], r["precision"],
+              f"({r['commit'][:7]})", r["machine"], r["precision"],
               minutes_seconds(r["wall_seconds"])],
              ["Main job, test F1 (tuned threshold) / PR-AUC", r["machine"], r["precision"],
               f"{num(r['test_f1_tuned'], 3)} / {num(r['test_pr_auc'], 3)}"]]
