@@ -165,8 +165,8 @@ LABELS = {"a": "job end to end", "b": "identity Beam read->WriteToTFRecord",
           "c": "tutorial per-example py_function"}
 
 
-def parse_args():
-  """-> (argparse.Namespace, the unknown flags, which go to the runs of (a) and (b))."""
+def make_parser():
+  """The parser; flags it does not know go to the runs of (a) and (b) (runner flags)."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rows", type=int, default=100_000)
   parser.add_argument("--large_rows", type=int, default=0, help="e.g. 1300000 (Quora's size)")
@@ -182,7 +182,12 @@ def parse_args():
   parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--results", default=os.path.join(common.RESULTS, "preprocess.jsonl"),
                       help="the records are appended here")
-  args, extra = parser.parse_known_args()
+  return parser
+
+
+def parse_args(argv=None):
+  """-> (argparse.Namespace, the unknown flags, which go to the runs of (a) and (b))."""
+  args, extra = make_parser().parse_known_args(argv)
   args.vocab_file = args.vocab_file or minilm_vocab()
   return args, extra
 
