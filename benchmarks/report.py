@@ -389,11 +389,10 @@ def headline(results_dir):
   if os.path.exists(quick):
     df = QUICKSTART.prepare(flatten(common.read_records(quick)))
     r = df[df["variant"] != "baseline"].iloc[-1]   # a baseline run is older code
-    rows += [[f"[Main job](benchmarks/results/{QUICKSTART.markdown}), wall time "
-              f"({r['commit'][:7]})", r["machine"], r["precision"],
-              minutes_seconds(r["wall_seconds"])],
-             ["Main job, test F1 (tuned threshold) / PR-AUC", r["machine"], r["precision"],
-              f"{num(r['test_f1_tuned'], 3)} / {num(r['test_pr_auc'], 3)}"]]
+    rows.append([f"[Main job](benchmarks/results/{QUICKSTART.markdown}) ({r['commit'][:7]}): "
+                 "wall time; test F1 (tuned threshold) / PR-AUC", r["machine"], r["precision"],
+                 f"{minutes_seconds(r['wall_seconds'])}; {num(r['test_f1_tuned'], 3)} / "
+                 f"{num(r['test_pr_auc'], 3)}"])
   vs = os.path.join(results_dir, VS_PYTORCH.records)
   if os.path.exists(vs):
     df = VS_PYTORCH.prepare(flatten(common.read_records(vs)))
@@ -417,8 +416,8 @@ def vs_pytorch_headline(df, pclass):
   precision = f"{ours['precision'].iloc[0]} vs {ref['precision'].iloc[0]}"
   name = "Vs PyTorch Trainer"
   return [
-      [f"[{name}](benchmarks/results/{VS_PYTORCH.markdown}), train / eval examples/s ratio "
-       f"({len(ratios)} seeds, {last['commit'][:7]})", last["machine"],
+      [f"[{name}](benchmarks/results/{VS_PYTORCH.markdown}) ({last['commit'][:7]}, "
+       f"{len(ratios)} seeds): train / eval examples/s ratio", last["machine"],
        precision, f"×{spread(ratios, 2)} / ×{spread(ours['eval_eps_ratio'], 2)}"],
       [f"{name}, test PR-AUC, ours / theirs", last["machine"], precision,
        f"{spread(ours['test_pr_auc'], 4)} / {spread(ref['test_pr_auc'], 4)}"],

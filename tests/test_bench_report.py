@@ -213,17 +213,16 @@ def test_headline_compares_each_precision_with_the_same_precision(tmp_path):
   bf16_cpu = "BF16 CPU, native bf16 (avx512_bf16, avx512f), 2 cores"
   assert rows("\n".join(report.headline(str(tmp_path)))) == [
       ["figure", "CPU", "precision", "value"],
-      ["[Main job](benchmarks/results/quickstart.md), wall time (0123456)", cpu, "float32",
-       "11 min 44 s"],
-      ["Main job, test F1 (tuned threshold) / PR-AUC", cpu, "float32", "0.736 / 0.810"],
-      ["[Vs PyTorch Trainer](benchmarks/results/vs_pytorch.md), train / eval examples/s ratio "
-       "(2 seeds, 0123456)", cpu, "float32 vs float32", "×1.25 ± 0.35 / ×1.75 ± 0.35"],
+      ["[Main job](benchmarks/results/quickstart.md) (0123456): wall time; test F1 (tuned "
+       "threshold) / PR-AUC", cpu, "float32", "11 min 44 s; 0.736 / 0.810"],
+      ["[Vs PyTorch Trainer](benchmarks/results/vs_pytorch.md) (0123456, 2 seeds): train / eval "
+       "examples/s ratio", cpu, "float32 vs float32", "×1.25 ± 0.35 / ×1.75 ± 0.35"],
       ["Vs PyTorch Trainer, test PR-AUC, ours / theirs", cpu, "float32 vs float32",
        "0.7100 ± 0.0141 / 0.7200 ± 0.0283"],
       ["Vs PyTorch Trainer, test F1 (tuned thr.), ours / theirs", cpu, "float32 vs float32",
        "0.6100 ± 0.0141 / 0.6200 ± 0.0283"],
-      ["[Vs PyTorch Trainer](benchmarks/results/vs_pytorch.md), train / eval examples/s ratio "
-       "(2 seeds, 0123456)", bf16_cpu, "mixed_bfloat16 vs bfloat16_autocast",
+      ["[Vs PyTorch Trainer](benchmarks/results/vs_pytorch.md) (0123456, 2 seeds): train / eval "
+       "examples/s ratio", bf16_cpu, "mixed_bfloat16 vs bfloat16_autocast",
        "×1.50 ± 0.71 / ×1.50 ± 0.00"],
       ["Vs PyTorch Trainer, test PR-AUC, ours / theirs", bf16_cpu,
        "mixed_bfloat16 vs bfloat16_autocast", "0.7200 ± 0.0000 / 0.7150 ± 0.0071"],
