@@ -315,18 +315,17 @@ PREPROCESS = Page(
 
 
 def quality_prepare(df):
+  """The task's two figures under one name per model (a page may hold one task only)."""
+  get = lambda key: df[key] if key in df else pd.Series(math.nan, index=df.index)
   binary = df["task"] == "binary"
-  main = df["fine_tuned.summary.test_f1"].where(binary, df["fine_tuned.summary.test_macro_f1"])
-  base = df["baseline.summary.test_f1"].where(binary, df["baseline.summary.test_macro_f1"])
+  figure = lambda model, b, m: get(f"{model}.summary.{b}").where(binary, get(f"{model}.summary.{m}"))
+  main, base = (figure(m, "test_f1", "test_macro_f1") for m in ("fine_tuned", "baseline"))
   return df.assign(
       main=main, base=base, margin=main - base,
-      second=df["fine_tuned.summary.test_pr_auc"].where(
-          binary, df["fine_tuned.summary.test_accuracy"]),
-      base_second=df["baseline.summary.test_pr_auc"].where(
-          binary, df["baseline.summary.test_accuracy"]),
+      second=figure("fine_tuned", "test_pr_auc", "test_accuracy"),
+      base_second=figure("baseline", "test_pr_auc", "test_accuracy"),
       precision=[f"{a} ({b})" if isinstance(b, str) and b != a else a for a, b in zip(
-          df["fine_tuned.config.precision"],
-          df.get("fine_tuned.stages.train.precision", [None] * len(df)))])
+          get("fine_tuned.config.precision"), get("fine_tuned.stages.train.precision"))])
 
 
 def quality_table(task, main, second):
