@@ -43,6 +43,7 @@ results/vs_pytorch.md from the records: mean +- SD over seeds per variant, and t
 each of our runs to the reference run of the same precision and seed.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -145,9 +146,16 @@ def record(name, seed, figures, command, env, run, provenance, args):
               provenance=provenance)
 
 
+def ids_dir_of(work_dir, data_dir):
+  """Where the ids of data_dir go: one directory per data directory, so that a run on other
+  data in the same --work_dir never reuses stale ids."""
+  digest = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:8]
+  return os.path.join(work_dir, "ids", f"{os.path.basename(data_dir.rstrip('/'))}-{digest}")
+
+
 def export_ids(args):
   """Writes the token ids / labels .npz files once (export_split_ids.py); returns their dir."""
-  ids_dir = os.path.join(args.work_dir, "ids")
+  ids_dir = ids_dir_of(args.work_dir, args.data_dir)
   if not all(os.path.exists(os.path.join(ids_dir, f"{s}.npz"))
              for s in ("train", "validation", "test")):
     command = [sys.executable, "-m", "benchmarks.export_split_ids", f"--data_dir={args.data_dir}",

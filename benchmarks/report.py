@@ -27,6 +27,9 @@ VS_PYTORCH_LABELS = {"pytorch": "PyTorch reference (HF Trainer)",
                      "ours_f32_eigen": "this package, float32, oneDNN off (Eigen kernels)",
                      "ours_f32_bucket": "this package, float32, padding=bucket (derived lengths)"}
 REFERENCE_OF = {"float32": "pytorch", "bf16": "pytorch_bf16"}   # like for like per precision
+HEADLINE_DATA = "tweets_binary"   # the main job's data (scripts/quickstart.sh): the README's rows
+VS_PYTORCH_SECTION = ("commit", "machine", "data", "steps", "batch_size", "eval_batch", "threads",
+                      "isa")
 
 
 # ---- formatting -----------------------------------------------------------------------------
@@ -190,7 +193,8 @@ def render_page(page, records):
 # ---- vs_pytorch -----------------------------------------------------------------------------
 
 def vs_pytorch_prepare(df):
-  df = df.assign(isa=df.get("isa", pd.Series(index=df.index, dtype=object)).fillna("native"))
+  df = df.assign(isa=df.get("isa", pd.Series(index=df.index, dtype=object)).fillna("native"),
+                 data=[os.path.basename(str(d).rstrip("/")) for d in df["data_dir"]])
   df["run"] = [VS_PYTORCH_LABELS.get(v, v) for v in df["variant"]]
   df["pclass"] = [precision_class(p) for p in df["precision"]]
   for key in ("train_eps", "eval_eps", "wall_seconds"):   # over the same-precision reference
@@ -201,7 +205,7 @@ def vs_pytorch_prepare(df):
 def paired_ratio(df, key):
   """Per row of our side: its key over that of the reference run of the same precision class,
   seed and section (same commit, machine and settings); NaN elsewhere."""
-  section = ["commit", "machine", "steps", "batch_size", "eval_batch", "threads", "isa"]
+  section = VS_PYTORCH_SECTION
   base = {tuple(r[k] for k in section) + (r["seed"], r["variant"]): r[key]
           for _, r in df.iterrows() if r["side"] == "pytorch"}
   return [r[key] / base[k] if r["side"] == "ours" and base.get(k) else math.nan
@@ -214,15 +218,15 @@ def vs_pytorch_intro(df):
   isa = ("" if first["isa"] == "native" else
          f" Kernels of both sides capped at {first['isa'].upper()} on this CPU (bench_vs_pytorch "
          "--isa): an emulation of such a CPU, not one.")
-  return [f"{first['steps']} training steps of {first['batch_size']}; evaluation batch "
-          f"{first['eval_batch']} and {first['threads']} threads on both sides; seeds "
+  return [f"Data `{first['data']}`; {first['steps']} training steps of {first['batch_size']}; "
+          f"evaluation batch {first['eval_batch']} and {first['threads']} threads on both sides; seeds "
           f"{', '.join(str(s) for s in sorted(set(df['seed'])))}; mean ± SD over seeds.{isa}", ""]
 
 
 VS_PYTORCH = Page(
     "vs_pytorch.md", "vs_pytorch.jsonl",
     "This package vs the PyTorch reference (Hugging Face Trainer)",
-    sections=("commit", "machine", "steps", "batch_size", "eval_batch", "threads", "isa"),
+    sections=VS_PYTORCH_SECTION,
     prepare=vs_pytorch_prepare, intro=vs_pytorch_intro,
     tables=(
         Table("", by=("run",), cols=(
@@ -396,7 +400,8 @@ def headline(results_dir):
   if os.path.exists(vs):
     df = VS_PYTORCH.prepare(flatten(common.read_records(vs)))
     for pclass in ("float32", "bf16"):
-      rows += vs_pytorch_headline(df[(df["isa"] == "native") & (df["pclass"] == pclass)], pclass)
+      rows += vs_pytorch_headline(df[(df["isa"] == "native") & (df["pclass"] == pclass)
+                                     & (df["data"] == HEADLINE_DATA)], pclass)
   return pd.DataFrame(rows, columns=["figure", "CPU", "precision", "value"]).to_markdown(
       index=False, tablefmt="pipe", disable_numparse=True).splitlines()
 
@@ -407,8 +412,7 @@ def vs_pytorch_headline(df, pclass):
   if paired.empty:
     return []
   last = paired.iloc[-1]
-  keys = ["commit", "machine", "steps", "batch_size", "eval_batch", "threads"]
-  section = df[(df[keys] == last[keys]).all(axis=1)]
+  section = df[(df[list(VS_PYTORCH_SECTION)] == last[list(VS_PYTORCH_SECTION)]).all(axis=1)]
   ours = section[section["variant"] == last["variant"]]
   ref = section[section["variant"] == REFERENCE_OF[pclass]]
   ratios = ours["train_eps_ratio"].dropna()

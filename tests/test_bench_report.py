@@ -26,6 +26,7 @@ def run(variant, seed, train, eval_, wall, pr_auc, f1_tuned, best_f1, loaded=Fal
         precision="float32", cpu=CPU, **extra):
   return dict({"variant": variant, "side": "pytorch" if variant.startswith("pytorch") else "ours",
                "seed": seed, "precision": precision, "steps": 200, "batch_size": 32,
+               "data_dir": "/work/runs/data/tweets_binary",
                "eval_batch": 64, "threads": 2, "isa": "native", "train_eps": train,
                "eval_eps": eval_, "wall_seconds": wall, "test_pr_auc": pr_auc,
                "test_f1_tuned": f1_tuned, "test_best_f1": best_f1,
@@ -59,8 +60,8 @@ def test_vs_pytorch_page_renders_mean_sd_per_side_and_paired_ratios():
   assert ("## commit 0123456789ab, Test CPU, no native bf16 (avx512f, avx2), 2 cores; "
           "2026-12-02T10:00 to 2026-12-02T10:00") in lines
   assert "Loaded runs (common.py's rule): 1 of 4." in lines
-  assert ("200 training steps of 32; evaluation batch 64 and 2 threads on both sides; seeds 1, 2; "
-          "mean ± SD over seeds.") in lines
+  assert ("Data `tweets_binary`; 200 training steps of 32; evaluation batch 64 and 2 threads on "
+          "both sides; seeds 1, 2; mean ± SD over seeds.") in lines
   assert rows(text) == [
       ["run", "precision", "seeds", "train examples/s", "eval examples/s", "wall s",
        "test PR-AUC", "test F1 @ tuned threshold", "test best F1"],
@@ -88,11 +89,13 @@ def test_ratios_pair_runs_of_the_same_seed_and_precision():
   assert [None if report.missing(x) else x for x in df["eval_eps_ratio"]][3] is None
 
 
-def test_runs_at_other_settings_or_isa_caps_get_their_own_section():
+def test_runs_at_other_settings_data_or_isa_caps_get_their_own_section():
   capped = [dict(r, isa="avx2") for r in RECORDS[:2]]
   other = dict(RECORDS[0], threads=1)
-  text = report.render_page(report.VS_PYTORCH, RECORDS + capped + [other])
-  assert text.count("\n## commit") == 3
+  sorted_data = [dict(r, data_dir="/runs/data/sorted_by_label/") for r in RECORDS[:2]]
+  text = report.render_page(report.VS_PYTORCH, RECORDS + capped + [other] + sorted_data)
+  assert text.count("\n## commit") == 4
+  assert "Data `sorted_by_label`; 200 training steps" in text
   assert ("Kernels of both sides capped at AVX2 on this CPU (bench_vs_pytorch --isa): an emulation "
           "of such a CPU, not one.") in text
   assert "evaluation batch 64 and 1 threads on both sides" in text
@@ -196,13 +199,15 @@ def test_headings_name_the_stolen_cpu_time_and_memory_bandwidth_where_recorded()
 
 
 def test_headline_compares_each_precision_with_the_same_precision(tmp_path):
-  """float32 with float32, bf16 with the pytorch_bf16 reference; ISA-capped rounds left out."""
+  """float32 with float32, bf16 with the pytorch_bf16 reference; ISA-capped rounds and other data
+  than the main job's left out."""
   bf16 = [run("pytorch_bf16", s, 40.0, 100.0, 200.0, 0.70 + s / 100, 0.60, 0.6, cpu=BF16_CPU,
               precision="bfloat16_autocast") for s in (1, 2)] + [
           run("ours_bf16", s, 40.0 * s, 150.0, 100.0, 0.72, 0.62, 0.6, cpu=BF16_CPU,
               precision="mixed_bfloat16") for s in (1, 2)]
   capped = [dict(r, isa="avx2", train_eps=1.0) for r in RECORDS]
-  write_records(tmp_path / "vs_pytorch.jsonl", RECORDS + bf16 + capped)
+  other_data = [dict(r, data_dir="/d/sorted_by_label", train_eps=1.0) for r in RECORDS]
+  write_records(tmp_path / "vs_pytorch.jsonl", RECORDS + bf16 + capped + other_data)
   write_records(tmp_path / "quickstart.jsonl", [
       {"variant": "default", "train_flags": [], "precision": "float32", "wall_seconds": 704.0,
        "test_f1_tuned": 0.7356, "test_pr_auc": 0.8098, "provenance": provenance()},

@@ -111,6 +111,13 @@ def test_isa_cap_refuses_variants_whose_precision_follows_the_real_cpu(tmp_path,
   assert "--isa=avx2: ours run in bf16 or as the real CPU picks" in capsys.readouterr().err
 
 
+def test_each_data_dir_gets_its_own_ids():
+  a = bvp.ids_dir_of("/w", "/runs/data/tweets_binary")
+  assert a == bvp.ids_dir_of("/w", "/runs/data/tweets_binary/")
+  assert a.startswith("/w/ids/tweets_binary-")
+  assert a != bvp.ids_dir_of("/w", "/other/tweets_binary")
+
+
 def test_the_bf16_pair_forces_mixed_bfloat16_on_ours_and_autocast_on_the_reference(tmp_path):
   args = parse(tmp_path, "--variants=pytorch_bf16,ours_bf16")
   assert args.names == ["pytorch_bf16", "ours_bf16"]
@@ -139,10 +146,10 @@ def test_parse_args_reads_seeds_and_rejects_bad_input(tmp_path, capsys):
 
 def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
   """The loop with the subprocesses replaced: records carry settings and provenance."""
-  ids = tmp_path / "work" / "ids"
-  ids.mkdir(parents=True)
+  ids = bvp.ids_dir_of(str(tmp_path / "work"), os.path.abspath("d"))
+  os.makedirs(ids)
   for split in ("train", "validation", "test"):
-    (ids / f"{split}.npz").write_bytes(b"")
+    open(os.path.join(ids, f"{split}.npz"), "wb").close()
 
   def fake_run(command, log_path, env=None):
     if "trainer.task" in command:
@@ -169,6 +176,7 @@ def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
   assert [(r["seed"], r["variant"], r["side"]) for r in records] == [
       (1, "pytorch", "pytorch"), (1, "ours", "ours"), (2, "pytorch", "pytorch"),
       (2, "ours", "ours")]
+  assert {r["ids_dir"] for r in records} == {ids}
   ours = records[1]
   assert (ours["precision"], ours["eval_batch"], ours["threads"]) == ("mixed_bfloat16", 64, 2)
   assert records[0]["batch_size"] == ours["batch_size"] == 32
