@@ -1,4 +1,4 @@
-"""python -m benchmarks report: renders results/*.md and README.md's headline block from the records."""
+"""python -m benchmarks report: renders results/*.md and README.md's headline block from records."""
 import argparse
 
 from benchmarks import common, report

@@ -17,7 +17,8 @@ Binary (positive vs rest): test F1 at the threshold tuned on validation, F1 at 0
 3-class: macro-F1 and accuracy. Both models are summarised by the same function
 (tfidf_baseline.summarize) from the trainer's own metrics.
 Each run is appended to --out (quality_runs.jsonl): the run's resolved config (its config.json)
-and the overrides, the training wall time and the precision it ran in, both models' summaries and the provenance (benchmarks/common.py).
+and the overrides, the training wall time and the precision it ran in, both models' summaries
+and the provenance (benchmarks/common.py).
 --fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
 """
 import argparse
@@ -33,7 +34,8 @@ TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
 
 
 def convert_command(encoder_dir):
-  return [sys.executable, "-m", "trainer.convert", "--bundled_minilm", f"--output_dir={encoder_dir}"]
+  return [sys.executable, "-m", "trainer.convert", "--bundled_minilm",
+          f"--output_dir={encoder_dir}"]
 
 
 def preprocess_argv(task, encoder_dir, data_dir, max_seq_length):
@@ -111,7 +113,8 @@ def make_parser():
 def main(argv=None):
   args, config_flags = make_parser().parse_known_args(argv)
   if any(not f.startswith("--config.") or "=" not in f for f in config_flags):
-    make_parser().error(f"unknown flags {config_flags}; trainer settings go as --config.<field>=<value>")
+    make_parser().error(f"unknown flags {config_flags}; trainer settings go as "
+                        "--config.<field>=<value>")
   run_name = args.run_name or f"{args.task}_{time.strftime('%Y%m%d-%H%M%S')}"
   work, head = os.path.abspath(args.work_dir), TASKS[args.task]
   encoder_dir = os.path.join(work, "minilm")
@@ -134,7 +137,8 @@ def main(argv=None):
       model_dir + ".log")
   results = common.read_json_in(model_dir, "eval_results.json") or {}
   if train["returncode"] or "final" not in results:
-    raise SystemExit(f"error: the fine-tuning stopped before its final evaluation: see {train['log']}")
+    raise SystemExit("error: the fine-tuning stopped before its final evaluation: see "
+                     f"{train['log']}")
   stages["train"] = {"seconds": round(train["seconds"], 1),
                      "precision": common.precision_used(train["output"])}
   print(f"bench_quality: fine-tuned in {stages['train']['seconds']} s; baseline ...", flush=True)
@@ -144,14 +148,16 @@ def main(argv=None):
       "task": args.task, "run_name": run_name, "max_seq_length": args.max_seq_length,
       "fine_tuned": {"config": common.read_config(model_dir), "overrides": overrides,
                      "config_file": "configs/tweets_minilm.py",
-                     "summary": fine_tuned_summary(results["final"], results.get("epochs", []), head),
+                     "summary": fine_tuned_summary(results["final"], results.get("epochs", []),
+                                                   head),
                      "stages": stages, "seconds": sum(s["seconds"] for s in stages.values()),
                      "model_dir": model_dir},
       "baseline": baseline,
       "provenance": common.provenance(machine, before, common.sample()),
   }
   common.append_record(args.out, record)
-  first, second = ("test_f1", "test_pr_auc") if head == "binary" else ("test_macro_f1", "test_accuracy")
+  first, second = (("test_f1", "test_pr_auc") if head == "binary"
+                   else ("test_macro_f1", "test_accuracy"))
   for name in ("fine_tuned", "baseline"):
     s = record[name]["summary"]
     print(f"{name:<10} {first} {s[first]:.4f}  {second} {s[second]:.4f}")

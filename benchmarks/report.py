@@ -46,7 +46,9 @@ def num(value, digits=1):
 def spread(values, digits=1):
   """'mean ± SD' over the non-missing values ('mean' alone for one, '-' for none)."""
   mean, sd = common.mean_sd(v for v in values if not missing(v))
-  return "-" if mean is None else num(mean, digits) + ("" if sd is None else f" ± {num(sd, digits)}")
+  if mean is None:
+    return "-"
+  return num(mean, digits) + ("" if sd is None else f" ± {num(sd, digits)}")
 
 
 def text(value):
@@ -219,8 +221,8 @@ def vs_pytorch_intro(df):
          f" Kernels of both sides capped at {first['isa'].upper()} on this CPU (bench_vs_pytorch "
          "--isa): an emulation of such a CPU, not one.")
   return [f"Data `{first['data']}`; {first['steps']} training steps of {first['batch_size']}; "
-          f"evaluation batch {first['eval_batch']} and {first['threads']} threads on both sides; seeds "
-          f"{', '.join(str(s) for s in sorted(set(df['seed'])))}; mean ± SD over seeds.{isa}", ""]
+          f"evaluation batch {first['eval_batch']} and {first['threads']} threads on both sides; "
+          f"seeds {', '.join(str(s) for s in sorted(set(df['seed'])))}; mean ± SD over seeds.{isa}", ""]
 
 
 VS_PYTORCH = Page(
@@ -322,7 +324,8 @@ def quality_prepare(df):
   """The task's two figures under one name per model (a page may hold one task only)."""
   get = lambda key: df[key] if key in df else pd.Series(math.nan, index=df.index)
   binary = df["task"] == "binary"
-  figure = lambda model, b, m: get(f"{model}.summary.{b}").where(binary, get(f"{model}.summary.{m}"))
+  figure = lambda model, b, m: get(f"{model}.summary.{b}").where(binary,
+                                                                 get(f"{model}.summary.{m}"))
   main, base = (figure(m, "test_f1", "test_macro_f1") for m in ("fine_tuned", "baseline"))
   return df.assign(
       main=main, base=base, margin=main - base,

@@ -16,8 +16,8 @@ BF16_CPU = {"model": "BF16 CPU", "flags": ["avx512_bf16", "avx512f"], "native_bf
 MARKED = f"# Title\n\nabove\n{report.HEADLINE_BEGIN}\nold\n{report.HEADLINE_END}\nbelow\n"
 
 
-def provenance(loaded=False, time="2026-12-02T10:00:00+0000", cpu=CPU, commit="0123456789abcdef0123"):
-  return {"commit": commit, "dirty": False, "cpu": cpu, "cores": 2, "load_before": 0.1,
+def provenance(loaded=False, time="2026-12-02T10:00:00+0000", cpu=CPU):
+  return {"commit": "0123456789abcdef0123", "dirty": False, "cpu": cpu, "cores": 2, "load_before": 0.1,
           "load_after": 2.0, "busy_before": 0.1, "busy_after": 0.2, "loaded": loaded,
           "time": time}
 
@@ -181,7 +181,8 @@ def test_search_page_lists_every_trial_and_the_seeds_against_the_target():
             "wall_seconds": 230.0, "trial_seconds": 223.0, "overhead_fraction": 0.0314,
             "provenance": provenance()}
   text = report.render_page(report.SEARCH, [record])
-  assert ["1", "complete", "epochs=8, learning_rate=0.0001", "0.8500", "0.8400", "120"] in rows(text)
+  assert (["1", "complete", "epochs=8, learning_rate=0.0001", "0.8500", "0.8400", "120"]
+          in rows(text))
   assert ["2", "fail", "epochs=8, learning_rate=5e-05", "-", "-", "3"] in rows(text)
   assert ("Best trial 1 re-run over 2 seeds: test F1 at the tuned threshold 0.8500 ± 0.0141 "
           "(per seed 0.8400 / 0.8600); target 0.868 (TF-IDF + LR test F1 0.8180 in "
