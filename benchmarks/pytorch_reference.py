@@ -230,7 +230,7 @@ def summary_line(record):
           f"wall {record['wall_seconds']:.0f} s")
 
 
-def parse_args(argv=None):
+def make_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--ids_dir", required=True, help="export_split_ids.py's output")
   p.add_argument("--hf_dir", required=True, help="Hugging Face BERT dir (safetensors)")
@@ -247,6 +247,11 @@ def parse_args(argv=None):
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--bf16", action="store_true", help="autocast bfloat16 (default float32)")
+  return p
+
+
+def parse_args(argv=None):
+  p = make_parser()
   args = p.parse_args(argv)
   if args.steps <= args.skip_steps:
     p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")

@@ -272,7 +272,8 @@ def summarize(val_metrics, test_metrics, head):
           "test_macro_pr_auc": test_metrics["pr_auc"]}
 
 
-def main(argv=None):
+def make_parser():
+  """The baseline's own flags; the others are the preprocessing job's."""
   parser = argparse.ArgumentParser(
       description="TF-IDF + logistic regression on the preprocessing job's split. Other flags "
                   "are the preprocessing job's (e.g. @configs/data/tweets_binary.args --input=..).")
@@ -282,7 +283,11 @@ def main(argv=None):
   parser.add_argument("--data_dir", default=None,
                       help="a job output to check the ids/labels of every split against")
   parser.add_argument("--output_json", default=None)
-  args, job_argv = parser.parse_known_args(argv)
+  return parser
+
+
+def main(argv=None):
+  args, job_argv = make_parser().parse_known_args(argv)
   try:
     dataset = load_dataset(job_argv)
     if args.data_dir:

@@ -164,11 +164,10 @@ def test_run_files_are_read_by_name_and_a_missing_one_is_none(tmp_path):
   assert common.read_config(str(tmp_path / "missing")) is None
 
 
-def test_mean_sd_and_median_skip_missing_values():
+def test_mean_sd_skips_missing_values():
   assert common.mean_sd([1.0, 3.0, None]) == (2.0, 2 ** 0.5)
   assert common.mean_sd([1.0]) == (1.0, None)
   assert common.mean_sd([None]) == (None, None)
-  assert common.median([None, 1.0, 5.0, 2.0]) == 2.0
 
 
 def test_git_state_is_dirty_for_code_changes_but_not_for_new_records(tmp_path):

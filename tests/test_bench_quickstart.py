@@ -47,11 +47,12 @@ def test_runs_get_their_own_runs_dir_and_train_flags(tmp_path, monkeypatch):
       "float32", "float32", 1004.0, 34.0)
   assert (r["test_f1_tuned"], r["threshold"], r["test_pr_auc"]) == (0.73, 0.29, 0.81)
   assert r["provenance"]["loaded"] is False
-  lines = report.render_quickstart(records)
+  text = report.render_page(report.QUICKSTART, records)
   assert r["step_seconds"] == {"2": 30, "3": 910, "4": 10}
   # stolen CPU time "-": the fake sample() has no CPU counters
-  assert lines[-2].endswith("| --config.precision=float32 | float32 | 16 min 44 s | 15 min 10 s | "
-                            "34.0 | 0.730 | 0.29 | 0.810 | - | 150 / 150 | no |")
+  last = [c.strip() for c in text.splitlines()[-1].strip("|").split("|")]
+  assert last[2:] == ["--config.precision=float32", "float32", "16 min 44 s", "15 min 10 s",
+                      "34.0", "0.730", "0.29", "0.810", "-", "150", "150", "no"]
 
 
 def test_step_times_wrap_over_midnight_and_leave_out_the_last_step():
@@ -80,8 +81,9 @@ def test_baseline_runs_the_default_from_its_own_checkout(tmp_path, monkeypatch):
   records = bq.common.read_records(str(out))
   assert [r["variant"] for r in records] == ["default", "baseline"] * 2
   assert [r.get("code_commit") for r in records] == [None, "0123456789ab" * 3] * 2
-  rows = [line for line in report.render_quickstart(records) if line.startswith("| 20")]
-  assert [row.split(" | ")[1] for row in rows] == [
+  rows = [line for line in report.render_page(report.QUICKSTART, records).splitlines()
+          if line.startswith("| 20")]
+  assert [row.split("|")[2].split()[0] for row in rows] == [   # " (dirty)" aside
       records[0]["provenance"]["commit"][:12], "0123456789ab"] * 2
 
 

@@ -73,23 +73,6 @@ def test_read_reference_maps_the_reference_json(tmp_path):
   assert (got["threads"], got["seed"], got["versions"]["torch"]) == (2, 5, "2.13.0")
 
 
-def record(variant, seed, train, eval_, wall, pr_auc=0.7):
-  return {"variant": variant, "seed": seed, "train_eps": train, "eval_eps": eval_,
-          "wall_seconds": wall, "test_pr_auc": pr_auc, "test_f1_tuned": 0.6,
-          "test_best_f1": 0.65}
-
-
-def test_ratios_pair_runs_of_the_same_seed():
-  records = [record("pytorch", 1, 40.0, 100.0, 200.0), record("ours", 1, 60.0, 150.0, 100.0),
-             record("pytorch", 2, 20.0, 100.0, 400.0), record("ours", 2, 40.0, None, 100.0),
-             record("ours", 3, 99.0, 99.0, 99.0)]        # seed 3 has no reference: ignored
-  assert bvp.paired_ratios(records, "ours", "pytorch", "train_eps") == [1.5, 2.0]
-  assert bvp.paired_ratios(records, "ours", "pytorch", "eval_eps") == [1.5]
-  lines = bvp.summary_lines(records, ["pytorch", "ours"])
-  assert lines[0].startswith("pytorch ") and "train_eps 30.0 (x1.00)" in lines[0]
-  assert "train_eps 60.0 (x1.75)" in lines[1] and "test_pr_auc 0.7000" in lines[1]
-
-
 def parse(tmp_path, *extra):
   args = bvp.parse_args(["--torch_python=/venv/bin/python", "--data_dir=d", "--encoder_dir=e",
                          "--hf_dir=h", "--steps=50", f"--work_dir={tmp_path}", *extra])
@@ -125,7 +108,21 @@ def test_isa_cap_refuses_variants_whose_precision_follows_the_real_cpu(tmp_path,
   assert parse(tmp_path, "--isa=avx2", "--variants=pytorch,ours_f32,ours_f32_eigen").isa == "avx2"
   with pytest.raises(SystemExit):
     parse(tmp_path, "--isa=avx2", "--variants=pytorch,ours")
-  assert "--isa=avx2: ours pick their precision from the real CPU" in capsys.readouterr().err
+  assert "--isa=avx2: ours run in bf16 or as the real CPU picks" in capsys.readouterr().err
+
+
+def test_each_data_dir_gets_its_own_ids():
+  a = bvp.ids_dir_of("/w", "/runs/data/tweets_binary")
+  assert a == bvp.ids_dir_of("/w", "/runs/data/tweets_binary/")
+  assert a.startswith("/w/ids/tweets_binary-")
+  assert a != bvp.ids_dir_of("/w", "/other/tweets_binary")
+
+
+def test_the_bf16_pair_forces_mixed_bfloat16_on_ours_and_autocast_on_the_reference(tmp_path):
+  args = parse(tmp_path, "--variants=pytorch_bf16,ours_bf16")
+  assert args.names == ["pytorch_bf16", "ours_bf16"]
+  assert "--config.precision=mixed_bfloat16" in bvp.ours_command(args, "/m", "ours_bf16", seed=1)
+  assert "--bf16" in bvp.reference_command(args, "/r/x.json", "pytorch_bf16", seed=1)
 
 
 def test_the_default_variant_sets_no_precision(tmp_path):
@@ -149,10 +146,10 @@ def test_parse_args_reads_seeds_and_rejects_bad_input(tmp_path, capsys):
 
 def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
   """The loop with the subprocesses replaced: records carry settings and provenance."""
-  ids = tmp_path / "work" / "ids"
-  ids.mkdir(parents=True)
+  ids = bvp.ids_dir_of(str(tmp_path / "work"), os.path.abspath("d"))
+  os.makedirs(ids)
   for split in ("train", "validation", "test"):
-    (ids / f"{split}.npz").write_bytes(b"")
+    open(os.path.join(ids, f"{split}.npz"), "wb").close()
 
   def fake_run(command, log_path, env=None):
     if "trainer.task" in command:
@@ -179,6 +176,7 @@ def test_main_writes_one_record_per_seed_and_variant(tmp_path, monkeypatch):
   assert [(r["seed"], r["variant"], r["side"]) for r in records] == [
       (1, "pytorch", "pytorch"), (1, "ours", "ours"), (2, "pytorch", "pytorch"),
       (2, "ours", "ours")]
+  assert {r["ids_dir"] for r in records} == {ids}
   ours = records[1]
   assert (ours["precision"], ours["eval_batch"], ours["threads"]) == ("mixed_bfloat16", 64, 2)
   assert records[0]["batch_size"] == ours["batch_size"] == 32
