@@ -22,7 +22,6 @@ def get_config():
   config.train.learning_rate = 5e-3
   config.train.warmup_fraction = 0.0
   config.train.bucket_boundaries = (8, 16, 32)
-  config.train.shuffle_buffer = 1000
   config.train.checkpoint_every_steps = 8
   config.train.log_every_steps = 4
   config.eval.global_batch_size = 32

@@ -16,8 +16,9 @@ Why this shape:
 - Records reach their shard through temp files grouped by shard number: only file names
   go through the GroupByKey. A runner that holds grouped data in memory (the local FnApiRunner
   does) therefore never holds the data set, and memory does not grow with the input.
-- WriteShards writes shard k of every split: it sorts the rows by example id and resolves
-  duplicate ids there (all rows of one id hash to one shard number, whatever their split: a row
+- WriteShards writes shard k of every split: it orders the rows by a salted hash of their id
+  (rows.order_key: pseudo-random whatever the input's order, so a CSV sorted by label with ids
+  in file order does not become label-sorted shards) and resolves duplicate ids there (all rows of one id hash to one shard number, whatever their split: a row
   of a --test_input file and a training row with the same id meet there), so the bytes written
   never depend on bundling, batching or parallelism.
 - Memory: one worker holds at most one shard number (rows / num_shards on average) in WriteShards,
@@ -299,16 +300,17 @@ class WriteTempShards(beam.DoFn):
 
 
 class WriteShards(beam.DoFn):
-  """(shard, [(split, temp file)]) -> shard `shard` of every split, sorted by example id; yields
-  the stats of each.
+  """(shard, [(split, temp file)]) -> shard `shard` of every split, in the order of
+  rows.order_key (a salted hash of the example id); yields the stats of each.
 
   Rows sharing an id (they share a shard number, whatever their split): the first by
   (file index, line) is written, the others are tagged `rejected` as duplicate_id. Each shard is
   written under a temporary name and renamed, so a shard file with its final name is complete.
   """
 
-  def __init__(self, input_files, output_dir, num_shards, compression):
+  def __init__(self, input_files, output_dir, num_shards, compression, salt):
     self._input_files = list(input_files)
+    self._salt = salt
     self._output_dir = output_dir
     self._num_shards = num_shards
     self._compression = compression
@@ -324,7 +326,8 @@ class WriteShards(beam.DoFn):
     for split, path in sorted(p for p in temp_files if p is not None):
       for payload in private_apis.tf_record_iterator(path):
         records.extend((record, split) for record in marshal.loads(payload))
-    records.sort(key=lambda item: item[0][:3])  # (example_id, file index, line)
+    # Rows of one id stay adjacent (same hash, then the id), the first by (file index, line).
+    records.sort(key=lambda item: (rows.order_key(item[0][0], self._salt), item[0][:3]))
 
     kept = {split: [] for split in schema.SPLITS}
     previous_id = None
@@ -341,7 +344,7 @@ class WriteShards(beam.DoFn):
       yield self._write(split, shard, kept[split], label_index)
 
   def _write(self, split, shard, records, label_index):
-    """Writes one shard file of `records` (sorted, unique ids); returns its stats dict."""
+    """Writes one shard file of `records` (in order, unique ids); returns its stats dict."""
     label_entries = {}  # label names -> serialized label_ids entry
     path = schema.shard_path(self._output_dir, split, shard, self._num_shards, self._compression)
     partial = f"{path}.partial"
@@ -415,7 +418,8 @@ def build(pipeline, config: PipelineConfig):
             | "FlattenShardKeys" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                WriteShards(c.input_files, c.output_dir, c.num_shards, c.compression),
+                WriteShards(c.input_files, c.output_dir, c.num_shards, c.compression,
+                            c.split_salt),
                 labels=beam.pvalue.AsSingleton(labels)).with_outputs("rejected", main="stats"))
 
   rejected_counts = (

@@ -141,6 +141,17 @@ def convert_row(record: csv_source.CsvRecord, layout: Layout, config: RowConfig)
              chars, excerpt)
 
 
+def order_key(example_id, salt):
+  """Where a row sits within its shard: a salted hash of its id, never the id itself.
+
+  Shards sorted by id would keep the input's order whenever ids follow it (row numbers,
+  database keys of a file sorted by label), and a training stream read through a bounded
+  shuffle buffer would then see one label after another. A hash makes every shard a
+  pseudo-random, reproducible order whatever the input's order.
+  """
+  return hashlib.sha1(f"order\x00{salt}\x00{example_id}".encode("utf-8")).digest()[:8]
+
+
 def assign_split(example_id, salt, train_fraction, validation_fraction, num_shards,
                  from_test_file=False):
   """Deterministic (split, shard) of an example: a SHA-1 of the salted id, never Python's hash().

@@ -81,7 +81,12 @@ def default_config():
   # Padded lengths of padding=bucket (max_seq_length is added); () = derived from the
   # manifest's token lengths (trainer/buckets.py), once per model_dir: config.json records them.
   c.train.bucket_boundaries = ()
-  c.train.shuffle_buffer = 10000
+  # Records in the training shuffle buffer. 0 = the whole train split while its records fit
+  # in train.shuffle_memory_mb (as many as fit beyond that): a stream read in any order has
+  # the split's label mix from its first batch. Resolved once per model_dir (trainer/plan.py
+  # resolve_shuffle; config.json records the number, a resumed run keeps it).
+  c.train.shuffle_buffer = 0
+  c.train.shuffle_memory_mb = 512.0
   c.train.seed = 42
   c.train.steps_per_execution = 1      # steps run inside one tf.function call (TPU: 50-100)
   c.train.checkpoint_every_steps = 500  # 0 = only at epoch ends
@@ -160,6 +165,10 @@ def validate(config):
                      f"{config.train.layer_decay}")
   if config.train.pos_weight <= 0:
     raise ValueError(f"config.train.pos_weight must be positive, got {config.train.pos_weight}")
+  if config.train.shuffle_buffer < 0 or config.train.shuffle_memory_mb <= 0:
+    raise ValueError("config.train.shuffle_buffer must be >= 0 (0 = the whole split) and "
+                     "config.train.shuffle_memory_mb positive, got "
+                     f"{config.train.shuffle_buffer} and {config.train.shuffle_memory_mb}")
   if any(b < 2 for b in config.train.bucket_boundaries):
     raise ValueError(f"config.train.bucket_boundaries must be lengths >= 2, got "
                      f"{tuple(config.train.bucket_boundaries)}")

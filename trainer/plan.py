@@ -42,6 +42,9 @@ class RunPlan:
   bucket_boundaries: tuple  # the padded lengths of padding=bucket (resolve_boundaries)
   boundaries_from: str      # where they come from: "config", "config.json", "manifest"
   padding: str             # longest | bucket | fixed: config.train.padding resolved
+  shuffle_buffer: int      # config.train.shuffle_buffer resolved (records)
+  shuffle_covers: str      # what it covers, for the start-up line
+  order_warning: str       # "" or a `warning:` line: a train shard looks ordered by label
 
   @property
   def compression(self):
@@ -75,13 +78,17 @@ def plan_run(config, data_dir, model_dir, strategy):
   padding = resolve_padding(config, previous, strategy)
   config = with_boundaries(config, config.train.bucket_boundaries, padding)
   boundaries, boundaries_from = resolve_boundaries(config, manifest, previous, data_dir)
-  _check_resume_compatible(with_boundaries(config, boundaries, padding), previous, model_dir)
+  shuffle_buffer, shuffle_covers = resolve_shuffle(config, previous, shards["train"],
+                                                   rows["train"], manifest.compression)
+  _check_resume_compatible(with_boundaries(config, boundaries, padding, shuffle_buffer),
+                           previous, model_dir)
   labelled = {s: s in manifest.splits and sum(manifest.splits[s].label_histogram.values()) > 0
               for s in schema.SPLITS}
+  order_warning = check_label_order(shards["train"], manifest, shuffle_buffer >= rows["train"])
   return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
                  tuple(skipped), rows, labelled, steps_per_epoch,
                  steps_per_epoch * config.train.epochs, vocab_file, boundaries,
-                 boundaries_from, padding)
+                 boundaries_from, padding, shuffle_buffer, shuffle_covers, order_warning)
 
 
 def resolve_padding(config, previous_config, strategy):
@@ -135,18 +142,77 @@ def resolve_boundaries(config, manifest, previous_config, data_dir):
                            "--config.train.bucket_boundaries=16,32,64,128") from None
 
 
+# Memory of one record in tf.data's shuffle buffer beyond its serialized bytes (the tensor
+# and string headers), and how much larger than its file a GZIP shard's records are.
+_RECORD_OVERHEAD_BYTES = 160
+_GZIP_RATIO = 4
+
+
+def resolve_shuffle(config, previous_config, train_shards, train_rows, compression):
+  """config.train.shuffle_buffer, with 0 resolved, and what it covers (a phrase).
+
+  0: the buffer an earlier run of this model_dir recorded in its config.json (a resumed run
+  keeps its order); else the whole train split when its records fit in
+  train.shuffle_memory_mb, else as many records as fit. Shards are in a pseudo-random order
+  (preprocess.rows.order_key), but a bounded buffer over shards written before that, or
+  ordered some other way, would feed the input's order to training.
+  """
+  buffer = int(config.train.shuffle_buffer)
+  if buffer:
+    return buffer, f"{buffer} records (config.train.shuffle_buffer)"
+  recorded = ((previous_config or {}).get("train") or {}).get("shuffle_buffer")
+  if recorded:
+    return int(recorded), f"{int(recorded)} records (the earlier run's config.json)"
+  size = sum(tf.io.gfile.stat(path).length for path, _ in train_shards)
+  per_record = size * (_GZIP_RATIO if compression else 1) / max(train_rows, 1)
+  fits = int(config.train.shuffle_memory_mb * 2**20 / (per_record + _RECORD_OVERHEAD_BYTES))
+  if fits >= train_rows:
+    return max(train_rows, 1), f"the whole train split ({train_rows} records)"
+  return max(fits, 1), (f"{fits} of the train split's {train_rows} records "
+                        f"(config.train.shuffle_memory_mb={config.train.shuffle_memory_mb})")
+
+
+def check_label_order(train_shards, manifest, covered):
+  """A `warning:` line when the largest train shard looks ordered by label, else "".
+
+  Shards written before rows were ordered by a hash of their id keep the input's order when
+  the ids follow it (e.g. row numbers of a CSV sorted by label). covered: the shuffle
+  buffer holds the whole split, so training itself still sees a random order.
+  """
+  if not train_shards or manifest.multi_label:
+    return ""
+  path, _ = max(train_shards, key=lambda item: item[1] or 0)
+  found = input_pipeline.label_order(path, manifest.compression, len(manifest.labels))
+  if found is None or found[2] <= 0.25:
+    return ""
+  first, last, distance = found
+  effect = ("the shuffle covers the whole split, so training is not affected, but readers "
+            "with small buffers are" if covered else
+            "training reads that order through a shuffle buffer smaller than the split")
+  return (f"warning: train shard {posixpath.basename(path)} looks ordered by label (label "
+          f"shares of its first tenth {_shares(first)}, last tenth {_shares(last)}; distance "
+          f"{distance:.2f}); {effect}: re-run preprocess.run, which orders rows by a hash of "
+          "their id")
+
+
+def _shares(values):
+  return "/".join(f"{v:.2f}" for v in values)
+
+
 def resolved_config(config, plan):
-  """config with the plan's padding and bucket boundaries: what the run's input pipelines
-  read and its config.json records."""
-  return with_boundaries(config, plan.bucket_boundaries, plan.padding)
+  """config with the plan's padding, bucket boundaries and shuffle buffer: what the run's
+  input pipelines read and its config.json records."""
+  return with_boundaries(config, plan.bucket_boundaries, plan.padding, plan.shuffle_buffer)
 
 
-def with_boundaries(config, boundaries, padding):
-  """A copy of config whose train.padding and train.bucket_boundaries are the resolved ones
-  (what the input pipelines read and config.json records)."""
+def with_boundaries(config, boundaries, padding, shuffle_buffer=None):
+  """A copy of config whose train.padding and train.bucket_boundaries (and shuffle_buffer, if
+  given) are the resolved ones (what the input pipelines read and config.json records)."""
   config = config.copy_and_resolve_references()
   config.train.padding = padding
   config.train.bucket_boundaries = tuple(boundaries)
+  if shuffle_buffer is not None:
+    config.train.shuffle_buffer = int(shuffle_buffer)
   return config
 
 

@@ -143,6 +143,9 @@ def _say_plan(config, plan, strategy, policy):
               "config.json", "manifest": "derived from the manifest's token lengths"}
     say(f"batch shapes: padded to {'/'.join(map(str, lengths))} tokens "
         f"({origin[plan.boundaries_from]})")
+  say(f"shuffle: {plan.shuffle_covers}, reshuffled every epoch")
+  if plan.order_warning:
+    say(plan.order_warning)
   if plan.skipped_shards:
     say(f"warning: skipped {len(plan.skipped_shards)} bad shard(s): "
         f"{[s['file'] for s in plan.skipped_shards]}")
