@@ -17,8 +17,8 @@ from absl import logging
 def parse_flags(argv):
   """Parses argv (program name first) into flags.FLAGS; app.run's `flags_parser`.
 
-  Returns [program name]. Exits with one `error:` line for an unknown flag, a bad value or
-  a positional argument.
+  Returns [program name]. Exits with one `error:` line for an unknown flag, a bad value, an
+  override of a config field that does not exist, or a positional argument.
   """
   # Parsing starts from the defaults, so that calling this twice in one process (tests) does
   # not keep the first command line's values.
@@ -27,6 +27,13 @@ def parse_flags(argv):
     rest = flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(f"error: {e}")
+  except (AttributeError, KeyError) as e:
+    # ml_collections' config_flags raises these (not a flags.Error) for an override of a
+    # field the config does not have, e.g. --config.train.learnin_rate=3.
+    line = unknown_field_line(argv, e)
+    if line is None:  # Not about an override (e.g. a bug in the config file): keep the trace.
+      raise
+    sys.exit(f"error: {line}")
   if len(rest) > 1:
     sys.exit(f"error: unexpected arguments: {' '.join(rest[1:])}")
   if not flags.FLAGS["verbosity"].present:
@@ -34,6 +41,26 @@ def parse_flags(argv):
     # lines say what happens. --verbosity=0 brings them back.
     logging.set_verbosity(logging.WARNING)
   return rest
+
+
+def unknown_field_line(argv, exc):
+  """The one line for a --config.<field> override of a field the config does not have.
+
+  exc: ml_collections' AttributeError (wrapping a KeyError) whose text is the field's name in
+  quotes, then its own `Did you mean "learning_rate" instead of "learnin_rate"?` if a field is
+  close. Names the override from argv that mentions the field; None if none does.
+  """
+  while exc.args and isinstance(exc.args[0], BaseException):  # AttributeError(KeyError(...))
+    exc = exc.args[0]
+  text = str(exc.args[0]) if exc.args else str(exc)
+  field, _, hint = text.partition("\n")
+  field = field.strip("'\"")
+  overrides = [arg.split("=", 1)[0] for arg in argv[1:]
+               if arg.startswith("--config.") and field in arg.split("=", 1)[0].split(".")]
+  if not overrides:
+    return None
+  return (f"{overrides[0]}: the config has no field {field!r}"
+          + (f"; {hint.strip()}" if hint else ""))
 
 
 def require_flags(*names):

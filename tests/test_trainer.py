@@ -325,6 +325,16 @@ def test_task_prints_one_line_errors(data_dir, tmp_path):
   assert "Traceback" not in proc.stderr
 
 
+def test_a_mistyped_override_is_one_line_naming_the_closest_field(tmp_path):
+  proc = subprocess.run(_task(str(tmp_path), str(tmp_path / "run"),
+                              "--config.train.learnin_rate=3"),
+                        env=ENV, cwd=fx.REPO, capture_output=True, text=True, timeout=120)
+  assert (proc.returncode, proc.stderr) == (
+      1, "error: --config.train.learnin_rate: the config has no field 'learnin_rate'; "
+         'Did you mean "learning_rate" instead of "learnin_rate"?\n')
+  assert not (tmp_path / "run").exists()
+
+
 def test_wandb_offline_run_writes_its_files_and_never_the_key(data_dir, tmp_path):
   sentinel = "SENTINEL-wandb-key-0123456789abcdef0123456789abcdef"
   model_dir = str(tmp_path / "run")
