@@ -25,7 +25,6 @@ Why this shape:
   batch size or the number of workers (up to the last float32 bit of a probability: a batch's
   padding width can change the summation order).
 """
-import argparse
 import collections
 import posixpath
 import uuid
@@ -38,6 +37,7 @@ import tensorflow as tf
 
 from bertcore import files
 from scoring import records as records_lib
+from scoring import settings as settings_lib
 from serving import export_info
 from serving import inference
 from serving import inputs
@@ -305,10 +305,10 @@ class WritePart(beam.DoFn):
 class Plan(NamedTuple):
   """Everything the transforms need (picklable: it travels to the workers).
 
-  settings: the job's flags as scoring.run parsed them (Beam's known_args), read as they are;
-  the rest is what the driver resolved from them and the export (scoring/job.py).
+  settings: the job's settings, as scoring.run built them from its flags; the rest is what the
+  driver resolved from them and the export (scoring/job.py).
   """
-  settings: argparse.Namespace
+  settings: settings_lib.Settings
   input_files: Tuple[str, ...]
   columns: inputs.Columns             # TFRecord input: example_id
   output_columns: Tuple[str, ...]

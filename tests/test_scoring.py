@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
-from trainer import predict
+from serving import predict
 from bertcore import schema
 from bertcore import wandb_mode
 from preprocess import run as preprocess_run

@@ -1,4 +1,4 @@
-"""serving/: one row reader and one set of reject reasons for preprocess.run, trainer.predict and
+"""serving/: one row reader and one set of reject reasons for preprocess.run, serving.predict and
 scoring.run; the import graph that keeps Model Garden off a scoring worker."""
 import collections
 import csv
@@ -16,7 +16,7 @@ from preprocess import run as preprocess_run
 from scoring import run as score_run
 from serving import export_info
 from serving import inputs
-from trainer import predict
+from serving import predict
 
 import test_export  # the tiny vocabulary and classifier builder
 
@@ -141,7 +141,7 @@ def test_the_reader_counts_word_pieces_with_the_exports_tokenizer(served, tmp_pa
 
 def test_scoring_and_predict_import_no_model_garden_and_scoring_no_trainer():
   code = ("import sys, scoring.run, scoring.job, scoring.tracking; "
-          "scoring_modules = set(sys.modules); import trainer.predict; "
+          "scoring_modules = set(sys.modules); import serving.predict, trainer.predict; "
           "print(sorted({m.split('.')[0] for m in scoring_modules} & "
           "{'official', 'trainer', 'preprocess', 'tensorflow_models'}), "
           "'official' in sys.modules)")
