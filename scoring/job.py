@@ -119,6 +119,7 @@ def make_manifest(plan, metadata, part_counts):
                 "threshold": metadata.get("threshold"),
                 "vocab_sha256": metadata["vocab_sha256"],
                 "max_seq_length": metadata.get("max_seq_length"),
+                # Exports older than the field cut the head.
                 "truncation": metadata.get("truncation", "head")},
       "rows_read": sum(p["rows"] for p in part_counts),
       "rows_scored": sum(p["scored"] for p in part_counts),
