@@ -54,6 +54,7 @@ def train_fraction_of(args):
 
 
 def make_parser():
+  rows_default = rows.RowConfig()  # The row checks' own defaults, declared there once.
   p = _ArgumentParser(prog="python -m preprocess.run", fromfile_prefix_chars="@",
                       description=__doc__.split("\n\n")[1], allow_abbrev=False)
   p.add_argument("--input", action="append", required=True,
@@ -72,9 +73,9 @@ def make_parser():
   p.add_argument("--label_map", default="",
                  help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
                       "raw values not listed are unknown_label")
-  p.add_argument("--multi_label", type=cli.parse_bool, default=False,
+  p.add_argument("--multi_label", type=cli.parse_bool, default=rows_default.multi_label,
                  help="label cells hold several labels separated by --label_separator")
-  p.add_argument("--label_separator", default="|")
+  p.add_argument("--label_separator", default=rows_default.label_separator)
   vocab = p.add_mutually_exclusive_group()
   vocab.add_argument("--vocab_file", default=None)
   vocab.add_argument("--encoder_dir", default=None,
@@ -84,7 +85,7 @@ def make_parser():
                  help="auto: from the model (a bare --vocab_file means true)")
   p.add_argument("--max_seq_length", type=int, default=128)
   cli.add_shared_flags(p, ["truncation"])
-  p.add_argument("--max_text_chars", type=int, default=100_000,
+  p.add_argument("--max_text_chars", type=int, default=rows_default.max_text_chars,
                  help="longer texts are cut to this many characters before tokenizing and "
                       "counted as long_text")
   p.add_argument("--num_shards", type=int, default=16, help="shards per split")
