@@ -7,7 +7,7 @@ trainer.convert) and argparse (preprocess.run, scoring.run) alike.
 A bad command line ends with one `error: ...` line and exit code 1 instead of absl's
 two-line "FATAL Flags parsing error"; `--help` is absl's. error_line() makes any exception
 such a line. SHARED_FLAGS declares, once and with their defaults, the flags several commands
-take (the CSV's columns and format, truncation); add_shared_flags puts them on an argparse
+take (the CSV's columns and format, truncation, the W&B project); add_shared_flags puts them on an argparse
 parser, define_shared_flags on absl's. TensorFlow-free, so the launcher uses it too.
 """
 import argparse
@@ -26,7 +26,8 @@ class SharedFlag(NamedTuple):
 
 
 # The flags of more than one command, each declared here only: preprocess.run describes the
-# training CSV with them, serving.predict and scoring.run the CSV to score.
+# training CSV with them, serving.predict and scoring.run the CSV to score (which flags each
+# takes: its add_shared_flags / define_shared_flags call).
 SHARED_FLAGS = {
     "id_column": SharedFlag(
         "qid", "the id column; '' = none: preprocess.run ids a row by a SHA-1 of its text(s), "
@@ -45,6 +46,9 @@ SHARED_FLAGS = {
         "head", "which word pieces a longer text keeps: head (its first), tail (its last) or "
                 "head_tail (the first quarter of the budget and the last three quarters); "
                 "pairs: see README 'Long texts'"),
+    "wandb_project": SharedFlag(
+        "", "log the job's statistics (preprocess.run: with its plots; scoring.run: counts and "
+            "the label distribution) to this W&B project, if WANDB_MODE allows"),
 }
 CSV_FLAGS = ("id_column", "text_column", "text_pair_column", "encoding", "delimiter",
              "unescape_html")

@@ -99,8 +99,7 @@ def make_parser():
   p.add_argument("--compression", default="none", choices=("none", "gzip"))
   p.add_argument("--batch_size", type=int, default=512,
                  help="rows per tokenizer call (does not change the output)")
-  p.add_argument("--wandb_project", default="",
-                 help="log statistics and plots to this W&B project (if WANDB_MODE allows)")
+  cli.add_shared_flags(p, ["wandb_project"])
   return p
 
 

@@ -64,8 +64,7 @@ def make_parser():
   speed.add_argument("--bfloat16", action="store_true",
                      help="serve in bfloat16 (for CPUs with native bfloat16, e.g. AVX512_BF16 "
                           "or AMX: faster; probabilities differ from float32 by ~1e-3)")
-  p.add_argument("--wandb_project", default="",
-                 help="log counts and the label distribution to this W&B project")
+  cli.add_shared_flags(p, ["wandb_project"])
   return p
 
 
