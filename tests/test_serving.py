@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
+from bertcore import cli
 from bertcore import row_checks
 from preprocess import run as preprocess_run
 from scoring import run as score_run
@@ -166,3 +167,20 @@ def test_predict_and_scoring_refuse_an_incomplete_export_with_the_same_line(serv
                     f"--output_dir={tmp_path / 'out'}"])
   assert exit_info.value.code == f"error: {message}"
   assert not os.path.exists(tmp_path / "p.csv") and not os.path.exists(tmp_path / "out")
+
+
+def test_the_shared_flags_are_declared_once_with_one_default():
+  preprocess_args = preprocess_run.make_parser().parse_args(["--input=x", "--output_dir=o"])
+  scoring_args = score_run.make_parser().parse_args(["--model=m", "--input=x", "--output_dir=o"])
+  for name in cli.CSV_FLAGS + ("wandb_project",):
+    expected = cli.SHARED_FLAGS[name].default
+    assert getattr(preprocess_args, name) == getattr(scoring_args, name) == expected, name
+  for name in cli.CSV_FLAGS:
+    assert predict.FLAGS[name].default == cli.SHARED_FLAGS[name].default, name
+  assert (preprocess_args.id_column, preprocess_args.truncation) == ("qid", "head")
+  # The same spelling of a boolean in each kind of parser: --unescape_html=true on both.
+  assert score_run.make_parser().parse_args(
+      ["--model=m", "--input=x", "--output_dir=o", "--unescape_html=true"]).unescape_html is True
+  predict.FLAGS["unescape_html"].parse("true")
+  assert predict.FLAGS["unescape_html"].value is True
+  predict.FLAGS["unescape_html"].unparse()
