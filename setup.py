@@ -27,6 +27,12 @@ setuptools.setup(
         "matplotlib>=3.8",
         "scikit-learn>=1.4",
         "safetensors>=0.4",
+        # Imported directly (not only through the packages above): scoring/records.py checks
+        # TFRecord CRCs with crcmod, launch/ reads search spaces with yaml, preprocess/stats.py
+        # logs its plots to W&B with PIL.
+        "crcmod>=1.7,<2",
+        "pyyaml>=6.0,<7",
+        "pillow>=10",
         # The trial contract (trainer/objective.py) reports to Vertex AI's tuning service with
         # it; only a pre-release exists (pure Python, no dependencies).
         "cloudml-hypertune==0.1.0.dev6",

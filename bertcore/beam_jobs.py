@@ -1,11 +1,9 @@
 """What every Beam job of the package (preprocess.run, scoring.run) does the same way.
 
-  parse_bool(value)                the argparse type of true/false flags
   unknown_beam_args(args)          flags neither the job nor Beam knows (typos), to refuse
   make_runner(options)             the runner, never attempting Beam's Prism download
   run_pipeline(build, config, options)   builds and runs a pipeline to completion
 """
-import argparse
 import gc
 
 from bertcore import env
@@ -16,15 +14,6 @@ with env.quiet_optional_imports():  # Beam logs its missing cloud extras on impo
   from apache_beam.options import pipeline_options
 
 LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner")
-
-
-def parse_bool(value):
-  """An argparse type: true/1/yes or false/0/no."""
-  if value.lower() in ("true", "1", "yes"):
-    return True
-  if value.lower() in ("false", "0", "no"):
-    return False
-  raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def unknown_beam_args(pipeline_args):

@@ -1,6 +1,6 @@
 """Streams the records of one CSV or TSV file, with the line each record starts on.
 
-The one CSV reader of the package: preprocess.run, trainer.predict and scoring.run all read
+The one CSV reader of the package: preprocess.run, serving.predict and scoring.run all read
 their input through it (the row checks that follow are bertcore.row_checks).
 
 The file is opened through Beam's FileSystems (local paths, gs://, ...; see open_binary) and
@@ -85,7 +85,7 @@ class _GFileRaw(io.RawIOBase):
 def open_binary(path):
   """Opens `path` for reading bytes: through Beam's FileSystems where Beam has the scheme (local,
   gs:// with apache-beam[gcp], ...), else through tf.io.gfile (schemes only TensorFlow has, e.g.
-  ram://; gs:// without Beam's GCS extra, for trainer.predict)."""
+  ram://; gs:// without Beam's GCS extra, for serving.predict)."""
   try:
     FileSystems.get_filesystem(path)
   except ValueError:

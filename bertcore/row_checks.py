@@ -1,6 +1,6 @@
 """The checks every CSV/TSV row passes, and the one set of reasons a row is rejected for.
 
-preprocess.run, trainer.predict and scoring.run read rows through bertcore.csv_source and check
+preprocess.run, serving.predict and scoring.run read rows through bertcore.csv_source and check
 them here, so one bad row gets the same reason whichever command reads it: in preprocessing's
 rejected.jsonl and manifest, in predict's output and summary, in scoring's output and manifest.
 Pure functions, no I/O.

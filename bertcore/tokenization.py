@@ -9,6 +9,7 @@ import posixpath
 import tensorflow as tf
 import tensorflow_text as text
 
+from bertcore import cli
 from bertcore import files
 from bertcore import names
 
@@ -81,8 +82,8 @@ def truncate(pieces, keep, truncation):
 class TextEncoder(tf.Module):
   """Strings -> BERT token ids, truncated to max_seq_length by a strategy (names.TRUNCATIONS).
 
-  Single texts keep B = max_seq_length - 2 word pieces ([CLS] a [SEP]): "head" (the default,
-  as google-research/bert) the first B, "tail" the last B, "head_tail" the first B // 4 and
+  Single texts keep B = max_seq_length - 2 word pieces ([CLS] a [SEP]): "head" (the --truncation
+  flag's default, as google-research/bert) the first B, "tail" the last B, "head_tail" the first B // 4 and
   the last B - B // 4. Pairs keep B = max_seq_length - 3 ([CLS] a [SEP] b [SEP]): first
   tf_text's RoundRobinTrimmer decides how many pieces n each segment keeps (one piece to each
   segment in turn, so the shorter one keeps all of its pieces if it can), then each segment is
@@ -91,7 +92,8 @@ class TextEncoder(tf.Module):
   a SavedModel.
   """
 
-  def __init__(self, vocab, lower_case, max_seq_length, truncation="head"):
+  def __init__(self, vocab, lower_case, max_seq_length,
+               truncation=cli.SHARED_FLAGS["truncation"].default):
     super().__init__()
     if max_seq_length < 3:
       raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")

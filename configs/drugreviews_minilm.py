@@ -17,7 +17,7 @@ Measured (benchmarks/results/long_text.md, bench_long_text.py, 10 epochs): test 
 (mean of 2 seeds; seeds differ by 0.03, the 67 validation reviews pick checkpoint and threshold) and
 PR-AUC 0.904, vs TF-IDF + LR 0.818 / 0.891; --truncation=head_tail: 0.818 / 0.915;
 --max_seq_length=256 (3 of 978 cut): 0.829 / 0.919; train.layer_decay=0.9: no gain.
-The export records the data's --unescape_html, so `python -m trainer.predict --delimiter=tab`
+The export records the data's --unescape_html, so `python -m serving.predict --delimiter=tab`
 on the raw TSV unescapes as training did.
 """
 from trainer.config import default_config

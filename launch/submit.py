@@ -38,7 +38,7 @@ def _common(parser, region=True):
                       help="print what would be submitted, as JSON, and exit")
 
 
-def build_parser():
+def make_parser():
   parser = _Parser(prog="python -m launch.submit", description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET",
@@ -153,7 +153,7 @@ def _plan_tuning(args, name, bucket, job_args):
 
 def main(argv=None):
   own, job_args = split_argv(sys.argv[1:] if argv is None else list(argv))
-  args = build_parser().parse_args(own)
+  args = make_parser().parse_args(own)
   try:
     printable, run = plan(args, job_args)
     if args.dry_run:

@@ -20,7 +20,7 @@ from launch import validation
 from launch import wandb_sweep
 
 
-def build_parser():
+def make_parser():
   parser = submit._Parser(prog="python -m launch.sweep", description=__doc__,  # pylint: disable=protected-access
                           formatter_class=argparse.RawDescriptionHelpFormatter)
   engines = parser.add_subparsers(dest="engine", required=True, metavar="ENGINE",
@@ -95,7 +95,7 @@ def run_wandb(args, job_args):
 
 def main(argv=None):
   own, job_args = submit.split_argv(sys.argv[1:] if argv is None else list(argv))
-  args = build_parser().parse_args(own)
+  args = make_parser().parse_args(own)
   try:
     if args.engine == "wandb":
       return run_wandb(args, job_args)

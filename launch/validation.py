@@ -85,7 +85,8 @@ def flag_items(args):
   definitions to know which flags take a value. This reads only the generic shapes.
 
   Args:
-    args: e.g. ["--data_dir=gs://b/d", "--strategy", "tpu", "--xla", "@configs/data/x.args"].
+    args: e.g. ["--data_dir=gs://b/d", "--strategy", "tpu", "--model_dir_per_trial",
+      "@configs/data/x.args"].
       An `@file` argument (preprocess.run's flag files) is read in place: one flag per line,
       blank and `#` lines skipped.
 

@@ -50,7 +50,7 @@ def prepare_output_dir(output_dir):
   return temp_dir
 
 
-def check_inputs(patterns, encoding, columns, delimiter=","):
+def check_inputs(patterns, encoding, columns, delimiter):
   """Expands the input globs and checks every header; ValueError with one line if unusable."""
   files = []
   for path, header in csv_source.matched_files_with_headers(patterns, encoding, delimiter):
@@ -59,7 +59,7 @@ def check_inputs(patterns, encoding, columns, delimiter=","):
   return files
 
 
-def check_input_roles(input_patterns, test_input_patterns, encoding, columns, delimiter=","):
+def check_input_roles(input_patterns, test_input_patterns, encoding, columns, delimiter):
   """-> (input files, test files), each sorted; ValueError if a file is given in both roles."""
   input_files = check_inputs(input_patterns, encoding, columns, delimiter)
   test_files = (check_inputs(test_input_patterns, encoding, columns, delimiter)
@@ -70,68 +70,63 @@ def check_input_roles(input_patterns, test_input_patterns, encoding, columns, de
   return input_files, test_files
 
 
-def check_settings(train_fraction, validation_fraction, num_shards, max_seq_length, truncation):
+def check_settings(settings):
   """ValueError with one line for settings the job cannot run with."""
-  if not 0 <= train_fraction <= 1 or not 0 <= validation_fraction <= 1 or (
-      train_fraction + validation_fraction > 1 + 1e-9):
+  s = settings
+  if not 0 <= s.train_fraction <= 1 or not 0 <= s.validation_fraction <= 1 or (
+      s.train_fraction + s.validation_fraction > 1 + 1e-9):
     raise ValueError(f"split fractions must be in [0, 1] and sum to at most 1, got train="
-                     f"{train_fraction} validation={validation_fraction}")
-  if num_shards < 1:
-    raise ValueError(f"--num_shards must be at least 1, got {num_shards}")
-  if max_seq_length < 3:
-    raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got {max_seq_length}")
-  names.check_truncation(truncation, what="--truncation")
+                     f"{s.train_fraction} validation={s.validation_fraction}")
+  if s.num_shards < 1:
+    raise ValueError(f"--num_shards must be at least 1, got {s.num_shards}")
+  if s.max_seq_length < 3:
+    raise ValueError(f"--max_seq_length must be at least 3 ([CLS] a [SEP]), got "
+                     f"{s.max_seq_length}")
+  if s.batch_size < 1:
+    raise ValueError(f"--batch_size must be at least 1, got {s.batch_size}")
+  names.check_truncation(s.truncation, what="--truncation")
 
 
-def run_job(*, input_patterns, output_dir, encoding, columns, row_config, labels, vocab_path,
-            lower_case, max_seq_length, num_shards, train_fraction, validation_fraction,
-            split_salt, compression, batch_size, options=None, wandb_project=None,
-            delimiter=",", test_input_patterns=(), truncation="head"):
+def run_job(settings, options=None):
   """Runs the whole job and returns its schema.Manifest (also written to output_dir).
 
-  With test_input_patterns, their rows all go to test and the rows of input_patterns to train
-  and validation only (the caller passes train_fraction = 1 - validation_fraction).
-  truncation: which word pieces an over-long text keeps (names.TRUNCATIONS; see
-  bertcore.tokenization.TextEncoder); recorded in the manifest for the trainer and the export.
+  settings: a preprocess.settings.Settings (preprocess.run builds it from the flags).
+  options: Beam's PipelineOptions (default: run locally).
 
-  Raises ValueError (or DataError) with a one-line message for fatal problems: no input
-  files, a required column missing from a header, no valid row at all.
+  Raises ValueError (or DataError) with a one-line message for fatal problems: bad settings,
+  no input files, a required column missing from a header, no valid row at all.
   """
-  check_settings(train_fraction, validation_fraction, num_shards, max_seq_length, truncation)
-  csv_source.check_filesystems([*input_patterns, output_dir])
-  vocab = tokenization.load_vocab(vocab_path)
-  input_files, test_files = check_input_roles(input_patterns, test_input_patterns, encoding,
-                                              columns, delimiter)
-  temp_dir = prepare_output_dir(output_dir)
+  s = settings
+  check_settings(s)
+  csv_source.check_filesystems([*s.input_patterns, s.output_dir])
+  vocab = tokenization.load_vocab(s.vocab_path)
+  input_files, test_files = check_input_roles(s.input_patterns, s.test_input_patterns,
+                                              s.encoding, s.columns, s.delimiter)
+  temp_dir = prepare_output_dir(s.output_dir)
 
-  config = pipeline_lib.PipelineConfig(
+  plan = pipeline_lib.Plan(
       # Test files first: the first row of an id by (file index, line) is the one kept.
-      input_files=test_files + input_files, test_files=tuple(test_files), delimiter=delimiter,
-      output_dir=output_dir, temp_dir=temp_dir, encoding=encoding,
-      columns=columns, row_config=row_config, labels=tuple(labels) if labels is not None else None,
-      vocab=vocab, lower_case=lower_case, max_seq_length=max_seq_length, num_shards=num_shards,
-      train_fraction=train_fraction, validation_fraction=validation_fraction,
-      split_salt=split_salt, compression=compression, batch_size=batch_size,
-      truncation=truncation)
-  beam_jobs.run_pipeline(pipeline_lib.build, config,
+      settings=s, input_files=tuple(test_files + input_files), test_files=tuple(test_files),
+      temp_dir=temp_dir, vocab=vocab)
+  beam_jobs.run_pipeline(pipeline_lib.build, plan,
                          options or pipeline_options.PipelineOptions([]))
   summary = files.read_json(posixpath.join(temp_dir, pipeline_lib.SUMMARY))
   tf.io.gfile.rmtree(temp_dir)
-  manifest = make_manifest(config, summary, vocab_path)
+  manifest = make_manifest(plan, summary)
   if manifest.rows_written == 0:
     raise schema.DataError(
-        f"no valid row in {len(config.input_files)} input file(s) ({manifest.rows_read} read, "
+        f"no valid row in {len(plan.input_files)} input file(s) ({manifest.rows_read} read, "
         f"rejected: {manifest.rows_rejected}); see "
-        f"{posixpath.join(output_dir, names.DEAD_LETTER_FILE)}")
-  plots = stats.write_plots(output_dir, split_stats_of(summary), manifest.labels)
+        f"{posixpath.join(s.output_dir, names.DEAD_LETTER_FILE)}")
+  plots = stats.write_plots(s.output_dir, split_stats_of(summary), manifest.labels)
   manifest = dataclasses.replace(manifest, plots=plots)
-  schema.write_manifest(output_dir, manifest)
-  if labels is None:  # Discovered, not given: a rare one is probably a typo.
+  schema.write_manifest(s.output_dir, manifest)
+  if s.labels is None:  # Discovered, not given: a rare one is probably a typo.
     warn_rare_labels(manifest)
-  if stats.wandb_enabled(wandb_project):
+  if stats.wandb_enabled(s.wandb_project):
     # After the manifest: the data is complete whatever happens to the optional logging.
     try:
-      stats.log_to_wandb(wandb_project, manifest, output_dir)
+      stats.log_to_wandb(s.wandb_project, manifest, s.output_dir)
     except Exception as e:  # pylint: disable=broad-except
       print(f"warning: W&B logging failed ({type(e).__name__}: {cli.error_line(e)}); "
             "the data is complete", file=sys.stderr)
@@ -153,9 +148,9 @@ def split_stats_of(summary):
   return split_stats
 
 
-def make_manifest(config, summary, vocab_path):
+def make_manifest(plan, summary):
   """The schema.Manifest of a finished pipeline, from its summary (plots are added later)."""
-  c = config
+  c = plan.settings
   labels = list(summary["labels"])
   split_stats = split_stats_of(summary)
   splits = {}
@@ -166,18 +161,18 @@ def make_manifest(config, summary, vocab_path):
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
   return schema.Manifest(
       package_version=bertcore.__version__,
-      input_files=[path for path in c.input_files if path not in c.test_files],
-      test_input_files=list(c.test_files),
+      input_files=[path for path in plan.input_files if path not in plan.test_files],
+      test_input_files=list(plan.test_files),
       encoding=c.encoding,
       delimiter=c.delimiter,
       unescape_html=c.row_config.unescape_html,
       columns=c.columns._asdict(),
       labels=labels,
       multi_label=c.row_config.multi_label,
-      vocab_sha256=tokenization.vocab_sha256(c.vocab),
-      vocab_size=len(c.vocab),
+      vocab_sha256=tokenization.vocab_sha256(plan.vocab),
+      vocab_size=len(plan.vocab),
       lower_case=c.lower_case,
-      tokenizer={"type": "FastBertTokenizer", "vocab_file": vocab_path,
+      tokenizer={"type": "FastBertTokenizer", "vocab_file": c.vocab_path,
                  "lower_case": c.lower_case},
       max_seq_length=c.max_seq_length,
       truncation=c.truncation,

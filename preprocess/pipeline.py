@@ -32,7 +32,7 @@ import json
 import marshal
 import posixpath
 import uuid
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -49,35 +49,23 @@ from bertcore import csv_source
 from preprocess import progress as progress_lib
 from preprocess import records as records_lib
 from preprocess import rows
+from preprocess import settings as settings_lib
 from preprocess import stats
 
 NAMESPACE = "preprocess"
 SUMMARY = "summary.json"
 
 
-class PipelineConfig(NamedTuple):
-  """Everything the transforms need (picklable: it travels to remote workers)."""
-  input_files: List[str]
-  output_dir: str
+class Plan(NamedTuple):
+  """Everything the transforms need (picklable: it travels to remote workers): the job's
+  settings, as preprocess.run built them, and what the driver resolved from them (job.py)."""
+  settings: settings_lib.Settings
+  # Every input file, the --test_input files first, so they win duplicate ids (the first row
+  # by (file index, line) is kept).
+  input_files: Tuple[str, ...]
+  test_files: Tuple[str, ...]  # The --test_input files: all their rows go to test.
   temp_dir: str
-  encoding: str
-  columns: rows.Columns
-  row_config: rows.RowConfig
-  labels: Optional[Tuple[str, ...]]  # Fixed class names, or None to discover them.
-  vocab: List[str]
-  lower_case: bool
-  max_seq_length: int
-  num_shards: int
-  train_fraction: float
-  validation_fraction: float
-  split_salt: str
-  compression: Optional[str]  # None or "GZIP".
-  batch_size: int
-  delimiter: str = ","
-  # The --test_input files (all their rows go to test); they come first in input_files, so
-  # they win duplicate ids (the first row by (file index, line) is kept).
-  test_files: Tuple[str, ...] = ()
-  truncation: str = "head"  # names.TRUNCATIONS: which word pieces an over-long text keeps.
+  vocab: List[str]             # The lines of settings.vocab_path.
 
 
 def _counter(name):
@@ -87,7 +75,7 @@ def _counter(name):
 class ReadCsv(beam.DoFn):
   """File path -> (layout, [CsvRecord] chunks); tagged `rows_read`: (path, data records)."""
 
-  def __init__(self, encoding, columns, batch_size, delimiter=","):
+  def __init__(self, encoding, columns, batch_size, delimiter):
     self._encoding = encoding
     self._columns = columns
     self._batch_size = batch_size
@@ -179,14 +167,14 @@ class Tokenize(beam.DoFn):
   as empty_text.
   """
 
-  def __init__(self, config: PipelineConfig, pairs: bool):
-    self._config = config
+  def __init__(self, plan: Plan, pairs: bool):
+    self._plan = plan
     self._pairs = pairs
 
   def setup(self):
     from bertcore import tokenization
-    c = self._config
-    encoder = tokenization.TextEncoder(c.vocab, c.lower_case, c.max_seq_length, c.truncation)
+    plan, c = self._plan, self._plan.settings
+    encoder = tokenization.TextEncoder(plan.vocab, c.lower_case, c.max_seq_length, c.truncation)
     spec = tf.TensorSpec([None], tf.string)
     # A traced function is ~5x faster than eager ragged ops on 512-row batches.
     # autograph=False: encode has no Python control flow on tensors; converting it costs ~4 s.
@@ -195,10 +183,10 @@ class Tokenize(beam.DoFn):
     else:
       self._encode = tf.function(lambda texts: encoder.encode(texts), input_signature=[spec],
                                  autograph=False)
-    self._records = records_lib.ExampleEncoder(max(len(c.vocab), 128))
+    self._records = records_lib.ExampleEncoder(max(len(plan.vocab), 128))
     # Sorting by file index = by (test files first, path); an int is cheaper to store.
-    self._file_index = {path: i for i, path in enumerate(c.input_files)}
-    self._test_files = frozenset(c.test_files)
+    self._file_index = {path: i for i, path in enumerate(plan.input_files)}
+    self._test_files = frozenset(plan.test_files)
     self._segments = 2 if self._pairs else 1
     self._budget = c.max_seq_length - 1 - self._segments  # [CLS] and one [SEP] per segment.
     self._empty = _counter("rejected_empty_text")
@@ -222,7 +210,7 @@ class Tokenize(beam.DoFn):
 
   def _emit(self, tokenized):
     chunk, splits, packed_ids, id_offsets, packed_types, num_pieces = tokenized
-    c = self._config
+    c = self._plan.settings
     groups = collections.defaultdict(list)  # (split, shard) -> record tuples
     for i, row in enumerate(chunk):
       start, end = splits[i], splits[i + 1]
@@ -393,24 +381,26 @@ def write_summary(parts, temp_dir):
   files.write_json(posixpath.join(temp_dir, SUMMARY), summary)
 
 
-def build(pipeline, config: PipelineConfig):
-  """Adds the whole job to `pipeline`; results land in config.output_dir and config.temp_dir."""
-  c = config
+def build(pipeline, plan: Plan):
+  """Adds the whole job to `pipeline`; results land in the output_dir and plan.temp_dir."""
+  c = plan.settings
   read = (pipeline
-          | "Files" >> beam.Create(list(c.input_files))
+          | "Files" >> beam.Create(list(plan.input_files))
           | "ReadCsv" >> beam.ParDo(ReadCsv(c.encoding, c.columns, c.batch_size, c.delimiter))
           .with_outputs("rows_read", main="chunks"))
   valid = read.chunks | "ValidateRows" >> beam.ParDo(ValidateRows(c.row_config)).with_outputs(
       "rejected", main="rows")
   tokenized = valid.rows | "Tokenize" >> beam.ParDo(
-      Tokenize(c, pairs=c.columns.text_pair is not None)).with_outputs("rejected", main="records")
+      Tokenize(plan, pairs=c.columns.text_pair is not None)).with_outputs("rejected",
+                                                                         main="records")
 
   if c.labels is not None:
     labels = pipeline | "FixedLabels" >> beam.Create([tuple(c.labels)])
   else:
     labels = valid.rows | "DiscoverLabels" >> beam.CombineGlobally(UnionLabels())
 
-  temp_files = tokenized.records | "WriteTempShards" >> beam.ParDo(WriteTempShards(c.temp_dir))
+  temp_files = tokenized.records | "WriteTempShards" >> beam.ParDo(
+      WriteTempShards(plan.temp_dir))
   # Every shard number gets a key, so that empty shards are written too and the count is fixed.
   all_keys = pipeline | "AllShardKeys" >> beam.Create(
       [(shard, None) for shard in range(c.num_shards)])
@@ -418,7 +408,7 @@ def build(pipeline, config: PipelineConfig):
             | "FlattenShardKeys" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(
-                WriteShards(c.input_files, c.output_dir, c.num_shards, c.compression,
+                WriteShards(plan.input_files, c.output_dir, c.num_shards, c.compression,
                             c.split_salt),
                 labels=beam.pvalue.AsSingleton(labels)).with_outputs("rejected", main="stats"))
 
@@ -434,4 +424,4 @@ def build(pipeline, config: PipelineConfig):
         labels | "TagLabels" >> beam.Map(lambda x: ("labels", x)))
        | "FlattenSummary" >> beam.Flatten()
        | "GatherSummary" >> beam.combiners.ToList()
-       | "CollectSummary" >> beam.Map(write_summary, c.temp_dir))
+       | "CollectSummary" >> beam.Map(write_summary, plan.temp_dir))

@@ -1,7 +1,7 @@
 """Per-row validation and conversion: pure functions, no I/O (unit-tested directly).
 
 A CSV record becomes either a `Row` (kept) or a `Rejection` (written to the dead-letter file).
-The checks and their reasons are bertcore.row_checks' (shared with trainer.predict and
+The checks and their reasons are bertcore.row_checks' (shared with serving.predict and
 scoring.run; its docstring lists them in order), then the label checks (missing_label,
 unknown_label); duplicate_id is decided later, per shard: among kept rows with one id, the first
 by (file, line) wins and the others are rejected (see pipeline.py); --test_input files come

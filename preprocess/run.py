@@ -27,6 +27,7 @@ from bertcore import names
 from bertcore import tokenization
 from preprocess import job
 from preprocess import rows
+from preprocess import settings as settings_lib
 from preprocess import stats
 
 
@@ -53,6 +54,7 @@ def train_fraction_of(args):
 
 
 def make_parser():
+  rows_default = rows.RowConfig()  # The row checks' own defaults, declared there once.
   p = _ArgumentParser(prog="python -m preprocess.run", fromfile_prefix_chars="@",
                       description=__doc__.split("\n\n")[1], allow_abbrev=False)
   p.add_argument("--input", action="append", required=True,
@@ -62,17 +64,8 @@ def make_parser():
                       "--input rows go to validation (--validation_fraction of them) and train "
                       "(the rest); a training row repeating a test row's id is rejected as "
                       "duplicate_id")
-  p.add_argument("--delimiter", default=",",
-                 help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=beam_jobs.parse_bool, default=False,
-                 help="decode HTML character references (&#039; &quot; &amp;) in the text(s) "
-                      "before tokenizing; recorded in the manifest and the export")
   p.add_argument("--output_dir", required=True)
-  p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
-  p.add_argument("--id_column", default="qid",
-                 help="'' = no id column: the id is a SHA-1 of the text(s)")
-  p.add_argument("--text_column", default="question_text")
-  p.add_argument("--text_pair_column", default="", help="a second text: sentence-pair examples")
+  cli.add_shared_flags(p, cli.CSV_FLAGS)
   p.add_argument("--label_column", default="target", help="'' = unlabeled input")
   p.add_argument("--labels", default="",
                  help="comma-separated class names, in label-id order; default: the sorted "
@@ -80,9 +73,9 @@ def make_parser():
   p.add_argument("--label_map", default="",
                  help="raw:class pairs, e.g. positive:positive,negative:rest,neutral:rest; "
                       "raw values not listed are unknown_label")
-  p.add_argument("--multi_label", type=beam_jobs.parse_bool, default=False,
+  p.add_argument("--multi_label", type=cli.parse_bool, default=rows_default.multi_label,
                  help="label cells hold several labels separated by --label_separator")
-  p.add_argument("--label_separator", default="|")
+  p.add_argument("--label_separator", default=rows_default.label_separator)
   vocab = p.add_mutually_exclusive_group()
   vocab.add_argument("--vocab_file", default=None)
   vocab.add_argument("--encoder_dir", default=None,
@@ -91,11 +84,8 @@ def make_parser():
   p.add_argument("--lower_case", default="auto", choices=("auto", "true", "false"),
                  help="auto: from the model (a bare --vocab_file means true)")
   p.add_argument("--max_seq_length", type=int, default=128)
-  p.add_argument("--truncation", default="head",
-                 help="which word pieces a longer text keeps: head (its first), tail (its last) "
-                      "or head_tail (the first quarter of the budget and the last three "
-                      "quarters); pairs: see README 'Long texts'")
-  p.add_argument("--max_text_chars", type=int, default=100_000,
+  cli.add_shared_flags(p, ["truncation"])
+  p.add_argument("--max_text_chars", type=int, default=rows_default.max_text_chars,
                  help="longer texts are cut to this many characters before tokenizing and "
                       "counted as long_text")
   p.add_argument("--num_shards", type=int, default=16, help="shards per split")
@@ -109,8 +99,7 @@ def make_parser():
   p.add_argument("--compression", default="none", choices=("none", "gzip"))
   p.add_argument("--batch_size", type=int, default=512,
                  help="rows per tokenizer call (does not change the output)")
-  p.add_argument("--wandb_project", default="",
-                 help="log statistics and plots to this W&B project (if WANDB_MODE allows)")
+  cli.add_shared_flags(p, ["wandb_project"])
   return p
 
 
@@ -126,8 +115,8 @@ def parse_label_map(text):
   return mapping
 
 
-def job_kwargs(args):
-  """Flags -> keyword arguments of job.run_job (ValueError for inconsistent flags)."""
+def make_settings(args):
+  """Parsed flags -> the job's settings_lib.Settings (ValueError for inconsistent flags)."""
   sources = {"vocab_file": args.vocab_file, "encoder_dir": args.encoder_dir,
              "hub_handle": args.bert_handle}
   if not any(sources.values()):
@@ -155,12 +144,14 @@ def job_kwargs(args):
   row_config = rows.RowConfig(
       labels=frozenset(labels) if labels else None, label_map=label_map,
       multi_label=args.multi_label, label_separator=args.label_separator,
-      max_text_chars=args.max_text_chars, unescape_html=args.unescape_html)
-  return dict(
-      input_patterns=args.input, test_input_patterns=args.test_input,
+      max_text_chars=args.max_text_chars,
+      unescape_html=bool(args.unescape_html))  # unset: false (the data as it is)
+  return settings_lib.Settings(
+      input_patterns=tuple(args.input), test_input_patterns=tuple(args.test_input),
       delimiter=cli.parse_delimiter(args.delimiter),
       output_dir=args.output_dir.rstrip("/"), encoding=args.encoding,
-      columns=columns, row_config=row_config, labels=labels, vocab_path=vocab_path,
+      columns=columns, row_config=row_config,
+      labels=tuple(labels) if labels is not None else None, vocab_path=vocab_path,
       lower_case=lower_case, max_seq_length=args.max_seq_length, truncation=args.truncation,
       num_shards=args.num_shards,
       train_fraction=train_fraction_of(args), validation_fraction=args.validation_fraction,
@@ -168,16 +159,20 @@ def job_kwargs(args):
       batch_size=args.batch_size, wandb_project=args.wandb_project or None)
 
 
-def run(argv=None):
-  """Parses flags (ours + Beam's, as Beam's examples do) and runs the job; returns its Manifest."""
+def parse_settings(argv=None):
+  """argv -> (Settings, Beam's flags): our flags parsed once (Beam's known_args) into the
+  job's settings; ValueError (one line) for unknown or inconsistent flags."""
   known_args, pipeline_args = make_parser().parse_known_args(argv)
   unknown = beam_jobs.unknown_beam_args(pipeline_args)
   if unknown:
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
-  if known_args.batch_size < 1:
-    raise ValueError(f"--batch_size must be at least 1, got {known_args.batch_size}")
-  options = pipeline_options.PipelineOptions(pipeline_args)
-  return job.run_job(options=options, **job_kwargs(known_args))
+  return make_settings(known_args), pipeline_args
+
+
+def run(argv=None):
+  """Parses flags (ours + Beam's, as Beam's examples do) and runs the job; returns its Manifest."""
+  settings, pipeline_args = parse_settings(argv)
+  return job.run_job(settings, pipeline_options.PipelineOptions(pipeline_args))
 
 
 def format_label_counts(manifest):

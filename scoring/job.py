@@ -9,7 +9,7 @@ Crash safety: an old manifest and old shards are removed first; the pipeline wri
 parts under a temporary directory; the parts are renamed into place only when every part is
 there, then the manifest is written. A failed run leaves no manifest (and no shards).
 
-The settings are the flags as scoring.run parsed them (Beam's known_args), used as they are; the
+The settings (scoring.settings.Settings) are built once by scoring.run from its flags; the
 driver adds what it resolves from them (the input files, the export's columns) in a
 pipeline.Plan.
 """
@@ -119,6 +119,7 @@ def make_manifest(plan, metadata, part_counts):
                 "threshold": metadata.get("threshold"),
                 "vocab_sha256": metadata["vocab_sha256"],
                 "max_seq_length": metadata.get("max_seq_length"),
+                # Exports older than the field cut the head.
                 "truncation": metadata.get("truncation", "head")},
       "rows_read": sum(p["rows"] for p in part_counts),
       "rows_scored": sum(p["scored"] for p in part_counts),
@@ -163,8 +164,8 @@ def make_plan(settings, metadata):
 def run_job(settings, options=None):
   """Scores every row of the inputs; returns the manifest (also in output_dir/manifest.json).
 
-  settings: the parsed flags of scoring.run (see its --help): --model, --input, --output_dir,
-  the columns, --input_format, ... Raises ValueError with a one-line message before the
+  settings: a scoring.settings.Settings (scoring.run builds it from its flags: --model,
+  --input, --output_dir, the columns, --input_format, ...). Raises ValueError with a one-line message before the
   pipeline starts for a model directory that is not an export of this package, missing inputs
   or columns, records tokenized with another vocabulary, or bad settings.
   """

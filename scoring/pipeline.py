@@ -25,7 +25,6 @@ Why this shape:
   batch size or the number of workers (up to the last float32 bit of a probability: a batch's
   padding width can change the summation order).
 """
-import argparse
 import collections
 import posixpath
 import uuid
@@ -38,6 +37,7 @@ import tensorflow as tf
 
 from bertcore import files
 from scoring import records as records_lib
+from scoring import settings as settings_lib
 from serving import export_info
 from serving import inference
 from serving import inputs
@@ -93,8 +93,8 @@ class ReadPart(beam.DoFn):
   Reads CSV files; ReadRecordsPart reads TFRecord files the same way.
   """
 
-  def __init__(self, encoding, columns, num_shards, sort_rows, model_dir=None, threads=0,
-               delimiter=",", unescape_html=False):
+  def __init__(self, encoding, columns, num_shards, sort_rows, *, model_dir, threads, delimiter,
+               unescape_html):
     self._encoding = encoding
     self._delimiter = delimiter
     self._unescape_html = unescape_html
@@ -152,8 +152,10 @@ class ReadRecordsPart(ReadPart):
   """ReadPart for the preprocessing job's TFRecords: a row's `text` is its serialized
   tf.Example, its id the record's example_id, its length the record's token count."""
 
-  def __init__(self, max_seq_length, num_shards, sort_rows, threads=0):
-    super().__init__(None, None, num_shards, sort_rows, threads=threads)
+  def __init__(self, max_seq_length, num_shards, sort_rows, *, threads):
+    # Records need no CSV settings: the ids and word pieces are in them.
+    super().__init__(None, None, num_shards, sort_rows, model_dir=None, threads=threads,
+                     delimiter=None, unescape_html=None)
     self._max_seq_length = max_seq_length
 
   def _open(self, path):
@@ -183,8 +185,7 @@ class ExportModelHandler(inference_base.ModelHandler):
   the model.
   """
 
-  def __init__(self, model_dir, signature, batch_size, large_model=False, threads=0,
-               bfloat16=False):
+  def __init__(self, model_dir, signature, batch_size, *, large_model, threads, bfloat16):
     super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                      large_model=large_model)
     self._model_dir = model_dir
@@ -305,10 +306,10 @@ class WritePart(beam.DoFn):
 class Plan(NamedTuple):
   """Everything the transforms need (picklable: it travels to the workers).
 
-  settings: the job's flags as scoring.run parsed them (Beam's known_args), read as they are;
-  the rest is what the driver resolved from them and the export (scoring/job.py).
+  settings: the job's settings, as scoring.run built them from its flags; the rest is what the
+  driver resolved from them and the export (scoring/job.py).
   """
-  settings: argparse.Namespace
+  settings: settings_lib.Settings
   input_files: Tuple[str, ...]
   columns: inputs.Columns             # TFRecord input: example_id
   output_columns: Tuple[str, ...]

@@ -4,7 +4,7 @@ Scores CSV files (or, with --input_format=tfrecord, the preprocessing job's TFRe
 model exported by trainer.export, as a Beam job: rows -> Beam's
 RunInference (the model loaded once per worker, batches from BatchElements, rows sorted by
 length within blocks) -> sharded predictions (CSV or JSON lines, the columns of
-trainer.predict: id, label, probability column(s), error) + manifest.json. Rows that cannot be
+serving.predict: id, label, probability column(s), error) + manifest.json. Rows that cannot be
 scored get a row with the reason in `error`, preprocessing's reasons (malformed_csv,
 undecodable, nul_character, wrong_column_count, missing_id, empty_text, duplicate_id; for
 records corrupt_record, truncated_file, malformed_example, too_long); none is dropped.
@@ -15,7 +15,7 @@ locally on Beam's FnApiRunner without the Prism download; --direct_num_workers=2
 `python -m launch.submit dataflow --job=score ... -- --model=gs://... --input=gs://...
 --output_dir=gs://...` (adds --setup_file, which installs tensorflow-text on the workers).
 
-For a small file on one machine, `python -m trainer.predict` is simpler and starts faster.
+For a small file on one machine, `python -m serving.predict` is simpler and starts faster.
 """
 import argparse
 import sys
@@ -26,6 +26,7 @@ from bertcore import beam_jobs
 from bertcore import cli
 from scoring import job
 from scoring import pipeline as pipeline_lib
+from scoring import settings as settings_lib
 
 
 def make_parser():
@@ -36,15 +37,7 @@ def make_parser():
                  help="CSV file or glob (local or gs://; .gz is read as gzip), or with "
                       "--input_format=tfrecord a data directory or shard glob; repeatable")
   p.add_argument("--output_dir", required=True)
-  p.add_argument("--id_column", default="qid", help="'' = number the rows (column `row`)")
-  p.add_argument("--text_column", default="question_text")
-  p.add_argument("--text_pair_column", default="", help="second text, for text-pair models")
-  p.add_argument("--encoding", default="utf-8", help="e.g. latin-1; a UTF-8 BOM is skipped")
-  p.add_argument("--delimiter", default=",",
-                 help="the field separator: one character, or tab / \\t for TSV")
-  p.add_argument("--unescape_html", type=beam_jobs.parse_bool, default=None,
-                 help="decode HTML character references in the texts (true/false); default: "
-                      "as the training data (recorded in the export)")
+  cli.add_shared_flags(p, cli.CSV_FLAGS)
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
   p.add_argument("--num_shards", type=int, default=None,
                  help="output shards per input file; also the units of parallelism "
@@ -71,25 +64,30 @@ def make_parser():
   speed.add_argument("--bfloat16", action="store_true",
                      help="serve in bfloat16 (for CPUs with native bfloat16, e.g. AVX512_BF16 "
                           "or AMX: faster; probabilities differ from float32 by ~1e-3)")
-  p.add_argument("--wandb_project", default="",
-                 help="log counts and the label distribution to this W&B project")
+  cli.add_shared_flags(p, ["wandb_project"])
   return p
 
 
+def make_settings(args):
+  """Parsed flags -> the job's settings_lib.Settings, with the values that need it normalized
+  (ValueError, one line, for a bad --delimiter)."""
+  num_shards = args.num_shards
+  if num_shards is None:
+    num_shards = 1 if args.input_format == "tfrecord" else 8
+  return settings_lib.Settings(**dict(
+      vars(args), model=args.model.rstrip("/"), input=tuple(args.input),
+      output_dir=args.output_dir.rstrip("/"), delimiter=cli.parse_delimiter(args.delimiter),
+      num_shards=num_shards, wandb_project=args.wandb_project or None))
+
+
 def parse_settings(argv=None):
-  """argv -> (settings, Beam's flags): our flags parsed once (Beam's known_args), with the
-  values that need it normalized in place; ValueError (one line) for unknown flags."""
-  settings, pipeline_args = make_parser().parse_known_args(argv)
+  """argv -> (Settings, Beam's flags): our flags parsed once (Beam's known_args) into the
+  job's settings; ValueError (one line) for unknown flags."""
+  known_args, pipeline_args = make_parser().parse_known_args(argv)
   unknown = beam_jobs.unknown_beam_args(pipeline_args)
   if unknown:
     raise ValueError(f"unknown flag(s) {' '.join(unknown)} (see --help)")
-  settings.model = settings.model.rstrip("/")
-  settings.output_dir = settings.output_dir.rstrip("/")
-  settings.delimiter = cli.parse_delimiter(settings.delimiter)
-  if settings.num_shards is None:
-    settings.num_shards = 1 if settings.input_format == "tfrecord" else 8
-  settings.wandb_project = settings.wandb_project or None
-  return settings, pipeline_args
+  return make_settings(known_args), pipeline_args
 
 
 def run(argv=None):

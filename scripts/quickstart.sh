@@ -26,7 +26,7 @@ $PY -m trainer.task --config=configs/tweets_minilm.py --config.encoder.dir="$ENC
   --data_dir="$DATA" --model_dir="$MODEL" --strategy=one_device ${TRAIN_FLAGS:-}
 
 step "4/5 predictions of the exported model on a few sentences (configs/data/example_tweets.csv)"
-$PY -m trainer.predict --model="$MODEL/export" --input=configs/data/example_tweets.csv \
+$PY -m serving.predict --model="$MODEL/export" --input=configs/data/example_tweets.csv \
   --id_column=id --text_column=text --output="$MODEL/example_predictions.csv"
 $PY - "$MODEL/example_predictions.csv" <<'PYEOF'
 import csv, sys

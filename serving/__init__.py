@@ -1,5 +1,7 @@
-"""What serving an export needs, shared by trainer.predict (one process) and scoring.run (Beam).
+"""What serving an export needs, shared by serving.predict (one process) and scoring.run (Beam).
 
+  predict       `python -m serving.predict`: a CSV's predictions in one process (settings ->
+                predict)
   export_info   an export's metadata and checks, the word-piece counter over its vocabulary
   inputs        the CSV/TSV row reader: bertcore.csv_source + bertcore.row_checks (the reject
                 reasons preprocessing uses), duplicate ids, row numbers

@@ -68,7 +68,7 @@ def multilabel_separator(metadata):
 class WordPieceCounter:
   """texts -> their word-piece counts, with the export's own vocabulary and casing.
 
-  The sort key of trainer.predict and scoring.run, which batch rows of similar lengths because the
+  The sort key of serving.predict and scoring.run, which batch rows of similar lengths because the
   export pads each batch to its longest row; characters are a poor proxy for word pieces on real
   tweets (emoji, URLs, hashtags). Tokenizing twice is cheap next to running the model.
   """

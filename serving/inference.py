@@ -1,4 +1,4 @@
-"""An export's signatures on a batch: what trainer.predict and scoring's model handler call.
+"""An export's signatures on a batch: what serving.predict and scoring's model handler call.
 
 The export (trainer.export) tokenizes in-graph, so serving feeds strings: `serving_default`
 takes texts, `serve_text_pair` texts and pair texts, `serve_examples` serialized tf.Examples.

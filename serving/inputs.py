@@ -1,4 +1,4 @@
-"""The CSV/TSV rows that trainer.predict and scoring.run score, with preprocessing's rules.
+"""The CSV/TSV rows that serving.predict and scoring.run score, with preprocessing's rules.
 
 Rows are read by bertcore.csv_source and checked by bertcore.row_checks, the reader and checks
 of preprocess.run, then by the export's tokenizer (no word piece at all is empty_text, as

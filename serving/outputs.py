@@ -1,4 +1,4 @@
-"""The predictions' columns and files, the same for trainer.predict and scoring.run.
+"""The predictions' columns and files, the same for serving.predict and scoring.run.
 
 One output row per input row, in input order:
   <id column>   the row's id (or `row`, the 1-based data row number, without an id column)

@@ -61,8 +61,9 @@ def test_noise_pattern_matches_the_lines_users_saw():
   assert [bool(NOISE.search(line)) for line in ours] == [False] * len(ours)
 
 
-@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "trainer.predict",
-                                    "scoring.run", "trainer.convert", "launch.submit"])
+@pytest.mark.parametrize("module", ["preprocess.run", "trainer.task", "serving.predict",
+                                    "trainer.predict", "scoring.run", "trainer.convert",
+                                    "launch.submit"])
 def test_help_is_quiet(module):
   result = run_cli(module, "--help")
   assert_quiet(result, returncodes=(0, 1))  # absl's --help (trainer.task) exits 1
@@ -113,7 +114,7 @@ def test_train_and_predict_are_quiet(tmp_path):
                       devices), devices
 
   (tmp_path / "unlabeled.csv").write_text("id,text\na,good w1\nb,bad w2 w3\n")
-  result = run_cli("trainer.predict", f"--model={model_dir}/export",
+  result = run_cli("serving.predict", f"--model={model_dir}/export",
                    f"--input={tmp_path / 'unlabeled.csv'}", "--id_column=id",
                    "--text_column=text", f"--output={tmp_path / 'predictions.csv'}")
   assert_quiet(result)

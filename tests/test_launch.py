@@ -103,7 +103,8 @@ def test_vertex_single_machine_dry_run_is_the_exact_request(workdir):
 def test_vertex_multi_worker_dry_run_has_chief_and_worker_pools(workdir):
   # Passthrough is unchanged: odd spacing, an override, a boolean flag, a value with a space.
   trainer_args = PATHS + ["--strategy", "multi_worker_mirrored",
-                          "--config.train.global_batch_size=64", "--xla", "--wandb_group=run 7"]
+                          "--config.train.global_batch_size=64", "--model_dir_per_trial",
+                          "--wandb_group=run 7"]
   request = dry_run(VERTEX + ["--machine_type=a2-highgpu-2g", "--workers=4", "--"] + trainer_args,
                     workdir)
   spec = {"machine_type": "a2-highgpu-2g", "accelerator_type": "NVIDIA_TESLA_A100",
@@ -294,8 +295,8 @@ def test_dataflow_submit_without_gcp_extra_says_how_to_install(workdir):
 
 def test_parse_flags_reads_absl_styles():
   assert validation.parse_flags(
-      ["--a=1", "--b", "2", "--xla", "--c=x=y", "-d=4", "--a=5", "--e"]) == {
-          "a": "5", "b": "2", "xla": "true", "c": "x=y", "d": "4", "e": "true"}
+      ["--a=1", "--b", "2", "--model_dir_per_trial", "--c=x=y", "-d=4", "--a=5", "--e"]) == {
+          "a": "5", "b": "2", "model_dir_per_trial": "true", "c": "x=y", "d": "4", "e": "true"}
 
 
 def test_flag_items_keep_repeats_and_read_flag_files(workdir):

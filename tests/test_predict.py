@@ -1,4 +1,5 @@
-"""trainer.predict: batch inference on a CSV against a tiny exported model."""
+"""serving.predict (and its former name trainer.predict): batch inference on a CSV against a
+tiny exported model."""
 import collections
 import csv
 import io
@@ -10,7 +11,7 @@ import types
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
-from trainer import predict
+from serving import predict
 from bertcore import cli
 from serving import export_info
 from serving import inputs
@@ -208,7 +209,7 @@ def test_cli_missing_column_is_one_line_exit_1(binary_model, tmp_path):
   input_path = str(tmp_path / "test.csv")
   write_csv(input_path, [["qid", "text"], ["1", "dog"]])
   result = subprocess.run(
-      [sys.executable, "-m", "trainer.predict", f"--model={binary_model}",
+      [sys.executable, "-m", "serving.predict", f"--model={binary_model}",
        f"--input={input_path}", f"--output={tmp_path / 'p.csv'}"],
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert result.returncode == 1
@@ -234,6 +235,7 @@ def test_main_flag_errors(argv, message):
 
 def test_cli_help_and_missing_flags_are_short(tmp_path):
   def run(*argv):
+    # The former name: same flags, help and errors.
     return subprocess.run([sys.executable, "-m", "trainer.predict", *argv], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
   shown = run("--help")

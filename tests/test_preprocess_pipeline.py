@@ -10,6 +10,7 @@ from bertcore import csv_source
 from preprocess import pipeline
 from preprocess import records
 from preprocess import rows
+from preprocess import settings as preprocess_settings
 import tensorflow as tf
 
 COLUMNS = rows.Columns(id="qid", text="question_text", text_pair=None, label="target")
@@ -18,12 +19,15 @@ LAYOUT = rows.make_layout(["qid", "question_text", "target"], COLUMNS)
 
 def make_config(max_seq_length=8, pairs=False, num_shards=4, truncation="head"):
   columns = COLUMNS._replace(text_pair="pair" if pairs else None)
-  return pipeline.PipelineConfig(
-      input_files=["f.csv"], output_dir="", temp_dir="", encoding="utf-8", columns=columns,
-      row_config=rows.RowConfig(), labels=None, vocab=TINY_VOCAB, lower_case=True,
-      max_seq_length=max_seq_length, num_shards=num_shards, train_fraction=0.8,
+  settings = preprocess_settings.Settings(
+      input_patterns=("f.csv",), test_input_patterns=(), output_dir="", encoding="utf-8",
+      delimiter=",", columns=columns, row_config=rows.RowConfig(), labels=None,
+      vocab_path="vocab.txt", lower_case=True, max_seq_length=max_seq_length,
+      truncation=truncation, num_shards=num_shards, train_fraction=0.8,
       validation_fraction=0.1, split_salt="s", compression=None, batch_size=512,
-      truncation=truncation)
+      wandb_project=None)
+  return pipeline.Plan(settings=settings, input_files=("f.csv",), test_files=(), temp_dir="",
+                       vocab=TINY_VOCAB)
 
 
 def row(example_id, text, text_pair=None, labels=("1",), line=2):
@@ -61,8 +65,9 @@ def decode(chunk):
 
 
 def expected(example_id, input_ids, type_ids, token_length, truncated, config):
-  split, shard = rows.assign_split(example_id, config.split_salt, config.train_fraction,
-                                   config.validation_fraction, config.num_shards)
+  s = config.settings
+  split, shard = rows.assign_split(example_id, s.split_salt, s.train_fraction,
+                                   s.validation_fraction, s.num_shards)
   return (example_id, split, shard, input_ids, type_ids, token_length, truncated)
 
 

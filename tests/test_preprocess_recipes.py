@@ -93,4 +93,4 @@ def test_drugreview_recipes_on_the_real_files(tmp_path, tiny_vocab_file):
                                                       "positive": 248}
   args, _ = run_lib.make_parser().parse_known_args(
       [recipe("drugreviews_binary.args"), "--input=x", "--output_dir=o", "--vocab_file=v"])
-  assert run_lib.job_kwargs(args)["labels"] == ["rest", "positive"]
+  assert run_lib.make_settings(args).labels == ("rest", "positive")

@@ -1,4 +1,7 @@
 """Flags of `python -m preprocess.run` and the runner choice (no pipeline runs here)."""
+import dataclasses
+import pickle
+
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -14,29 +17,37 @@ def kwargs(*flags, vocab_file="v.txt"):
   args, rest = run_lib.make_parser().parse_known_args(
       ["--input=x.csv", "--output_dir=out/", f"--vocab_file={vocab_file}", *flags])
   assert rest == []
-  return run_lib.job_kwargs(args)
+  return run_lib.make_settings(args)
 
 
 def test_defaults_match_quora():
   k = kwargs()
-  assert k["columns"] == rows.Columns("qid", "question_text", None, "target")
-  assert (k["labels"], k["row_config"].labels, k["row_config"].label_map) == (None, None, None)
-  assert (k["max_seq_length"], k["num_shards"], k["compression"]) == (128, 16, None)
-  assert k["truncation"] == "head"
-  assert kwargs("--truncation=head_tail", "--max_seq_length=512")["truncation"] == "head_tail"
-  assert (k["train_fraction"], k["validation_fraction"]) == (0.8, 0.1)
-  assert (k["output_dir"], k["lower_case"], k["encoding"]) == ("out", True, "utf-8")
+  assert k.columns == rows.Columns("qid", "question_text", None, "target")
+  assert (k.labels, k.row_config.labels, k.row_config.label_map) == (None, None, None)
+  assert (k.max_seq_length, k.num_shards, k.compression) == (128, 16, None)
+  assert k.truncation == "head"
+  assert kwargs("--truncation=head_tail", "--max_seq_length=512").truncation == "head_tail"
+  assert (k.train_fraction, k.validation_fraction) == (0.8, 0.1)
+  assert (k.output_dir, k.lower_case, k.encoding) == ("out", True, "utf-8")
+  assert (k.delimiter, k.row_config.unescape_html) == (",", False)
+
+
+def test_settings_are_frozen_and_travel_to_workers():
+  k = kwargs("--labels=0,1")
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    k.num_shards = 2  # pylint: disable=assigning-non-slot
+  assert pickle.loads(pickle.dumps(k)) == k
 
 
 def test_label_flags():
   k = kwargs("--labels=0,1", "--lower_case=false", "--compression=gzip")
-  assert k["labels"] == ["0", "1"] and k["row_config"].labels == frozenset({"0", "1"})
-  assert (k["lower_case"], k["compression"]) == (False, "GZIP")
+  assert k.labels == ("0", "1") and k.row_config.labels == frozenset({"0", "1"})
+  assert (k.lower_case, k.compression) == (False, "GZIP")
   k = kwargs("--label_map=pos:positive,neg:rest,neu:rest")
-  assert k["labels"] == ["positive", "rest"]  # Sorted class names when --labels is not given.
-  assert k["row_config"].label_map == {"pos": "positive", "neg": "rest", "neu": "rest"}
+  assert k.labels == ("positive", "rest")  # Sorted class names when --labels is not given.
+  assert k.row_config.label_map == {"pos": "positive", "neg": "rest", "neu": "rest"}
   k = kwargs("--label_column=", "--id_column=", "--text_pair_column=b")
-  assert k["labels"] == [] and k["columns"] == rows.Columns(None, "question_text", "b", None)
+  assert k.labels == () and k.columns == rows.Columns(None, "question_text", "b", None)
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -53,7 +64,7 @@ def test_inconsistent_flags(flags, message):
 def test_vocabulary_is_required():
   args, _ = run_lib.make_parser().parse_known_args(["--input=x", "--output_dir=o"])
   with pytest.raises(ValueError, match="--vocab_file, --encoder_dir or --bert_handle"):
-    run_lib.job_kwargs(args)
+    run_lib.make_settings(args)
 
 
 def test_unknown_flags_are_refused_and_beam_flags_pass():
@@ -93,11 +104,11 @@ def test_encoder_dir_gives_vocab_and_casing(tmp_path, tiny_vocab_file):
   (tmp_path / "vocab.txt").write_text(open(tiny_vocab_file).read())
   args, _ = run_lib.make_parser().parse_known_args(
       ["--input=x", "--output_dir=o", f"--encoder_dir={tmp_path}"])
-  k = run_lib.job_kwargs(args)
-  assert (k["vocab_path"], k["lower_case"]) == (str(tmp_path / "vocab.txt"), False)
+  k = run_lib.make_settings(args)
+  assert (k.vocab_path, k.lower_case) == (str(tmp_path / "vocab.txt"), False)
   args, _ = run_lib.make_parser().parse_known_args(
       ["--input=x", "--output_dir=o", f"--encoder_dir={tmp_path}", "--lower_case=true"])
-  assert run_lib.job_kwargs(args)["lower_case"] is True
+  assert run_lib.make_settings(args).lower_case is True
 
 
 def _write_typo_csv(path):
@@ -151,7 +162,7 @@ def test_gs_path_without_the_gcs_extra_is_one_line(tmp_path, tiny_vocab_file):
     ("--delimiter=tab", "\t"), ("--delimiter=\\t", "\t"), ("--delimiter=\t", "\t"),
     ("--delimiter=TAB", "\t"), ("--delimiter=;", ";"), ("--delimiter=,", ",")])
 def test_delimiter_spellings(flag, expected):
-  assert kwargs(flag)["delimiter"] == expected
+  assert kwargs(flag).delimiter == expected
 
 
 @pytest.mark.parametrize("value", ["", "ab", '"', "x", "\n"])
@@ -166,10 +177,10 @@ def test_bad_delimiter_is_one_line(value, tmp_path, tiny_vocab_file, capsys):
 def test_test_input_flags():
   k = kwargs("--test_input=t1.csv", "--test_input=t2.csv", "--validation_fraction=0.25",
              "--unescape_html=true")
-  assert k["test_input_patterns"] == ["t1.csv", "t2.csv"]
-  assert (k["train_fraction"], k["validation_fraction"]) == (0.75, 0.25)
-  assert k["row_config"].unescape_html is True
-  assert kwargs()["test_input_patterns"] == [] and not kwargs()["row_config"].unescape_html
+  assert k.test_input_patterns == ("t1.csv", "t2.csv")
+  assert (k.train_fraction, k.validation_fraction) == (0.75, 0.25)
+  assert k.row_config.unescape_html is True
+  assert kwargs().test_input_patterns == () and not kwargs().row_config.unescape_html
   with pytest.raises(ValueError, match="--train_fraction does not apply with --test_input"):
     kwargs("--test_input=t.csv", "--train_fraction=0.5")
 

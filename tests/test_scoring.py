@@ -1,9 +1,11 @@
 """scoring: the Beam RunInference scoring job against a tiny exported model (offline)."""
 import csv
+import dataclasses
 import glob
 import io
 import json
 import os
+import pickle
 import shutil
 import struct
 import subprocess
@@ -12,7 +14,7 @@ import sys
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
-from trainer import predict
+from serving import predict
 from bertcore import schema
 from bertcore import wandb_mode
 from preprocess import run as preprocess_run
@@ -526,3 +528,19 @@ def test_bfloat16_is_opt_in_and_close_to_float32(binary_model, mixed_csv, tmp_pa
   assert 1e-5 < np.nanmax(np.abs(got - want)) < 5e-2
   with open(tmp_path / "bf16" / "manifest.json") as f:
     assert json.load(f)["precision"] == "bfloat16"
+
+
+def test_flags_become_one_frozen_settings_object():
+  settings, beam_args = score_run.parse_settings(
+      ["--model=m/", "--input=a.csv", "--output_dir=o/", "--delimiter=tab",
+       "--runner=DirectRunner"])
+  assert (settings.model, settings.input, settings.output_dir, settings.delimiter) == (
+      "m", ("a.csv",), "o", "\t")
+  assert (settings.num_shards, settings.unescape_html, settings.wandb_project) == (8, None, None)
+  assert beam_args == ["--runner=DirectRunner"]
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    settings.num_shards = 1  # pylint: disable=assigning-non-slot
+  assert pickle.loads(pickle.dumps(settings)) == settings  # it travels to the workers
+  settings, _ = score_run.parse_settings(["--model=m", "--input=d", "--output_dir=o",
+                                          "--input_format=tfrecord", "--unescape_html=false"])
+  assert (settings.num_shards, settings.unescape_html) == (1, False)

@@ -1,4 +1,4 @@
-"""serving/: one row reader and one set of reject reasons for preprocess.run, trainer.predict and
+"""serving/: one row reader and one set of reject reasons for preprocess.run, serving.predict and
 scoring.run; the import graph that keeps Model Garden off a scoring worker."""
 import collections
 import csv
@@ -11,12 +11,13 @@ import sys
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
+from bertcore import cli
 from bertcore import row_checks
 from preprocess import run as preprocess_run
 from scoring import run as score_run
 from serving import export_info
 from serving import inputs
-from trainer import predict
+from serving import predict
 
 import test_export  # the tiny vocabulary and classifier builder
 
@@ -141,7 +142,7 @@ def test_the_reader_counts_word_pieces_with_the_exports_tokenizer(served, tmp_pa
 
 def test_scoring_and_predict_import_no_model_garden_and_scoring_no_trainer():
   code = ("import sys, scoring.run, scoring.job, scoring.tracking; "
-          "scoring_modules = set(sys.modules); import trainer.predict; "
+          "scoring_modules = set(sys.modules); import serving.predict, trainer.predict; "
           "print(sorted({m.split('.')[0] for m in scoring_modules} & "
           "{'official', 'trainer', 'preprocess', 'tensorflow_models'}), "
           "'official' in sys.modules)")
@@ -166,3 +167,20 @@ def test_predict_and_scoring_refuse_an_incomplete_export_with_the_same_line(serv
                     f"--output_dir={tmp_path / 'out'}"])
   assert exit_info.value.code == f"error: {message}"
   assert not os.path.exists(tmp_path / "p.csv") and not os.path.exists(tmp_path / "out")
+
+
+def test_the_shared_flags_are_declared_once_with_one_default():
+  preprocess_args = preprocess_run.make_parser().parse_args(["--input=x", "--output_dir=o"])
+  scoring_args = score_run.make_parser().parse_args(["--model=m", "--input=x", "--output_dir=o"])
+  for name in cli.CSV_FLAGS + ("wandb_project",):
+    expected = cli.SHARED_FLAGS[name].default
+    assert getattr(preprocess_args, name) == getattr(scoring_args, name) == expected, name
+  for name in cli.CSV_FLAGS:
+    assert predict.FLAGS[name].default == cli.SHARED_FLAGS[name].default, name
+  assert (preprocess_args.id_column, preprocess_args.truncation) == ("qid", "head")
+  # The same spelling of a boolean in each kind of parser: --unescape_html=true on both.
+  assert score_run.make_parser().parse_args(
+      ["--model=m", "--input=x", "--output_dir=o", "--unescape_html=true"]).unescape_html is True
+  predict.FLAGS["unescape_html"].parse("true")
+  assert predict.FLAGS["unescape_html"].value is True
+  predict.FLAGS["unescape_html"].unparse()

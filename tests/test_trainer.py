@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 from bertcore import schema
-from trainer import checkpointing
 from trainer import config as config_lib
 from trainer import eval_loop
 from trainer import evaluation
 from trainer import model as model_lib
+from trainer import optimization
 from trainer import strategy as strategy_lib
 from trainer import train
 
@@ -153,7 +153,7 @@ def test_hub_savedmodel_encoder_builds_and_its_vocab_is_checked(data_dir, tmp_pa
   classifier, encoder = model_lib.build_classifier(config, manifest)
   # A TF-Hub BERT keeps Model Garden's variable names: layer decay can place every variable.
   config.train.layer_decay = 0.5
-  decay = checkpointing.lr_multipliers(config.train, classifier, encoder)
+  decay = optimization.lr_multipliers(config.train, classifier, encoder)
   assert sorted(decay.values()).count(0.5) == 5            # the embeddings, 1 layer below
   assert len(decay) == len(classifier.trainable_variables) and min(decay.values()) == 0.5
   ids = tf.constant([[2, 4, 3]])
@@ -227,32 +227,32 @@ def test_mirrored_strategy_on_two_logical_cpus(data_dir, tmp_path):
 
 # Two logical CPUs must be configured before TensorFlow starts: a process of its own.
 MIRRORED_LAYER_DECAY = textwrap.dedent("""
-    import json, sys, tempfile
+    import json, sys
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import trainer_fixtures as fx
     from bertcore import schema
-    from trainer import checkpointing, optimization, strategy as strategy_lib
+    from trainer import strategy as strategy_lib, train
     data_dir = sys.argv[1]
     config = fx.tiny_config(data_dir, **{"train.layer_decay": 0.5, "train.weight_decay": 0.0})
     manifest = schema.read_manifest(data_dir)
 
     def table(name):
-      state = checkpointing.create_state(config, manifest, strategy_lib.build_strategy(name),
-                                         "float32", 10, tempfile.mkdtemp(), scratch=False)
+      built = train.build_model_and_optimizer(config, manifest,
+                                              strategy_lib.build_strategy(name), "float32", 10)
       # Keras numbers a second model's layers (bert_encoder_v2_1/...): compare below the root.
-      multipliers = {k.split("/", 1)[1]: v for k, v in state.optimizer.lr_multipliers.items()}
-      return state, multipliers
+      multipliers = {k.split("/", 1)[1]: v for k, v in built[1].lr_multipliers.items()}
+      return built, multipliers
 
     _, one_device = table("one_device")
-    state, mirrored = table("mirrored")
-    strategy, variables = state.classifier.distribute_strategy, state.classifier.trainable_variables
+    (classifier, optimizer), mirrored = table("mirrored")
+    strategy, variables = classifier.distribute_strategy, classifier.trainable_variables
     before = [[c.numpy() for c in strategy.experimental_local_results(v)] for v in variables]
 
     @tf.function
     def one_step():  # gradient 1 everywhere: Adam's first step moves each weight by its lr
-      strategy.run(lambda: state.optimizer.apply_gradients(
+      strategy.run(lambda: optimizer.apply_gradients(
           [(tf.ones_like(v), v) for v in variables]))
     one_step()
     moved = {}
@@ -323,6 +323,16 @@ def test_task_prints_one_line_errors(data_dir, tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
   assert "Traceback" not in proc.stderr
+
+
+def test_a_mistyped_override_is_one_line_naming_the_closest_field(tmp_path):
+  proc = subprocess.run(_task(str(tmp_path), str(tmp_path / "run"),
+                              "--config.train.learnin_rate=3"),
+                        env=ENV, cwd=fx.REPO, capture_output=True, text=True, timeout=120)
+  assert (proc.returncode, proc.stderr) == (
+      1, "error: --config.train.learnin_rate: the config has no field 'learnin_rate'; "
+         'Did you mean "learning_rate" instead of "learnin_rate"?\n')
+  assert not (tmp_path / "run").exists()
 
 
 def test_wandb_offline_run_writes_its_files_and_never_the_key(data_dir, tmp_path):

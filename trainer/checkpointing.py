@@ -1,5 +1,8 @@
 """Run state (model, optimizer, step, epoch), its checkpoints, and the best weights.
 
+The model and optimizer are built elsewhere (train.build_model_and_optimizer); this module
+tracks them with the counters and writes / restores their checkpoints.
+
   <model_dir>/checkpoints/ckpt-<step>  model + optimizer + step + epoch (resume points)
   <model_dir>/best/ckpt-<step>         the weights with the best validation metric, that value
                                        and its step
@@ -13,8 +16,6 @@ import posixpath
 import tensorflow as tf
 
 from bertcore import cli
-from trainer import model as model_lib
-from trainer import optimization
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -43,28 +44,18 @@ class RunState:
   last_saved_step: int = -1
 
 
-def create_state(config, manifest, strategy, policy, total_steps, write_dir, scratch):
-  """Builds the classifier, optimizer and counters under strategy.scope(): a RunState."""
+def create_state(classifier, optimizer, strategy, write_dir, keep_checkpoints, scratch):
+  """The RunState of a built classifier and optimizer: their counters (created under
+  strategy.scope()) and the manager of write_dir's checkpoints."""
   with strategy.scope():
-    classifier, encoder = model_lib.build_classifier(config, manifest)
-    optimizer = optimization.create_optimizer(config.train, total_steps, policy,
-                                              lr_multipliers(config.train, classifier, encoder))
     step = _counter("global_step", tf.int64, 0)
     epoch = _counter("epoch", tf.int64, 0)
   checkpoint = tf.train.Checkpoint(model=classifier, optimizer=optimizer, step=step,
                                    epoch=epoch)
   manager = tf.train.CheckpointManager(
       checkpoint, posixpath.join(write_dir, CHECKPOINT_DIR),
-      max_to_keep=config.train.keep_checkpoints, step_counter=step)
+      max_to_keep=keep_checkpoints, step_counter=step)
   return RunState(classifier, optimizer, step, epoch, checkpoint, manager, scratch)
-
-
-def lr_multipliers(train_config, classifier, encoder):
-  """{variable_key: learning-rate multiplier} for train.layer_decay ({} when it is off)."""
-  encoder_names = {v.name for v in encoder.trainable_variables}
-  head_names = [v.name for v in classifier.trainable_variables if v.name not in encoder_names]
-  return optimization.layer_decay_multipliers(train_config.layer_decay, sorted(encoder_names),
-                                              head_names)
 
 
 def restore_latest(state, model_dir):

@@ -203,6 +203,14 @@ def learning_rate_schedule(train_config, total_steps):
   return optimization.WarmUp(peak, decay, warmup) if warmup else decay
 
 
+def lr_multipliers(train_config, classifier, encoder):
+  """{variable_key: learning-rate multiplier} for train.layer_decay ({} when it is off), from
+  a built classifier and its encoder (model.build_classifier)."""
+  encoder_names = {v.name for v in encoder.trainable_variables}
+  head_names = [v.name for v in classifier.trainable_variables if v.name not in encoder_names]
+  return layer_decay_multipliers(train_config.layer_decay, sorted(encoder_names), head_names)
+
+
 def create_optimizer(train_config, total_steps, policy, lr_multipliers=None):
   """AdamW for a run of total_steps steps.
 
@@ -212,7 +220,7 @@ def create_optimizer(train_config, total_steps, policy, lr_multipliers=None):
     total_steps: the steps of the whole run (the schedule decays to end_learning_rate there).
     policy: the mixed-precision policy name; mixed_float16 wraps the optimizer in a
       LossScaleOptimizer (float16 gradients underflow without loss scaling).
-    lr_multipliers: {variable_key: multiplier} from layer_decay_multipliers; None = all x1.
+    lr_multipliers: {variable_key: multiplier} from lr_multipliers(); None = all x1.
   Returns:
     a tf_keras optimizer; create it under strategy.scope().
   """

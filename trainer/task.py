@@ -1,8 +1,9 @@
 """Entry point: `python -m trainer.task --config=configs/<experiment>.py --data_dir=... --model_dir=...`
 
 Thin on purpose: it parses flags, builds the strategy and calls train.train_and_evaluate (which
-tests call directly). Every config field can be overridden, e.g.
-  --config.train.learning_rate=1e-4 --config.model.head=multiclass
+tests call directly). Every config field can be overridden, and that is the one way to set
+one, e.g.
+  --config.train.learning_rate=1e-4 --config.model.head=multiclass --config.precision=float32
 Hyper-parameter search runs it as one trial (trainer/objective.py: --objective=<metric> is
 reported per evaluation and at the end, by the chief, to stdout, Vertex and W&B).
 Exit codes: 0 done (or already finished), 1 bad input/config or a training error (one line
@@ -29,10 +30,6 @@ flags.DEFINE_string("model_dir", None, "Output: checkpoints, results, export (lo
 flags.DEFINE_enum("strategy", "one_device", names.STRATEGIES,
                   "tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG).")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu ('local' on a TPU VM).")
-flags.DEFINE_enum("precision", None, names.PRECISIONS,
-                  "Overrides config.precision (auto: float16 on GPU, bfloat16 on TPU, else "
-                  "float32).")
-flags.DEFINE_boolean("xla", None, "Overrides config.xla: jit-compile the training step.")
 flags.DEFINE_string("objective", "", "The validation metric reported as this run's objective "
                     "(trainer/objective.py); default: config.eval.best_metric.")
 flags.DEFINE_boolean("model_dir_per_trial", False,
@@ -49,11 +46,6 @@ def main(argv):
   # TensorFlow's own INFO lines (one per checkpoint shard...) drown the progress lines.
   std_logging.getLogger("tensorflow").setLevel(std_logging.WARNING)
   config = FLAGS.config
-  with config.unlocked():
-    if FLAGS.precision is not None:
-      config.precision = FLAGS.precision
-    if FLAGS.xla is not None:
-      config.xla = FLAGS.xla
   model_dir = (objective.trial_model_dir(FLAGS.model_dir) if FLAGS.model_dir_per_trial
                else FLAGS.model_dir)
   try:

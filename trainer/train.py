@@ -18,8 +18,8 @@ Steps: an epoch is `train rows // global batch` steps; the record stream repeats
 records still queued in length buckets at an epoch's end start the next one instead of being
 dropped. Each input pipeline reads its own shard files (distribute_datasets_from_function).
 
-The pieces: plan.py (checks before building), checkpointing.py (run state, checkpoints, best
-weights), steps.py (the compiled steps), eval_loop.py (evaluation and results), export_step.py.
+The pieces: plan.py (checks before building), model.py and optimization.py (built here, under
+the strategy's scope), checkpointing.py (run state, checkpoints, best weights), steps.py (the compiled steps), eval_loop.py (evaluation and results), export_step.py.
 """
 import dataclasses
 import posixpath
@@ -32,6 +32,7 @@ import tf_keras
 
 from trainer import checkpointing, eval_loop, export_step, input_pipeline, optimization
 from trainer import config as config_lib
+from trainer import model as model_lib
 from trainer import plan as plan_lib
 from trainer import peers, preemption, steps, tracking
 from trainer import strategy as strategy_lib
@@ -151,12 +152,25 @@ def _say_plan(config, plan, strategy, policy):
         f"{[s['file'] for s in plan.skipped_shards]}")
 
 
+def build_model_and_optimizer(config, manifest, strategy, policy, total_steps):
+  """-> (classifier, optimizer), created under strategy.scope() (their variables are
+  mirrored); the optimizer has config.train.layer_decay's per-variable multipliers."""
+  with strategy.scope():
+    classifier, encoder = model_lib.build_classifier(config, manifest)
+    optimizer = optimization.create_optimizer(
+        config.train, total_steps, policy,
+        optimization.lr_multipliers(config.train, classifier, encoder))
+  return classifier, optimizer
+
+
 def _build_state(config, plan, strategy, policy, write_dir, chief):
   """The model, optimizer and counters, restored from model_dir if it holds a checkpoint."""
   # The same seed gives the same initial head / random encoder and dropout masks.
   tf_keras.utils.set_random_seed(config.train.seed)
-  state = checkpointing.create_state(config, plan.manifest, strategy, policy,
-                                     plan.total_steps, write_dir, scratch=not chief)
+  classifier, optimizer = build_model_and_optimizer(config, plan.manifest, strategy, policy,
+                                                    plan.total_steps)
+  state = checkpointing.create_state(classifier, optimizer, strategy, write_dir,
+                                     config.train.keep_checkpoints, scratch=not chief)
   best = checkpointing.BestTracker(state.classifier, strategy, write_dir)
   num_params = int(sum(np.prod(v.shape) for v in state.classifier.trainable_variables))
   say(f"model: {config.encoder.kind} encoder, {config.model.pooling} pooling, "
