@@ -1,4 +1,4 @@
-r"""Scoring throughput and memory: trainer.predict (one process) vs the Beam job (scoring.run).
+r"""Scoring throughput and memory: serving.predict (one process) vs the Beam job (scoring.run).
 
 The comparison of issue 12 (50k rows of real tweets, 2 cores; on an idle machine ~10-20 min):
 
@@ -15,7 +15,7 @@ Builds an exported binary classifier from the converted MiniLM encoder with an u
 (throughput does not depend on the head's weights), writes a CSV of real tweets repeated to
 --rows rows (`python -m preprocess.datasets tweets`, latin-1), and runs on the same CSV, in
 turn within each of --rounds rounds (interleaved, so that a change of load hits all alike):
-  (a) python -m trainer.predict (its defaults: batch 256)
+  (a) python -m serving.predict (its defaults: batch 256)
   (b) python -m scoring.run, DirectRunner, --direct_num_workers=--workers, multi_processing,
       --model_threads TF threads per worker, float32
   (c) (b) with --bfloat16 (by default only on a CPU with native bfloat16)
@@ -131,7 +131,7 @@ def timed(command):
 
 
 def predict_command(model_dir, input_path, output_path, batch_size):
-  return [sys.executable, "-m", "trainer.predict", f"--model={model_dir}", f"--input={input_path}",
+  return [sys.executable, "-m", "serving.predict", f"--model={model_dir}", f"--input={input_path}",
           f"--output={output_path}", "--id_column=id", "--text_column=text", "--encoding=latin-1",
           f"--batch_size={batch_size}"]
 
@@ -180,9 +180,9 @@ def padding_efficiency(lengths, keys, block, batch):
 
 
 def padding_figures(model_dir, data, args):
-  """{job: padding efficiency} of trainer.predict's and scoring.run's batches of `data`, both
-  sorting by word pieces as they do today (trainer/predict.py, scoring/pipeline.py)."""
-  from trainer import predict
+  """{job: padding efficiency} of serving.predict's and scoring.run's batches of `data`, both
+  sorting by word pieces as they do today (serving/predict.py, scoring/pipeline.py)."""
+  from serving import predict
   with open(data, encoding="latin-1", newline="") as f:
     texts = [row[1] for row in list(csv.reader(f))[1:]]
   count = export_info.WordPieceCounter(model_dir)
@@ -190,7 +190,7 @@ def padding_figures(model_dir, data, args):
   lengths = [min(n, 126) + 2 for n in pieces]  # [CLS] ... [SEP], truncated to 128
   chunk = args.predict_batch_size * predict.CHUNK_BATCHES
   return {
-      f"(a) trainer.predict: chunks of {chunk} sorted by word pieces, batch "
+      f"(a) serving.predict: chunks of {chunk} sorted by word pieces, batch "
       f"{args.predict_batch_size}": padding_efficiency(lengths, pieces, chunk,
                                                        args.predict_batch_size),
       f"(b) scoring.run: blocks of {args.sort_rows} sorted by word pieces, batch "
@@ -210,7 +210,7 @@ def make_parser():
   p.add_argument("--workers", type=int, default=2)
   p.add_argument("--batch_size", type=int, default=64, help="the Beam job's batch size")
   p.add_argument("--predict_batch_size", type=int, default=256,
-                 help="trainer.predict's batch size (its default)")
+                 help="serving.predict's batch size (its default)")
   p.add_argument("--num_shards", type=int, default=8)
   p.add_argument("--model_threads", type=int, default=1, help="TF threads per Beam worker")
   p.add_argument("--sort_rows", type=int, default=2048)
@@ -235,7 +235,7 @@ def throughput(args, model_dir, machine):
   """Runs (a), (b), (c) interleaved; one record per run, then one per padding figure."""
   data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
   bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and machine["cpu"]["native_bf16"])
-  jobs = [("(a) trainer.predict", "predict", None),
+  jobs = [("(a) serving.predict", "predict", None),
           (f"(b) scoring.run, {args.workers} workers, float32", "score", ())]
   if bf16:
     jobs.append((f"(c) scoring.run, {args.workers} workers, --bfloat16", "score_bf16",

@@ -289,7 +289,7 @@ def score_prepare(df):
 
 
 SCORE = Page(
-    "score.md", "score.jsonl", "Scoring: trainer.predict vs the Beam job (scoring.run)",
+    "score.md", "score.jsonl", "Scoring: serving.predict vs the Beam job (scoring.run)",
     prepare=score_prepare,
     tables=(
         Table("Throughput end to end (imports and model loading included); `vs (a)`: (a)'s "

@@ -1,7 +1,7 @@
 r"""The classical baseline: TF-IDF (word 1-2-grams) + logistic regression, on the job's own split.
 
 The rows and splits come from the preprocessing job's own code, given the job's own flags:
-`preprocess.run.make_parser` / `job_kwargs` read them, `csv_source` reads the CSV (with the
+`preprocess.run.make_parser` / `make_settings` read them, `csv_source` reads the CSV (with the
 recipe's --encoding and --delimiter), `rows.convert_row` validates each record (with
 --unescape_html) and computes its id, duplicate ids keep the first row by (file, line) as the
 job's WriteShards does (--test_input files first), and `rows.assign_split` puts each id in
@@ -72,14 +72,13 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   if not any(a.startswith("--output_dir") for a in argv):
     argv.append("--output_dir=unused")
   args, _ = preprocess_run.make_parser().parse_known_args(argv)
-  kw = preprocess_run.job_kwargs(args)
-  if kw["row_config"].multi_label:
+  s = preprocess_run.make_settings(args)
+  if s.row_config.multi_label:
     raise ValueError("the baseline handles single-label tasks only")
-  if kw["columns"].label is None:
+  if s.columns.label is None:
     raise ValueError("the baseline needs labelled input (a --label_column)")
   input_files, test_files = job.check_input_roles(
-      kw["input_patterns"], kw["test_input_patterns"], kw["encoding"], kw["columns"],
-      kw["delimiter"])
+      s.input_patterns, s.test_input_patterns, s.encoding, s.columns, s.delimiter)
 
   kept = {}  # example_id -> Row (the first by (file, line), as WriteShards keeps)
   seen_labels = set()
@@ -88,12 +87,12 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   from_test_file = {}  # example_id -> whether its kept row comes from a --test_input file
   # The job's file order: test files, then the others, each sorted; records in line order.
   for path in test_files + input_files:
-    records = csv_source.iter_records(path, kw["encoding"], kw["delimiter"])
+    records = csv_source.iter_records(path, s.encoding, s.delimiter)
     header = next(records)
-    layout = rows.make_layout(header.fields, kw["columns"], path)
+    layout = rows.make_layout(header.fields, s.columns, path)
     for record in records:
       rows_read += 1
-      result = rows.convert_row(record, layout, kw["row_config"])
+      result = rows.convert_row(record, layout, s.row_config)
       if isinstance(result, rows.Rejection):
         rejected[result.reason] = rejected.get(result.reason, 0) + 1
         continue
@@ -104,13 +103,13 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
         continue
       kept[result.example_id] = result
       from_test_file[result.example_id] = path in test_files
-  labels = list(kw["labels"]) if kw["labels"] is not None else sorted(seen_labels)
+  labels = list(s.labels) if s.labels is not None else sorted(seen_labels)
   index = {name: i for i, name in enumerate(labels)}
 
   parts = {split: ([], [], []) for split in schema.SPLITS}
   for row in kept.values():
-    split, _ = rows.assign_split(row.example_id, kw["split_salt"], kw["train_fraction"],
-                                 kw["validation_fraction"], kw["num_shards"],
+    split, _ = rows.assign_split(row.example_id, s.split_salt, s.train_fraction,
+                                 s.validation_fraction, s.num_shards,
                                  from_test_file=from_test_file[row.example_id])
     ids, texts, label_ids = parts[split]
     ids.append(row.example_id)
