@@ -122,25 +122,3 @@ def attention_internals(layer):
   return AttentionInternals(
       layer._key_dim, layer._masked_softmax, layer._dropout_layer,  # pylint: disable=protected-access
       (layer._dot_product_equation, layer._combine_equation))  # pylint: disable=protected-access
-
-
-EmbeddingLayers = collections.namedtuple(
-    "EmbeddingLayers", "word position_table type norm dropout")
-
-
-def embedding_layers(encoder):
-  """EmbeddingLayers of a built BertEncoderV2: the word embedding layer, the position table
-  [max_positions, hidden], the type embedding layer, the embedding LayerNorm and dropout.
-
-  Why: benchmarks/packing.py runs the encoder on packed rows (several examples per row), which
-  needs each example's own positions (0, 1, ... from its first token) instead of the row's;
-  BertEncoderV2 adds the row's positions inside call() and keeps these layers in private
-  attributes.
-  Public replacement: none in tf-models-official 2.20.
-  """
-  return EmbeddingLayers(
-      encoder.get_embedding_layer(),
-      encoder._position_embedding_layer._position_embeddings,  # pylint: disable=protected-access
-      encoder._type_embedding_layer,  # pylint: disable=protected-access
-      encoder._embedding_norm_layer,  # pylint: disable=protected-access
-      encoder._embedding_dropout)  # pylint: disable=protected-access

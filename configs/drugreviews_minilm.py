@@ -11,12 +11,11 @@ Binary positive-vs-rest (~64% positive). The 3-class variant, on data preprocess
 configs/data/drugreviews_3class.args:
   python -m trainer.task --config=configs/drugreviews_minilm.py --config.model.head=multiclass \\
       --data_dir=runs/data/drugreviews_3class --model_dir=runs/models/drugreviews_minilm_3class
-max_seq_length comes from the data (the recipes use 128: median review ~110 word pieces, p90
-~180, so 42% are cut; at --max_seq_length=256 only 3 of 978 are).
-Measured (benchmarks/results/long_text.md, bench_long_text.py, 10 epochs): test F1 0.823
-(mean of 2 seeds; seeds differ by 0.03, the 67 validation reviews pick checkpoint and threshold) and
-PR-AUC 0.904, vs TF-IDF + LR 0.818 / 0.891; --truncation=head_tail: 0.818 / 0.915;
---max_seq_length=256 (3 of 978 cut): 0.829 / 0.919; train.layer_decay=0.9: no gain.
+max_seq_length comes from the data (the recipes use 128, which cuts a large share of the
+reviews; the manifest's token-length percentiles and truncation counts say how many). What the
+long-text runs found (bench_long_text in docs/benchmarks.md): fine-tuned MiniLM did not beat
+TF-IDF + logistic regression by a clear margin here, the longer views ranked at least as well as
+head truncation, and layer-wise learning-rate decay gave no gain.
 The export records the data's --unescape_html, so `python -m serving.predict --delimiter=tab`
 on the raw TSV unescapes as training did.
 """

@@ -37,7 +37,7 @@ def get_config():
   # (TPU, --config.xla) it buckets to lengths derived from the manifest (16/24/.../64/128).
   config.train.checkpoint_every_steps = 300
   config.train.log_every_steps = 50
-  # Sorted evaluation batches of 64 pad less than 128 (python -m benchmarks.bench_eval measures it).
+  # Sorted evaluation batches of 64 pad less than 128 (bench_eval in docs/benchmarks.md).
   config.eval.global_batch_size = 64
   config.precision = "auto"             # CPU: bfloat16 where native (AVX512_BF16 / AMX), else float32
   config.wandb.project = "bert-tweets-minilm"

@@ -15,7 +15,7 @@ exactly, by dynamic programming over lengths that are multiples of `multiple`.
 
 At most 8 lengths, multiples of 8: under XLA (TPU, --config.xla) each new shape is a new
 compiled program. (On the CPU without XLA a new shape costs little, and padding each batch to
-its longest row was faster than these buckets: benchmarks/results/step.md.)
+its longest row was faster than these buckets: bench_step and bench_bucketing in docs/benchmarks.md.)
 """
 import numpy as np
 

@@ -77,7 +77,7 @@ def load_encoder_weights(encoder, encoder_dir):
 
 # What Model Garden's attention computes with einsums, and MatmulAttention as batched matmuls:
 # on CPUs TensorFlow runs these einsums with layout changes around a batched matmul, slower than
-# the transposes + matmuls below (benchmarks/results/step.md, the einsum_attn variant).
+# the transposes + matmuls below (bench_step and bench_matmul in docs/benchmarks.md).
 ATTENTION_EQUATIONS = ("aecd,abcd->acbe", "acbe,aecd->abcd")  # scores, combine; [b, s, heads, h]
 
 

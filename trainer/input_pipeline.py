@@ -8,7 +8,7 @@ lengths, each padded (config.train.padding) to its longest row ("longest": steps
 compiled per shape), or to the smallest of a few fixed lengths (e.g. 16/32/64/128) that fits
 ("bucket": the set of shapes stays small and static for XLA / TPU). Short texts are not
 padded to max_seq_length. (Dataset.bucket_by_sequence_length does the same per example, at under a fifth
-of the speed on 2 cores: benchmarks/bench_input_pipeline.py.)
+of the speed on 2 cores: bench_input_pipeline in docs/benchmarks.md's retired benchmarks.)
 
 Output elements (per replica): a dict
   input_word_ids, input_mask, input_type_ids: int32 [batch, padded_len]

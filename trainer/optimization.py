@@ -10,7 +10,7 @@ lr * rate * w, no decay of LayerNorm and bias). Three things differ from its cre
 - `train.lazy_embeddings`: a sparse gradient (the word-embedding table's IndexedSlices, one row
   per distinct token of the batch) updates only the rows it names. Keras' Adam decays the
   moments of all 30,522 rows and rewrites the whole table on every step, a large share of a
-  MiniLM step on CPU (the lazyemb variants of benchmarks/results/step.md). Rows of tokens absent from a batch
+  MiniLM step on CPU (bench_step in docs/benchmarks.md's retired benchmarks). Rows of tokens absent from a batch
   keep their moments until they appear again (as TF Addons' LazyAdam);
 - `train.layer_decay` (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?"):
   encoder layer l of L (1 = lowest) learns at lr x decay^(L - l), the embeddings at

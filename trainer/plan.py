@@ -99,7 +99,7 @@ def resolve_padding(config, previous_config, strategy):
   compiled per shape (TPUStrategy, config.xla), since every new shape is then a new program
   ("fixed" on a multi-host TPU, whose hosts bucket apart); else "longest" (each batch padded
   to its longest row: on CPUs and GPUs without XLA a new shape costs little; see
-  benchmarks/results/step.md).
+  bench_step in docs/benchmarks.md).
   """
   padding = config.train.padding
   if padding != "auto":

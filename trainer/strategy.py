@@ -62,7 +62,7 @@ def device_type(strategy):
 def resolve_precision(precision, strategy):
   """Maps `auto` to the policy that suits the hardware: float16 on GPU, bfloat16 on TPU and
   on CPUs with native bfloat16 (faster than float32 there: the bf16 variants of
-  benchmarks/results/step.md), float32 on other CPUs (emulated bfloat16 is slower)."""
+  bench_step in docs/benchmarks.md), float32 on other CPUs (emulated bfloat16 is slower)."""
   if precision != "auto":
     return precision
   device = device_type(strategy)
