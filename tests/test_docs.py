@@ -395,7 +395,7 @@ def test_documented_commands_use_known_flags():
   assert not found, "\n".join(found)
   # The front page's four pipeline commands are among what was checked.
   checked = {(c.doc, c.module) for c in commands}
-  for module in ("preprocess.run", "trainer.task", "trainer.predict", "scoring.run"):
+  for module in ("preprocess.run", "trainer.task", "serving.predict", "scoring.run"):
     assert ("README.md", module) in checked
 
 
