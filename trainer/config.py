@@ -21,6 +21,7 @@ ENCODER_KINDS = ("hub", "checkpoint", "random")
 NAN_POLICIES = ("stop", "skip")
 PADDINGS = ("auto", "longest", "bucket", "fixed")
 LR_SCHEDULES = ("linear", "polynomial_from_zero")
+CALIBRATIONS = ("temperature", "none")   # trainer/calibration.py METHODS
 
 
 def default_config():
@@ -99,6 +100,10 @@ def default_config():
   c.eval.global_batch_size = 64
   c.eval.best_metric = "auto"          # auto = best_f1 (binary), macro_f1 (multiclass), f1 (multilabel)
   c.eval.test_split = True             # evaluate the labelled test split at the end
+  # temperature: divide the logits by one T fitted on validation (minimum NLL) before the
+  # threshold sweep and in the export, so that probabilities mean what they say
+  # (trainer/calibration.py); none: the raw sigmoid / softmax.
+  c.eval.calibration = "temperature"
 
   c.data = ml_collections.ConfigDict()
   c.data.verify_shards = True          # count records per shard against the manifest first
@@ -136,6 +141,7 @@ def validate(config):
   one_of("train.padding", config.train.padding, PADDINGS)
   one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)
   one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
+  one_of("eval.calibration", config.eval.calibration, CALIBRATIONS)
   if config.encoder.kind == "hub" and not config.encoder.hub_handle:
     raise ValueError("config.encoder.kind=hub needs config.encoder.hub_handle")
   if config.encoder.kind == "checkpoint" and not config.encoder.dir:
