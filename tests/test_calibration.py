@@ -207,3 +207,15 @@ def test_a_too_small_validation_split_keeps_temperature_one_with_a_warning(tmp_p
   assert final["temperature"] == 1.0 == final["test"]["temperature"]
   assert final["validation"]["calibration"] == "not fitted: 12 validation rows (fewer than 20)"
   assert final["validation"]["ece"] == final["validation"]["ece_uncalibrated"]
+
+
+def test_a_lower_is_better_best_metric_is_refused():
+  from trainer import config as config_lib
+  config = config_lib.default_config()
+  config.eval.best_metric = "nll"
+  with pytest.raises(ValueError, match="best_metric='nll' is lower-is-better"):
+    config_lib.validate(config)
+  config.eval.best_metric = "auto"
+  config.eval.calibration = "platt"
+  with pytest.raises(ValueError, match="eval.calibration='platt' is not one of temperature, none"):
+    config_lib.validate(config)

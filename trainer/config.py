@@ -15,6 +15,7 @@ from ml_collections import config_dict
 from ml_collections.config_flags import config_path
 
 from bertcore import files
+from trainer import objective
 from bertcore.names import HEADS, POOLINGS, PRECISIONS, CONFIG_FILE  # noqa: F401 (re-exported)
 
 ENCODER_KINDS = ("hub", "checkpoint", "random")
@@ -142,6 +143,11 @@ def validate(config):
   one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)
   one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
   one_of("eval.calibration", config.eval.calibration, CALIBRATIONS)
+  if config.eval.best_metric in objective.MINIMIZED:
+    # The best checkpoint is the one with the highest value (checkpointing.BestTracker).
+    raise ValueError(f"config.eval.best_metric={config.eval.best_metric!r} is lower-is-better; "
+                     "the best checkpoint is picked by a higher-is-better metric (e.g. best_f1, "
+                     f"pr_auc); --objective={config.eval.best_metric} searches on it instead")
   if config.encoder.kind == "hub" and not config.encoder.hub_handle:
     raise ValueError("config.encoder.kind=hub needs config.encoder.hub_handle")
   if config.encoder.kind == "checkpoint" and not config.encoder.dir:

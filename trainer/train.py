@@ -356,7 +356,9 @@ def evaluate_epoch(run, tracker, epoch, step):
   improved = eval_loop.record_epoch(run.results, epoch, step, evaluated, run.best, run.config)
   summary = eval_loop.summary(evaluated.metrics)
   if run.chief:
-    say(f"epoch {epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items())
+    # The uncalibrated scores go to TensorBoard and W&B; the line keeps the calibrated ones.
+    say(f"epoch {epoch} validation: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in summary.items() if not k.endswith(eval_loop.UNCALIBRATED))
         + (f"  (new best {eval_loop.best_key(run.config)})" if improved else ""))
     eval_loop.write_results(run.plan.model_dir, run.results)
   with _summary_writer(run, "validation").as_default(step=step):
