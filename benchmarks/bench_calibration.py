@@ -44,8 +44,9 @@ def make_parser():
 
 
 def top_probability(probs, head):
-  """The probability of each row's most likely answer: binary max(p, 1 - p), multiclass max."""
-  return np.maximum(probs, 1 - probs) if head == "binary" else probs.max(axis=1)
+  """Each row's top probability, as serving.predict and scoring.run's --min_confidence take it."""
+  from serving import outputs   # TensorFlow: only when run
+  return np.array([outputs.top_probability(p, head) for p in probs])
 
 
 def side(val_labels, val_logits, test_labels, test_logits, head, names, temperature,
@@ -66,7 +67,7 @@ def side(val_labels, val_logits, test_labels, test_logits, head, names, temperat
     figures["test_f1"] = evaluation.compute_metrics(test_labels, test_probs, head,
                                                     names)["macro_f1"]
     predicted = test_probs.argmax(axis=1)
-  kept = top_probability(test_probs, head) >= min_confidence
+  kept = top_probability(test_probs, head) >= np.float32(min_confidence)
   figures["above_floor_share"] = float(kept.mean())
   figures["above_floor_accuracy"] = (float((predicted[kept] == test_labels[kept]).mean())
                                      if kept.any() else None)
