@@ -382,7 +382,39 @@ def search_trials(df):
 SEARCH = Page("search.md", "search.jsonl", "Hyper-parameter and seed search: the drug reviews",
               tables=(), outro=search_trials)
 
-PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY)
+def calibration_prepare(df):
+  return df.assign(data=[os.path.basename(str(d).rstrip("/")) for d in df["data_dir"]],
+                   steps=df["config.train.steps_per_epoch"] * df["config.train.epochs"])
+
+
+def calibration_cols(*cols):
+  return (Col("data", "data"), Col("head", "head"), Col("steps", "steps", 0),
+          Col("T", "temperature", 3)) + cols + (loaded_col(),)
+
+
+CALIBRATION = Page(
+    "calibration.md", "calibration.jsonl",
+    "Calibration: temperature scaling fitted on validation (bench_calibration)",
+    tables=(
+        Table("Test split, before (T = 1) and after (T fitted on validation); F1: binary at the "
+              "threshold tuned on that side's validation, multiclass macro-F1 of the argmax:",
+              calibration_cols(
+                  Col("ECE before", "before.test.ece", 4), Col("ECE after", "after.test.ece", 4),
+                  Col("Brier before", "before.test.brier", 4),
+                  Col("Brier after", "after.test.brier", 4),
+                  Col("NLL before", "before.test.nll", 4), Col("NLL after", "after.test.nll", 4),
+                  Col("F1 before", "before.test_f1", 4), Col("F1 after", "after.test_f1", 4))),
+        Table("The confidence floor on the test split: the share of rows whose top probability "
+              "reaches it, and the accuracy on those rows:",
+              calibration_cols(
+                  Col("floor", "min_confidence", 2),
+                  Col("share before", "before.above_floor_share", show=percent),
+                  Col("accuracy before", "before.above_floor_accuracy", 4),
+                  Col("share after", "after.above_floor_share", show=percent),
+                  Col("accuracy after", "after.above_floor_accuracy", 4)))),
+    prepare=calibration_prepare)
+
+PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION)
 
 
 # ---- the README's headline block ------------------------------------------------------------

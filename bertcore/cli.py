@@ -23,6 +23,7 @@ class SharedFlag(NamedTuple):
   default: object
   help: str
   boolean: bool = False  # argparse: --name=true|false (parse_bool); absl: --name / --noname
+  number: bool = False   # a float (argparse type=float; absl DEFINE_float)
 
 
 # The flags of more than one command, each declared here only: preprocess.run describes the
@@ -46,12 +47,18 @@ SHARED_FLAGS = {
         "head", "which word pieces a longer text keeps: head (its first), tail (its last) or "
                 "head_tail (the first quarter of the budget and the last three quarters); "
                 "pairs: see README 'Long texts'"),
+    "min_confidence": SharedFlag(
+        None, "a confidence floor p in (0, 1): a row whose top (calibrated) probability is below "
+              "p gets an empty label and `low_confidence` in a `flag` column (its probabilities "
+              "are still written); unset: no floor, no flag column", number=True),
     "wandb_project": SharedFlag(
         "", "log the job's statistics (preprocess.run: with its plots; scoring.run: counts and "
             "the label distribution) to this W&B project, if WANDB_MODE allows"),
 }
 CSV_FLAGS = ("id_column", "text_column", "text_pair_column", "encoding", "delimiter",
              "unescape_html")
+# What serving.predict and scoring.run write besides the CSV's columns.
+PREDICTION_FLAGS = ("min_confidence",)
 
 
 def parse_bool(value):
@@ -70,6 +77,8 @@ def add_shared_flags(parser, names):
     if flag.boolean:
       parser.add_argument(f"--{name}", default=flag.default, help=flag.help, type=parse_bool,
                           metavar="true|false")
+    elif flag.number:
+      parser.add_argument(f"--{name}", default=flag.default, help=flag.help, type=float)
     else:
       parser.add_argument(f"--{name}", default=flag.default, help=flag.help)
 
@@ -82,7 +91,8 @@ def define_shared_flags(names, flag_values=flags.FLAGS):
   module_name = sys.argv[0] if caller == "__main__" else caller
   for name in names:
     flag = SHARED_FLAGS[name]
-    define = flags.DEFINE_boolean if flag.boolean else flags.DEFINE_string
+    define = (flags.DEFINE_boolean if flag.boolean else
+              flags.DEFINE_float if flag.number else flags.DEFINE_string)
     define(name, flag.default, flag.help, flag_values=flag_values, module_name=module_name)
 
 

@@ -117,6 +117,7 @@ def make_manifest(plan, metadata, part_counts):
       "columns": plan.columns._asdict(),
       "model": {"path": s.model, "head": metadata["head"], "labels": metadata["labels"],
                 "threshold": metadata.get("threshold"),
+                "temperature": export_info.temperature(metadata),
                 "vocab_sha256": metadata["vocab_sha256"],
                 "max_seq_length": metadata.get("max_seq_length"),
                 # Exports older than the field cut the head.
@@ -125,6 +126,10 @@ def make_manifest(plan, metadata, part_counts):
       "rows_scored": sum(p["scored"] for p in part_counts),
       "rows_rejected": dict(sorted(rejected.items())),
       "rows_rejected_total": sum(rejected.values()),
+      # Rows scored but left without a label by --min_confidence (None: no floor).
+      "min_confidence": s.min_confidence,
+      "rows_low_confidence": (sum(p["low_confidence"] for p in part_counts)
+                              if plan.floor else None),
       "label_histogram": {name: labels.get(name, 0) for name in metadata["labels"]},
       "output_format": s.output_format,
       "output_columns": list(plan.output_columns),
@@ -142,6 +147,7 @@ def check_settings(settings):
   for name in ("num_shards", "sort_rows", "batch_size"):
     if getattr(s, name) < 1:
       raise ValueError(f"--{name} must be at least 1, got {getattr(s, name)}")
+  outputs.check_min_confidence(s.min_confidence)
   if s.bfloat16:
     from bertcore import hardware  # pylint: disable=import-outside-toplevel
     if not hardware.native_bfloat16():
@@ -153,12 +159,13 @@ def make_plan(settings, metadata):
   """The pipeline.Plan (temp_dir still None): the settings + what the driver resolved from them
   and the export, after every check on the inputs."""
   input_files, columns = resolve_inputs(settings, metadata)
+  floor = outputs.confidence_floor(metadata, settings.min_confidence)
   return pipeline_lib.Plan(
       settings=settings, input_files=tuple(input_files), columns=columns,
-      output_columns=tuple(outputs.output_columns(metadata, columns.id)), temp_dir=None,
+      output_columns=tuple(outputs.output_columns(metadata, columns.id, floor)), temp_dir=None,
       unescape_html=export_info.unescape_html_default(metadata, settings.unescape_html),
       multilabel_separator=export_info.multilabel_separator(metadata),
-      max_seq_length=metadata.get("max_seq_length"))
+      max_seq_length=metadata.get("max_seq_length"), floor=floor)
 
 
 def run_job(settings, options=None):

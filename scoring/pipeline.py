@@ -233,18 +233,20 @@ class _OpenPart:
     self.file.write(header_text)
     self.block = []  # (row_number, cells) of the current block, in arrival order.
     self.counts = {"rows": 0, "scored": 0, "rejected": collections.Counter(),
-                   "labels": collections.Counter()}
+                   "labels": collections.Counter(), "low_confidence": 0}
 
 
 class WritePart(beam.DoFn):
   """PredictionResults -> <temp_dir>/part-F-S.<format> (input order) + part-F-S.json counts."""
 
-  def __init__(self, temp_dir, columns, output_format, multilabel_separator=None):
+  def __init__(self, temp_dir, columns, output_format, multilabel_separator=None, floor=None):
     self._temp_dir = temp_dir
     self._columns = columns
     self._format = output_format
     self._separator = multilabel_separator
-    self._num_probabilities = len(columns) - 3
+    self._floor = floor
+    # All but id, label, error and (with a floor) flag.
+    self._num_probabilities = len(columns) - 3 - (floor is not None)
 
   def setup(self):
     self._parts = {}
@@ -259,9 +261,12 @@ class WritePart(beam.DoFn):
     if row.problem == END:
       self._close(row.part, part, expected_rows=row.row_number)
       return
-    part.block.append((row.row_number, outputs.output_cells(row.row_id, prediction, row.problem,
-                                                            self._num_probabilities)))
-    self._count(part.counts, row, prediction)
+    flag = None if self._floor is None else ""
+    if prediction is not None:
+      prediction, flag = outputs.apply_floor(prediction, self._floor)
+    part.block.append((row.row_number, outputs.output_cells(
+        row.row_id, prediction, row.problem, self._num_probabilities, flag)))
+    self._count(part.counts, row, prediction, flag)
     if len(part.block) == row.block_rows:
       part.block.sort(key=lambda item: item[0])
       part.file.write(outputs.encode_lines([cells for _, cells in part.block], self._columns,
@@ -273,7 +278,7 @@ class WritePart(beam.DoFn):
     temp = posixpath.join(self._temp_dir, f"{part_name(part, self._format)}.{uuid.uuid4().hex}")
     return _OpenPart(temp, header)
 
-  def _count(self, counts, row, prediction):
+  def _count(self, counts, row, prediction, flag):
     counts["rows"] += 1
     if prediction is None:
       counts["rejected"][row.problem] += 1
@@ -281,6 +286,9 @@ class WritePart(beam.DoFn):
       return
     counts["scored"] += 1
     self._scored.inc()
+    if flag == outputs.LOW_CONFIDENCE:  # scored, but no label: not in the label histogram
+      counts["low_confidence"] += 1
+      return
     label = prediction[0]
     names = label.split(self._separator) if self._separator and label else [label]
     counts["labels"].update(names)
@@ -317,6 +325,7 @@ class Plan(NamedTuple):
   unescape_html: bool                 # the flag, or the training data's
   multilabel_separator: Optional[str]
   max_seq_length: Optional[int]       # the model's; longer records are too_long
+  floor: Optional[outputs.ConfidenceFloor] = None   # --min_confidence
 
 
 def build(pipeline, plan: Plan):
@@ -341,4 +350,5 @@ def build(pipeline, plan: Plan):
        | "ReadPart" >> beam.ParDo(read)
        | "RunInference" >> inference_base.RunInference(handler)
        | "WritePart" >> beam.ParDo(WritePart(plan.temp_dir, list(plan.output_columns),
-                                             s.output_format, plan.multilabel_separator)))
+                                             s.output_format, plan.multilabel_separator,
+                                             plan.floor)))

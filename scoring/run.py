@@ -4,7 +4,8 @@ Scores CSV files (or, with --input_format=tfrecord, the preprocessing job's TFRe
 model exported by trainer.export, as a Beam job: rows -> Beam's
 RunInference (the model loaded once per worker, batches from BatchElements, rows sorted by
 length within blocks) -> sharded predictions (CSV or JSON lines, the columns of
-serving.predict: id, label, probability column(s), error) + manifest.json. Rows that cannot be
+serving.predict: id, label, probability column(s), error, and with --min_confidence the `flag`
+column) + manifest.json. Rows that cannot be
 scored get a row with the reason in `error`, preprocessing's reasons (malformed_csv,
 undecodable, nul_character, wrong_column_count, missing_id, empty_text, duplicate_id; for
 records corrupt_record, truncated_file, malformed_example, too_long); none is dropped.
@@ -37,7 +38,7 @@ def make_parser():
                  help="CSV file or glob (local or gs://; .gz is read as gzip), or with "
                       "--input_format=tfrecord a data directory or shard glob; repeatable")
   p.add_argument("--output_dir", required=True)
-  cli.add_shared_flags(p, cli.CSV_FLAGS)
+  cli.add_shared_flags(p, cli.CSV_FLAGS + cli.PREDICTION_FLAGS)
   p.add_argument("--output_format", default="csv", choices=pipeline_lib.FORMATS)
   p.add_argument("--num_shards", type=int, default=None,
                  help="output shards per input file; also the units of parallelism "
@@ -106,7 +107,9 @@ def main(argv=None):
     if isinstance(e, tf.errors.OpError):
       sys.exit(f"error: {e.message.strip().splitlines()[0]}")
     raise
-  print(f"score: {manifest['rows_read']} rows read, {manifest['rows_scored']} scored, "
+  low = manifest["rows_low_confidence"]
+  print(f"score: {manifest['rows_read']} rows read, {manifest['rows_scored']} scored"
+        f"{'' if low is None else f' ({low} below --min_confidence: low_confidence)'}, "
         f"{manifest['rows_rejected_total']} with an error {manifest['rows_rejected']}; "
         f"labels {manifest['label_histogram']}; {len(manifest['shards'])} shards + manifest.json "
         f"in {make_parser().parse_known_args(argv)[0].output_dir}")

@@ -29,3 +29,4 @@ class Settings:
   split: str                      # tfrecord input from a data directory: its split
   bfloat16: bool
   wandb_project: Optional[str]
+  min_confidence: Optional[float] = None   # the confidence floor (serving.outputs); None: none

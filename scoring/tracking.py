@@ -56,6 +56,8 @@ def summary_of(manifest):
   """The run's summary: counts, rejections by reason, the label distribution."""
   summary = {"rows_read": manifest["rows_read"], "rows_scored": manifest["rows_scored"],
              "rows_rejected_total": manifest["rows_rejected_total"]}
+  if manifest.get("rows_low_confidence") is not None:
+    summary["rows_low_confidence"] = manifest["rows_low_confidence"]
   summary.update({f"rejected/{k}": v for k, v in manifest["rows_rejected"].items()})
   summary.update({f"label/{k}": v for k, v in manifest["label_histogram"].items()})
   return summary

@@ -4,6 +4,7 @@
   check_export(model_dir)          read_metadata + the files and keys serving needs
   check_signature(...)             the export has the signature an input needs
   unescape_html_default(...)       --unescape_html as the training data had it
+  temperature(metadata)            the T the export divides its logits by (1 for older exports)
   WordPieceCounter(model_dir)      texts -> word-piece counts, the export's own tokenizer
 """
 import posixpath
@@ -56,6 +57,13 @@ def unescape_html_default(metadata, unescape_html):
   if unescape_html is not None:
     return unescape_html
   return bool((metadata.get("input") or {}).get("unescape_html", False))
+
+
+def temperature(metadata):
+  """The temperature an export's probabilities are calibrated with: metadata.json's
+  `temperature`, or 1.0 for exports made before temperature scaling (their raw probabilities)."""
+  value = metadata.get("temperature")
+  return 1.0 if value is None else float(value)
 
 
 def multilabel_separator(metadata):

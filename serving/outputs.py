@@ -7,6 +7,13 @@ One output row per input row, in input order:
                 per label instead
   error         empty, or why the row got no prediction (bertcore.row_checks' reasons; for
                 TFRecord input scoring's record reasons); label and probabilities are empty then
+  flag          only with --min_confidence=p: `low_confidence` when the row's top probability
+                is below p (its label is then empty, its probabilities are written), else empty
+
+The top probability (the export's probabilities are calibrated: trainer/calibration.py) is, for
+binary max(P, 1 - P), for multiclass the largest class probability, and for multilabel the
+least sure of the row's label decisions, min over labels of max(P, 1 - P): the row reaches the
+floor only if every one of its labels does.
 """
 import contextlib
 import csv
@@ -14,20 +21,67 @@ import io
 import json
 import posixpath
 import uuid
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 ROW_NUMBER_COLUMN = "row"
+FLAG_COLUMN = "flag"
+LOW_CONFIDENCE = "low_confidence"
 FORMATS = ("csv", "jsonl")
 
 
-def output_columns(metadata, id_column):
-  """The output's columns for an export's metadata: id (or `row`), label, probabilities, error."""
+class ConfidenceFloor(NamedTuple):
+  """--min_confidence: rows whose top probability is below `min_confidence` get no label."""
+  head: str
+  min_confidence: float
+
+
+def check_min_confidence(min_confidence):
+  """min_confidence (None: no floor); ValueError (one line) unless 0 < min_confidence < 1."""
+  if min_confidence is not None and not 0.0 < min_confidence < 1.0:
+    raise ValueError(f"--min_confidence must be in (0, 1), got {min_confidence}")
+  return min_confidence
+
+
+def confidence_floor(metadata, min_confidence):
+  """The ConfidenceFloor of an export and a --min_confidence value; None without a floor."""
+  if check_min_confidence(min_confidence) is None:
+    return None
+  return ConfidenceFloor(metadata["head"], float(min_confidence))
+
+
+def top_probability(probabilities, head):
+  """A row's top probability (module docstring), float32; probabilities: its outputs."""
+  p = np.asarray(probabilities, dtype=np.float32)
+  if head == "multiclass":
+    return p.max()
+  return np.maximum(p, np.float32(1) - p).min()
+
+
+def apply_floor(prediction, floor):
+  """(label, probabilities) -> (the prediction to write, its flag cell): the label emptied and
+  LOW_CONFIDENCE when the top probability is below the floor. flag None without a floor."""
+  if floor is None:
+    return prediction, None
+  label, probabilities = prediction
+  # In float32 on both sides, as the export compares with its threshold: a probability
+  # printed as 0.9 reaches --min_confidence=0.9.
+  if top_probability(probabilities, floor.head) < np.float32(floor.min_confidence):
+    return ("", probabilities), LOW_CONFIDENCE
+  return prediction, ""
+
+
+def output_columns(metadata, id_column, floor=None):
+  """The output's columns for an export's metadata: id (or `row`), label, probabilities, error,
+  and flag with a confidence floor."""
   if metadata["head"] == "binary":
     probabilities = ["probability"]
   else:
     probabilities = [f"probability_{name}" for name in metadata["labels"]]
-  return [id_column or ROW_NUMBER_COLUMN, "label"] + probabilities + ["error"]
+  return ([id_column or ROW_NUMBER_COLUMN, "label"] + probabilities + ["error"]
+          + ([FLAG_COLUMN] if floor else []))
 
 
 def format_probability(p):
@@ -35,12 +89,14 @@ def format_probability(p):
   return format(float(p), ".7g")
 
 
-def output_cells(row_id, prediction, problem, num_probabilities):
-  """-> one output row's cells. prediction: (label, probabilities) or None (then `problem`)."""
+def output_cells(row_id, prediction, problem, num_probabilities, flag=None):
+  """-> one output row's cells. prediction: (label, probabilities) or None (then `problem`).
+  flag: apply_floor's flag cell ("" for a row with a problem), None without a floor column."""
+  tail = [] if flag is None else [flag]
   if prediction is None:
-    return [row_id, ""] + [""] * num_probabilities + [problem]
+    return [row_id, ""] + [""] * num_probabilities + [problem] + tail
   label, probabilities = prediction
-  return [row_id, label] + [format_probability(p) for p in probabilities] + [""]
+  return [row_id, label] + [format_probability(p) for p in probabilities] + [""] + tail
 
 
 def encode_lines(rows, columns, output_format):

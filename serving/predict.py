@@ -2,7 +2,7 @@
 
   python -m serving.predict --model=<export dir> --input=test.csv --output=predictions.csv \\
       [--id_column=qid --text_column=question_text --text_pair_column= --batch_size=256 \\
-       --encoding=utf-8 --delimiter=, --unescape_html]
+       --encoding=utf-8 --delimiter=, --unescape_html --min_confidence=0.9]
 
 (`python -m trainer.predict`, its former name, runs the same.)
 
@@ -15,7 +15,9 @@ or `row`, label, probability column(s), error). A row that gets no prediction ke
 empty label / probability cells and the reason in `error`: the reject reasons of preprocessing
 (bertcore.row_checks: malformed_csv, undecodable, nul_character, wrong_column_count, missing_id,
 empty_text, duplicate_id), read by the same reader (serving.inputs). Such rows are counted in
-the summary, never dropped; blank lines are not rows.
+the summary, never dropped; blank lines are not rows. --min_confidence=p adds a `flag` column:
+a row whose top probability is below p has an empty label and `low_confidence` there (its
+probabilities are still written; serving.outputs defines the top probability per head).
 
 Input and output go through Beam's FileSystems / tf.io.gfile (gs:// works); the output is
 written to a temporary name and renamed when complete. Rows are read in chunks and sorted by
@@ -54,10 +56,11 @@ class Settings:
   encoding: str                   # a UTF-8 byte-order mark is skipped
   delimiter: str                  # one character ("\t" for TSV)
   unescape_html: Optional[bool]   # None: as the training data (the export's metadata)
+  min_confidence: Optional[float] = None  # the confidence floor; None: no floor
 
 
 # The flags make_settings reads besides --model, --input and --output.
-OPTION_FLAGS = ("batch_size",) + cli.CSV_FLAGS
+OPTION_FLAGS = ("batch_size",) + cli.CSV_FLAGS + cli.PREDICTION_FLAGS
 
 
 def make_settings(model_dir, input_path, output_path, **options):
@@ -69,12 +72,14 @@ def make_settings(model_dir, input_path, output_path, **options):
   value = {name: options.get(name, FLAGS[name].default) for name in OPTION_FLAGS}
   if value["batch_size"] < 1:
     raise ValueError(f"batch_size must be positive, got {value['batch_size']}")
+  outputs.check_min_confidence(value["min_confidence"])
   return Settings(
       model_dir=model_dir, input_path=input_path, output_path=output_path,
       columns=inputs.Columns(value["id_column"] or None, value["text_column"],
                              value["text_pair_column"] or None),
       batch_size=value["batch_size"], encoding=value["encoding"],
-      delimiter=cli.parse_delimiter(value["delimiter"]), unescape_html=value["unescape_html"])
+      delimiter=cli.parse_delimiter(value["delimiter"]), unescape_html=value["unescape_html"],
+      min_confidence=value["min_confidence"])
 
 
 def predict_csv(model_dir, input_path, output_path, log=print, **options):
@@ -92,7 +97,8 @@ def predict(settings, log=print):
     log: receives the progress lines.
   Returns:
     A summary dict: rows_read, rows_scored, rows_rejected {reason: count},
-    rows_rejected_total, seconds, rows_per_second, output, columns.
+    rows_rejected_total, rows_low_confidence (None without --min_confidence), seconds,
+    rows_per_second, output, columns.
   Raises:
     ValueError with a one-line message for a missing model, input or column.
   """
@@ -103,17 +109,20 @@ def predict(settings, log=print):
   # The header first: a wrong column fails before the model is loaded.
   inputs.read_layout(s.input_path, s.encoding, s.delimiter, s.columns)
   unescape_html = export_info.unescape_html_default(metadata, s.unescape_html)
-  output_columns = outputs.output_columns(metadata, s.columns.id)
+  floor = outputs.confidence_floor(metadata, s.min_confidence)
+  output_columns = outputs.output_columns(metadata, s.columns.id, floor)
   model = inference.load(s.model_dir)
   signature = inference.signature_name(with_pair=bool(s.columns.text_pair))
-  counts = {"rows": 0, "scored": 0, "rejected": collections.Counter()}
+  counts = {"rows": 0, "scored": 0, "rejected": collections.Counter(),
+            "low_confidence": 0 if floor else None}
   progress = _Progress(log)
   with outputs.complete_output(s.output_path) as out:
     out.write(outputs.header_text(output_columns, "csv"))
     rows = inputs.iter_rows(s.input_path, s.encoding, s.delimiter, s.columns, unescape_html,
                             count_pieces=export_info.WordPieceCounter(s.model_dir))
     for chunk in _chunks(rows, s.batch_size * CHUNK_BATCHES):
-      out.write(_predict_chunk(model, signature, chunk, s.batch_size, output_columns, counts))
+      out.write(_predict_chunk(model, signature, chunk, s.batch_size, output_columns, counts,
+                               floor))
       progress.report(counts["rows"])
   summary = _summary(counts, progress.seconds(), s.output_path, output_columns)
   log(_summary_line(summary))
@@ -149,9 +158,10 @@ def _chunks(items, size):
     yield chunk
 
 
-def _predict_chunk(model, signature, chunk, batch_size, columns, counts):
+def _predict_chunk(model, signature, chunk, batch_size, columns, counts, floor=None):
   """Predicts the good InputRows of a chunk; returns the chunk's output lines in input order."""
-  num_probabilities = len(columns) - 3  # All but id, label and error.
+  # All but id, label, error and (with a floor) flag.
+  num_probabilities = len(columns) - 3 - (floor is not None)
   with_pair = signature == "serve_text_pair"
   # By word pieces (InputRow.length): the export pads each batch to its longest row.
   good = sorted((i for i, row in enumerate(chunk) if row.problem is None),
@@ -166,9 +176,16 @@ def _predict_chunk(model, signature, chunk, batch_size, columns, counts):
   counts["rows"] += len(chunk)
   counts["scored"] += len(good)
   counts["rejected"].update(row.problem for row in chunk if row.problem is not None)
-  return outputs.encode_lines(
-      [outputs.output_cells(row.row_id, prediction, row.problem, num_probabilities)
-       for row, prediction in zip(chunk, predictions)], columns, "csv")
+  lines = []
+  for row, prediction in zip(chunk, predictions):
+    flag = None if floor is None else ""
+    if prediction is not None:
+      prediction, flag = outputs.apply_floor(prediction, floor)
+      if flag == outputs.LOW_CONFIDENCE:
+        counts["low_confidence"] = counts.get("low_confidence", 0) + 1
+    lines.append(outputs.output_cells(row.row_id, prediction, row.problem, num_probabilities,
+                                      flag))
+  return outputs.encode_lines(lines, columns, "csv")
 
 
 def _summary(counts, seconds, output_path, columns):
@@ -177,6 +194,7 @@ def _summary(counts, seconds, output_path, columns):
       "rows_read": counts["rows"], "rows_scored": counts["scored"],
       "rows_rejected": dict(sorted(counts["rejected"].items())),
       "rows_rejected_total": sum(counts["rejected"].values()),
+      "rows_low_confidence": counts["low_confidence"],
       "seconds": round(seconds, 3),
       "rows_per_second": round(counts["rows"] / seconds, 1) if seconds > 0 else None,
       "output": output_path, "columns": columns,
@@ -188,7 +206,9 @@ def _summary_line(summary):
   rejected = ", ".join(f"{k} {v}" for k, v in summary["rows_rejected"].items())
   hint = ("; undecodable rows: is --encoding right (e.g. latin-1)?"
           if "undecodable" in summary["rows_rejected"] else "")
-  return (f"predict: done: {summary['rows_read']} rows, {summary['rows_scored']} predicted, "
+  low = summary["rows_low_confidence"]
+  return (f"predict: done: {summary['rows_read']} rows, {summary['rows_scored']} predicted"
+          f"{'' if low is None else f' ({low} below --min_confidence: low_confidence)'}, "
           f"{summary['rows_rejected_total']} without prediction"
           f"{f' ({rejected})' if rejected else ''}{hint}; {summary['seconds']:.1f} s, "
           f"{summary['rows_per_second']} rows/s -> {summary['output']}")
@@ -201,7 +221,7 @@ flags.DEFINE_string("model", None, "Export directory written by trainer.export."
 flags.DEFINE_string("input", None, "CSV to predict (header row required).")
 flags.DEFINE_string("output", None, "Predictions CSV to write.")
 flags.DEFINE_integer("batch_size", 256, "Rows per model call.")
-cli.define_shared_flags(cli.CSV_FLAGS)
+cli.define_shared_flags(cli.CSV_FLAGS + cli.PREDICTION_FLAGS)
 FLAGS = flags.FLAGS
 
 

@@ -284,3 +284,18 @@ def test_committed_pages_and_readme_block_are_what_the_committed_records_render(
       assert (results / name).read_text() == f.read(), name
   if report.HEADLINE_BEGIN in committed_readme:
     assert readme.read_text() == committed_readme
+
+
+def test_calibration_page_gives_before_and_after_per_run():
+  side = lambda ece, share, accuracy: {
+      "test": {"ece": ece, "brier": 0.08, "nll": 0.27}, "test_f1": 0.6677,
+      "above_floor_share": share, "above_floor_accuracy": accuracy}
+  record = {"data_dir": "/runs/data/tweets_binary/", "head": "binary", "temperature": 1.8312,
+            "config": {"train": {"steps_per_epoch": 200, "epochs": 2}}, "min_confidence": 0.9,
+            "before": side(0.0612, 0.75, 0.9), "after": side(0.0201, 0.5, None),
+            "provenance": provenance()}
+  got = rows(report.render_page(report.CALIBRATION, [record]))
+  assert got[1] == ["tweets_binary", "binary", "400", "1.831", "0.0612", "0.0201", "0.0800",
+                    "0.0800", "0.2700", "0.2700", "0.6677", "0.6677", "no"]
+  assert got[3] == ["tweets_binary", "binary", "400", "1.831", "0.90", "75.0%", "0.9000", "50.0%",
+                    "-", "no"]

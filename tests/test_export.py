@@ -447,3 +447,57 @@ def test_per_file_move_puts_saved_model_pb_last(tmp_path, monkeypatch):
          for p in (tmp_path / "export").rglob("*") if p.is_file()}
   assert got == new  # the stale file of the old export is gone
   assert os.listdir(tmp_path) == ["export"]
+
+
+@pytest.mark.parametrize("head", ["binary", "multiclass", "multilabel"])
+def test_probabilities_are_of_logits_over_the_temperature(tmp_path, head):
+  vocab_path, text_encoder = tiny_setup(str(tmp_path))
+  labels = ["no", "yes"] if head == "binary" else ["red", "green", "blue"]
+  classifier = build_classifier(1 if head == "binary" else 3, seed=3)
+  export_dir = str(tmp_path / "export")
+  temperature = 2.75
+  export.export_saved_model(classifier, text_encoder, labels, head,
+                            None if head == "multiclass" else 0.5, export_dir, vocab_path,
+                            temperature=temperature)
+  loaded = tf.saved_model.load(export_dir)
+  assert loaded.temperature.numpy() == np.float32(temperature)
+  assert export_info.read_metadata(export_dir)["temperature"] == temperature
+  out = serve(loaded, TEXTS)
+  raw = reference_probabilities(classifier, text_encoder, head, TEXTS)
+  # reference_probabilities of T = 1, undone and redone with T: sigmoid / softmax(logits / T).
+  if head == "multiclass":
+    logits = np.log(raw)
+    e = np.exp(logits / temperature - (logits / temperature).max(axis=1, keepdims=True))
+    expected = e / e.sum(axis=1, keepdims=True)
+  else:
+    logits = np.log(raw / (1 - raw))
+    expected = 1 / (1 + np.exp(-logits / temperature))
+  np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+  assert np.abs(out["probabilities"] - raw).max() > 1e-3   # T changed them
+  if head == "multiclass":   # the argmax does not change
+    np.testing.assert_array_equal(out["label_id"], raw.argmax(axis=1))
+
+
+def test_an_export_without_a_temperature_serves_as_before(binary, tmp_path):
+  """Exports made before temperature scaling have no `temperature` in their metadata: serving
+  reads T = 1 for them, and their probabilities are the raw sigmoid."""
+  export_dir = str(tmp_path / "old")
+  shutil.copytree(binary["export_dir"], export_dir)
+  path = os.path.join(export_dir, "assets", "metadata.json")
+  metadata = json.load(open(path))
+  del metadata["temperature"]
+  with open(path, "w") as f:
+    json.dump(metadata, f)
+  assert export_info.temperature(export_info.check_export(export_dir)) == 1.0
+  out = serve(tf.saved_model.load(export_dir), TEXTS)
+  expected = reference_probabilities(binary["classifier"], binary["text_encoder"], "binary", TEXTS)
+  np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+  assert export_info.temperature(export_info.read_metadata(binary["export_dir"])) == 1.0
+
+
+def test_a_non_positive_temperature_is_refused(binary, tmp_path):
+  for bad in (0.0, -1.0, float("nan"), None):
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+      export.export_saved_model(binary["classifier"], binary["text_encoder"], ["no", "yes"],
+                                "binary", 0.5, str(tmp_path / "bad"), binary["vocab_path"],
+                                temperature=bad)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
@@ -184,3 +185,76 @@ def test_the_shared_flags_are_declared_once_with_one_default():
   predict.FLAGS["unescape_html"].parse("true")
   assert predict.FLAGS["unescape_html"].value is True
   predict.FLAGS["unescape_html"].unparse()
+
+
+def output_rows(paths):
+  """{(qid, error): row} of prediction CSVs (an id repeats only with a different error)."""
+  rows = []
+  for path in paths:
+    with open(path, newline="", encoding="utf-8") as f:
+      rows += list(csv.DictReader(f))
+  return {(r["qid"], r["error"]): r for r in rows}
+
+
+def test_predict_and_scoring_flag_the_same_low_confidence_rows(served, tmp_path):
+  root, model_dir, _, _ = served
+  plain = output_rows([root / "predict.csv"])
+  tops = {qid: max(float(r["probability"]), 1 - float(r["probability"]))
+          for qid, r in plain.items() if not r["error"]}
+  # A floor between two rows' top probabilities: some rows fall below it, some do not.
+  ordered = sorted(set(tops.values()))
+  floor = (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+  low = {qid for qid, top in tops.items() if top < floor}
+  assert 0 < len(low) < len(tops)
+  summary = predict.predict_csv(model_dir, str(root / "bad.csv"), str(tmp_path / "predict.csv"),
+                                batch_size=4, unescape_html=True, min_confidence=floor,
+                                log=lambda _: None)
+  manifest = score_run.run([f"--model={model_dir}", f"--input={root / 'bad.csv'}",
+                            f"--output_dir={tmp_path / 'score'}", "--unescape_html=true",
+                            "--num_shards=2", "--sort_rows=4", "--batch_size=3",
+                            f"--min_confidence={floor}"])
+  predicted = output_rows([tmp_path / "predict.csv"])
+  scored = output_rows(sorted((tmp_path / "score").glob("predictions-*.csv")))
+  for rows in (predicted, scored):
+    assert {qid for qid, r in rows.items() if r["flag"] == "low_confidence"} == low
+    for qid, r in rows.items():
+      # Probabilities and errors as without the floor (scoring's batches pad differently: up
+      # to the last float32 bit); only the label of low rows is gone.
+      assert r["error"] == plain[qid]["error"]
+      if not r["error"]:
+        assert float(r["probability"]) == pytest.approx(float(plain[qid]["probability"]), abs=1e-6)
+      assert r["label"] == ("" if qid in low else plain[qid]["label"])
+      assert r["flag"] in ("", "low_confidence")
+  assert summary["rows_low_confidence"] == manifest["rows_low_confidence"] == len(low)
+  assert manifest["min_confidence"] == floor and manifest["output_columns"][-1] == "flag"
+  assert sum(manifest["label_histogram"].values()) == len(tops) - len(low)
+  assert manifest["model"]["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
+def test_a_min_confidence_outside_zero_one_is_one_error_line(served, tmp_path, value):
+  root, model_dir, _, _ = served
+  message = f"--min_confidence must be in (0, 1), got {float(value)}"
+  with pytest.raises(ValueError) as info:
+    predict.make_settings(model_dir, str(root / "bad.csv"), str(tmp_path / "p.csv"),
+                          min_confidence=float(value))
+  assert str(info.value) == message
+  with pytest.raises(SystemExit) as exit_info:
+    score_run.main([f"--model={model_dir}", f"--input={root / 'bad.csv'}",
+                    f"--output_dir={tmp_path / 'out'}", f"--min_confidence={value}"])
+  assert exit_info.value.code == f"error: {message}"
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_top_probability_of_each_head():
+  from serving import outputs
+  assert outputs.top_probability([0.2], "binary") == np.float32(0.8)
+  assert outputs.top_probability([0.1, 0.7, 0.2], "multiclass") == np.float32(0.7)
+  # Multilabel: the least sure label decision.
+  assert outputs.top_probability([0.95, 0.3, 0.01], "multilabel") == np.float32(0.7)
+  floor = outputs.ConfidenceFloor("binary", 0.9)
+  # A probability written as 0.9 (float32) reaches a 0.9 floor: compared in float32.
+  assert outputs.apply_floor(("1", np.float32([0.9])), floor)[1] == ""
+  (label, probabilities), flag = outputs.apply_floor(("1", np.float32([0.89])), floor)
+  assert (label, flag) == ("", "low_confidence") and probabilities == np.float32(0.89)
+  assert outputs.apply_floor(("1", [0.5]), None) == (("1", [0.5]), None)

@@ -15,12 +15,14 @@ from ml_collections import config_dict
 from ml_collections.config_flags import config_path
 
 from bertcore import files
+from trainer import objective
 from bertcore.names import HEADS, POOLINGS, PRECISIONS, CONFIG_FILE  # noqa: F401 (re-exported)
 
 ENCODER_KINDS = ("hub", "checkpoint", "random")
 NAN_POLICIES = ("stop", "skip")
 PADDINGS = ("auto", "longest", "bucket", "fixed")
 LR_SCHEDULES = ("linear", "polynomial_from_zero")
+CALIBRATIONS = ("temperature", "none")   # trainer/calibration.py METHODS
 
 
 def default_config():
@@ -99,6 +101,10 @@ def default_config():
   c.eval.global_batch_size = 64
   c.eval.best_metric = "auto"          # auto = best_f1 (binary), macro_f1 (multiclass), f1 (multilabel)
   c.eval.test_split = True             # evaluate the labelled test split at the end
+  # temperature: divide the logits by one T fitted on validation (minimum NLL) before the
+  # threshold sweep and in the export, so that probabilities mean what they say
+  # (trainer/calibration.py); none: the raw sigmoid / softmax.
+  c.eval.calibration = "temperature"
 
   c.data = ml_collections.ConfigDict()
   c.data.verify_shards = True          # count records per shard against the manifest first
@@ -136,6 +142,12 @@ def validate(config):
   one_of("train.padding", config.train.padding, PADDINGS)
   one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)
   one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
+  one_of("eval.calibration", config.eval.calibration, CALIBRATIONS)
+  if config.eval.best_metric in objective.MINIMIZED:
+    # The best checkpoint is the one with the highest value (checkpointing.BestTracker).
+    raise ValueError(f"config.eval.best_metric={config.eval.best_metric!r} is lower-is-better; "
+                     "the best checkpoint is picked by a higher-is-better metric (e.g. best_f1, "
+                     f"pr_auc); --objective={config.eval.best_metric} searches on it instead")
   if config.encoder.kind == "hub" and not config.encoder.hub_handle:
     raise ValueError("config.encoder.kind=hub needs config.encoder.hub_handle")
   if config.encoder.kind == "checkpoint" and not config.encoder.dir:

@@ -336,3 +336,35 @@ def _draw_confusion(figure, labels, probs, head, names):
       ax.text(j, i, str(count), ha="center", va="center",
               color="white" if count > threshold else "black")
   ax.set_title("Confusion matrix")
+
+
+def save_reliability_plot(curves, head, path):
+  """Writes a reliability diagram, one panel per split, to path (PNG, through tf.io.gfile).
+
+  curves: {split: {curve name: (counts, mean confidence, accuracy)}} per equal-width bin, as
+  trainer.calibration.reliability_bins returns them (empty bins have NaNs and are skipped).
+  Returns path.
+  """
+  figure = _new_figure()
+  figure.set_size_inches(5 * max(1, len(curves)), 5)
+  axes = figure.subplots(1, max(1, len(curves)), squeeze=False)[0]
+  what = {"binary": ("P(label 1)", "share of label 1"),
+          "multiclass": ("top-label confidence", "accuracy"),
+          "multilabel": ("P(label), every label", "share of label")}[head]
+  for ax, (split, by_name) in zip(axes, curves.items()):
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for name, (counts, confidence, accuracy) in by_name.items():
+      used = counts > 0
+      ax.plot(confidence[used], accuracy[used], marker="o", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(what[0])
+    ax.set_ylabel(what[1])
+    ax.set_title(f"Reliability: {split}")
+    ax.legend(loc="upper left", fontsize="small")
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+  tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(buffer.getvalue())
+  return path

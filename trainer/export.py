@@ -13,7 +13,8 @@ Signatures (batch size dynamic; padding is to the longest row of each batch):
                                        bertcore.schema format (input_ids, type_ids, ...)
   outputs, all three:
     probabilities   float32  binary: [batch], P(label 1) (the `compute_metrics` convention);
-                             multiclass: [batch, C] softmax; multilabel: [batch, C] sigmoids
+                             multiclass: [batch, C] softmax; multilabel: [batch, C] sigmoids;
+                             all of logits / temperature (trainer/calibration.py)
     label_id        int64    binary: [batch] 0/1 from `probability >= threshold`;
                              multiclass: [batch] argmax; multilabel: [batch, C] multi-hot from
                              `probability >= threshold`
@@ -24,11 +25,13 @@ Signatures (batch size dynamic; padding is to the longest row of each batch):
 
 Inside the export:
   assets/vocab.txt       a byte copy of the vocabulary (tracked as the `vocab_file` Asset)
-  assets/metadata.json   head, labels, threshold, max_seq_length, truncation, lower_case,
-                         vocab hash, ...
+  assets/metadata.json   head, labels, threshold, temperature, max_seq_length, truncation,
+                         lower_case, vocab hash, ...
   and the same values as non-trainable variables on the loaded object
-  (`loaded.labels`, `loaded.head`, `loaded.threshold`, `loaded.max_seq_length`,
-  `loaded.truncation`, `loaded.lower_case`).
+  (`loaded.labels`, `loaded.head`, `loaded.threshold`, `loaded.temperature`,
+  `loaded.max_seq_length`, `loaded.truncation`, `loaded.lower_case`).
+An export made before temperature scaling has no `temperature` (metadata or variable): its
+probabilities are of T = 1 (serving.export_info.temperature reads it so).
 """
 import posixpath
 import shutil
@@ -59,7 +62,7 @@ class ServingModule(tf.Module):
   """The object that is saved: tokenization + classifier + head, as tf.functions."""
 
   def __init__(self, classifier, text_encoder, labels, head, threshold, vocab_path,
-               metadata_path):
+               metadata_path, temperature=1.0):
     super().__init__(name="bert_text_classifier")
     # Track the classifier's variables, not the Keras model: a Keras model inside the module
     # would make the SavedModel writer trace and store Keras' own call graphs as well (slow,
@@ -72,12 +75,15 @@ class ServingModule(tf.Module):
     self._label_names = list(labels)
     self._threshold_value = float(threshold) if head != "multiclass" else None
     self._max_seq_length_value = text_encoder.max_seq_length
+    self._temperature_value = float(temperature)
     # For introspection after tf.saved_model.load (the functions use the constants above).
     self.labels = tf.Variable(self._label_names, trainable=False, name="labels")
     self.head = tf.Variable(head, trainable=False, name="head")
     self.threshold = tf.Variable(
         float("nan") if self._threshold_value is None else self._threshold_value,
         dtype=tf.float32, trainable=False, name="threshold")
+    self.temperature = tf.Variable(self._temperature_value, dtype=tf.float32, trainable=False,
+                                   name="temperature")
     self.max_seq_length = tf.Variable(text_encoder.max_seq_length, dtype=tf.int64,
                                       trainable=False, name="max_seq_length")
     self.truncation = tf.Variable(text_encoder.truncation, trainable=False, name="truncation")
@@ -129,6 +135,9 @@ class ServingModule(tf.Module):
     }  # each int32 [batch, width]
     # Under a mixed-precision policy the logits may be float16/bfloat16.
     logits = tf.cast(self._call_classifier(features), tf.float32)  # [batch, num_outputs]
+    # Temperature scaling; the same float32 division as trainer.eval_loop.calibrated, so that
+    # the threshold tuned there decides the same rows here.
+    logits = logits / tf.constant(self._temperature_value, tf.float32)
     label_names = tf.constant(self._label_names)
     # binary [batch] = P(label 1); multiclass / multilabel [batch, C].
     probabilities = model_lib.probabilities(logits, self._head_name)
@@ -148,8 +157,11 @@ class ServingModule(tf.Module):
     return {"probabilities": probabilities, "label_id": label_id, "label": label}
 
 
-def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file):
+def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file, temperature):
   names.check_head(head)
+  if not (temperature is not None and 0.0 < float(temperature) < float("inf")):
+    raise ValueError(f"the temperature must be a positive number (1 = uncalibrated), got "
+                     f"{temperature!r}")
   if head == "binary" and len(labels) != 2:
     raise ValueError(f"a binary head needs 2 labels, got {list(labels)}")
   if head != "binary" and len(labels) < 2:
@@ -176,7 +188,7 @@ def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file):
 
 
 def export_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                       vocab_file, extra_metadata=None):
+                       vocab_file, extra_metadata=None, temperature=1.0):
   """Writes the serving SavedModel (see the module docstring for its signatures).
 
   Args:
@@ -193,6 +205,8 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
     vocab_file: the vocab.txt of text_encoder; copied into the export's assets.
     extra_metadata: optional JSON-able dict merged into assets/metadata.json (e.g. the eval
       results or the data manifest's hash).
+    temperature: T > 0; the export's probabilities are those of logits / T (the validation's
+      fitted temperature, trainer/calibration.py; 1 = the raw sigmoid / softmax).
   Returns:
     export_dir.
 
@@ -202,20 +216,22 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
   export_dir is moved aside first and deleted afterwards.
   """
   labels = [str(x) for x in labels]
-  tokens = _check_args(classifier, text_encoder, labels, head, threshold, vocab_file)
+  tokens = _check_args(classifier, text_encoder, labels, head, threshold, vocab_file,
+                       temperature)
   if head == "multiclass" and threshold is not None:
     logging.info("export: a multiclass head predicts by argmax; threshold %s is not used",
                  threshold)
-  metadata = _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata)
+  metadata = _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata,
+                       temperature)
   export_dir = export_dir.rstrip("/")
   _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                     vocab_file, metadata)
-  logging.info("export: wrote %s (%s head, %d labels, threshold %s)", export_dir, head,
-               len(labels), metadata["threshold"])
+                     vocab_file, metadata, temperature)
+  logging.info("export: wrote %s (%s head, %d labels, threshold %s, temperature %s)",
+               export_dir, head, len(labels), metadata["threshold"], metadata["temperature"])
   return export_dir
 
 
-def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata):
+def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata, temperature):
   """The dict written to assets/metadata.json: what serving and scoring need to know.
 
   extra_metadata (or None) is merged in; ValueError if it would override one of our keys.
@@ -226,6 +242,7 @@ def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata):
       "head": head,
       "labels": labels,
       "threshold": None if head == "multiclass" else float(threshold),
+      "temperature": float(temperature),
       "num_outputs": names.num_outputs(head, len(labels)),
       "max_seq_length": text_encoder.max_seq_length,
       "truncation": text_encoder.truncation,
@@ -245,7 +262,7 @@ def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata):
 
 
 def _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                       vocab_file, metadata):
+                       vocab_file, metadata, temperature):
   """Saves the ServingModule to `<export_dir>.tmp-<random>`, then moves it to export_dir.
 
   A failure removes the temporary directory and leaves export_dir as it was.
@@ -259,7 +276,7 @@ def _write_saved_model(classifier, text_encoder, labels, head, threshold, export
     metadata_path = posixpath.join(staging, METADATA_ASSET)
     files.write_json(metadata_path, metadata)
     module = ServingModule(classifier, text_encoder, labels, head, threshold, vocab_path,
-                           metadata_path)
+                           metadata_path, temperature)
     # The functions themselves, not get_concrete_function() results: the writer traces them
     # once in its own context either way, so tracing them here first doubled the export time.
     signatures = {"serving_default": module.serve_text,

@@ -30,7 +30,8 @@ def text_encoder_for(plan, vocab_file):
 
 
 def export_trained_model(config, plan, classifier, final, write_dir, chief):
-  """Exports classifier with final["threshold"] to <write_dir>/export; logs it to W&B.
+  """Exports classifier with final["threshold"] and final["temperature"] to <write_dir>/export;
+  logs it to W&B.
 
   Returns the export directory (None on a non-chief worker, or without a vocabulary).
   """
@@ -46,7 +47,8 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   validation = final.get("validation") or {}
   export.export_saved_model(
       classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
-      export_dir, vocab_file, extra_metadata={"training": {
+      export_dir, vocab_file, temperature=final.get("temperature", 1.0),
+      extra_metadata={"training": {
           "step": final["step"], "best_step": final["best_step"],
           "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir},
           # What the graph cannot do: predict and scoring read this to unescape as training did.
@@ -60,6 +62,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
     tracker.log_model(export_dir, f"model-{tracking.dataset_digest(plan.manifest)}",
                       metadata={"head": config.model.head, "labels": list(plan.label_names),
                                 "threshold": final["threshold"],
+                                "temperature": final.get("temperature", 1.0),
                                 "validation_best_f1": validation.get("best_f1")})
   finally:
     tracker.finish()

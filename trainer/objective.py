@@ -22,7 +22,10 @@ import numpy as np
 
 INTERMEDIATE_PREFIX = "objective:"
 WANDB_PREFIX = "objective/"
-MINIMIZED = ("loss",)
+# Lower is better: the loss and the calibration scores (trainer/calibration.py; `nll` and `ece`
+# are of the calibrated probabilities when config.eval.calibration is "temperature").
+MINIMIZED = ("loss", "ece", "brier", "nll", "ece_uncalibrated", "brier_uncalibrated",
+             "nll_uncalibrated")
 # Environment variables naming the trial a tuning service runs (--model_dir_per_trial):
 # Vertex AI's hyper-parameter tuning, then a W&B sweep agent's run id.
 TRIAL_ID_VARIABLES = ("CLOUD_ML_TRIAL_ID", "WANDB_RUN_ID")
@@ -35,7 +38,7 @@ def produced_metrics(head):
 
   Read from trainer.evaluation itself, on a small made-up pass, so the list cannot drift.
   """
-  from trainer import evaluation  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  from trainer import eval_loop  # pylint: disable=g-import-not-at-top  (TensorFlow)
   labels = np.array([0, 1, 0, 1])
   probs = np.array([0.2, 0.7, 0.6, 0.9])
   names = ["a", "b"]
@@ -43,9 +46,10 @@ def produced_metrics(head):
     probs = np.stack([1 - probs, probs], axis=1)
   elif head == "multilabel":
     labels, probs = np.stack([labels, 1 - labels], 1), np.stack([probs, 1 - probs], 1)
-  metrics = evaluation.compute_metrics(labels, probs, head, names, loss=0.5)
+  logits = np.log(probs) if head == "multiclass" else np.log(probs / (1 - probs))
+  metrics = eval_loop.calibrated(labels, logits, probs, head, names, 0.5, 1.0).metrics
   return sorted(k for k, v in metrics.items()
-                if isinstance(v, float) and k != "best_threshold")
+                if isinstance(v, float) and k not in ("best_threshold", "temperature"))
 
 
 def default_name(config):

@@ -151,7 +151,7 @@ def _apply_if(optimizer, grads, tvars, finite):
   return tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
 
 
-EVAL_OUTPUTS = ("probs", "labels", "weights", "loss")
+EVAL_OUTPUTS = ("probs", "logits", "labels", "weights", "loss")
 
 
 def make_eval_step(strategy, classifier, head):
@@ -160,17 +160,20 @@ def make_eval_step(strategy, classifier, head):
   One call runs many batches, so that the host's work (a call, copies to numpy) is per call,
   not per batch. Every worker gets every replica's rows (strategy.gather).
   Returns:
-    eval_fn(iterator, num_steps: int32 scalar) -> {probs float32 [n, K], labels [n, ...],
+    eval_fn(iterator, num_steps: int32 scalar) -> {probs float32 [n, K] or [n] (binary),
+      logits float32 [n, K] (what temperature scaling divides), labels [n, ...],
       weights float32 [n], loss float32 [n]}, n = num_steps * global batch; weights are 0 for
       the filler rows that pad evaluation to equal batches.
   """
-  dtypes = {"probs": tf.float32, "labels": tf.int32 if head == "multiclass" else tf.float32,
+  dtypes = {"probs": tf.float32, "logits": tf.float32,
+            "labels": tf.int32 if head == "multiclass" else tf.float32,
             "weights": tf.float32, "loss": tf.float32}
 
   def replica_step(batch):
     features = {k: batch[k] for k in names.MODEL_INPUTS}
     logits = classifier(features, training=False)
-    return {"probs": model_lib.probabilities(logits, head), "labels": batch["labels"],
+    return {"probs": model_lib.probabilities(logits, head), "logits": logits,
+            "labels": batch["labels"],
             "weights": batch["weights"],
             "loss": model_lib.per_example_loss(batch["labels"], logits, head)}
   replica_step = _as_written(replica_step)

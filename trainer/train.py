@@ -30,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer import checkpointing, eval_loop, export_step, input_pipeline, optimization
+from trainer import calibration, checkpointing, eval_loop, export_step, input_pipeline
+from trainer import optimization
 from trainer import config as config_lib
 from trainer import model as model_lib
 from trainer import plan as plan_lib
@@ -338,10 +339,11 @@ def _summary_writer(run, name):
   return tf.summary.create_file_writer(posixpath.join(run.plan.model_dir, "tensorboard", name))
 
 
-def _evaluate(run, split):
+def _evaluate(run, split, temperature=None):
   return eval_loop.evaluate_split(split, config=run.config, plan=run.plan,
                                   strategy=run.strategy, eval_step=run.eval_step,
-                                  between_calls=lambda: _stop_if_preempted(run))
+                                  between_calls=lambda: _stop_if_preempted(run),
+                                  temperature=temperature)
 
 
 def evaluate_epoch(run, tracker, epoch, step):
@@ -354,7 +356,9 @@ def evaluate_epoch(run, tracker, epoch, step):
   improved = eval_loop.record_epoch(run.results, epoch, step, evaluated, run.best, run.config)
   summary = eval_loop.summary(evaluated.metrics)
   if run.chief:
-    say(f"epoch {epoch} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items())
+    # The uncalibrated scores go to TensorBoard and W&B; the line keeps the calibrated ones.
+    say(f"epoch {epoch} validation: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in summary.items() if not k.endswith(eval_loop.UNCALIBRATED))
         + (f"  (new best {eval_loop.best_key(run.config)})" if improved else ""))
     eval_loop.write_results(run.plan.model_dir, run.results)
   with _summary_writer(run, "validation").as_default(step=step):
@@ -379,7 +383,9 @@ def final_evaluation(run):
   say(f"final evaluation of the {source}")
   final = {"step": step, "source": source, "total_steps": plan.total_steps,
            "best_step": best_step, "eval_examples_per_sec": {}}
-  plots = {}
+  plots, done = {}, {}
+  # The test split is scaled by the temperature fitted on validation (1 without validation).
+  temperature = None
   tracker = tracking.start_run(config, plan.model_dir, "evaluate", run.chief)
   try:
     for split in eval_loop.final_splits(config, plan):
@@ -387,7 +393,10 @@ def final_evaluation(run):
       if split == "validation" and cached and cached[0] == best_step:
         evaluated = cached[1]  # the same weights were just evaluated at that epoch's end
       else:
-        evaluated = _evaluate(run, split)
+        evaluated = _evaluate(run, split, temperature)
+      if split == "validation":
+        temperature = evaluated.temperature if evaluated else 1.0
+        _warn_if_unfit(run, evaluated)
       if evaluated is None:
         continue
       final[split] = evaluated.metrics
@@ -395,16 +404,50 @@ def final_evaluation(run):
       if run.chief and "error" not in evaluated.metrics:
         plots.update(eval_loop.save_plots(split, evaluated, config, plan))
         eval_loop.save_outputs(split, evaluated, plan)
+        done[split] = evaluated
       tracker.summary({split: {k: v for k, v in evaluated.metrics.items()
                                if isinstance(v, (int, float))}})
       _stop_if_preempted(run)
+    if done:
+      plots.update(eval_loop.save_reliability_plot(done, config, plan))
+      _calibration_summaries(run, done, best_step)
     tracker.log_images(plots)
   finally:
     tracker.finish()
+  final["temperature"] = temperature or 1.0
   final["threshold"] = eval_loop.decision_threshold(final.get("validation"), config.model.head)
   final["plots"] = sorted(plots.values())
   final["export_dir"] = None
   return final
+
+
+def _warn_if_unfit(run, evaluated):
+  if run.chief and run.config.eval.calibration == "temperature":
+    why = "no validation rows" if evaluated is None else evaluated.unfit
+    if why:
+      say(f"warning: calibration: temperature kept at 1 ({why}); the exported probabilities "
+          "are uncalibrated")
+
+
+def _calibration_summaries(run, evaluated_by_split, step):
+  """The final evaluation's calibration scores (before and after) as TensorBoard scalars."""
+  with _summary_writer(run, "final").as_default(step=step):
+    for split, evaluated in evaluated_by_split.items():
+      for k in ("temperature",) + tuple(
+          f"{score}{suffix}" for score in calibration.SCORES
+          for suffix in ("", eval_loop.UNCALIBRATED)):
+        tf.summary.scalar(f"{split}/{k}", evaluated.metrics[k])
+
+
+def calibration_line(final):
+  """`calibration: T=1.83, validation ECE 0.071 -> 0.018, test ECE 0.066 -> 0.021`."""
+  parts = [f"T={final['temperature']:.3g}"]
+  for split in ("validation", "test"):
+    metrics = final.get(split) or {}
+    if isinstance(metrics.get("ece"), float):
+      parts.append(f"{split} ECE {metrics['ece' + eval_loop.UNCALIBRATED]:.3f} -> "
+                   f"{metrics['ece']:.3f}")
+  return "calibration: " + ", ".join(parts)
 
 
 def _export(run, final):
@@ -429,6 +472,7 @@ def _write_final(run, final):
         f"{split} {k} {final[split][k]:.4f}" for split in ("validation", "test")
         if split in final for k in ("f1", "best_f1", "pr_auc")
         if isinstance(final[split].get(k), float)))
+    say(calibration_line(final))
     say(f"results: {posixpath.join(run.plan.model_dir, eval_loop.RESULTS_FILE)}"
         + (f"; export: {final['export_dir']}" if final["export_dir"] else ""))
   return run.results
