@@ -441,3 +441,14 @@ def test_links_and_anchors_are_read_as_github_does():
   text = "# Long texts\n## Why not X?\nsee [a](b.md#c) and `[no](link)`\n```\n[x](y)\n```\n"
   assert links(text) == ["b.md#c"]
   assert anchors(text) == {"long-texts", "why-not-x"}
+
+
+def test_the_readme_is_a_front_page():
+  """At most 8 KB, the two fresh-machine commands first: the detail lives in docs/."""
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  assert len(text.encode("utf-8")) <= 8 * 1024
+  blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+  assert [b.strip() for b in blocks[:2]] == [
+      "bash scripts/setup.sh && bash scripts/quickstart.sh",
+      "bash scripts/setup.sh && bash scripts/test.sh"]
