@@ -8,24 +8,16 @@ Runs in its own venv, never in the project's (torch is not a dependency of this 
       --ids_dir=/tmp/tweets_ids --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --eval_batch=64 --out=/tmp/reference.json
 
---ids_dir holds benchmarks/export_split_ids.py's train/validation/test .npz (token ids and
-positive-vs-rest labels of the preprocessed TFRecords), so both sides train on the same ids.
---hf_dir is a Hugging Face BERT directory (config.json + model.safetensors), loaded offline.
-This file imports neither TensorFlow nor this package; benchmarks/bench_vs_pytorch.py runs it
-and passes every setting that must match our side (--eval_batch, --threads, --seed, --steps).
-
-The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout 0.1 ->
-Linear(hidden, 1) (truncated normal 0.02, zero bias, as trainer/model.py), sigmoid cross-entropy
-with pos_weight 1; AdamW lr 5e-5, int(10%) warm-up steps then linear decay to 0, weight decay
-0.01 (not on biases and LayerNorm, in both), clip 1.0, epsilon 1e-8, batch 32, float32 unless
---bf16; length-grouped sampling with padding to each batch's longest row; --threads threads.
-Figures (one summary line on stdout, all of them in --out as JSON):
-  train_examples_per_sec  steady state: steps after --skip_steps, timed by a TrainerCallback
-  eval_examples_per_sec   {split: examples / wall seconds of trainer.predict}, batch --eval_batch
-                          (transformers 5 groups the evaluation rows by length too)
-  validation / test       pr_auc (average precision), best_f1 and best_threshold of the sweep
-                          0.01..0.99 (ties nearest 0.5, as trainer/evaluation.py), f1 at 0.5;
-                          test f1_tuned: at the validation's best_threshold
+--ids_dir holds export_split_ids.py's .npz files (both sides train on the same token ids);
+--hf_dir is a Hugging Face BERT directory (config.json + model.safetensors). This file imports
+neither TensorFlow nor this package; bench_vs_pytorch.py runs it with our side's settings.
+The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout ->
+Linear(hidden, 1) (as trainer/model.py initialises it), sigmoid cross-entropy; AdamW with linear
+warm-up and decay, weight decay 0.01 (not on biases and LayerNorm), clip 1.0, batch 32, float32
+unless --bf16; length-grouped sampling, each batch padded to its longest row. --out gets the
+steady training rate (steps after --skip_steps), the evaluation rate per split, and per split
+PR-AUC and the threshold sweep's F1 (as trainer/evaluation.py; test F1 also at the validation's
+best threshold); one summary line goes to stdout.
 """
 import argparse
 import json
@@ -221,13 +213,11 @@ def run(args):
 
 
 def summary_line(record):
-  """One line: 'pytorch: train 38.2 examples/s (padding efficiency 0.910), eval ...'."""
-  speed, test = record["eval_examples_per_sec"], record["test"]
-  return (f"{record['variant']}: train {record['train_examples_per_sec']:.1f} examples/s "
-          f"(padding efficiency {record['train_padding_efficiency']:.3f}), eval validation "
-          f"{speed['validation']:.1f} test {speed['test']:.1f} examples/s, test pr_auc "
-          f"{test['pr_auc']:.4f} f1_tuned {test['f1_tuned']:.4f} best_f1 {test['best_f1']:.4f}, "
-          f"wall {record['wall_seconds']:.0f} s")
+  """One line: 'pytorch: train 38.2 examples/s, test pr_auc 0.7530 f1_tuned ...'."""
+  test = record["test"]
+  return (f"{record['variant']}: train {record['train_examples_per_sec']:.1f} examples/s, eval "
+          f"{record['eval_examples_per_sec']}, test pr_auc {test['pr_auc']:.4f} f1_tuned "
+          f"{test['f1_tuned']:.4f}, wall {record['wall_seconds']:.0f} s")
 
 
 def make_parser():
