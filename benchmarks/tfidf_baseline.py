@@ -1,27 +1,19 @@
 r"""The classical baseline: TF-IDF (word 1-2-grams) + logistic regression, on the job's own split.
 
-The rows and splits come from the preprocessing job's own code, given the job's own flags:
-`preprocess.run.make_parser` / `make_settings` read them, `csv_source` reads the CSV (with the
-recipe's --encoding and --delimiter), `rows.convert_row` validates each record (with
---unescape_html) and computes its id, duplicate ids keep the first row by (file, line) as the
-job's WriteShards does (--test_input files first), and `rows.assign_split` puts each id in
-train / validation / test (every row of a --test_input file in test). So the baseline trains on
-exactly the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a
-written data directory (same ids and labels in every split).
-
-C and class_weight are chosen on the validation split (a fair baseline); for a binary task the
-decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
-applied to test. Metrics come from trainer.evaluation.compute_metrics, the trainer's own.
-
   python -m benchmarks.tfidf_baseline @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
   python -m benchmarks.tfidf_baseline @configs/data/drugreviews_binary.args \
       --input="$(python -m preprocess.datasets drugreviews-train)" \
       --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
-(The job's parser wants a vocabulary flag; the baseline never reads it.)
+Given the preprocessing job's own flags (its parser wants a vocabulary flag; the baseline never
+reads it), the rows are read, validated, deduplicated and split by the job's own code, so the
+baseline trains on exactly the fine-tuned model's rows; --data_dir checks that against a written
+data directory, id by id. C and class_weight are chosen on validation, and so is a binary
+task's decision threshold; the metrics are trainer.evaluation.compute_metrics', the trainer's own.
 """
 import argparse
+import collections
 import json
 import sys
 import time
@@ -30,8 +22,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
-from bertcore import schema
+from benchmarks.common import f1_at
 from bertcore import csv_source
+from bertcore import schema
 from preprocess import job
 from preprocess import rows
 from preprocess import run as preprocess_run
@@ -80,37 +73,30 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   input_files, test_files = job.check_input_roles(
       s.input_patterns, s.test_input_patterns, s.encoding, s.columns, s.delimiter)
 
-  kept = {}  # example_id -> Row (the first by (file, line), as WriteShards keeps)
-  seen_labels = set()
-  rows_read = 0
-  rejected = {}
-  from_test_file = {}  # example_id -> whether its kept row comes from a --test_input file
+  kept = {}  # example_id -> (Row, from a --test_input file): the first by (file, line), as the job
+  seen_labels, rejected, rows_read = set(), collections.Counter(), 0
   # The job's file order: test files, then the others, each sorted; records in line order.
   for path in test_files + input_files:
     records = csv_source.iter_records(path, s.encoding, s.delimiter)
-    header = next(records)
-    layout = rows.make_layout(header.fields, s.columns, path)
+    layout = rows.make_layout(next(records).fields, s.columns, path)
     for record in records:
       rows_read += 1
       result = rows.convert_row(record, layout, s.row_config)
       if isinstance(result, rows.Rejection):
-        rejected[result.reason] = rejected.get(result.reason, 0) + 1
+        rejected[result.reason] += 1
         continue
-      # The job discovers labels from every valid row, duplicates included.
-      seen_labels.update(result.labels)
+      seen_labels.update(result.labels)   # the job's labels: every valid row's, duplicates too
       if result.example_id in kept:
-        rejected["duplicate_id"] = rejected.get("duplicate_id", 0) + 1
-        continue
-      kept[result.example_id] = result
-      from_test_file[result.example_id] = path in test_files
+        rejected["duplicate_id"] += 1
+      else:
+        kept[result.example_id] = (result, path in test_files)
   labels = list(s.labels) if s.labels is not None else sorted(seen_labels)
   index = {name: i for i, name in enumerate(labels)}
 
   parts = {split: ([], [], []) for split in schema.SPLITS}
-  for row in kept.values():
+  for row, from_test_file in kept.values():
     split, _ = rows.assign_split(row.example_id, s.split_salt, s.train_fraction,
-                                 s.validation_fraction, s.num_shards,
-                                 from_test_file=from_test_file[row.example_id])
+                                 s.validation_fraction, s.num_shards, from_test_file=from_test_file)
     ids, texts, label_ids = parts[split]
     ids.append(row.example_id)
     # A pair task joins the two texts; TF-IDF has no notion of segments.
@@ -164,10 +150,6 @@ def _scores(model, x, head, positive_index):
   return probs[:, list(model.classes_).index(positive_index)] if head == "binary" else probs
 
 
-def _binary_targets(label_ids, positive_index):
-  return (label_ids == positive_index).astype(np.int64)
-
-
 def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = None,
                  cs=DEFAULT_CS, class_weights=DEFAULT_CLASS_WEIGHTS, seed=0):
   """Fits on train, picks (C, class_weight) on validation, evaluates on test.
@@ -177,10 +159,8 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
     head: "binary" (positive vs rest: `positive_label`, default labels[1]) or "multiclass".
     cs, class_weights: the grid searched on validation.
   Returns:
-    A dict: chosen params, the grid's validation scores, `validation` and `test`
-    (trainer.evaluation.compute_metrics results), a `summary` of the headline figures,
-    `seconds` (fit + search + evaluation), all JSON-able; and `test_outputs`, the test split's
-    (labels, scores) as numpy arrays (for bootstrap intervals).
+    A JSON-able dict (chosen params, the grid, `validation` and `test` metrics, their `summary`,
+    `seconds`), plus `test_outputs`: the test split's (labels, scores) as numpy arrays.
   """
   start = time.time()
   if head not in ("binary", "multiclass"):
@@ -222,8 +202,8 @@ def _targets(dataset, head, positive_label):
   positive_index = labels.index(positive_label) if positive_label else 1
   rest = [n for i, n in enumerate(labels) if i != positive_index]
   names = ["|".join(rest), labels[positive_index]]
-  y = {s: _binary_targets(dataset.splits[s].label_ids, positive_index) for s in schema.SPLITS}
-  return names, y, 1  # After _binary_targets the positive class is 1.
+  y = {s: (dataset.splits[s].label_ids == positive_index).astype(np.int64) for s in schema.SPLITS}
+  return names, y, 1  # the positive class is now 1
 
 
 def _search_grid(x, y, head, names, positive_index, cs, class_weights, seed):
@@ -233,26 +213,15 @@ def _search_grid(x, y, head, names, positive_index, cs, class_weights, seed):
   validation metrics) of the best: binary best_f1, multiclass macro_f1; the first on ties).
   """
   select = "best_f1" if head == "binary" else "macro_f1"
-  grid = []
-  best, best_score = None, None
+  fits = []
   for class_weight in class_weights:
     for c in cs:
-      model = linear_model.LogisticRegression(
-          C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
-      model.fit(x["train"], y["train"])
-      val_metrics = evaluation.compute_metrics(
-          y["validation"], _scores(model, x["validation"], head, positive_index), head, names)
-      score = val_metrics[select]
-      grid.append({"C": c, "class_weight": class_weight, f"validation_{select}": score})
-      if best is None or score > best_score:
-        best, best_score = (c, class_weight, model, val_metrics), score
-  return grid, best
-
-
-def f1_at(metrics, threshold):
-  """F1 of a binary compute_metrics result at one of its sweep thresholds."""
-  sweep = metrics["threshold_sweep"]
-  return sweep["f1"][sweep["thresholds"].index(round(threshold, 2))]
+      model = linear_model.LogisticRegression(C=c, class_weight=class_weight, max_iter=2000,
+                                              random_state=seed).fit(x["train"], y["train"])
+      fits.append((c, class_weight, model, evaluation.compute_metrics(
+          y["validation"], _scores(model, x["validation"], head, positive_index), head, names)))
+  grid = [{"C": c, "class_weight": w, f"validation_{select}": m[select]} for c, w, _, m in fits]
+  return grid, max(fits, key=lambda fit: fit[3][select])   # max keeps the first of equals
 
 
 def summarize(val_metrics, test_metrics, head):
@@ -269,6 +238,17 @@ def summarize(val_metrics, test_metrics, head):
   return {"test_macro_f1": test_metrics["macro_f1"],
           "test_accuracy": test_metrics["accuracy"],
           "test_macro_pr_auc": test_metrics["pr_auc"]}
+
+
+def run_on_data_dir(preprocess_argv, data_dir, head):
+  """run_baseline on the rows of the job's flags, checked to be exactly data_dir's; a mismatch
+  or bad input is one `error:` line (SystemExit)."""
+  try:
+    dataset = load_dataset(preprocess_argv)
+    check_against_data_dir(dataset, data_dir)
+  except ValueError as e:
+    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
+  return run_baseline(dataset, head)
 
 
 def make_parser():
