@@ -26,11 +26,6 @@ from benchmarks import common
 TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
 
 
-def convert_command(encoder_dir):
-  return [sys.executable, "-m", "trainer.convert", "--bundled_minilm",
-          f"--output_dir={encoder_dir}"]
-
-
 def preprocess_argv(task, encoder_dir, data_dir, max_seq_length):
   """The preprocessing job's flags for the task's recipe (the baseline reads the same)."""
   from preprocess import datasets
@@ -52,9 +47,7 @@ def run_cached(command, done, log, fresh):
 def overrides_of(args, config_flags):
   """The trainer overrides of this run: the task's head, the seed, then --config.* given here."""
   overrides = {"model.head": TASKS[args.task], "train.seed": args.seed, "export": False}
-  for flag in config_flags:
-    name, _, value = flag.removeprefix("--config.").partition("=")
-    overrides[name] = value
+  overrides.update(flag.removeprefix("--config.").split("=", 1) for flag in config_flags)
   return overrides
 
 
@@ -86,7 +79,7 @@ def run_baseline(task, argv, data_dir, work_dir, fresh):
 
 
 def make_parser():
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--task", choices=sorted(TASKS), default="binary")
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--max_seq_length", type=int, default=128, help="the preprocessing's")
@@ -112,7 +105,8 @@ def main(argv=None):
   machine, before = common.machine(), common.sample()
 
   stages = {"convert": {"seconds": run_cached(
-      convert_command(encoder_dir), os.path.join(encoder_dir, "bert_config.json"),
+      [sys.executable, "-m", "trainer.convert", "--bundled_minilm", f"--output_dir={encoder_dir}"],
+      os.path.join(encoder_dir, "bert_config.json"),
       os.path.join(work, "convert.log"), args.fresh)}}
   argv_pre = preprocess_argv(args.task, encoder_dir, data_dir, args.max_seq_length)
   stages["preprocess"] = {"seconds": run_cached(
@@ -144,11 +138,8 @@ def main(argv=None):
       "provenance": common.provenance(machine, before, common.sample()),
   }
   common.append_record(args.out, record)
-  first, second = (("test_f1", "test_pr_auc") if head == "binary"
-                   else ("test_macro_f1", "test_accuracy"))
   for name in ("fine_tuned", "baseline"):
-    s = record[name]["summary"]
-    print(f"{name:<10} {first} {s[first]:.4f}  {second} {s[second]:.4f}")
+    print(f"{name}: {json.dumps(record[name]['summary'])}")
   print(f"appended to {args.out}; python -m benchmarks report renders quality.md")
 
 

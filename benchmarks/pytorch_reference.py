@@ -164,11 +164,8 @@ def split_metrics(labels, probs, tuned=None):
 
 
 def predict(trainer, dataset):
-  """(labels int [n], P(positive) float32 [n], wall seconds of the pass).
-
-  The labels come back with the predictions: with length grouping on, transformers 5 also
-  groups the evaluation rows by length, so the outputs are not in the dataset's order.
-  """
+  """(labels int [n], P(positive) float32 [n], wall seconds). The labels come with the
+  predictions: transformers 5 groups the evaluation rows by length too, out of dataset order."""
   start = time.perf_counter()
   out = trainer.predict(dataset)
   seconds = time.perf_counter() - start
@@ -240,16 +237,11 @@ def make_parser():
   return p
 
 
-def parse_args(argv=None):
-  p = make_parser()
-  args = p.parse_args(argv)
-  if args.steps <= args.skip_steps:
-    p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
-  return args
-
-
 def main(argv=None):
-  args = parse_args(argv)
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  if args.steps <= args.skip_steps:
+    parser.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
   record = run(args)
   with open(args.out, "w") as f:
     json.dump(record, f, indent=1)
