@@ -2,17 +2,13 @@ r"""Scoring throughput and memory: serving.predict (one process) vs the Beam job
 
   python -m benchmarks.bench_score --rows=50000 --rounds=1 --rss_rows=50000,500000
 
-(a quick look on a busy machine: --rows=2000 --rss_rows=). On a CSV of real tweets repeated to
---rows rows and an export of MiniLM with an untrained head (throughput does not depend on the
-head's weights), each of --rounds rounds runs in turn, each timed end to end as a subprocess:
-  (a) python -m serving.predict, batch PREDICT_BATCH (its default);
-  (b) python -m scoring.run, DirectRunner, --workers processes of --model_threads TF threads;
-  (c) (b) with --bfloat16 (--bfloat16=auto: only on a CPU with native bfloat16);
-(b) and (c) are compared with (a) (same ids and labels, max |probability difference|), and the
-padding efficiency of each job's batches is computed. Then (b) runs at each --rss_rows size with
-a 1-layer encoder of the same vocabulary, for the peak RSS of its process tree (the pipeline's
-buffering, in minutes rather than an hour). One JSON line per measurement is appended to --out
-(score.jsonl, with provenance); `python -m benchmarks report` renders score.md.
+(a quick look: --rows=2000 --rss_rows=). On real tweets repeated to --rows rows and MiniLM with
+an untrained head, each of --rounds rounds times in turn, end to end as subprocesses: (a)
+serving.predict; (b) scoring.run, DirectRunner, --workers processes; (c) (b) with --bfloat16
+(auto: on a CPU with native bfloat16). (b) and (c) are checked against (a) (same ids and labels,
+max |probability difference|); each job's padding efficiency is computed. Then (b) runs at each
+--rss_rows size with a 1-layer encoder, for the peak RSS of its process tree. One JSON line per
+measurement is appended to --out; `python -m benchmarks report` renders score.md.
 """
 import argparse
 import csv
@@ -91,9 +87,8 @@ def _children_cpu_seconds():
 
 
 def timed(command):
-  """Runs a command; -> (wall seconds, CPU seconds of its process tree (every waited-for
-  descendant: Beam's workers too), peak tree RSS bytes sampled every 0.2 s, (the machine
-  sampled before, after))."""
+  """Runs a command; -> (wall s, CPU s of its process tree, peak tree RSS bytes sampled every
+  0.2 s, (machine sample before, after))."""
   before = common.sample()
   cpu = _children_cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")

@@ -53,14 +53,8 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
-  """Reads the CSV rows and splits exactly as `python -m preprocess.run <argv>` would.
-
-  Args:
-    preprocess_argv: the job's flags (a recipe `@file`, --input, --output_dir, a vocabulary
-      flag, ...). Beam options among them are ignored; --output_dir may be omitted.
-  Returns:
-    A Dataset; label names in the job's label-id order.
-  """
+  """The rows and splits `python -m preprocess.run <preprocess_argv>` would write (Beam options
+  ignored, --output_dir optional); label names in the job's label-id order."""
   argv = list(preprocess_argv)
   if not any(a.startswith("--output_dir") for a in argv):
     argv.append("--output_dir=unused")
@@ -118,7 +112,7 @@ def read_data_dir_ids(data_dir):
     for batch in ds.batch(4096).map(schema.parse_examples):
       for example_id, label_ids in zip(batch[schema.EXAMPLE_ID].numpy(),
                                        batch[schema.LABEL_IDS].to_list()):
-        ids[example_id.decode("utf-8")] = label_ids[0] if len(label_ids) == 1 else tuple(label_ids)
+        ids[example_id.decode("utf-8")] = tuple(label_ids) if len(label_ids) > 1 else label_ids[0]
     result[split] = ids
   return result, manifest.labels
 
@@ -189,11 +183,8 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
 
 
 def _targets(dataset, head, positive_label):
-  """-> (label names, {split: int targets}, index of the positive class or None).
-
-  binary: targets are 1 for `positive_label` (default labels[1]) and 0 for the rest, whose
-  names are joined with "|"; multiclass: the dataset's label ids and names as they are.
-  """
+  """-> (label names, {split: targets}, the positive class or None). binary: 1 for
+  `positive_label` (default labels[1]), 0 for the rest (names joined with "|")."""
   labels = list(dataset.labels)
   if head != "binary":
     return labels, {s: dataset.splits[s].label_ids for s in schema.SPLITS}, None
@@ -207,11 +198,8 @@ def _targets(dataset, head, positive_label):
 
 
 def _search_grid(x, y, head, names, positive_index, cs, class_weights, seed):
-  """Fits one model per (C, class_weight) on train and scores it on validation.
-
-  x, y: {split: features / targets}. Returns (grid rows, (C, class_weight, model,
-  validation metrics) of the best: binary best_f1, multiclass macro_f1; the first on ties).
-  """
+  """Fits one model per (C, class_weight) on train; -> (the grid's validation scores,
+  (C, class_weight, model, validation metrics) of the best by best_f1 / macro_f1)."""
   select = "best_f1" if head == "binary" else "macro_f1"
   fits = []
   for class_weight in class_weights:
