@@ -58,9 +58,8 @@ def generate_csv(path, rows, vocab_file, seed=0):
 
 def cpu_seconds():
   """User + system CPU time of this process and its finished children (worker processes)."""
-  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-      resource.RUSAGE_CHILDREN)
-  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+  return sum(resource.getrusage(who)[i] for who in (resource.RUSAGE_SELF,
+                                                    resource.RUSAGE_CHILDREN) for i in (0, 1))
 
 
 def peak_rss_mb():

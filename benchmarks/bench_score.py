@@ -81,16 +81,11 @@ def _tree_rss(pid):
   return total
 
 
-def _children_cpu_seconds():
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
-
-
 def timed(command):
   """Runs a command; -> (wall s, CPU s of its process tree, peak tree RSS bytes sampled every
   0.2 s, (machine sample before, after))."""
-  before = common.sample()
-  cpu = _children_cpu_seconds()
+  cpu_seconds = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])   # user + system
+  before, cpu = common.sample(), cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")
   start = time.monotonic()
   proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -103,7 +98,7 @@ def timed(command):
   output = proc.stdout.read()
   if proc.returncode:
     sys.exit(f"error: {' '.join(command[:3])} failed:\n{output[-3000:]}")
-  return seconds, _children_cpu_seconds() - cpu, peak, (before, common.sample())
+  return seconds, cpu_seconds() - cpu, peak, (before, common.sample())
 
 
 def job_command(module, model_dir, input_path, output, *flags):

@@ -144,13 +144,10 @@ def machine():
 def provenance(fixed, before, after):
   """A record's provenance: `fixed` (machine()) and the samples before / after the run."""
   steal = steal_share(before.get("cpu_times"), after.get("cpu_times"))
-  return dict(fixed, load_before=before["load"], load_after=after["load"],
-              busy_before=before["busy"], busy_after=after["busy"], steal_during=steal,
-              copy_gbps_before=before.get("copy_gbps"), copy_gbps_after=after.get("copy_gbps"),
-              matmul_gflops_before=before.get("matmul_gflops"),
-              matmul_gflops_after=after.get("matmul_gflops"),
-              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal),
-              time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+  samples = {f"{key}_{when}": s.get(key) for when, s in (("before", before), ("after", after))
+             for key in ("load", "busy", "copy_gbps", "matmul_gflops")}
+  return dict(fixed, **samples, steal_during=steal, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal))
 
 
 def sample():
