@@ -11,10 +11,8 @@ Both sides train --steps steps of batch 32 on the same token ids and labels (exp
 same --eval_batch and run with the same --threads. For each seed of --seeds every variant
 (REFERENCE, OURS below) runs once as a fresh subprocess, interleaved (A B C A B C ...). --isa caps
 both sides' kernels at an instruction set: an emulation of an older CPU, float32 variants only.
-One JSON line per run is appended to --out (record()): train_eps (steady state), eval_eps
-(validation + test), wall_seconds (the whole command), test_pr_auc, test_f1_tuned, test_best_f1,
-the precision the run reported, its settings, command, environment and provenance.
-`python -m benchmarks report` renders results/vs_pytorch.md; docs/benchmarks.md says how to read it.
+One JSON line per run (record()) is appended to --out; `python -m benchmarks report` renders
+results/vs_pytorch.md, and docs/benchmarks.md says how to read it.
 """
 import argparse
 import hashlib
@@ -73,16 +71,15 @@ def read_reference(path):
   """The figures of pytorch_reference.py's JSON output, under the names read_ours gives."""
   with open(path) as f:
     ref = json.load(f)
+  rates, test = ref["eval_examples_per_sec"], ref["test"]
   counts = {s: ref[s]["num_examples"] for s in ("validation", "test")}
-  return {"train_eps": ref["train_examples_per_sec"],
-          "train_padding_efficiency": ref["train_padding_efficiency"],
-          "eval_eps": common.combined_rate(ref["eval_examples_per_sec"], counts),
-          "eval_eps_by_split": ref["eval_examples_per_sec"],
-          "test_pr_auc": ref["test"]["pr_auc"], "test_f1_tuned": ref["test"]["f1_tuned"],
-          "test_best_f1": ref["test"]["best_f1"], "threshold": ref["threshold"],
-          "precision": ref.get("precision"), "eval_batch": ref.get("eval_batch"),
-          "threads": ref.get("threads"), "seed": ref.get("seed"), "batch_size": ref.get("batch_size"),
-          "versions": {"torch": ref.get("torch"), "transformers": ref.get("transformers")}}
+  return dict({k: ref.get(k) for k in ("threshold", "precision", "eval_batch", "threads", "seed",
+                                       "batch_size")},
+              train_eps=ref["train_examples_per_sec"], eval_eps_by_split=rates,
+              train_padding_efficiency=ref["train_padding_efficiency"],
+              eval_eps=common.combined_rate(rates, counts),
+              **{f"test_{k}": test[k] for k in ("pr_auc", "f1_tuned", "best_f1")},
+              versions={k: ref.get(k) for k in ("torch", "transformers")})
 
 
 def read_ours(model_dir, output):
@@ -90,12 +87,12 @@ def read_ours(model_dir, output):
   batch, seed) and the precision it printed."""
   final = common.read_final(model_dir) or {}
   config = common.read_config(model_dir) or {}
+  train, evaluation = config.get("train", {}), config.get("eval", {})
   keys = ("train_eps", "train_padding_efficiency", "eval_eps", "eval_eps_by_split",
           "test_pr_auc", "test_f1_tuned", "test_best_f1", "threshold")
   return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output),
-              eval_batch=config.get("eval", {}).get("global_batch_size"),
-              batch_size=config.get("train", {}).get("global_batch_size"),
-              seed=config.get("train", {}).get("seed"))
+              eval_batch=evaluation.get("global_batch_size"),
+              batch_size=train.get("global_batch_size"), seed=train.get("seed"))
 
 
 def run_variant(args, name, seed, run_dir):

@@ -241,9 +241,8 @@ def run_on_data_dir(preprocess_argv, data_dir, head):
 
 def make_parser():
   """The baseline's own flags; the others are the preprocessing job's."""
-  parser = argparse.ArgumentParser(
-      description="TF-IDF + logistic regression on the preprocessing job's split. Other flags "
-                  "are the preprocessing job's (e.g. @configs/data/tweets_binary.args --input=..).")
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " Other flags are the "
+                                   "preprocessing job's (its @recipe, --input, ...).")
   parser.add_argument("--head", default="auto", choices=("auto", "binary", "multiclass"),
                       help="auto: binary for 2 labels, else multiclass")
   parser.add_argument("--positive_label", default=None)
@@ -265,8 +264,7 @@ def main(argv=None):
   except ValueError as e:
     sys.exit(f"error: {e}")
   del result["test_outputs"]
-  result["rows_read"] = dataset.rows_read
-  result["rows_rejected"] = dataset.rows_rejected
+  result.update(rows_read=dataset.rows_read, rows_rejected=dataset.rows_rejected)
   if args.output_json:
     with tf.io.gfile.GFile(args.output_json, "w") as f:
       json.dump(result, f, indent=2)
