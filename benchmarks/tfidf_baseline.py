@@ -22,6 +22,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
+from benchmarks import export_split_ids
 from benchmarks.common import f1_at
 from bertcore import csv_source
 from bertcore import schema
@@ -101,33 +102,18 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   return Dataset(labels, splits, rows_read, dict(sorted(rejected.items())))
 
 
-def read_data_dir_ids(data_dir):
-  """{split: {example_id: label_id}} from a preprocessing job's TFRecords (and its labels)."""
-  manifest = schema.read_manifest(data_dir)
-  result = {}
-  for split in schema.SPLITS:
-    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, manifest.compression)))
-    ds = tf.data.TFRecordDataset(files, compression_type=manifest.compression or "")
-    ids = {}
-    for batch in ds.batch(4096).map(schema.parse_examples):
-      for example_id, label_ids in zip(batch[schema.EXAMPLE_ID].numpy(),
-                                       batch[schema.LABEL_IDS].to_list()):
-        ids[example_id.decode("utf-8")] = tuple(label_ids) if len(label_ids) > 1 else label_ids[0]
-    result[split] = ids
-  return result, manifest.labels
-
-
 def check_against_data_dir(dataset: Dataset, data_dir):
   """Raises ValueError unless the job's output holds exactly these ids and labels per split."""
-  written, labels = read_data_dir_ids(data_dir)
-  if list(labels) != list(dataset.labels):
-    raise ValueError(f"labels differ: baseline {dataset.labels}, {data_dir} {labels}")
+  manifest = schema.read_manifest(data_dir)
+  if list(manifest.labels) != list(dataset.labels):
+    raise ValueError(f"labels differ: baseline {dataset.labels}, {data_dir} {manifest.labels}")
   for split in schema.SPLITS:
     ours = dict(zip(dataset.splits[split].ids, dataset.splits[split].label_ids.tolist()))
-    if ours != written[split]:
-      only_ours = len(set(ours) - set(written[split]))
-      only_theirs = len(set(written[split]) - set(ours))
-      relabelled = sum(1 for k in set(ours) & set(written[split]) if ours[k] != written[split][k])
+    arrays = export_split_ids.read_split(data_dir, split, manifest)   # labels: the label ids
+    written = dict(zip(arrays["example_ids"].tolist(), arrays["labels"].tolist()))
+    if ours != written:
+      only_ours, only_theirs = len(set(ours) - set(written)), len(set(written) - set(ours))
+      relabelled = sum(1 for k in set(ours) & set(written) if ours[k] != written[k])
       raise ValueError(f"{split}: baseline rows differ from {data_dir}: {only_ours} only in the "
                        f"baseline, {only_theirs} only in the data dir, {relabelled} relabelled")
 
