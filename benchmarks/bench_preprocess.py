@@ -63,9 +63,9 @@ def cpu_seconds():
 
 
 def peak_rss_mb():
-  own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # multi_processing workers
-  return max(own, children) / 1024
+  """Of this process or its largest finished child (multi_processing workers)."""
+  return max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN)) / 1024
 
 
 def child_job(args, extra):

@@ -81,9 +81,9 @@ def _tree_rss(pid):
   return total
 
 
-def timed(command):
-  """Runs a command; -> (wall s, CPU s of its process tree, peak tree RSS bytes sampled every
-  0.2 s, (machine sample before, after))."""
+def timed(command, machine):
+  """Runs a command; -> the record fields of the run: wall and CPU seconds of its process tree,
+  its peak RSS (sampled every 0.2 s), the command and the provenance."""
   cpu_seconds = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])   # user + system
   before, cpu = common.sample(), cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")
@@ -98,7 +98,8 @@ def timed(command):
   output = proc.stdout.read()
   if proc.returncode:
     sys.exit(f"error: {' '.join(command[:3])} failed:\n{output[-3000:]}")
-  return seconds, cpu_seconds() - cpu, peak, (before, common.sample())
+  return dict(seconds=seconds, cpu_seconds=cpu_seconds() - cpu, peak_rss_bytes=peak,
+              command=command, provenance=common.provenance(machine, before, common.sample()))
 
 
 def job_command(module, model_dir, input_path, output, *flags):
@@ -200,18 +201,15 @@ def throughput(args, model_dir, machine):
     else:
       out = os.path.join(WORK, out)
       command = job_command("scoring.run", model_dir, data, out, *score_flags(args), *extra)
-    seconds, cpu, rss, (before, after) = timed(command)
-    record = dict(kind="throughput", round=round_, job=name, rows=args.rows, seconds=seconds,
-                  cpu_seconds=cpu, peak_rss_bytes=rss,
-                  precision="bfloat16" if extra else "float32",
-                  command=command, provenance=common.provenance(machine, before, after))
+    record = dict(timed(command, machine), kind="throughput", round=round_, job=name,
+                  rows=args.rows, precision="bfloat16" if extra else "float32")
     if out is not None:
       ids, labels, diff, flips = compare(predict_csv, out)
       record.update(same_ids=ids, same_labels_and_errors=labels, labels_differ=flips,
                     max_probability_difference=diff)
     common.append_record(args.out, record)
-    print(f"round {round_} {name}: {seconds:.1f} s, {args.rows / seconds:.1f} rows/s, "
-          f"{cpu:.1f} CPU-s, peak RSS {rss / 2**20:,.0f} MiB", flush=True)
+    print(f"round {round_} {name}: {record['seconds']:.1f} s, {record['cpu_seconds']:.1f} CPU-s, "
+          f"peak RSS {record['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
   before = common.sample()
   for name, value in padding_figures(model_dir, data, args).items():
     print(f"padding efficiency {name}: {value:.3f}")
@@ -227,11 +225,10 @@ def memory(args, machine):
     data = write_csv(os.path.join(WORK, f"tweets_{rows}.csv"), rows)
     command = job_command("scoring.run", model_dir, data, os.path.join(WORK, "rss_out"),
                           *score_flags(args))
-    seconds, _, peak, (before, after) = timed(command)
-    common.append_record(args.out, dict(
-        kind="memory", model="tiny", rows=rows, seconds=seconds, peak_rss_bytes=peak,
-        command=command, provenance=common.provenance(machine, before, after)))
-    print(f"{rows:,} rows: peak RSS {peak / 2**20:,.0f} MiB, {seconds:.1f} s", flush=True)
+    record = timed(command, machine)
+    del record["cpu_seconds"]   # a memory record has none
+    common.append_record(args.out, dict(record, kind="memory", model="tiny", rows=rows))
+    print(f"{rows:,} rows: peak RSS {record['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
 
 
 def main(argv=None):
