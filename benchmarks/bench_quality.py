@@ -44,13 +44,6 @@ def run_cached(command, done, log, fresh):
   return round(run["seconds"], 1)
 
 
-def overrides_of(args, config_flags):
-  """The trainer overrides of this run: the task's head, the seed, then --config.* given here."""
-  overrides = {"model.head": TASKS[args.task], "train.seed": args.seed, "export": False}
-  overrides.update(flag.removeprefix("--config.").split("=", 1) for flag in config_flags)
-  return overrides
-
-
 def fine_tuned_summary(final, epochs, head):
   """The fine-tuned model's summary (tfidf_baseline.summarize) plus its training figures."""
   from benchmarks import tfidf_baseline
@@ -113,7 +106,9 @@ def main(argv=None):
       [sys.executable, "-m", "preprocess.run", *argv_pre], os.path.join(data_dir, "manifest.json"),
       os.path.join(work, f"preprocess_{args.task}.log"), args.fresh)}
   shutil.rmtree(model_dir, ignore_errors=True)   # always from the pretrained weights
-  overrides = overrides_of(args, config_flags)
+  # The trainer overrides: the task's head, the seed, then the --config.* flags given here.
+  overrides = {"model.head": head, "train.seed": args.seed, "export": False}
+  overrides.update(flag.removeprefix("--config.").split("=", 1) for flag in config_flags)
   train = common.run_logged(common.trainer_command(
       model_dir, data_dir, encoder_dir, [f"{k}={v}" for k, v in overrides.items()]),
       model_dir + ".log")

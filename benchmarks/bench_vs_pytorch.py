@@ -11,7 +11,7 @@ Both sides train --steps steps of batch 32 on the same token ids and labels (exp
 same --eval_batch and run with the same --threads. For each seed of --seeds every variant
 (REFERENCE, OURS below) runs once as a fresh subprocess, interleaved (A B C A B C ...). --isa caps
 both sides' kernels at an instruction set: an emulation of an older CPU, float32 variants only.
-One JSON line per run (record()) is appended to --out; `python -m benchmarks report` renders
+One JSON line per run is appended to --out; `python -m benchmarks report` renders
 results/vs_pytorch.md, and docs/benchmarks.md says how to read it.
 """
 import argparse
@@ -112,16 +112,6 @@ def run_variant(args, name, seed, run_dir):
   return figures, command, env, run
 
 
-def record(name, seed, figures, command, env, run, provenance, args):
-  """One run's JSON line: its figures, the settings of its side and the provenance."""
-  return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
-              seed=seed, steps=args.steps, skip_steps=args.skip_steps, isa=args.isa,
-              data_dir=args.data_dir, ids_dir=args.ids_dir,
-              max_seq_length=args.max_seq_length,
-              wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
-              provenance=provenance)
-
-
 def ids_dir_of(work_dir, data_dir):
   """Where the ids of data_dir go: one directory per data directory, so that a run on other
   data in the same --work_dir never reuses stale ids."""
@@ -202,9 +192,12 @@ def main(argv=None):
     after = common.sample()
     if done is None:
       continue
-    figures, command, env, run = done
-    r = record(name, seed, figures, command, env, run,
-               common.provenance(machine, before, after), args)
+    figures, command, env, run = done   # one run's JSON line: figures, settings, provenance
+    r = dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours", seed=seed,
+             steps=args.steps, skip_steps=args.skip_steps, isa=args.isa, data_dir=args.data_dir,
+             ids_dir=args.ids_dir, max_seq_length=args.max_seq_length,
+             wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
+             provenance=common.provenance(machine, before, after))
     print(run_line(r), flush=True)
     common.append_record(args.out, r)
   print(f"records appended to {args.out}; python -m benchmarks report renders vs_pytorch.md")
