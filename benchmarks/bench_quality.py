@@ -4,15 +4,12 @@ r"""Quality: fine-tuned all-MiniLM-L6-v2 vs a TF-IDF + logistic regression basel
   python -m benchmarks.bench_quality --task=3class
   python -m benchmarks report      # renders results/quality.md from the records
 
-One run, each stage the package's own command as a subprocess, cached in --work_dir (--fresh
-redoes them): the bundled MiniLM converted; the tweets preprocessed with the task's recipe
-(configs/data/tweets_<task>.args); `trainer.task --config=configs/tweets_minilm.py` with the
-task's head, --seed and any `--config.<field>=<value>` given here; then the baseline
-(tfidf_baseline.py) on exactly that data directory's rows. Both models are summarised by
-tfidf_baseline.summarize (binary: test F1 at the threshold tuned on validation and PR-AUC;
-3-class: macro-F1 and accuracy). Each run appends one JSON line to --out (quality_runs.jsonl):
-the resolved config and overrides, the stages' times and precision, both summaries and the
-provenance.
+Each stage is the package's own command, cached in --work_dir (--fresh redoes them): MiniLM
+converted, the tweets preprocessed with configs/data/tweets_<task>.args, `trainer.task` on
+configs/tweets_minilm.py with the task's head, --seed and any --config.<field>=<value> given
+here, then tfidf_baseline.py on exactly that data directory's rows. Both models are summarised
+alike (binary: test F1 at the validation-tuned threshold, PR-AUC; 3-class: macro-F1, accuracy);
+one JSON line per run is appended to --out (quality_runs.jsonl).
 """
 import argparse
 import json

@@ -7,9 +7,8 @@ preprocessing, training, export and predictions), interleaved A B A B ... over -
 `default` (precision=auto), `float32` (TRAIN_FLAGS=--config.precision=float32: what a CPU without
 native bf16 runs), and with --baseline=REV `baseline`, the default run from a git worktree of REV
 (its record's code_commit), to measure a change against the code before it in one session.
-One JSON line per run is appended to --out: the wall time, each script step's time (step 3 is
-fine-tuning), the steady training rate, the test metrics, the precision trainer.task printed,
-the flags, command and provenance. `python -m benchmarks report` renders quickstart.md.
+One JSON line per run (wall and step times, training rate, test metrics, precision) is appended
+to --out; `python -m benchmarks report` renders quickstart.md.
 """
 import argparse
 import datetime

@@ -8,16 +8,13 @@ Runs in its own venv, never in the project's (torch is not a dependency of this 
       --ids_dir=/tmp/tweets_ids --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --eval_batch=64 --out=/tmp/reference.json
 
---ids_dir holds export_split_ids.py's .npz files (both sides train on the same token ids);
---hf_dir is a Hugging Face BERT directory (config.json + model.safetensors). This file imports
-neither TensorFlow nor this package; bench_vs_pytorch.py runs it with our side's settings.
+--ids_dir holds export_split_ids.py's .npz files (both sides train on the same token ids),
+--hf_dir a Hugging Face BERT directory. It imports nothing of this package; bench_vs_pytorch runs it.
 The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout ->
-Linear(hidden, 1) (as trainer/model.py initialises it), sigmoid cross-entropy; AdamW with linear
-warm-up and decay, weight decay 0.01 (not on biases and LayerNorm), clip 1.0, batch 32, float32
-unless --bf16; length-grouped sampling, each batch padded to its longest row. --out gets the
-steady training rate (steps after --skip_steps), the evaluation rate per split, and per split
-PR-AUC and the threshold sweep's F1 (as trainer/evaluation.py; test F1 also at the validation's
-best threshold); one summary line goes to stdout.
+Linear(hidden, 1), sigmoid cross-entropy, AdamW with linear warm-up and decay, weight decay 0.01
+(not on biases and LayerNorm), clip 1.0; length-grouped batches padded to their longest row.
+--out gets the steady training rate (after --skip_steps), the evaluation rate and per split
+PR-AUC and the threshold sweep's F1 (as trainer/evaluation.py).
 """
 import argparse
 import json
