@@ -4,11 +4,10 @@ r"""Scoring throughput and memory: serving.predict (one process) vs the Beam job
 
 (a quick look: --rows=2000 --rss_rows=). On real tweets repeated to --rows rows and MiniLM with
 an untrained head, each of --rounds rounds times in turn, end to end as subprocesses: (a)
-serving.predict; (b) scoring.run, DirectRunner, --workers processes; (c) (b) with --bfloat16
-(auto: on a CPU with native bfloat16). (b) and (c) are checked against (a) (same ids and labels,
-max |probability difference|); each job's padding efficiency is computed. Then (b) runs at each
---rss_rows size with a 1-layer encoder, for the peak RSS of its process tree. One JSON line per
-measurement is appended to --out; `python -m benchmarks report` renders score.md.
+serving.predict; (b) scoring.run, DirectRunner, --workers processes, checked against (a) (same
+ids and labels, max |probability difference|); each job's padding efficiency is computed. Then
+(b) runs at each --rss_rows size with a 1-layer encoder, for the peak RSS of its process tree.
+One JSON line per measurement is appended to --out; `python -m benchmarks report` renders score.md.
 """
 import argparse
 import csv
@@ -177,33 +176,23 @@ def make_parser():
   p.add_argument("--num_shards", type=int, default=8)
   p.add_argument("--model_threads", type=int, default=1, help="TF threads per Beam worker")
   p.add_argument("--sort_rows", type=int, default=2048)
-  p.add_argument("--bfloat16", default="auto", choices=("auto", "yes", "no"),
-                 help="also run (c) with --bfloat16 (auto: if the CPU has native bfloat16)")
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "score.jsonl"))
   return p
 
 
 def throughput(args, model_dir, machine):
-  """Runs (a), (b), (c) interleaved; one record per run, then one per padding figure."""
+  """Runs (a) and (b) interleaved; one record per run, then one per padding figure."""
   data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
-  bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and machine["cpu"]["native_bf16"])
-  predict_csv = os.path.join(WORK, "predict.csv")
-  jobs = [("(a) serving.predict", None, ()),
-          (f"(b) scoring.run, {args.workers} workers, float32", "score", ())]
-  if bf16:
-    jobs.append((f"(c) scoring.run, {args.workers} workers, --bfloat16", "score_bf16",
-                 ("--bfloat16",)))
-  for round_, (name, out, extra) in common.interleave(range(1, args.rounds + 1), jobs):
-    if out is None:
-      command = job_command("serving.predict", model_dir, data, predict_csv,
-                            f"--batch_size={PREDICT_BATCH}")
-    else:
-      out = os.path.join(WORK, out)
-      command = job_command("scoring.run", model_dir, data, out, *score_flags(args), *extra)
-    record = dict(timed(command, machine), kind="throughput", round=round_, job=name,
-                  rows=args.rows, precision="bfloat16" if extra else "float32")
-    if out is not None:
+  predict_csv, out = os.path.join(WORK, "predict.csv"), os.path.join(WORK, "score")
+  jobs = {"(a) serving.predict": job_command("serving.predict", model_dir, data, predict_csv,
+                                             f"--batch_size={PREDICT_BATCH}"),
+          f"(b) scoring.run, {args.workers} workers, float32": job_command(
+              "scoring.run", model_dir, data, out, *score_flags(args))}
+  for round_, name in common.interleave(range(1, args.rounds + 1), list(jobs)):
+    record = dict(timed(jobs[name], machine), kind="throughput", round=round_, job=name,
+                  rows=args.rows, precision="float32")
+    if name.startswith("(b)"):
       ids, labels, diff, flips = compare(predict_csv, out)
       record.update(same_ids=ids, same_labels_and_errors=labels, labels_differ=flips,
                     max_probability_difference=diff)
