@@ -250,10 +250,8 @@ def read_final(model_dir):
   out = {"train_eps": final.get("train_examples_per_sec"),
          "train_padding_efficiency": final.get("train_padding_efficiency"),
          "eval_eps": combined_rate(rates, {s: final[s].get("num_examples") for s in splits}),
-         "eval_eps_by_split": rates, "threshold": final.get("threshold")}
-  for split in splits:
-    for key in ("pr_auc", "best_f1", "f1"):
-      out[f"{split}_{key}"] = final[split].get(key)
+         "eval_eps_by_split": rates, "threshold": final.get("threshold"),
+         **{f"{s}_{k}": final[s].get(k) for s in splits for k in ("pr_auc", "best_f1", "f1")}}
   if "test" in final:
     out["test_f1_tuned"] = f1_at(final["test"], final.get("threshold"))
   return out
