@@ -8,8 +8,9 @@ in a fresh subprocess (so its peak RSS is its own): (a) the job end to end (`pre
 I/O limit on this machine), (c) the tutorial's path, Model Garden's per-example Python
 tokenizer behind tf.py_function (on --tutorial_rows rows); then (a) again at --large_rows for
 its peak RSS. Unknown flags (e.g. --direct_num_workers=2 --direct_running_mode=multi_processing)
-go to (a) and (b). One JSON line per measurement is appended to --results (preprocess.jsonl,
-with provenance); `python -m benchmarks report` renders preprocess.md.
+go to (a) and (b). Issue 2's targets: a >= 0.7 b, a >= 20 c, peak RSS <= 2 GB and <= 1.2x the
+--rows peak. One JSON line per measurement is appended to --results (preprocess.jsonl);
+`python -m benchmarks report` renders preprocess.md.
 """
 import argparse
 import json
