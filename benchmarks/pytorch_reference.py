@@ -124,19 +124,13 @@ class StepTimer(transformers.TrainerCallback):
     return self.steps * batch_size / (self.end - self.start) if self.steps else None
 
 
-def sweep(labels, probs):
-  """(F1 per THRESHOLDS, best threshold with ties nearest 0.5, best F1), as our trainer."""
-  probs = probs.astype(np.float32)
+def split_metrics(labels, probs, tuned=None):
+  """pr_auc, best_f1 and best_threshold of the sweep (ties nearest 0.5, as our trainer), f1 at
+  0.5 and, given a tuned threshold, f1_tuned."""
   f1 = [float(skm.f1_score(labels, (probs >= np.float32(t)).astype(int), zero_division=0))
         for t in THRESHOLDS]
   best_f1 = max(f1)
   best = min((t for t, f in zip(THRESHOLDS, f1) if f == best_f1), key=lambda t: (abs(t - 0.5), t))
-  return f1, best, best_f1
-
-
-def split_metrics(labels, probs, tuned=None):
-  """pr_auc, best_f1, best_threshold, f1 (at 0.5) and, given a tuned threshold, f1_tuned."""
-  f1, best, best_f1 = sweep(labels, probs)
   out = {"pr_auc": float(skm.average_precision_score(labels, probs)), "best_f1": best_f1,
          "best_threshold": best, "f1": f1[THRESHOLDS.index(0.5)],
          "num_examples": int(len(labels))}
