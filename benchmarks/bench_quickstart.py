@@ -2,22 +2,13 @@
 
   python -m benchmarks.bench_quickstart --variants=default,float32 [--rounds=1] [--baseline=REV]
 
-Each run is `RUNS=<work_dir>/<stamp>/<variant>-round<r> bash scripts/quickstart.sh` from a
-fresh RUNS directory (conversion, preprocessing, training, export and the predictions all
-included, W&B offline as the script's default), interleaved A B A B ... over --rounds.
-Variants:
-  default   the script as it is (precision=auto: mixed bfloat16 on CPUs with native bf16,
-            float32 elsewhere)
-  float32   TRAIN_FLAGS=--config.precision=float32: what a CPU without native bf16 runs,
-            forced on this one
-  baseline  with --baseline=REV: the default variant run from a git worktree of REV (kept under
-            --work_dir, sharing this checkout's .venv), so that a change is measured against the
-            code before it in the same session; its record's code_commit is REV's hash
-One JSON line per run is appended to --out: wall_seconds (the whole script), step_seconds (per
-step of the script, from its `==> [time] k/5` lines; step 3 is fine-tuning), train_eps (steady
-state, from the run's eval_results.json), test_f1_tuned (test F1 at the threshold tuned on
-validation), threshold, test_pr_auc, test_best_f1, precision (as trainer.task printed it),
-train_flags, the command and environment, and provenance (benchmarks/common.py).
+Each run is `bash scripts/quickstart.sh` in a fresh RUNS directory under --work_dir (conversion,
+preprocessing, training, export and predictions), interleaved A B A B ... over --rounds. Variants:
+`default` (precision=auto), `float32` (TRAIN_FLAGS=--config.precision=float32: what a CPU without
+native bf16 runs), and with --baseline=REV `baseline`, the default run from a git worktree of REV
+(its record's code_commit), to measure a change against the code before it in one session.
+One JSON line per run (wall and step times, training rate, test metrics, precision) is appended
+to --out; `python -m benchmarks report` renders quickstart.md.
 """
 import argparse
 import datetime
@@ -29,12 +20,6 @@ from benchmarks import common
 
 VARIANTS = {"default": [], "float32": ["--config.precision=float32"]}
 MODEL_DIR = os.path.join("models", "tweets_minilm")   # under RUNS, as quickstart.sh
-
-
-def quickstart_env(runs_dir, train_flags):
-  """The environment of one run: its own RUNS dir, the trainer flags, W&B offline."""
-  return {"RUNS": runs_dir, "TRAIN_FLAGS": " ".join(train_flags),
-          "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
 
 
 STEP_LINE = re.compile(r"^==> \[(\d\d:\d\d:\d\d)\] (\d+)/\d+ ", re.M)
@@ -68,28 +53,23 @@ def make_parser():
   return p
 
 
-def parse_args(argv=None):
-  p = make_parser()
-  args = p.parse_args(argv)
-  args.names = common.variant_names(p, args.variants, VARIANTS)
-  if args.baseline:
-    args.names.append("baseline")
-  args.work_dir = os.path.abspath(args.work_dir)
-  return args
-
-
 def main(argv=None):
-  args = parse_args(argv)
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  names = common.variant_names(parser, args.variants, VARIANTS) + (
+      ["baseline"] if args.baseline else [])
+  args.work_dir = os.path.abspath(args.work_dir)
   machine = common.machine()
   stamp = time.strftime("%Y%m%dT%H%M%S")
   command = ["bash", "scripts/quickstart.sh"]
   baseline_dir = baseline_commit = None
   if args.baseline:
     baseline_dir, baseline_commit = common.baseline_checkout(args.baseline, args.work_dir)
-  for r, name in common.interleave(range(1, args.rounds + 1), args.names):
+  for r, name in common.interleave(range(1, args.rounds + 1), names):
     runs_dir = os.path.join(args.work_dir, stamp, f"{name}-round{r}")
-    flags = VARIANTS.get(name, [])
-    env = quickstart_env(runs_dir, flags)
+    flags = VARIANTS.get(name, [])   # each run: its own RUNS dir, W&B offline unless set
+    env = {"RUNS": runs_dir, "TRAIN_FLAGS": " ".join(flags),
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     before = common.sample()
     run = common.run_logged(command, runs_dir + ".log", env,
                             cwd=baseline_dir if name == "baseline" else common.REPO)
@@ -103,11 +83,9 @@ def main(argv=None):
     if name == "baseline":
       record["code_commit"] = baseline_commit
     common.append_record(args.out, record)
-    p = record["provenance"]
-    print(f"round {r} {name:<8} {record['precision']}: wall {run['seconds']:.0f} s, train "
-          f"{record['train_eps'] or 0:.1f} ex/s, test F1 @ tuned threshold "
-          f"{record['test_f1_tuned'] or 0:.4f}, PR-AUC {record['test_pr_auc'] or 0:.4f}"
-          f"{'  LOADED' if p['loaded'] else ''}", flush=True)
+    print(f"round {r} {name} ({record['precision']}): wall {run['seconds']:.0f} s, train "
+          f"{record['train_eps']} ex/s, test F1 @ tuned threshold {record['test_f1_tuned']}"
+          f"{'  LOADED' if record['provenance']['loaded'] else ''}", flush=True)
 
 
 if __name__ == "__main__":

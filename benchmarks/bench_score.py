@@ -1,31 +1,13 @@
 r"""Scoring throughput and memory: serving.predict (one process) vs the Beam job (scoring.run).
 
-The comparison of issue 12 (50k rows of real tweets, 2 cores; on an idle machine ~10-20 min):
-
   python -m benchmarks.bench_score --rows=50000 --rounds=1 --rss_rows=50000,500000
 
-It appends one JSON line per measurement to --out (benchmarks/results/score.jsonl, each with
-provenance: benchmarks/common.py) and prints the same figures; `python -m benchmarks report`
-renders score.md from the records. Other flags:
-[--workers=2] [--batch_size=64] [--model_threads=1] [--bfloat16=auto|yes|no]
-[--encoder_dir=runs/encoders/all-minilm-l6-v2] [--rss_model=real|tiny]; --rss_rows= skips the
-memory runs. A quick look on a busy machine: --rows=2000 --rss_rows=.
-
-Builds an exported binary classifier from the converted MiniLM encoder with an untrained head
-(throughput does not depend on the head's weights), writes a CSV of real tweets repeated to
---rows rows (`python -m preprocess.datasets tweets`, latin-1), and runs on the same CSV, in
-turn within each of --rounds rounds (interleaved, so that a change of load hits all alike):
-  (a) python -m serving.predict (its defaults: batch 256)
-  (b) python -m scoring.run, DirectRunner, --direct_num_workers=--workers, multi_processing,
-      --model_threads TF threads per worker, float32
-  (c) (b) with --bfloat16 (by default only on a CPU with native bfloat16)
-Each is timed end to end as a subprocess (imports and model loading included); (b) and (c)
-are compared with (a) (same ids and labels; max |probability difference|). The padding
-efficiency (real / padded tokens) of each job's batches is computed from the rows' word-piece
-counts, for the sorting each job does today (both by word pieces). Then (b) runs at each --rss_rows size for the peak RSS of its whole process tree
-(sampled every 0.2 s); --rss_model=tiny uses a 1-layer encoder with the same vocabulary so
-that 500k rows take minutes, not an hour (memory is about the pipeline's buffering).
-Each record carries the machine's load before and after (the machine may be shared).
+(a quick look: --rows=2000 --rss_rows=). On real tweets repeated to --rows rows and MiniLM with
+an untrained head, each of --rounds rounds times in turn, end to end as subprocesses: (a)
+serving.predict; (b) scoring.run, DirectRunner, --workers processes, checked against (a) (same
+ids and labels, max |probability difference|); each job's padding efficiency is computed. Then
+(b) runs at each --rss_rows size with a 1-layer encoder, for the peak RSS of its process tree.
+One JSON line per measurement is appended to --out; `python -m benchmarks report` renders score.md.
 """
 import argparse
 import csv
@@ -42,34 +24,29 @@ from serving import export_info  # noqa: E402
 
 REPO = common.REPO
 WORK = os.environ.get("BENCH_SCORE_DIR", "/tmp/bench_score")  # scratch: exports, CSVs, outputs
+PREDICT_BATCH = 256   # serving.predict's default batch size
+TINY_ENCODER = {"encoder.kind": "random", "encoder.hidden_size": 32, "encoder.num_layers": 1,
+                "encoder.num_heads": 2, "encoder.intermediate_size": 64}
 
 
 def build_export(encoder_dir, export_dir, tiny=False):
   """An export of MiniLM (or a 1-layer encoder with its vocabulary) + an untrained head."""
   if os.path.exists(os.path.join(export_dir, export.SAVED_MODEL_PB)):
     return export_dir
-  from bertcore import tokenization
-  import importlib.util
-  from trainer import model
-  spec = importlib.util.spec_from_file_location(
-      "tweets_minilm", os.path.join(REPO, "configs", "tweets_minilm.py"))
-  config_module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(config_module)
-  config = config_module.get_config()
-  config.encoder.dir = encoder_dir
+  from bertcore import schema, tokenization
+  from trainer import config as config_lib, model
+  config = config_lib.load_config_file(
+      os.path.join(REPO, "configs", "tweets_minilm.py"),
+      dict({"encoder.dir": encoder_dir}, **(TINY_ENCODER if tiny else {})))
   vocab_path, lower_case = tokenization.resolve_vocab(encoder_dir=encoder_dir)
   vocab = tokenization.load_vocab(vocab_path)
-  if tiny:
-    config.encoder.kind = "random"
-    config.encoder.hidden_size, config.encoder.num_layers = 32, 1
-    config.encoder.num_heads, config.encoder.intermediate_size = 2, 64
-  from bertcore import schema
-  manifest = schema.Manifest(labels=["rest", "positive"], vocab_sha256=tokenization.vocab_sha256(vocab),
+  labels = ["rest", "positive"]
+  manifest = schema.Manifest(labels=labels, vocab_sha256=tokenization.vocab_sha256(vocab),
                              max_seq_length=128, splits={}, vocab_size=len(vocab))
   classifier, _ = model.build_classifier(config, manifest)
   encoder = tokenization.TextEncoder(vocab, lower_case, 128)
-  return export.export_saved_model(classifier, encoder, ["rest", "positive"], "binary", 0.5,
-                                   export_dir, vocab_path)
+  return export.export_saved_model(classifier, encoder, labels, "binary", 0.5, export_dir,
+                                   vocab_path)
 
 
 def write_csv(path, rows):
@@ -82,8 +59,7 @@ def write_csv(path, rows):
   with open(path + ".tmp", "w", encoding="latin-1", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["id", "text"])
-    for i in range(rows):
-      writer.writerow([f"t{i}", texts[i % len(texts)]])
+    writer.writerows([f"t{i}", texts[i % len(texts)]] for i in range(rows))
   os.rename(path + ".tmp", path)
   return path
 
@@ -104,17 +80,11 @@ def _tree_rss(pid):
   return total
 
 
-def _children_cpu_seconds():
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
-
-
-def timed(command):
-  """Runs a command; -> (wall seconds, CPU seconds of its process tree, peak tree RSS bytes,
-  the load sampled before and after: common.sample()). CPU time counts every waited-for
-  descendant (Beam's worker processes)."""
-  before = common.sample()
-  cpu = _children_cpu_seconds()
+def timed(command, machine):
+  """Runs a command; -> the record fields of the run: wall and CPU seconds of its process tree,
+  its peak RSS (sampled every 0.2 s), the command and the provenance."""
+  cpu_seconds = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])   # user + system
+  before, cpu = common.sample(), cpu_seconds()
   env = dict(os.environ, PYTHONPATH=REPO, WANDB_MODE="disabled", TF_CPP_MIN_LOG_LEVEL="2")
   start = time.monotonic()
   proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -127,31 +97,29 @@ def timed(command):
   output = proc.stdout.read()
   if proc.returncode:
     sys.exit(f"error: {' '.join(command[:3])} failed:\n{output[-3000:]}")
-  return seconds, _children_cpu_seconds() - cpu, peak, (before, common.sample())
+  return dict(seconds=seconds, cpu_seconds=cpu_seconds() - cpu, peak_rss_bytes=peak,
+              command=command, provenance=common.provenance(machine, before, common.sample()))
 
 
-def predict_command(model_dir, input_path, output_path, batch_size):
-  return [sys.executable, "-m", "serving.predict", f"--model={model_dir}", f"--input={input_path}",
-          f"--output={output_path}", "--id_column=id", "--text_column=text", "--encoding=latin-1",
-          f"--batch_size={batch_size}"]
+def job_command(module, model_dir, input_path, output, *flags):
+  """serving.predict (output: --output) or scoring.run (--output_dir) on the tweets CSV."""
+  return [sys.executable, "-m", module, f"--model={model_dir}", f"--input={input_path}",
+          f"--output{'_dir' if module == 'scoring.run' else ''}={output}", "--id_column=id",
+          "--text_column=text", "--encoding=latin-1", *flags]
 
 
-def score_command(model_dir, input_path, output_dir, args, *extra):
-  return [sys.executable, "-m", "scoring.run", f"--model={model_dir}", f"--input={input_path}",
-          f"--output_dir={output_dir}", "--id_column=id", "--text_column=text",
-          "--encoding=latin-1", f"--batch_size={args.batch_size}",
-          f"--num_shards={args.num_shards}", f"--sort_rows={args.sort_rows}",
-          f"--model_threads={args.model_threads}",
-          f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing",
-          *extra]
+def score_flags(args):
+  return [f"--batch_size={args.batch_size}", f"--num_shards={args.num_shards}",
+          f"--sort_rows={args.sort_rows}", f"--model_threads={args.model_threads}",
+          f"--direct_num_workers={args.workers}", "--direct_running_mode=multi_processing"]
 
 
 def read_predictions(paths):
+  """{id: [id, label, probability, ..., error]} of prediction CSVs."""
   out = {}
   for path in paths:
     with open(path, newline="", encoding="utf-8") as f:
-      for row in list(csv.reader(f))[1:]:
-        out[row[0]] = row
+      out.update((row[0], row) for row in list(csv.reader(f))[1:])
   return out
 
 
@@ -188,11 +156,10 @@ def padding_figures(model_dir, data, args):
   count = export_info.WordPieceCounter(model_dir)
   pieces = [n for i in range(0, len(texts), 4096) for n in count(texts[i:i + 4096])]
   lengths = [min(n, 126) + 2 for n in pieces]  # [CLS] ... [SEP], truncated to 128
-  chunk = args.predict_batch_size * predict.CHUNK_BATCHES
+  chunk = PREDICT_BATCH * predict.CHUNK_BATCHES
   return {
-      f"(a) serving.predict: chunks of {chunk} sorted by word pieces, batch "
-      f"{args.predict_batch_size}": padding_efficiency(lengths, pieces, chunk,
-                                                       args.predict_batch_size),
+      f"(a) serving.predict: chunks of {chunk} sorted by word pieces, batch {PREDICT_BATCH}":
+          padding_efficiency(lengths, pieces, chunk, PREDICT_BATCH),
       f"(b) scoring.run: blocks of {args.sort_rows} sorted by word pieces, batch "
       f"{args.batch_size}": padding_efficiency(lengths, pieces, args.sort_rows, args.batch_size),
       "file order, batch 256": padding_efficiency(lengths, [0] * len(lengths), len(lengths), 256),
@@ -200,62 +167,38 @@ def padding_figures(model_dir, data, args):
 
 
 def make_parser():
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              epilog=__doc__.split("\n\n", 1)[1],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--rows", type=int, default=50_000)
   p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of (a), (b), (c)")
   p.add_argument("--rss_rows", default="50000,500000", help="'' skips the memory runs")
-  p.add_argument("--rss_model", default="tiny", choices=("real", "tiny"))
   p.add_argument("--workers", type=int, default=2)
   p.add_argument("--batch_size", type=int, default=64, help="the Beam job's batch size")
-  p.add_argument("--predict_batch_size", type=int, default=256,
-                 help="serving.predict's batch size (its default)")
   p.add_argument("--num_shards", type=int, default=8)
   p.add_argument("--model_threads", type=int, default=1, help="TF threads per Beam worker")
   p.add_argument("--sort_rows", type=int, default=2048)
-  p.add_argument("--bfloat16", default="auto", choices=("auto", "yes", "no"),
-                 help="also run (c) with --bfloat16 (auto: if the CPU has native bfloat16)")
   p.add_argument("--encoder_dir", default=os.path.join(REPO, "runs/encoders/all-minilm-l6-v2"))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "score.jsonl"))
-  p.add_argument("--skip_throughput", action="store_true")
   return p
 
 
-def parse_args(argv=None):
-  p = make_parser()
-  args = p.parse_args(argv)
-  if not os.path.exists(os.path.join(args.encoder_dir, "bert_config.json")):
-    p.error(f"--encoder_dir={args.encoder_dir} holds no converted encoder (bert_config.json); "
-            "python -m trainer.convert --bundled_minilm --output_dir=<dir> writes one")
-  return args
-
-
 def throughput(args, model_dir, machine):
-  """Runs (a), (b), (c) interleaved; one record per run, then one per padding figure."""
+  """Runs (a) and (b) interleaved; one record per run, then one per padding figure."""
   data = write_csv(os.path.join(WORK, f"tweets_{args.rows}.csv"), args.rows)
-  bf16 = args.bfloat16 == "yes" or (args.bfloat16 == "auto" and machine["cpu"]["native_bf16"])
-  jobs = [("(a) serving.predict", "predict", None),
-          (f"(b) scoring.run, {args.workers} workers, float32", "score", ())]
-  if bf16:
-    jobs.append((f"(c) scoring.run, {args.workers} workers, --bfloat16", "score_bf16",
-                 ("--bfloat16",)))
-  for round_, (name, key, extra) in common.interleave(range(1, args.rounds + 1), jobs):
-    out = os.path.join(WORK, key + (".csv" if extra is None else ""))
-    command = (predict_command(model_dir, data, out, args.predict_batch_size) if extra is None
-               else score_command(model_dir, data, out, args, *extra))
-    seconds, cpu, rss, (before, after) = timed(command)
-    record = dict(kind="throughput", round=round_, job=name, rows=args.rows, seconds=seconds,
-                  cpu_seconds=cpu, peak_rss_bytes=rss,
-                  precision="bfloat16" if extra else "float32", command=command,
-                  provenance=common.provenance(machine, before, after))
-    if extra is not None:
-      ids, labels, diff, flips = compare(os.path.join(WORK, "predict.csv"), out)
+  predict_csv, out = os.path.join(WORK, "predict.csv"), os.path.join(WORK, "score")
+  jobs = {"(a) serving.predict": job_command("serving.predict", model_dir, data, predict_csv,
+                                             f"--batch_size={PREDICT_BATCH}"),
+          f"(b) scoring.run, {args.workers} workers, float32": job_command(
+              "scoring.run", model_dir, data, out, *score_flags(args))}
+  for round_, name in common.interleave(range(1, args.rounds + 1), list(jobs)):
+    record = dict(timed(jobs[name], machine), kind="throughput", round=round_, job=name,
+                  rows=args.rows, precision="float32")
+    if name.startswith("(b)"):
+      ids, labels, diff, flips = compare(predict_csv, out)
       record.update(same_ids=ids, same_labels_and_errors=labels, labels_differ=flips,
                     max_probability_difference=diff)
     common.append_record(args.out, record)
-    print(f"round {round_} {name}: {seconds:.1f} s, {args.rows / seconds:.1f} rows/s, "
-          f"{cpu:.1f} CPU-s, peak RSS {rss / 2**20:,.0f} MiB", flush=True)
+    print(f"round {round_} {name}: {record['seconds']:.1f} s, {record['cpu_seconds']:.1f} CPU-s, "
+          f"peak RSS {record['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
   before = common.sample()
   for name, value in padding_figures(model_dir, data, args).items():
     print(f"padding efficiency {name}: {value:.3f}")
@@ -265,27 +208,28 @@ def throughput(args, model_dir, machine):
 
 
 def memory(args, machine):
-  """Peak RSS of scoring.run at each --rss_rows size: one record per size."""
-  model_dir = os.path.join(WORK, "export_minilm") if args.rss_model == "real" else build_export(
-      args.encoder_dir, os.path.join(WORK, "export_tiny"), tiny=True)
+  """Peak RSS of scoring.run at each --rss_rows size, with the tiny encoder: a record per size."""
+  model_dir = build_export(args.encoder_dir, os.path.join(WORK, "export_tiny"), tiny=True)
   for rows in [int(x) for x in args.rss_rows.split(",") if x]:
     data = write_csv(os.path.join(WORK, f"tweets_{rows}.csv"), rows)
-    command = score_command(model_dir, data, os.path.join(WORK, "rss_out"), args)
-    seconds, _, peak, (before, after) = timed(command)
-    common.append_record(args.out, dict(
-        kind="memory", model=args.rss_model, rows=rows, seconds=seconds, peak_rss_bytes=peak,
-        command=command, provenance=common.provenance(machine, before, after)))
-    print(f"{rows:,} rows: peak RSS {peak / 2**20:,.0f} MiB, {seconds:.1f} s", flush=True)
+    command = job_command("scoring.run", model_dir, data, os.path.join(WORK, "rss_out"),
+                          *score_flags(args))
+    record = timed(command, machine)
+    del record["cpu_seconds"]   # a memory record has none
+    common.append_record(args.out, dict(record, kind="memory", model="tiny", rows=rows))
+    print(f"{rows:,} rows: peak RSS {record['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
 
 
 def main(argv=None):
-  args = parse_args(argv)
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  if not os.path.exists(os.path.join(args.encoder_dir, "bert_config.json")):
+    parser.error(f"--encoder_dir={args.encoder_dir} holds no converted encoder (bert_config.json)"
+                 "; python -m trainer.convert --bundled_minilm --output_dir=<dir> writes one")
   os.makedirs(WORK, exist_ok=True)
   machine = common.machine()
   real = build_export(args.encoder_dir, os.path.join(WORK, "export_minilm"))
-  print(f"cores: {machine['cores']}; model: {real} (MiniLM-L6, untrained head)")
-  if not args.skip_throughput:
-    throughput(args, real, machine)
+  throughput(args, real, machine)
   if args.rss_rows:
     memory(args, machine)
   print(f"records appended to {args.out}; python -m benchmarks report renders score.md")

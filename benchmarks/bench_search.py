@@ -3,23 +3,17 @@ r"""Issue 21's target: a 12-trial Optuna search on the drug reviews, the best re
   python -m benchmarks.bench_search --data_dir=runs/data/drugreviews_binary \
       --encoder_dir=runs/encoders/all-minilm-l6-v2 --work_dir=runs/bench_search
 
-Runs `python -m launch.sweep optuna` over configs/search/drugreviews.yaml (the recipe,
-configs/drugreviews_minilm.py, as is otherwise; the data and encoder as its docstring makes them),
-then reads the study back and appends one JSON line to benchmarks/results/search.jsonl: every
-trial (params, validation best_f1, test F1 at the validation-tuned threshold, wall), the seeds'
-mean ± SD of that test F1 against the target (the TF-IDF + LR baseline's test F1 at its
-validation-tuned threshold, computed here by benchmarks/tfidf_baseline.py on exactly the rows of
---data_dir, plus MARGIN), the search's overhead
-(its wall time minus the trials' own: what running them by hand would not cost), the command and
-the provenance (common.py).
-`python -m benchmarks report` renders results/search.md. A re-run continues the study (cached in
---work_dir) instead of starting over.
+Runs `python -m launch.sweep optuna` over configs/search/drugreviews.yaml (recipe
+configs/drugreviews_minilm.py), reads the study back and appends one JSON line to --out
+(search.jsonl): every trial, the best trial's seeds against the target (the TF-IDF + LR
+baseline's test F1 on exactly --data_dir's rows, plus MARGIN), the search's overhead (its wall
+time minus the trials' own) and the provenance. A re-run continues the study in --work_dir.
+`python -m benchmarks report` renders results/search.md.
 """
 import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -35,14 +29,10 @@ def tfidf_test_f1(data_dir):
   """The TF-IDF + LR baseline's test F1 on the binary drug reviews, on exactly data_dir's rows."""
   from benchmarks import tfidf_baseline   # TensorFlow and scikit-learn: only when run
   from preprocess import datasets
-  try:
-    dataset = tfidf_baseline.load_dataset([
-        f"@{RECIPE}", f"--input={datasets.dataset_path('drugreviews-train')}",
-        f"--test_input={datasets.dataset_path('drugreviews-test')}", "--vocab_file=unused"])
-    tfidf_baseline.check_against_data_dir(dataset, data_dir)
-  except ValueError as e:
-    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
-  return tfidf_baseline.run_baseline(dataset, "binary")["summary"]["test_f1"]
+  return tfidf_baseline.run_on_data_dir([
+      f"@{RECIPE}", f"--input={datasets.dataset_path('drugreviews-train')}",
+      f"--test_input={datasets.dataset_path('drugreviews-test')}", "--vocab_file=unused"],
+      data_dir, "binary")["summary"]["test_f1"]
 
 
 def trial_record(t):
@@ -52,8 +42,7 @@ def trial_record(t):
 
 
 def make_parser():
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data_dir", required=True, help="the drug reviews, preprocessed (binary)")
   p.add_argument("--encoder_dir", required=True, help="the converted all-MiniLM-L6-v2")
   p.add_argument("--work_dir", default=os.path.join(common.REPO, "runs", "bench_search"))
@@ -84,7 +73,7 @@ def main(argv=None):
                             storage=storage)
   trials = [trial_record(t) for t in study.get_trials() if t.state.is_finished()]
   seed_trials = [trial_record(t) for t in seeds.get_trials() if t.state.name == "COMPLETE"]
-  test_f1 = [t["test_f1_tuned"] for t in seed_trials if t["test_f1_tuned"] is not None]
+  mean, sd = common.mean_sd(t["test_f1_tuned"] for t in seed_trials)
   # Overhead: this invocation's wall minus the walls of the trials it ran (a continued study's
   # earlier trials are left out).
   trial_seconds = sum(t.user_attrs.get("wall_seconds", 0) for s in (study, seeds)
@@ -93,8 +82,7 @@ def main(argv=None):
       "benchmark": "search", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command,
       "data_dir": args.data_dir,
       "trials": trials, "best_trial": study.best_trial.number, "seed_trials": seed_trials,
-      "seeds_test_f1_tuned_mean": statistics.mean(test_f1) if test_f1 else None,
-      "seeds_test_f1_tuned_sd": statistics.stdev(test_f1) if len(test_f1) > 1 else None,
+      "seeds_test_f1_tuned_mean": mean, "seeds_test_f1_tuned_sd": sd,
       "tfidf_test_f1": baseline, "target_test_f1": baseline + MARGIN,
       "target_margin": MARGIN, "target_source": TARGET_SOURCE,
       "wall_seconds": round(wall, 1), "trial_seconds": round(trial_seconds, 1),

@@ -6,41 +6,13 @@
       --steps=200 --seeds=1,2,3,4,5 --variants=pytorch,ours_f32,ours
   (on a CPU with native bf16, the like-for-like bf16 pair: --variants=pytorch_bf16,ours_bf16)
 
-The torch venv is made once, outside this package (benchmarks/pytorch_reference.py's docstring
-has the line). Variants, each a fresh subprocess:
-  pytorch       benchmarks/pytorch_reference.py under --torch_python, float32
-  pytorch_bf16  the same with bfloat16 autocast
-  ours_f32      `python -m trainer.task --config=configs/tweets_minilm.py` forced to float32
-  ours          the same at the recipe's default precision (auto: mixed bfloat16 on CPUs with
-                native bf16, float32 elsewhere; the record says which it was)
-  ours_bf16     the same forced to mixed bfloat16: the pair of pytorch_bf16 (emulated, so slow,
-                on CPUs without native bf16)
-  ours_f32_eigen  ours_f32 with TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, what TensorFlow alone
-                picks on CPUs without VNNI / BF16 / AMX (bertcore.env asks for oneDNN instead)
-  ours_f32_bucket ours_f32 with train.padding=bucket: batches padded to the lengths derived
-                from the manifest (the default before padding=auto, which pads each batch to
-                its longest row on CPUs)
---isa caps the instruction sets both sides' kernels may use on this CPU (oneDNN's
-ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, PyTorch's ATEN_CPU_CAPABILITY): `avx2` stands
-in for an AVX2-only CPU, `avx512_core` for AVX-512 without VNNI / BF16. It is an emulation on
-this CPU's cores and clocks, not such a CPU, and the records say so (isa); only float32
-variants run under it, since precision=auto reads the real CPU's flags.
-Like for like: both sides train on the same token ids and labels (the reference reads them from
-export_split_ids.py's .npz files, written once into --work_dir), for --steps steps of batch 32
-with the same seed, evaluate validation and test at the same --eval_batch, and run with the same
---threads (the reference: torch.set_num_threads; both sides: OMP_NUM_THREADS, and ours
-TF_NUM_INTRAOP_THREADS). For each seed of --seeds, every variant runs once, interleaved
-(A B C A B C ...) so that a change of machine load hits every variant alike.
-One JSON line per run is appended to --out (see record()):
-  train_eps     steady-state training examples/s (ours: eval_results.json, every progress window
-                but the first; the reference: a TrainerCallback, steps after --skip_steps)
-  eval_eps      validation + test examples / their wall seconds
-  wall_seconds  the whole command, start-up, checkpoint (ours) and evaluation included
-  test_pr_auc, test_f1_tuned (at the threshold tuned on validation), test_best_f1
-plus seed, side, precision (as the run reported it), eval_batch, threads, the exact command
-and environment, and provenance (benchmarks/common.py). `python -m benchmarks report` renders
-results/vs_pytorch.md from the records: mean +- SD over seeds per variant, and the ratios of
-each of our runs to the reference run of the same precision and seed.
+Both sides train --steps steps of batch 32 on the same token ids and labels (export_split_ids.py's
+.npz files, written once into --work_dir) with the same seed, evaluate validation and test at the
+same --eval_batch and run with the same --threads. For each seed of --seeds every variant
+(REFERENCE, OURS below) runs once as a fresh subprocess, interleaved (A B C A B C ...). --isa caps
+both sides' kernels at an instruction set: an emulation of an older CPU, float32 variants only.
+One JSON line per run is appended to --out; `python -m benchmarks report` renders
+results/vs_pytorch.md, and docs/benchmarks.md says how to read it.
 """
 import argparse
 import hashlib
@@ -51,11 +23,16 @@ import time
 
 from benchmarks import common
 
+# The reference: benchmarks/pytorch_reference.py under --torch_python, float32 or bf16 autocast.
+REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
+# Ours: trainer.task on configs/tweets_minilm.py with these overrides. `ours` keeps
+# precision=auto (mixed bfloat16 on CPUs with native bf16, float32 elsewhere); `ours_bf16` is
+# the pair of pytorch_bf16; `_eigen` runs Eigen's kernels, what TensorFlow alone picks on CPUs
+# without VNNI / BF16 / AMX (OURS_ENV); `_bucket` pads to the manifest's derived lengths.
 OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_bf16": ["precision=mixed_bfloat16"],
         "ours_f32_eigen": ["precision=float32"],
         "ours_f32_bucket": ["precision=float32", "train.padding=bucket"]}
 OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
-REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
 # Caps on the instruction sets each library's kernels dispatch to (see the docstring).
 ISA_ENV = {
     "native": {},
@@ -94,16 +71,15 @@ def read_reference(path):
   """The figures of pytorch_reference.py's JSON output, under the names read_ours gives."""
   with open(path) as f:
     ref = json.load(f)
+  rates, test = ref["eval_examples_per_sec"], ref["test"]
   counts = {s: ref[s]["num_examples"] for s in ("validation", "test")}
-  return {"train_eps": ref["train_examples_per_sec"],
-          "train_padding_efficiency": ref["train_padding_efficiency"],
-          "eval_eps": common.combined_rate(ref["eval_examples_per_sec"], counts),
-          "eval_eps_by_split": ref["eval_examples_per_sec"],
-          "test_pr_auc": ref["test"]["pr_auc"], "test_f1_tuned": ref["test"]["f1_tuned"],
-          "test_best_f1": ref["test"]["best_f1"], "threshold": ref["threshold"],
-          "precision": ref.get("precision"), "eval_batch": ref.get("eval_batch"),
-          "threads": ref.get("threads"), "seed": ref.get("seed"), "batch_size": ref.get("batch_size"),
-          "versions": {"torch": ref.get("torch"), "transformers": ref.get("transformers")}}
+  return dict({k: ref.get(k) for k in ("threshold", "precision", "eval_batch", "threads", "seed",
+                                       "batch_size")},
+              train_eps=ref["train_examples_per_sec"], eval_eps_by_split=rates,
+              train_padding_efficiency=ref["train_padding_efficiency"],
+              eval_eps=common.combined_rate(rates, counts),
+              **{f"test_{k}": test[k] for k in ("pr_auc", "f1_tuned", "best_f1")},
+              versions={k: ref.get(k) for k in ("torch", "transformers")})
 
 
 def read_ours(model_dir, output):
@@ -111,39 +87,29 @@ def read_ours(model_dir, output):
   batch, seed) and the precision it printed."""
   final = common.read_final(model_dir) or {}
   config = common.read_config(model_dir) or {}
+  train, evaluation = config.get("train", {}), config.get("eval", {})
   keys = ("train_eps", "train_padding_efficiency", "eval_eps", "eval_eps_by_split",
           "test_pr_auc", "test_f1_tuned", "test_best_f1", "threshold")
   return dict({k: final.get(k) for k in keys}, precision=common.precision_used(output),
-              eval_batch=config.get("eval", {}).get("global_batch_size"),
-              batch_size=config.get("train", {}).get("global_batch_size"),
-              seed=config.get("train", {}).get("seed"))
+              eval_batch=evaluation.get("global_batch_size"),
+              batch_size=train.get("global_batch_size"), seed=train.get("seed"))
 
 
 def run_variant(args, name, seed, run_dir):
   """Runs one variant once. Returns (figures, command, env, run) or None if it failed."""
   env = dict(thread_env(args.threads, args.isa), **OURS_ENV.get(name, {}))
+  out_json = os.path.join(run_dir, "reference.json")
   if name in REFERENCE:
-    out_json = os.path.join(run_dir, "reference.json")
     os.makedirs(run_dir, exist_ok=True)
     command = reference_command(args, out_json, name, seed)
-    run = common.run_logged(command, run_dir + ".log", env)
-    figures = None if run["returncode"] else read_reference(out_json)
   else:
     command = ours_command(args, run_dir, name, seed)
-    run = common.run_logged(command, run_dir + ".log", env)
-    figures = None if run["returncode"] else dict(read_ours(run_dir, run["output"]),
-                                                  threads=args.threads)
-  return figures and (figures, command, env, run)
-
-
-def record(name, seed, figures, command, env, run, provenance, args):
-  """One run's JSON line: its figures, the settings of its side and the provenance."""
-  return dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours",
-              seed=seed, steps=args.steps, skip_steps=args.skip_steps, isa=args.isa,
-              data_dir=args.data_dir, ids_dir=args.ids_dir,
-              max_seq_length=args.max_seq_length,
-              wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
-              provenance=provenance)
+  run = common.run_logged(command, run_dir + ".log", env)
+  if run["returncode"]:
+    return None
+  figures = (read_reference(out_json) if name in REFERENCE
+             else dict(read_ours(run_dir, run["output"]), threads=args.threads))
+  return figures, command, env, run
 
 
 def ids_dir_of(work_dir, data_dir):
@@ -165,19 +131,12 @@ def export_ids(args):
   return ids_dir
 
 
-def fmt(value, spec):
-  return "-" if value is None else format(value, spec)
-
-
 def run_line(r):
   """One printed line per run."""
-  p = r["provenance"]
-  return (f"seed {r['seed']} {r['variant']:<12} {r['precision'] or '?':<14} train "
-          f"{fmt(r['train_eps'], '6.1f')} ex/s (padding {fmt(r['train_padding_efficiency'], '.3f')})"
-          f"  eval {fmt(r['eval_eps'], '6.1f')} ex/s (batch {r['eval_batch']})  wall "
-          f"{fmt(r['wall_seconds'], '5.0f')} s  test PR-AUC {fmt(r['test_pr_auc'], '.4f')} "
-          f"F1@tuned {fmt(r['test_f1_tuned'], '.4f')} best F1 {fmt(r['test_best_f1'], '.4f')}  "
-          f"busy {p['busy_before']}/{p['busy_after']}{'  LOADED' if p['loaded'] else ''}")
+  figures = ("train_eps", "eval_eps", "wall_seconds", "test_pr_auc", "test_f1_tuned")
+  return (f"seed {r['seed']} {r['variant']} ({r['precision']}): " + ", ".join(
+      f"{k} {'-' if r[k] is None else format(r[k], '.4g')}" for k in figures)
+      + ("  LOADED" if r["provenance"]["loaded"] else ""))
 
 
 def make_parser():
@@ -225,11 +184,7 @@ def main(argv=None):
   args.ids_dir = export_ids(args)
   args.max_seq_length = (common.read_manifest(args.data_dir) or {}).get("max_seq_length")
   machine = common.machine()
-  print(f"machine: {machine['cpu']['model']}, {common.bf16_label(machine['cpu'])}, "
-        f"{machine['cores']} cores; commit {machine['commit']}"
-        f"{' (dirty)' if machine['dirty'] else ''}", flush=True)
   stamp = time.strftime("%Y%m%dT%H%M%S")
-  records = []
   for seed, name in common.interleave(args.seed_list, args.names):
     run_dir = os.path.join(args.work_dir, stamp, f"seed{seed}-{name}")
     before = common.sample()
@@ -237,14 +192,15 @@ def main(argv=None):
     after = common.sample()
     if done is None:
       continue
-    figures, command, env, run = done
-    r = record(name, seed, figures, command, env, run,
-               common.provenance(machine, before, after), args)
-    records.append(r)
+    figures, command, env, run = done   # one run's JSON line: figures, settings, provenance
+    r = dict(figures, variant=name, side="pytorch" if name in REFERENCE else "ours", seed=seed,
+             steps=args.steps, skip_steps=args.skip_steps, isa=args.isa, data_dir=args.data_dir,
+             ids_dir=args.ids_dir, max_seq_length=args.max_seq_length,
+             wall_seconds=run["seconds"], command=command, env=env, log=run["log"],
+             provenance=common.provenance(machine, before, after))
     print(run_line(r), flush=True)
     common.append_record(args.out, r)
-  print(f"{len(records)} runs appended to {args.out}; `python -m benchmarks report` renders "
-        "the means and the ratios")
+  print(f"records appended to {args.out}; python -m benchmarks report renders vs_pytorch.md")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,12 @@
 """What every benchmark shares: paths, subprocess runs, provenance, interleaving, JSON-lines records.
 
-A record is one JSON line per run (asv / MLPerf style): the run's figures plus `provenance`
-(provenance()), so that every figure `python -m benchmarks report` renders traces to the run,
-commit and machine that made it (docs/benchmarks.md says what each field is for).
-
-Machine load: the load average lags and counts a benchmark's own threads, so a record also holds
-the cores kept busy over BUSY_SECONDS just before and just after the run (/proc/stat, while no
-benchmark process of ours runs). A run is `loaded` when either exceeds LOADED_BUSY_FRACTION of the
-cores, or when the hypervisor stole more than LOADED_STEAL_FRACTION of the CPU time during it
-(`steal_during`). A host busy on memory, or one that slowed its clocks, slows a run without any
-stolen time: the speed of a large copy and of a float32 matrix product before and after the run
-show it (no threshold: compare runs on the same CPU by them). Loaded runs are kept and flagged.
+A record is one JSON line per run (asv / MLPerf style): the run's figures plus `provenance`, so
+that every figure `python -m benchmarks report` renders traces to the run, commit and machine that
+made it. A run is `loaded` (kept, flagged) when other work kept more than LOADED_BUSY_FRACTION of
+the cores busy just before or after it (/proc/stat over BUSY_SECONDS: the load average lags and
+counts our own threads), or the hypervisor stole more than LOADED_STEAL_FRACTION of the CPU time
+during it. The speed of a large copy and of a float32 matrix product before and after show a
+host busy on memory or slowed clocks (docs/benchmarks.md).
 """
 import json
 import os
@@ -20,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 
 from bertcore import hardware   # no TensorFlow: the bf16 rule precision=auto follows, reused
 
@@ -38,23 +35,17 @@ PRECISION_LINE = re.compile(r"; precision (\S+)")   # trainer.task's plan line (
 # ---- the machine ---------------------------------------------------------------------------
 
 def cpu_info(cpuinfo="/proc/cpuinfo"):
-  """{"model": str, "flags": [the CPU_FLAGS present], "native_bf16": bool} from /proc/cpuinfo
-  (model "" and no flags where it cannot be read, e.g. not Linux). native_bf16 is
-  bertcore/hardware.py's rule, the one precision=auto follows."""
-  model, flags = "", set()
+  """{"model", "flags": the CPU_FLAGS present, "native_bf16": precision=auto's rule} ("" and no
+  flags where /proc/cpuinfo cannot be read)."""
+  info = {}   # each key's first value: the first processor's
   try:
     with open(cpuinfo, encoding="utf-8") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-          model = value.strip()
-        elif key.strip() == "flags" and not flags:
-          flags = set(value.split())
-        if model and flags:
-          break
+      for key, _, value in (line.partition(":") for line in f):
+        info.setdefault(key.strip(), value.strip())
   except OSError:
     pass
-  return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags],
+  flags = set(info.get("flags", "").split())
+  return {"model": info.get("model name", ""), "flags": [f for f in CPU_FLAGS if f in flags],
           "native_bf16": hardware.native_bfloat16(frozenset(flags))}
 
 
@@ -64,16 +55,8 @@ def bf16_label(cpu):
   return f"{'native' if cpu['native_bf16'] else 'no native'} bf16 ({flags})"
 
 
-def cores():
-  """The cores this process may run on."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count() or 1
-
-
 def load_average(loadavg="/proc/loadavg"):
-  """The 1-minute load average, or None where it cannot be read."""
+  """The 1-minute load average, or None."""
   try:
     with open(loadavg) as f:
       return float(f.read().split()[0])
@@ -105,7 +88,7 @@ def busy_cores(seconds=BUSY_SECONDS, stat="/proc/stat"):
 
 
 def steal_share(before, after):
-  """The share of CPU time stolen by the hypervisor between two _cpu_times(); None if unknown."""
+  """The share of CPU time the hypervisor stole between two _cpu_times(); None if unknown."""
   if before is None or after is None or after[0] <= before[0]:
     return None
   return round((after[2] - before[2]) / (after[0] - before[0]), 4)
@@ -113,12 +96,7 @@ def steal_share(before, after):
 
 def best_seconds(fn, repeats):
   """The fastest of `repeats` calls of fn, in seconds."""
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - start)
-  return best
+  return min(timeit.repeat(fn, timer=time.perf_counter, number=1, repeat=repeats))
 
 
 def copy_gbps(nbytes=COPY_BYTES, repeats=5):
@@ -137,19 +115,15 @@ def matmul_gflops(n=MATMUL_N, repeats=10):
 
 
 def is_loaded(busy_before, busy_after, n_cores, steal=None):
-  """The rule of the module docstring: other work kept > LOADED_BUSY_FRACTION of the cores busy,
-  or the hypervisor stole > LOADED_STEAL_FRACTION of the CPU time during the run."""
+  """The rule of the module docstring."""
   busy = [b for b in (busy_before, busy_after) if b is not None]
   return ((bool(busy) and max(busy) > LOADED_BUSY_FRACTION * n_cores)
           or (steal is not None and steal > LOADED_STEAL_FRACTION))
 
 
 def git_state(repo=REPO):
-  """{"commit": full hash or None, "dirty": bool or None} of the repository's work tree.
-
-  Dirty means tracked files differ from the commit, benchmarks/results/ left out: the records a
-  benchmark appends there must not make its own next run look dirty.
-  """
+  """{"commit": full hash or None, "dirty": bool or None}: tracked files differ from the commit,
+  benchmarks/results/ left out (a benchmark's own records must not make its next run dirty)."""
   def git(*args):
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
   try:
@@ -163,27 +137,21 @@ def git_state(repo=REPO):
 
 def machine():
   """The parts of the provenance that do not change during a benchmark run."""
-  return dict(git_state(), cpu=cpu_info(), cores=cores(), host=platform.node(),
-              python=platform.python_version())
+  return dict(git_state(), cpu=cpu_info(), cores=len(os.sched_getaffinity(0)),
+              host=platform.node(), python=platform.python_version())
 
 
 def provenance(fixed, before, after):
-  """A record's provenance: `fixed` (machine()) and the machine sampled before / after the run
-  (each a sample())."""
+  """A record's provenance: `fixed` (machine()) and the samples before / after the run."""
   steal = steal_share(before.get("cpu_times"), after.get("cpu_times"))
-  return dict(fixed, load_before=before["load"], load_after=after["load"],
-              busy_before=before["busy"], busy_after=after["busy"], steal_during=steal,
-              copy_gbps_before=before.get("copy_gbps"), copy_gbps_after=after.get("copy_gbps"),
-              matmul_gflops_before=before.get("matmul_gflops"),
-              matmul_gflops_after=after.get("matmul_gflops"),
-              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal),
-              time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+  samples = {f"{key}_{when}": s.get(key) for when, s in (("before", before), ("after", after))
+             for key in ("load", "busy", "copy_gbps", "matmul_gflops")}
+  return dict(fixed, **samples, steal_during=steal, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              loaded=is_loaded(before["busy"], after["busy"], fixed["cores"], steal))
 
 
 def sample():
-  """The machine now: {"load": 1-minute average, "busy": busy cores over BUSY_SECONDS,
-  "copy_gbps": memory bandwidth, "matmul_gflops": compute speed, "cpu_times": /proc/stat's
-  counters (None if unreadable)}."""
+  """The machine now: load average, busy cores, memory and compute speed, CPU time counters."""
   busy = busy_cores()
   try:
     cpu_times = _cpu_times()
@@ -196,8 +164,7 @@ def sample():
 # ---- running benchmarks --------------------------------------------------------------------
 
 def variant_names(parser, text, known):
-  """The comma-separated variants of `text`, in order; an unknown one is the parser's one-line
-  error (usage and exit 2) naming the known ones."""
+  """The comma-separated variants of `text`, in order; an unknown one is a usage error."""
   names = [v for v in text.split(",") if v]
   unknown = sorted(set(names) - set(known))
   if unknown:
@@ -208,17 +175,13 @@ def variant_names(parser, text, known):
 
 
 def interleave(rounds, names):
-  """[(round, name), ...] as A B C A B C ...: a change of machine load hits every variant alike.
-  rounds: the round labels (range(1, n + 1), or the seeds when each seed is a round)."""
+  """[(round, name), ...] as A B C A B C ...: a change of machine load hits every variant alike."""
   return [(r, name) for r in rounds for name in names]
 
 
 def run_logged(command, log_path, env=None, cwd=REPO):
-  """Runs command from cwd (the repository root) with its output in log_path; W&B off and the
-  Hugging Face hub offline unless `env` (added to os.environ) says otherwise.
-
-  Returns {"seconds": wall, "returncode": int, "output": the log's text, "log": log_path}.
-  """
+  """Runs command with its output in log_path, W&B off and the Hugging Face hub offline unless
+  `env` says otherwise; -> {"seconds", "returncode", "output": the log's text, "log"}."""
   env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1") | dict(env or {})
   os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
   start = time.perf_counter()
@@ -233,9 +196,8 @@ def run_logged(command, log_path, env=None, cwd=REPO):
 
 
 def baseline_checkout(rev, work_dir):
-  """(path, full hash): a git worktree of rev under work_dir (made once), with this checkout's
-  .venv linked in; scripts run from there import that revision's packages (the working
-  directory comes first on sys.path under `python -m`)."""
+  """(path, full hash): a git worktree of rev under work_dir (made once) sharing this .venv;
+  `python -m` run from there imports that revision's packages."""
   commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout.strip()
   path = os.path.join(work_dir, f"baseline-{commit[:12]}")
@@ -256,8 +218,7 @@ def trainer_command(model_dir, data_dir, encoder_dir, overrides=(),
 
 
 def precision_used(output):
-  """The precision policy trainer.task printed in its plan line ('mixed_bfloat16', 'float32'),
-  or None if the output has no such line."""
+  """The precision policy trainer.task's plan line printed ('mixed_bfloat16', ...), or None."""
   match = PRECISION_LINE.search(output)
   return match.group(1) if match else None
 
@@ -267,8 +228,7 @@ def f1_at(metrics, threshold):
   sweep = metrics.get("threshold_sweep")
   if not sweep or threshold is None:
     return None
-  i = min(range(len(sweep["thresholds"])), key=lambda j: abs(sweep["thresholds"][j] - threshold))
-  return sweep["f1"][i]
+  return min(zip(sweep["thresholds"], sweep["f1"]), key=lambda tf: abs(tf[0] - threshold))[1]
 
 
 def combined_rate(rates, counts):
@@ -279,10 +239,9 @@ def combined_rate(rates, counts):
 
 
 def read_final(model_dir):
-  """The figures of a finished trainer.task run, from its eval_results.json ("final"), or None:
-  train_eps, train_padding_efficiency (steady state, trainer/progress.py), eval_eps (validation
-  and test together) and eval_eps_by_split, threshold (tuned on validation), and per split
-  <split>_pr_auc, <split>_best_f1, <split>_f1 (at 0.5), test_f1_tuned (at the tuned threshold)."""
+  """A finished trainer.task run's figures from its eval_results.json, or None: train_eps and
+  train_padding_efficiency (steady state), eval_eps (validation + test), threshold, per split
+  <split>_pr_auc, _best_f1, _f1 (at 0.5), and test_f1_tuned (at the tuned threshold)."""
   final = (read_json_in(model_dir, "eval_results.json") or {}).get("final")
   if not final:
     return None
@@ -291,27 +250,25 @@ def read_final(model_dir):
   out = {"train_eps": final.get("train_examples_per_sec"),
          "train_padding_efficiency": final.get("train_padding_efficiency"),
          "eval_eps": combined_rate(rates, {s: final[s].get("num_examples") for s in splits}),
-         "eval_eps_by_split": rates, "threshold": final.get("threshold")}
-  for split in splits:
-    for key in ("pr_auc", "best_f1", "f1"):
-      out[f"{split}_{key}"] = final[split].get(key)
+         "eval_eps_by_split": rates, "threshold": final.get("threshold"),
+         **{f"{s}_{k}": final[s].get(k) for s in splits for k in ("pr_auc", "best_f1", "f1")}}
   if "test" in final:
     out["test_f1_tuned"] = f1_at(final["test"], final.get("threshold"))
   return out
 
 
 def read_config(model_dir):
-  """The resolved config a trainer.task run wrote (model_dir/config.json) as a dict, or None."""
+  """The resolved config.json of a trainer.task run as a dict, or None."""
   return read_json_in(model_dir, "config.json")
 
 
 def read_manifest(data_dir):
-  """The manifest a preprocess.run job wrote (data_dir/manifest.json) as a dict, or None."""
+  """The manifest.json of a preprocess.run job as a dict, or None."""
   return read_json_in(data_dir, "manifest.json")
 
 
 def read_json_in(directory, name):
-  """directory/name parsed as JSON, or None when the file does not exist (a run that failed)."""
+  """directory/name parsed as JSON, or None when it does not exist (a run that failed)."""
   path = os.path.join(directory, name)
   if not os.path.exists(path):
     return None

@@ -27,13 +27,15 @@ from trainer import input_pipeline  # noqa: E402
 PARSE_BATCH = 1024   # records parsed per call (batched parsing is much faster)
 
 
-def read_split(data_dir, split, manifest, positive_label):
-  """The arrays of the module docstring for one split of data_dir (a dict of numpy arrays).
+def read_split(data_dir, split, manifest, positive_label=None):
+  """The arrays of the module docstring for one split of data_dir (a dict of numpy arrays);
+  with positive_label None, `labels` holds the label ids themselves.
 
   Raises schema.DataError (one line) for an unknown positive_label or a row without exactly
   one label id (a binary export needs single-label data).
   """
-  positive = input_pipeline.label_index(list(manifest.labels), positive_label)
+  positive = (None if positive_label is None
+              else input_pipeline.label_index(list(manifest.labels), positive_label))
   shards = [path for path, _ in input_pipeline.split_shards(data_dir, split, manifest)]
   ds = tf.data.TFRecordDataset(shards, compression_type=manifest.compression or "")
   ids, types, lengths, labels, example_ids = [], [], [], [], []
@@ -45,7 +47,8 @@ def read_split(data_dir, split, manifest, positive_label):
     ids.append(parsed[schema.INPUT_IDS].flat_values.numpy())
     types.append(parsed[schema.TYPE_IDS].flat_values.numpy())
     lengths.append(parsed[schema.INPUT_IDS].row_lengths().numpy())
-    labels.append(label_rows.flat_values.numpy() == positive)
+    label_ids = label_rows.flat_values.numpy()
+    labels.append(label_ids if positive is None else label_ids == positive)
     example_ids.extend(x.decode() for x in parsed[schema.EXAMPLE_ID].numpy())
   return {"input_ids": _concat(ids), "type_ids": _concat(types), "lengths": _concat(lengths),
           "labels": _concat(labels), "example_ids": np.array(example_ids, dtype=str)}

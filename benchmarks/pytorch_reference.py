@@ -8,24 +8,13 @@ Runs in its own venv, never in the project's (torch is not a dependency of this 
       --ids_dir=/tmp/tweets_ids --hf_dir="$(python -m trainer.convert --print_bundled_minilm)" \\
       --steps=200 --eval_batch=64 --out=/tmp/reference.json
 
---ids_dir holds benchmarks/export_split_ids.py's train/validation/test .npz (token ids and
-positive-vs-rest labels of the preprocessed TFRecords), so both sides train on the same ids.
---hf_dir is a Hugging Face BERT directory (config.json + model.safetensors), loaded offline.
-This file imports neither TensorFlow nor this package; benchmarks/bench_vs_pytorch.py runs it
-and passes every setting that must match our side (--eval_batch, --threads, --seed, --steps).
-
-The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout 0.1 ->
-Linear(hidden, 1) (truncated normal 0.02, zero bias, as trainer/model.py), sigmoid cross-entropy
-with pos_weight 1; AdamW lr 5e-5, int(10%) warm-up steps then linear decay to 0, weight decay
-0.01 (not on biases and LayerNorm, in both), clip 1.0, epsilon 1e-8, batch 32, float32 unless
---bf16; length-grouped sampling with padding to each batch's longest row; --threads threads.
-Figures (one summary line on stdout, all of them in --out as JSON):
-  train_examples_per_sec  steady state: steps after --skip_steps, timed by a TrainerCallback
-  eval_examples_per_sec   {split: examples / wall seconds of trainer.predict}, batch --eval_batch
-                          (transformers 5 groups the evaluation rows by length too)
-  validation / test       pr_auc (average precision), best_f1 and best_threshold of the sweep
-                          0.01..0.99 (ties nearest 0.5, as trainer/evaluation.py), f1 at 0.5;
-                          test f1_tuned: at the validation's best_threshold
+--ids_dir holds export_split_ids.py's .npz files (both sides train on the same token ids),
+--hf_dir a Hugging Face BERT directory. It imports nothing of this package; bench_vs_pytorch runs it.
+The recipe mirrors configs/tweets_minilm.py: BertModel -> masked mean pooling -> dropout ->
+Linear(hidden, 1), sigmoid cross-entropy, AdamW with linear warm-up and decay, weight decay 0.01
+(not on biases and LayerNorm), clip 1.0; length-grouped batches padded to their longest row.
+--out gets the steady training rate (after --skip_steps), the evaluation rate and per split
+PR-AUC and the threshold sweep's F1 (as trainer/evaluation.py).
 """
 import argparse
 import json
@@ -45,30 +34,15 @@ SPLITS = ("train", "validation", "test")
 THRESHOLDS = tuple(round(i / 100, 2) for i in range(1, 100))   # trainer/evaluation.py's sweep
 
 
-class IdsDataset(torch.utils.data.Dataset):
-  """One split's rows from export_split_ids' arrays: {input_ids, token_type_ids, labels}."""
-
-  def __init__(self, arrays):
-    self.ids, self.types = arrays["input_ids"], arrays["type_ids"]
-    self.labels = arrays["labels"].astype(np.float32)
-    self.ends = np.cumsum(arrays["lengths"])
-    self.starts = self.ends - arrays["lengths"]
-
-  def __len__(self):
-    return len(self.labels)
-
-  def __getitem__(self, i):
-    s, e = self.starts[i], self.ends[i]
-    return {"input_ids": self.ids[s:e], "token_type_ids": self.types[s:e],
-            "labels": self.labels[i]}
-
-
 def load_splits(ids_dir):
-  """{split: IdsDataset} from <ids_dir>/<split>.npz."""
+  """{split: [{input_ids, token_type_ids, labels}, ...]} from export_split_ids' <split>.npz."""
   out = {}
   for split in SPLITS:
-    with np.load(os.path.join(ids_dir, f"{split}.npz")) as data:
-      out[split] = IdsDataset({k: data[k] for k in data.files})
+    with np.load(os.path.join(ids_dir, f"{split}.npz")) as a:
+      cuts = np.cumsum(a["lengths"])[:-1]
+      out[split] = [{"input_ids": ids, "token_type_ids": types, "labels": np.float32(label)}
+                    for ids, types, label in zip(np.split(a["input_ids"], cuts),
+                                                 np.split(a["type_ids"], cuts), a["labels"])]
   return out
 
 
@@ -150,19 +124,13 @@ class StepTimer(transformers.TrainerCallback):
     return self.steps * batch_size / (self.end - self.start) if self.steps else None
 
 
-def sweep(labels, probs):
-  """(F1 per THRESHOLDS, best threshold with ties nearest 0.5, best F1), as our trainer."""
-  probs = probs.astype(np.float32)
+def split_metrics(labels, probs, tuned=None):
+  """pr_auc, best_f1 and best_threshold of the sweep (ties nearest 0.5, as our trainer), f1 at
+  0.5 and, given a tuned threshold, f1_tuned."""
   f1 = [float(skm.f1_score(labels, (probs >= np.float32(t)).astype(int), zero_division=0))
         for t in THRESHOLDS]
   best_f1 = max(f1)
   best = min((t for t, f in zip(THRESHOLDS, f1) if f == best_f1), key=lambda t: (abs(t - 0.5), t))
-  return f1, best, best_f1
-
-
-def split_metrics(labels, probs, tuned=None):
-  """pr_auc, best_f1, best_threshold, f1 (at 0.5) and, given a tuned threshold, f1_tuned."""
-  f1, best, best_f1 = sweep(labels, probs)
   out = {"pr_auc": float(skm.average_precision_score(labels, probs)), "best_f1": best_f1,
          "best_threshold": best, "f1": f1[THRESHOLDS.index(0.5)],
          "num_examples": int(len(labels))}
@@ -172,11 +140,8 @@ def split_metrics(labels, probs, tuned=None):
 
 
 def predict(trainer, dataset):
-  """(labels int [n], P(positive) float32 [n], wall seconds of the pass).
-
-  The labels come back with the predictions: with length grouping on, transformers 5 also
-  groups the evaluation rows by length, so the outputs are not in the dataset's order.
-  """
+  """(labels int [n], P(positive) float32 [n], wall seconds). The labels come with the
+  predictions: transformers 5 groups the evaluation rows by length too, out of dataset order."""
   start = time.perf_counter()
   out = trainer.predict(dataset)
   seconds = time.perf_counter() - start
@@ -220,16 +185,6 @@ def run(args):
   }
 
 
-def summary_line(record):
-  """One line: 'pytorch: train 38.2 examples/s (padding efficiency 0.910), eval ...'."""
-  speed, test = record["eval_examples_per_sec"], record["test"]
-  return (f"{record['variant']}: train {record['train_examples_per_sec']:.1f} examples/s "
-          f"(padding efficiency {record['train_padding_efficiency']:.3f}), eval validation "
-          f"{speed['validation']:.1f} test {speed['test']:.1f} examples/s, test pr_auc "
-          f"{test['pr_auc']:.4f} f1_tuned {test['f1_tuned']:.4f} best_f1 {test['best_f1']:.4f}, "
-          f"wall {record['wall_seconds']:.0f} s")
-
-
 def make_parser():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--ids_dir", required=True, help="export_split_ids.py's output")
@@ -250,20 +205,16 @@ def make_parser():
   return p
 
 
-def parse_args(argv=None):
-  p = make_parser()
-  args = p.parse_args(argv)
-  if args.steps <= args.skip_steps:
-    p.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
-  return args
-
-
 def main(argv=None):
-  args = parse_args(argv)
+  parser = make_parser()
+  args = parser.parse_args(argv)
+  if args.steps <= args.skip_steps:
+    parser.error(f"--steps ({args.steps}) must exceed --skip_steps ({args.skip_steps})")
   record = run(args)
   with open(args.out, "w") as f:
     json.dump(record, f, indent=1)
-  print(summary_line(record), flush=True)
+  print(f"{record['variant']}: train {record['train_examples_per_sec']:.1f} examples/s, eval "
+        f"{record['eval_examples_per_sec']}, test {record['test']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 `python -m benchmarks report`. Each page is a small description (PAGES): its record file, the
 keys that split it into sections (one per commit and machine), and its tables, each a list of
-columns, optionally one row per group (numbers then as mean ± SD). pandas does the flattening
-and grouping, tabulate (DataFrame.to_markdown) the tables. A page's first line after its title
-names its record file; nothing in a page is typed by hand, and conclusions (prose) stay out of
-it, in results/notes/.
+columns, optionally one row per group (numbers then as mean ± SD). pandas flattens and groups,
+tabulate (DataFrame.to_markdown) writes the tables; conclusions stay in results/notes/.
 """
 import dataclasses
 import math
@@ -45,9 +43,7 @@ def num(value, digits=1):
 
 def spread(values, digits=1):
   """'mean ± SD' over the non-missing values ('mean' alone for one, '-' for none)."""
-  mean, sd = common.mean_sd(v for v in values if not missing(v))
-  if mean is None:
-    return "-"
+  mean, sd = common.mean_sd(v for v in values if not missing(v))   # sd None without a mean
   return num(mean, digits) + ("" if sd is None else f" ± {num(sd, digits)}")
 
 
@@ -122,15 +118,12 @@ def flatten(records):
 def host_share(p):
   """', CPU time stolen 4.8%, memory copy 15.1 / 14.9 GB/s before / after, matmul 180 / 120
   GFLOP/s before / after' where recorded."""
-  parts = []
-  if p.get("steal_during") is not None:
-    parts.append(f"CPU time stolen {percent(p['steal_during'])}")
-  if p.get("copy_gbps_before") is not None or p.get("copy_gbps_after") is not None:
-    parts.append(f"memory copy {num(p.get('copy_gbps_before'))} / "
-                 f"{num(p.get('copy_gbps_after'))} GB/s before / after")
-  if p.get("matmul_gflops_before") is not None or p.get("matmul_gflops_after") is not None:
-    parts.append(f"matmul {num(p.get('matmul_gflops_before'), 0)} / "
-                 f"{num(p.get('matmul_gflops_after'), 0)} GFLOP/s before / after")
+  parts = [] if p.get("steal_during") is None else [f"CPU time stolen {percent(p['steal_during'])}"]
+  for name, key, unit, digits in (("memory copy", "copy_gbps", "GB/s", 1),
+                                  ("matmul", "matmul_gflops", "GFLOP/s", 0)):
+    before, after = p.get(f"{key}_before"), p.get(f"{key}_after")
+    if before is not None or after is not None:
+      parts.append(f"{name} {num(before, digits)} / {num(after, digits)} {unit} before / after")
   return "".join(", " + part for part in parts)
 
 

@@ -1,27 +1,19 @@
 r"""The classical baseline: TF-IDF (word 1-2-grams) + logistic regression, on the job's own split.
 
-The rows and splits come from the preprocessing job's own code, given the job's own flags:
-`preprocess.run.make_parser` / `make_settings` read them, `csv_source` reads the CSV (with the
-recipe's --encoding and --delimiter), `rows.convert_row` validates each record (with
---unescape_html) and computes its id, duplicate ids keep the first row by (file, line) as the
-job's WriteShards does (--test_input files first), and `rows.assign_split` puts each id in
-train / validation / test (every row of a --test_input file in test). So the baseline trains on
-exactly the rows the fine-tuned model trains on, and `check_against_data_dir` proves it on a
-written data directory (same ids and labels in every split).
-
-C and class_weight are chosen on the validation split (a fair baseline); for a binary task the
-decision threshold is also tuned on validation (the F1-best of trainer.evaluation's sweep) and
-applied to test. Metrics come from trainer.evaluation.compute_metrics, the trainer's own.
-
   python -m benchmarks.tfidf_baseline @configs/data/tweets_binary.args \
       --input="$(python -m preprocess.datasets tweets)" --vocab_file=unused [--data_dir=<job output>]
   python -m benchmarks.tfidf_baseline @configs/data/drugreviews_binary.args \
       --input="$(python -m preprocess.datasets drugreviews-train)" \
       --test_input="$(python -m preprocess.datasets drugreviews-test)" --vocab_file=unused
 
-(The job's parser wants a vocabulary flag; the baseline never reads it.)
+Given the preprocessing job's own flags (its parser wants a vocabulary flag; the baseline never
+reads it), the rows are read, validated, deduplicated and split by the job's own code, so the
+baseline trains on exactly the fine-tuned model's rows; --data_dir checks that against a written
+data directory, id by id. C and class_weight are chosen on validation, and so is a binary
+task's decision threshold; the metrics are trainer.evaluation.compute_metrics', the trainer's own.
 """
 import argparse
+import collections
 import json
 import sys
 import time
@@ -30,8 +22,10 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
-from bertcore import schema
+from benchmarks import export_split_ids
+from benchmarks.common import f1_at
 from bertcore import csv_source
+from bertcore import schema
 from preprocess import job
 from preprocess import rows
 from preprocess import run as preprocess_run
@@ -60,14 +54,8 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
-  """Reads the CSV rows and splits exactly as `python -m preprocess.run <argv>` would.
-
-  Args:
-    preprocess_argv: the job's flags (a recipe `@file`, --input, --output_dir, a vocabulary
-      flag, ...). Beam options among them are ignored; --output_dir may be omitted.
-  Returns:
-    A Dataset; label names in the job's label-id order.
-  """
+  """The rows and splits `python -m preprocess.run <preprocess_argv>` would write (Beam options
+  ignored, --output_dir optional); label names in the job's label-id order."""
   argv = list(preprocess_argv)
   if not any(a.startswith("--output_dir") for a in argv):
     argv.append("--output_dir=unused")
@@ -80,37 +68,30 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   input_files, test_files = job.check_input_roles(
       s.input_patterns, s.test_input_patterns, s.encoding, s.columns, s.delimiter)
 
-  kept = {}  # example_id -> Row (the first by (file, line), as WriteShards keeps)
-  seen_labels = set()
-  rows_read = 0
-  rejected = {}
-  from_test_file = {}  # example_id -> whether its kept row comes from a --test_input file
+  kept = {}  # example_id -> (Row, from a --test_input file): the first by (file, line), as the job
+  seen_labels, rejected, rows_read = set(), collections.Counter(), 0
   # The job's file order: test files, then the others, each sorted; records in line order.
   for path in test_files + input_files:
     records = csv_source.iter_records(path, s.encoding, s.delimiter)
-    header = next(records)
-    layout = rows.make_layout(header.fields, s.columns, path)
+    layout = rows.make_layout(next(records).fields, s.columns, path)
     for record in records:
       rows_read += 1
       result = rows.convert_row(record, layout, s.row_config)
       if isinstance(result, rows.Rejection):
-        rejected[result.reason] = rejected.get(result.reason, 0) + 1
+        rejected[result.reason] += 1
         continue
-      # The job discovers labels from every valid row, duplicates included.
-      seen_labels.update(result.labels)
+      seen_labels.update(result.labels)   # the job's labels: every valid row's, duplicates too
       if result.example_id in kept:
-        rejected["duplicate_id"] = rejected.get("duplicate_id", 0) + 1
-        continue
-      kept[result.example_id] = result
-      from_test_file[result.example_id] = path in test_files
+        rejected["duplicate_id"] += 1
+      else:
+        kept[result.example_id] = (result, path in test_files)
   labels = list(s.labels) if s.labels is not None else sorted(seen_labels)
   index = {name: i for i, name in enumerate(labels)}
 
   parts = {split: ([], [], []) for split in schema.SPLITS}
-  for row in kept.values():
+  for row, from_test_file in kept.values():
     split, _ = rows.assign_split(row.example_id, s.split_salt, s.train_fraction,
-                                 s.validation_fraction, s.num_shards,
-                                 from_test_file=from_test_file[row.example_id])
+                                 s.validation_fraction, s.num_shards, from_test_file=from_test_file)
     ids, texts, label_ids = parts[split]
     ids.append(row.example_id)
     # A pair task joins the two texts; TF-IDF has no notion of segments.
@@ -121,33 +102,18 @@ def load_dataset(preprocess_argv: Sequence[str]) -> Dataset:
   return Dataset(labels, splits, rows_read, dict(sorted(rejected.items())))
 
 
-def read_data_dir_ids(data_dir):
-  """{split: {example_id: label_id}} from a preprocessing job's TFRecords (and its labels)."""
-  manifest = schema.read_manifest(data_dir)
-  result = {}
-  for split in schema.SPLITS:
-    files = sorted(tf.io.gfile.glob(schema.shard_pattern(data_dir, split, manifest.compression)))
-    ds = tf.data.TFRecordDataset(files, compression_type=manifest.compression or "")
-    ids = {}
-    for batch in ds.batch(4096).map(schema.parse_examples):
-      for example_id, label_ids in zip(batch[schema.EXAMPLE_ID].numpy(),
-                                       batch[schema.LABEL_IDS].to_list()):
-        ids[example_id.decode("utf-8")] = label_ids[0] if len(label_ids) == 1 else tuple(label_ids)
-    result[split] = ids
-  return result, manifest.labels
-
-
 def check_against_data_dir(dataset: Dataset, data_dir):
   """Raises ValueError unless the job's output holds exactly these ids and labels per split."""
-  written, labels = read_data_dir_ids(data_dir)
-  if list(labels) != list(dataset.labels):
-    raise ValueError(f"labels differ: baseline {dataset.labels}, {data_dir} {labels}")
+  manifest = schema.read_manifest(data_dir)
+  if list(manifest.labels) != list(dataset.labels):
+    raise ValueError(f"labels differ: baseline {dataset.labels}, {data_dir} {manifest.labels}")
   for split in schema.SPLITS:
     ours = dict(zip(dataset.splits[split].ids, dataset.splits[split].label_ids.tolist()))
-    if ours != written[split]:
-      only_ours = len(set(ours) - set(written[split]))
-      only_theirs = len(set(written[split]) - set(ours))
-      relabelled = sum(1 for k in set(ours) & set(written[split]) if ours[k] != written[split][k])
+    arrays = export_split_ids.read_split(data_dir, split, manifest)   # labels: the label ids
+    written = dict(zip(arrays["example_ids"].tolist(), arrays["labels"].tolist()))
+    if ours != written:
+      only_ours, only_theirs = len(set(ours) - set(written)), len(set(written) - set(ours))
+      relabelled = sum(1 for k in set(ours) & set(written) if ours[k] != written[k])
       raise ValueError(f"{split}: baseline rows differ from {data_dir}: {only_ours} only in the "
                        f"baseline, {only_theirs} only in the data dir, {relabelled} relabelled")
 
@@ -164,10 +130,6 @@ def _scores(model, x, head, positive_index):
   return probs[:, list(model.classes_).index(positive_index)] if head == "binary" else probs
 
 
-def _binary_targets(label_ids, positive_index):
-  return (label_ids == positive_index).astype(np.int64)
-
-
 def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = None,
                  cs=DEFAULT_CS, class_weights=DEFAULT_CLASS_WEIGHTS, seed=0):
   """Fits on train, picks (C, class_weight) on validation, evaluates on test.
@@ -177,10 +139,8 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
     head: "binary" (positive vs rest: `positive_label`, default labels[1]) or "multiclass".
     cs, class_weights: the grid searched on validation.
   Returns:
-    A dict: chosen params, the grid's validation scores, `validation` and `test`
-    (trainer.evaluation.compute_metrics results), a `summary` of the headline figures,
-    `seconds` (fit + search + evaluation), all JSON-able; and `test_outputs`, the test split's
-    (labels, scores) as numpy arrays (for bootstrap intervals).
+    A JSON-able dict (chosen params, the grid, `validation` and `test` metrics, their `summary`,
+    `seconds`), plus `test_outputs`: the test split's (labels, scores) as numpy arrays.
   """
   start = time.time()
   if head not in ("binary", "multiclass"):
@@ -209,11 +169,8 @@ def run_baseline(dataset: Dataset, head: str, positive_label: Optional[str] = No
 
 
 def _targets(dataset, head, positive_label):
-  """-> (label names, {split: int targets}, index of the positive class or None).
-
-  binary: targets are 1 for `positive_label` (default labels[1]) and 0 for the rest, whose
-  names are joined with "|"; multiclass: the dataset's label ids and names as they are.
-  """
+  """-> (label names, {split: targets}, the positive class or None). binary: 1 for
+  `positive_label` (default labels[1]), 0 for the rest (names joined with "|")."""
   labels = list(dataset.labels)
   if head != "binary":
     return labels, {s: dataset.splits[s].label_ids for s in schema.SPLITS}, None
@@ -222,37 +179,23 @@ def _targets(dataset, head, positive_label):
   positive_index = labels.index(positive_label) if positive_label else 1
   rest = [n for i, n in enumerate(labels) if i != positive_index]
   names = ["|".join(rest), labels[positive_index]]
-  y = {s: _binary_targets(dataset.splits[s].label_ids, positive_index) for s in schema.SPLITS}
-  return names, y, 1  # After _binary_targets the positive class is 1.
+  y = {s: (dataset.splits[s].label_ids == positive_index).astype(np.int64) for s in schema.SPLITS}
+  return names, y, 1  # the positive class is now 1
 
 
 def _search_grid(x, y, head, names, positive_index, cs, class_weights, seed):
-  """Fits one model per (C, class_weight) on train and scores it on validation.
-
-  x, y: {split: features / targets}. Returns (grid rows, (C, class_weight, model,
-  validation metrics) of the best: binary best_f1, multiclass macro_f1; the first on ties).
-  """
+  """Fits one model per (C, class_weight) on train; -> (the grid's validation scores,
+  (C, class_weight, model, validation metrics) of the best by best_f1 / macro_f1)."""
   select = "best_f1" if head == "binary" else "macro_f1"
-  grid = []
-  best, best_score = None, None
+  fits = []
   for class_weight in class_weights:
     for c in cs:
-      model = linear_model.LogisticRegression(
-          C=c, class_weight=class_weight, max_iter=2000, random_state=seed)
-      model.fit(x["train"], y["train"])
-      val_metrics = evaluation.compute_metrics(
-          y["validation"], _scores(model, x["validation"], head, positive_index), head, names)
-      score = val_metrics[select]
-      grid.append({"C": c, "class_weight": class_weight, f"validation_{select}": score})
-      if best is None or score > best_score:
-        best, best_score = (c, class_weight, model, val_metrics), score
-  return grid, best
-
-
-def f1_at(metrics, threshold):
-  """F1 of a binary compute_metrics result at one of its sweep thresholds."""
-  sweep = metrics["threshold_sweep"]
-  return sweep["f1"][sweep["thresholds"].index(round(threshold, 2))]
+      model = linear_model.LogisticRegression(C=c, class_weight=class_weight, max_iter=2000,
+                                              random_state=seed).fit(x["train"], y["train"])
+      fits.append((c, class_weight, model, evaluation.compute_metrics(
+          y["validation"], _scores(model, x["validation"], head, positive_index), head, names)))
+  grid = [{"C": c, "class_weight": w, f"validation_{select}": m[select]} for c, w, _, m in fits]
+  return grid, max(fits, key=lambda fit: fit[3][select])   # max keeps the first of equals
 
 
 def summarize(val_metrics, test_metrics, head):
@@ -271,11 +214,21 @@ def summarize(val_metrics, test_metrics, head):
           "test_macro_pr_auc": test_metrics["pr_auc"]}
 
 
+def run_on_data_dir(preprocess_argv, data_dir, head):
+  """run_baseline on the rows of the job's flags, checked to be exactly data_dir's; a mismatch
+  or bad input is one `error:` line (SystemExit)."""
+  try:
+    dataset = load_dataset(preprocess_argv)
+    check_against_data_dir(dataset, data_dir)
+  except ValueError as e:
+    raise SystemExit(f"error: the TF-IDF baseline: {e}") from None
+  return run_baseline(dataset, head)
+
+
 def make_parser():
   """The baseline's own flags; the others are the preprocessing job's."""
-  parser = argparse.ArgumentParser(
-      description="TF-IDF + logistic regression on the preprocessing job's split. Other flags "
-                  "are the preprocessing job's (e.g. @configs/data/tweets_binary.args --input=..).")
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " Other flags are the "
+                                   "preprocessing job's (its @recipe, --input, ...).")
   parser.add_argument("--head", default="auto", choices=("auto", "binary", "multiclass"),
                       help="auto: binary for 2 labels, else multiclass")
   parser.add_argument("--positive_label", default=None)
@@ -297,8 +250,7 @@ def main(argv=None):
   except ValueError as e:
     sys.exit(f"error: {e}")
   del result["test_outputs"]
-  result["rows_read"] = dataset.rows_read
-  result["rows_rejected"] = dataset.rows_rejected
+  result.update(rows_read=dataset.rows_read, rows_rejected=dataset.rows_rejected)
   if args.output_json:
     with tf.io.gfile.GFile(args.output_json, "w") as f:
       json.dump(result, f, indent=2)
