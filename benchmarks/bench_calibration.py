@@ -4,16 +4,10 @@ r"""Issue 39's targets: calibration before and after temperature scaling, on a f
       [--data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2 \
        --override=train.steps_per_epoch=200 --override=train.epochs=1]
 
-With --data_dir, first trains into --model_dir with `python -m trainer.task` (configs/tweets_minilm.py
-and the --override values; a finished model_dir is not retrained). Then reads the run's final
-evaluation (eval_results.json, the temperature T fitted on validation) and its outputs/<split>.npz
-(labels and raw logits) and appends one JSON line to benchmarks/results/calibration.jsonl, per
-split before (T = 1) and after (T): ECE (15 bins), Brier score and NLL; the test F1 (binary: at
-the threshold tuned on that side's validation probabilities; multiclass: macro F1 of the argmax,
-which T cannot change); and, at --min_confidence, the share of test rows whose top probability
-reaches the floor and the accuracy on them (the table a user reads to choose the floor). Plus
-the run's resolved config, the data's manifest summary, the command and the provenance
-(common.py).
+With --data_dir, trains first (configs/tweets_minilm.py and the --override values). Records, per
+split, before (T = 1) and after (the T fitted on validation): ECE (15 bins), Brier and NLL; the
+test F1 (binary: at the threshold tuned on that side's validation; multiclass: macro F1); and the
+share of test rows at or above --min_confidence with the accuracy on them.
 """
 import argparse
 import os
@@ -22,8 +16,6 @@ import sys
 import numpy as np
 
 from benchmarks import common
-
-DEFAULT_OUT = os.path.join(common.RESULTS, "calibration.jsonl")
 
 
 def make_parser():
@@ -39,20 +31,15 @@ def make_parser():
                  help="a --config.<name>=<value> of the training, as name=value (repeatable)")
   p.add_argument("--min_confidence", type=float, default=0.9,
                  help="the confidence floor whose coverage and accuracy are recorded")
-  p.add_argument("--out", default=DEFAULT_OUT)
+  p.add_argument("--out", default=os.path.join(common.RESULTS, "calibration.jsonl"))
   return p
-
-
-def top_probability(probs, head):
-  """Each row's top probability, as serving.predict and scoring.run's --min_confidence take it."""
-  from serving import outputs   # TensorFlow: only when run
-  return np.array([outputs.top_probability(p, head) for p in probs])
 
 
 def side(val_labels, val_logits, test_labels, test_logits, head, names, temperature,
          min_confidence):
   """The figures of one side (T = 1 before, the fitted T after); see the module docstring."""
-  from trainer import calibration, evaluation   # TensorFlow: only when run
+  from serving import outputs   # TensorFlow: only when run
+  from trainer import calibration, evaluation
   val_probs = calibration.probabilities(val_logits / temperature, head)
   test_probs = calibration.probabilities(test_logits / temperature, head)
   figures = {"validation": calibration.scores(val_labels, val_logits, head, temperature),
@@ -67,7 +54,8 @@ def side(val_labels, val_logits, test_labels, test_logits, head, names, temperat
     figures["test_f1"] = evaluation.compute_metrics(test_labels, test_probs, head,
                                                     names)["macro_f1"]
     predicted = test_probs.argmax(axis=1)
-  kept = top_probability(test_probs, head) >= np.float32(min_confidence)
+  top = np.array([outputs.top_probability(p, head) for p in test_probs])  # as --min_confidence
+  kept = top >= np.float32(min_confidence)
   figures["above_floor_share"] = float(kept.mean())
   figures["above_floor_accuracy"] = (float((predicted[kept] == test_labels[kept]).mean())
                                      if kept.any() else None)
@@ -128,13 +116,8 @@ def main(argv=None):
       "provenance": common.provenance(machine, before, after),
   }
   common.append_record(args.out, record)
-  for name in ("before", "after"):
-    f = figures[name]
-    print(f"{name:>6} (T={1.0 if name == 'before' else figures['temperature']:.3g}): test ECE "
-          f"{f['test']['ece']:.4f} Brier {f['test']['brier']:.4f} NLL {f['test']['nll']:.4f} "
-          f"F1 {f['test_f1']:.4f}; >= {args.min_confidence}: {f['above_floor_share']:.3f} of "
-          f"rows, accuracy {f['above_floor_accuracy']}", flush=True)
-  print(f"record appended to {args.out}", flush=True)
+  print(f"T={figures['temperature']:.3g}: test ECE {figures['before']['test']['ece']:.4f} -> "
+        f"{figures['after']['test']['ece']:.4f}; record appended to {args.out}", flush=True)
 
 
 if __name__ == "__main__":

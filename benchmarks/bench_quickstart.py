@@ -1,12 +1,11 @@
 """The main job as a new user runs it: scripts/quickstart.sh, timed end to end, per precision.
 
-  python -m benchmarks.bench_quickstart --variants=default,float32 [--rounds=1] [--baseline=REV]
+  python -m benchmarks.bench_quickstart --variants=default,float32 [--rounds=1]
 
 Each run is `bash scripts/quickstart.sh` in a fresh RUNS directory under --work_dir (conversion,
 preprocessing, training, export and predictions), interleaved A B A B ... over --rounds. Variants:
 `default` (precision=auto), `float32` (TRAIN_FLAGS=--config.precision=float32: what a CPU without
-native bf16 runs), and with --baseline=REV `baseline`, the default run from a git worktree of REV
-(its record's code_commit), to measure a change against the code before it in one session.
+native bf16 runs).
 One JSON line per run (wall and step times, training rate, test metrics, precision) is appended
 to --out; `python -m benchmarks report` renders quickstart.md.
 """
@@ -48,31 +47,24 @@ def make_parser():
   p.add_argument("--work_dir", default="/tmp/bench_quickstart",
                  help="one RUNS dir per run, kept (logs, models)")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "quickstart.jsonl"))
-  p.add_argument("--baseline", default="",
-                 help="a git revision to run as the extra variant `baseline` (e.g. HEAD~3)")
   return p
 
 
 def main(argv=None):
   parser = make_parser()
   args = parser.parse_args(argv)
-  names = common.variant_names(parser, args.variants, VARIANTS) + (
-      ["baseline"] if args.baseline else [])
+  names = common.variant_names(parser, args.variants, VARIANTS)
   args.work_dir = os.path.abspath(args.work_dir)
   machine = common.machine()
   stamp = time.strftime("%Y%m%dT%H%M%S")
   command = ["bash", "scripts/quickstart.sh"]
-  baseline_dir = baseline_commit = None
-  if args.baseline:
-    baseline_dir, baseline_commit = common.baseline_checkout(args.baseline, args.work_dir)
   for r, name in common.interleave(range(1, args.rounds + 1), names):
     runs_dir = os.path.join(args.work_dir, stamp, f"{name}-round{r}")
-    flags = VARIANTS.get(name, [])   # each run: its own RUNS dir, W&B offline unless set
+    flags = VARIANTS[name]   # each run: its own RUNS dir, W&B offline unless set
     env = {"RUNS": runs_dir, "TRAIN_FLAGS": " ".join(flags),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     before = common.sample()
-    run = common.run_logged(command, runs_dir + ".log", env,
-                            cwd=baseline_dir if name == "baseline" else common.REPO)
+    run = common.run_logged(command, runs_dir + ".log", env, cwd=common.REPO)
     after = common.sample()
     if run["returncode"]:
       continue
@@ -80,8 +72,6 @@ def main(argv=None):
                   train_flags=flags, wall_seconds=run["seconds"], command=command,
                   env=env, log=run["log"],
                   provenance=common.provenance(machine, before, after))
-    if name == "baseline":
-      record["code_commit"] = baseline_commit
     common.append_record(args.out, record)
     print(f"round {r} {name} ({record['precision']}): wall {run['seconds']:.0f} s, train "
           f"{record['train_eps']} ex/s, test F1 @ tuned threshold {record['test_f1_tuned']}"

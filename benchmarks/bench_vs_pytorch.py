@@ -27,12 +27,8 @@ from benchmarks import common
 REFERENCE = {"pytorch": [], "pytorch_bf16": ["--bf16"]}
 # Ours: trainer.task on configs/tweets_minilm.py with these overrides. `ours` keeps
 # precision=auto (mixed bfloat16 on CPUs with native bf16, float32 elsewhere); `ours_bf16` is
-# the pair of pytorch_bf16; `_eigen` runs Eigen's kernels, what TensorFlow alone picks on CPUs
-# without VNNI / BF16 / AMX (OURS_ENV); `_bucket` pads to the manifest's derived lengths.
-OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_bf16": ["precision=mixed_bfloat16"],
-        "ours_f32_eigen": ["precision=float32"],
-        "ours_f32_bucket": ["precision=float32", "train.padding=bucket"]}
-OURS_ENV = {"ours_f32_eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
+# the pair of pytorch_bf16.
+OURS = {"ours_f32": ["precision=float32"], "ours": [], "ours_bf16": ["precision=mixed_bfloat16"]}
 # Caps on the instruction sets each library's kernels dispatch to (see the docstring).
 ISA_ENV = {
     "native": {},
@@ -97,7 +93,7 @@ def read_ours(model_dir, output):
 
 def run_variant(args, name, seed, run_dir):
   """Runs one variant once. Returns (figures, command, env, run) or None if it failed."""
-  env = dict(thread_env(args.threads, args.isa), **OURS_ENV.get(name, {}))
+  env = thread_env(args.threads, args.isa)
   out_json = os.path.join(run_dir, "reference.json")
   if name in REFERENCE:
     os.makedirs(run_dir, exist_ok=True)

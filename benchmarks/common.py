@@ -195,19 +195,6 @@ def run_logged(command, log_path, env=None, cwd=REPO):
   return {"seconds": seconds, "returncode": done.returncode, "output": output, "log": log_path}
 
 
-def baseline_checkout(rev, work_dir):
-  """(path, full hash): a git worktree of rev under work_dir (made once) sharing this .venv;
-  `python -m` run from there imports that revision's packages."""
-  commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO,
-                          capture_output=True, text=True, check=True).stdout.strip()
-  path = os.path.join(work_dir, f"baseline-{commit[:12]}")
-  if not os.path.isdir(path):
-    subprocess.run(["git", "worktree", "add", "--detach", path, commit], cwd=REPO,
-                   capture_output=True, check=True)
-    os.symlink(os.path.join(REPO, ".venv"), os.path.join(path, ".venv"))
-  return path, commit
-
-
 def trainer_command(model_dir, data_dir, encoder_dir, overrides=(),
                     config="configs/tweets_minilm.py"):
   """`python -m trainer.task` of `config` on one device; overrides: ["train.seed=1", ...]."""
@@ -257,16 +244,6 @@ def read_final(model_dir):
   return out
 
 
-def read_config(model_dir):
-  """The resolved config.json of a trainer.task run as a dict, or None."""
-  return read_json_in(model_dir, "config.json")
-
-
-def read_manifest(data_dir):
-  """The manifest.json of a preprocess.run job as a dict, or None."""
-  return read_json_in(data_dir, "manifest.json")
-
-
 def read_json_in(directory, name):
   """directory/name parsed as JSON, or None when it does not exist (a run that failed)."""
   path = os.path.join(directory, name)
@@ -274,6 +251,14 @@ def read_json_in(directory, name):
     return None
   with open(path) as f:
     return json.load(f)
+
+
+def read_config(model_dir):   # the resolved config.json of a trainer.task run, or None
+  return read_json_in(model_dir, "config.json")
+
+
+def read_manifest(data_dir):   # the manifest.json of a preprocess.run job, or None
+  return read_json_in(data_dir, "manifest.json")
 
 
 # ---- records -------------------------------------------------------------------------------

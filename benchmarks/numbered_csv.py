@@ -3,16 +3,12 @@
   python -m benchmarks.numbered_csv --input="$(python -m preprocess.datasets tweets)" \\
       --encoding=latin-1 --output=runs/data/tweets_numbered.csv
 
-Ids that follow the file (t000000, t000001, ...) are what many exported tables carry: row
-numbers, database keys, time-ordered exports. The demo tweets come sorted by label (negative and
-neutral first, then positive), so this file is the case of a label-sorted CSV with ids in file
-order, which bench_vs_pytorch trains on with `--id_column=qid` data.
+The demo tweets come sorted by label, so the copy is a label-sorted CSV whose ids follow the file
+(as row numbers or database keys do): bench_vs_pytorch's data for issue 36's shard order.
 """
 import argparse
 import csv
 import os
-
-ID_COLUMN = "qid"
 
 
 def make_parser():
@@ -29,21 +25,13 @@ def write_numbered(source, target, encoding):
   with open(source, newline="", encoding=encoding) as f_in, \
        open(target, "w", newline="", encoding=encoding) as f_out:
     reader, writer = csv.reader(f_in), csv.writer(f_out)
-    header = next(reader)
-    if ID_COLUMN in header:
-      raise ValueError(f"{source} already has a {ID_COLUMN!r} column")
-    writer.writerow([ID_COLUMN] + header)
-    count = 0
-    for count, row in enumerate(reader, 1):
-      writer.writerow([f"t{count - 1:06d}"] + row)
-  return count
-
-
-def main(argv=None):
-  args = make_parser().parse_args(argv)
-  count = write_numbered(args.input, args.output, args.encoding)
-  print(f"numbered_csv: wrote {count} rows to {args.output}")
+    writer.writerow(["qid"] + next(reader))
+    rows = [[f"t{i:06d}"] + row for i, row in enumerate(reader)]
+    writer.writerows(rows)
+  return len(rows)
 
 
 if __name__ == "__main__":
-  main()
+  args = make_parser().parse_args()
+  print(f"numbered_csv: wrote {write_numbered(args.input, args.output, args.encoding)} rows to "
+        f"{args.output}")

@@ -1,7 +1,6 @@
 """bench_quickstart: one record per run from the run's own files (quickstart.sh not run)."""
 import json
 import os
-import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,44 +58,3 @@ def test_step_times_wrap_over_midnight_and_leave_out_the_last_step():
   output = "==> [23:59:50] 1/5 convert\nx\n==> [00:00:20] 2/5 preprocess\n==> [00:00:25] 3/5 t\n"
   assert bq.step_seconds(output) == {"1": 30, "2": 5}
   assert bq.step_seconds("no step lines") == {}
-
-
-def test_baseline_runs_the_default_from_its_own_checkout(tmp_path, monkeypatch):
-  calls = []
-
-  def fake_run(command, log_path, env=None, cwd=None):
-    calls.append((cwd, env["TRAIN_FLAGS"]))
-    write_results(os.path.join(env["RUNS"], bq.MODEL_DIR))
-    return {"seconds": 700.0, "returncode": 0, "output": OUTPUT, "log": log_path}
-
-  checkout = str(tmp_path / "baseline-0123456789ab")
-  monkeypatch.setattr(bq.common, "baseline_checkout",
-                      lambda rev, work_dir: (checkout, "0123456789ab" * 3))
-  monkeypatch.setattr(bq.common, "run_logged", fake_run)
-  monkeypatch.setattr(bq.common, "sample", lambda: {"load": 0.2, "busy": 0.1})
-  out = tmp_path / "quickstart.jsonl"
-  bq.main([f"--work_dir={tmp_path}", f"--out={out}", "--variants=default", "--baseline=HEAD~2",
-           "--rounds=2"])
-  assert calls == [(bq.common.REPO, ""), (checkout, "")] * 2
-  records = bq.common.read_records(str(out))
-  assert [r["variant"] for r in records] == ["default", "baseline"] * 2
-  assert [r.get("code_commit") for r in records] == [None, "0123456789ab" * 3] * 2
-  rows = [line for line in report.render_page(report.QUICKSTART, records).splitlines()
-          if line.startswith("| 20")]
-  assert [row.split("|")[2].split()[0] for row in rows] == [   # " (dirty)" aside
-      records[0]["provenance"]["commit"][:12], "0123456789ab"] * 2
-
-
-def test_baseline_checkout_is_a_worktree_of_that_revision(tmp_path):
-  path, commit = bq.common.baseline_checkout("HEAD", str(tmp_path))
-  try:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    assert head == commit and len(commit) == 40
-    assert os.path.exists(os.path.join(path, "scripts", "quickstart.sh"))
-    assert os.path.realpath(os.path.join(path, ".venv")) == os.path.realpath(
-        os.path.join(bq.common.REPO, ".venv"))
-    assert bq.common.baseline_checkout("HEAD", str(tmp_path)) == (path, commit)  # made once
-  finally:
-    subprocess.run(["git", "worktree", "remove", "--force", path], cwd=bq.common.REPO,
-                      capture_output=True)

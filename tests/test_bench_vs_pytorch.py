@@ -95,17 +95,16 @@ def test_both_sides_get_the_same_steps_seed_eval_batch_and_threads(tmp_path):
   assert bvp.thread_env(3) == {"OMP_NUM_THREADS": "3", "TF_NUM_INTRAOP_THREADS": "3"}
 
 
-def test_isa_cap_reaches_both_sides_and_eigen_turns_onednn_off(tmp_path):
+def test_isa_cap_reaches_both_sides(tmp_path):
   capped = bvp.thread_env(2, "avx2")
   assert capped["ONEDNN_MAX_CPU_ISA"] == "AVX2" and capped["ATEN_CPU_CAPABILITY"] == "avx2"
   assert capped["MKL_ENABLE_INSTRUCTIONS"] == "AVX2" and capped["OMP_NUM_THREADS"] == "2"
-  assert "--config.precision=float32" in bvp.ours_command(
-      parse(tmp_path), "/m", "ours_f32_eigen", seed=1)
-  assert bvp.OURS_ENV["ours_f32_eigen"] == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+  assert "--config.precision=float32" in bvp.ours_command(parse(tmp_path), "/m", "ours_f32",
+                                                         seed=1)
 
 
 def test_isa_cap_refuses_variants_whose_precision_follows_the_real_cpu(tmp_path, capsys):
-  assert parse(tmp_path, "--isa=avx2", "--variants=pytorch,ours_f32,ours_f32_eigen").isa == "avx2"
+  assert parse(tmp_path, "--isa=avx2", "--variants=pytorch,ours_f32").isa == "avx2"
   with pytest.raises(SystemExit):
     parse(tmp_path, "--isa=avx2", "--variants=pytorch,ours")
   assert "--isa=avx2: ours run in bf16 or as the real CPU picks" in capsys.readouterr().err
