@@ -113,6 +113,10 @@ def test_trial_model_dir_comes_from_the_tuning_service():
   assert objective.trial_model_dir("gs://b/m", {}) == "gs://b/m"
 
 
+# The default tier covers it in parts: the same refusal through launch.sweep in this process
+# (test_bad_search_input_is_one_line_before_any_trial, "metric: macro_f1"), --objective passed
+# to trainer.task by every trial, and trainer.task's one-line exit 1 (test_trainer).
+@pytest.mark.slow
 def test_trainer_refuses_an_objective_it_does_not_produce(data_dir, tmp_path):
   proc = subprocess.run(fx.task_command(data_dir, str(tmp_path / "run"), "--objective=macro_f1"),
                         env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
