@@ -4,6 +4,8 @@ import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
 
 import pytest
 
+import helpers
+
 # Ids are the list positions: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 how=4 ...
 TINY_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "how", "are", "you", "?", "hello", ",", "world",
@@ -39,6 +41,4 @@ def offline_runner():
 def binary_model(tmp_path_factory):
   """A tiny random binary classifier (labels "0"/"1", threshold 0.5) exported once per session
   (tests/helpers.py); predict, scoring and serving tests read it and must not change it."""
-  import helpers
-  export_dir, _, _ = helpers.export_tiny_model(tmp_path_factory.mktemp("binary_model"))
-  return export_dir
+  return helpers.export_binary_model(tmp_path_factory.mktemp("binary_model"))

@@ -2,7 +2,7 @@
 
 - A tiny exported text classifier: a random BertEncoderV2 with a hand-written vocabulary,
   exported by trainer.export; what export, predict, scoring and serving tests serve. The
-  session-scoped `binary_export` fixture (conftest.py) exports it once per test session.
+  session-scoped `binary_model` fixture (conftest.py) exports it once per test session.
 - A tiny Hugging Face BERT directory (safetensors), what trainer.convert reads.
 
 The trainer's fake preprocessed data dirs live in trainer_fixtures.py.
@@ -51,26 +51,21 @@ def write_vocab(directory):
   return path
 
 
-def tiny_setup(directory, truncation="head"):
+def tiny_setup(directory):
   """(vocab_path, TextEncoder) for the tiny vocabulary."""
   from bertcore import tokenization
-  return (write_vocab(directory),
-          tokenization.TextEncoder(VOCAB, True, MAX_SEQ_LENGTH, truncation))
+  return write_vocab(directory), tokenization.TextEncoder(VOCAB, True, MAX_SEQ_LENGTH)
 
 
-def export_tiny_model(directory, labels=("0", "1"), head="binary", threshold=0.5, seed=0,
-                      truncation="head", extra_metadata=None):
-  """Exports a random tiny classifier to <directory>/export (vocab.txt beside it).
-
-  -> (export_dir, classifier, text_encoder)."""
+def export_binary_model(directory):
+  """Exports a random tiny binary classifier (labels "0"/"1", threshold 0.5) to
+  <directory>/export, its vocab.txt beside it; -> the export dir."""
   from trainer import export
-  vocab_path, text_encoder = tiny_setup(str(directory), truncation)
-  num_outputs = 1 if head == "binary" else len(labels)
-  classifier = build_classifier(num_outputs, seed=seed)
+  vocab_path, text_encoder = tiny_setup(str(directory))
   export_dir = os.path.join(str(directory), "export")
-  export.export_saved_model(classifier, text_encoder, list(labels), head, threshold, export_dir,
-                            vocab_path, extra_metadata=extra_metadata)
-  return export_dir, classifier, text_encoder
+  export.export_saved_model(build_classifier(1), text_encoder, ["0", "1"], "binary", 0.5,
+                            export_dir, vocab_path)
+  return export_dir
 
 
 def reference_probabilities(classifier, text_encoder, head, texts, pair_texts=None):
