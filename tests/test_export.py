@@ -1,7 +1,7 @@
 """trainer.export: export -> reload -> parity with the classifier on preprocessed ids and records.
 
-A tiny random BertEncoderV2 with a hand-written vocabulary; each export takes a few seconds.
-`build_classifier` and `tiny_setup` are also used by tests/test_predict.py.
+A tiny random BertEncoderV2 with a hand-written vocabulary (tests/helpers.py); each export takes
+a few seconds.
 """
 import json
 import os
@@ -14,80 +14,14 @@ import pytest
 
 from bertcore import schema  # Imports bertcore first: Keras 2 before TensorFlow.
 from bertcore import tokenization
-from trainer import encoders
 from serving import export_info
 from trainer import export
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "quick", "brown", "fox", "jump", "##s",
-         "over", "lazy", "dog", "why", "is", "a", "?", "how", "do", "you", "cat", "sleep"]
-MAX_SEQ_LENGTH = 8
-BERT_CONFIG = {"vocab_size": len(VOCAB), "hidden_size": 16, "num_hidden_layers": 1,
-               "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16,
-               "initializer_range": 0.5}  # Large weights: outputs that differ between texts.
-TEXTS = ["The quick brown fox jumps", "why is a dog lazy?", "how do you sleep", "cat",
-         "Über-unknown words !", ""]
-PAIRS = ["a dog", "the cat sleeps", "", "why?", "fox", "brown"]
-# 14 word pieces: longer than MAX_SEQ_LENGTH - 2, so it is truncated.
-LONG_TEXT = "the quick brown fox jumps over the lazy dog how do you sleep"
-
-
-def build_classifier(num_outputs, seed=0):
-  """The trainer's classifier interface: dict of int32 [batch, seq] -> logits [batch, n]."""
-  tf_keras.utils.set_random_seed(seed)
-  encoder = encoders.build_bert_encoder(BERT_CONFIG, dropout=0.0)
-  inputs = {name: tf_keras.Input(shape=(None,), dtype=tf.int32, name=name)
-            for name in ("input_word_ids", "input_mask", "input_type_ids")}
-  pooled = encoder(inputs)["pooled_output"]
-  logits = tf_keras.layers.Dense(
-      num_outputs, kernel_initializer=tf_keras.initializers.RandomNormal(stddev=2.0))(pooled)
-  return tf_keras.Model(inputs, logits)
-
-
-def write_vocab(directory):
-  path = os.path.join(directory, "vocab.txt")
-  with open(path, "w") as f:
-    f.write("\n".join(VOCAB) + "\n")
-  return path
-
-
-def tiny_setup(directory):
-  """(vocab_path, TextEncoder) for the tiny vocabulary."""
-  return write_vocab(directory), tokenization.TextEncoder(VOCAB, True, MAX_SEQ_LENGTH)
-
-
-def reference_probabilities(classifier, text_encoder, head, texts, pair_texts=None):
-  """What the export must return, computed the preprocessing way: TextEncoder.encode, then
-  padding to max_seq_length in NumPy (not the export's dynamic padding), then the classifier."""
-  ids, type_ids, _ = text_encoder.encode(
-      tf.constant(texts), None if pair_texts is None else tf.constant(pair_texts))
-  n = len(texts)
-  word = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
-  types = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
-  mask = np.zeros([n, MAX_SEQ_LENGTH], np.int32)
-  for i, (row, row_types) in enumerate(zip(ids.to_list(), type_ids.to_list())):
-    word[i, :len(row)] = row
-    types[i, :len(row)] = row_types
-    mask[i, :len(row)] = 1
-  logits = classifier({"input_word_ids": word, "input_mask": mask, "input_type_ids": types},
-                      training=False).numpy().astype(np.float64)
-  if head == "multiclass":
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-  probs = 1 / (1 + np.exp(-logits))
-  return probs[:, 0] if head == "binary" else probs
-
-
-def serve(loaded, texts, pair_texts=None):
-  if pair_texts is None:
-    out = loaded.signatures["serving_default"](text=tf.constant(texts, tf.string))
-  else:
-    out = loaded.signatures["serve_text_pair"](text=tf.constant(texts, tf.string),
-                                               text_pair=tf.constant(pair_texts, tf.string))
-  return {k: v.numpy() for k, v in out.items()}
+from helpers import (LONG_TEXT, MAX_SEQ_LENGTH, PAIRS, TEXTS, VERY_LONG_TEXT, VOCAB,
+                     build_classifier, reference_probabilities, serve, tiny_setup, write_vocab)
 
 
 @pytest.fixture(scope="module")
@@ -217,10 +151,6 @@ def test_truncation_is_the_preprocessing_truncation(binary):
               )["probabilities"]
   assert out[0] == pytest.approx(out[1], abs=1e-6)
   assert abs(out[0] - out[2]) > 1e-4
-
-
-# Far over the limit: 14 pieces x 4 = 56, 7x MAX_SEQ_LENGTH.
-VERY_LONG_TEXT = "the quick brown fox jumps over the lazy dog why is a cat " * 4
 
 
 @pytest.fixture(scope="module", params=["head", "tail", "head_tail"])

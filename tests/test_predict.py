@@ -19,19 +19,9 @@ from serving import inputs
 import numpy as np
 import tensorflow as tf
 
-import test_export  # the tiny vocabulary, classifier builder and signature helper
+import helpers  # the tiny vocabulary, classifier builder and texts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def binary_model(tmp_path_factory):
-  root = tmp_path_factory.mktemp("predict")
-  vocab_path, text_encoder = test_export.tiny_setup(str(root))
-  export_dir = str(root / "export")
-  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
-                            0.5, export_dir, vocab_path)
-  return export_dir
 
 
 def write_csv(path, rows, bom=False, encoding="utf-8"):
@@ -47,7 +37,7 @@ def read_csv(path):
 
 
 TEXTS = ["why is the dog lazy?", "how, do you sleep", "the quick brown fox\njumps",
-         "Über cat", test_export.LONG_TEXT, "a", "fox fox fox fox"]
+         "Über cat", helpers.LONG_TEXT, "a", "fox fox fox fox"]
 
 
 def test_predictions_match_the_export(binary_model, tmp_path):
@@ -77,22 +67,22 @@ def test_predictions_match_the_export(binary_model, tmp_path):
 def test_predictions_follow_the_export_truncation(tmp_path):
   """predict tokenizes in the export's graph, so a tail export reads the texts' tails."""
   from bertcore import tokenization
-  vocab_path = test_export.write_vocab(str(tmp_path))
-  text_encoder = tokenization.TextEncoder(test_export.VOCAB, True, test_export.MAX_SEQ_LENGTH,
+  vocab_path = helpers.write_vocab(str(tmp_path))
+  text_encoder = tokenization.TextEncoder(helpers.VOCAB, True, helpers.MAX_SEQ_LENGTH,
                                           "tail")
-  classifier = test_export.build_classifier(1)
+  classifier = helpers.build_classifier(1)
   export_dir = str(tmp_path / "export")
   export.export_saved_model(classifier, text_encoder, ["0", "1"], "binary", 0.5, export_dir,
                             vocab_path)
-  texts = [test_export.LONG_TEXT, test_export.VERY_LONG_TEXT, "a cat"]
+  texts = [helpers.LONG_TEXT, helpers.VERY_LONG_TEXT, "a cat"]
   input_path, output_path = str(tmp_path / "in.csv"), str(tmp_path / "out.csv")
   write_csv(input_path, [["qid", "question_text"]] + [[f"q{i}", t] for i, t in enumerate(texts)])
   predict.predict_csv(export_dir, input_path, output_path, batch_size=2, log=lambda _: None)
-  expected = test_export.reference_probabilities(classifier, text_encoder, "binary", texts)
+  expected = helpers.reference_probabilities(classifier, text_encoder, "binary", texts)
   np.testing.assert_allclose([float(r[2]) for r in read_csv(output_path)[1:]], expected,
                              atol=1e-5)
   # Not what the head would give: the long texts' probabilities depend on the strategy.
-  head = test_export.reference_probabilities(classifier, test_export.tiny_setup(
+  head = helpers.reference_probabilities(classifier, helpers.tiny_setup(
       str(tmp_path))[1], "binary", texts)
   assert np.abs(head[:2] - expected[:2]).min() > 1e-5 and head[2] == pytest.approx(expected[2])
 
@@ -121,13 +111,13 @@ def test_bad_rows_are_written_empty_and_counted(binary_model, tmp_path):
 
 
 def test_multiclass_pairs_and_row_numbers(tmp_path):
-  vocab_path, text_encoder = test_export.tiny_setup(str(tmp_path))
+  vocab_path, text_encoder = helpers.tiny_setup(str(tmp_path))
   export_dir = str(tmp_path / "export")
   labels = ["x", "y", "z"]
-  export.export_saved_model(test_export.build_classifier(3, seed=2), text_encoder, labels,
+  export.export_saved_model(helpers.build_classifier(3, seed=2), text_encoder, labels,
                             "multiclass", None, export_dir, vocab_path)
   input_path, output_path = str(tmp_path / "pairs.csv"), str(tmp_path / "pred.csv")
-  pairs = list(zip(test_export.TEXTS[:4], test_export.PAIRS[:4]))
+  pairs = list(zip(helpers.TEXTS[:4], helpers.PAIRS[:4]))
   write_csv(input_path, [["first", "second"]] + [list(p) for p in pairs])
   summary = predict.predict_csv(export_dir, input_path, output_path, id_column=None,
                                 text_column="first", text_pair_column="second",
@@ -247,10 +237,10 @@ def test_cli_help_and_missing_flags_are_short(tmp_path):
 
 
 def test_tsv_and_unescape_html_default_from_the_export(tmp_path):
-  vocab_path, text_encoder = test_export.tiny_setup(str(tmp_path))
+  vocab_path, text_encoder = helpers.tiny_setup(str(tmp_path))
   export_dir = str(tmp_path / "export")
   # As export_step records a manifest with --unescape_html=true.
-  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
+  export.export_saved_model(helpers.build_classifier(1), text_encoder, ["0", "1"], "binary",
                             0.5, export_dir, vocab_path,
                             extra_metadata={"input": {"unescape_html": True}})
   escaped = ["the dog&#039;s &quot;lazy&quot;", "fox &amp;\tcat", "&#32;"]

@@ -11,6 +11,7 @@ skipped (one step moves weights by ~0.04). Each killed process imports TensorFlo
 Data and disk faults run the trainer in-process (in a mount namespace for the disks): they go
 through the same checks, and the entry point's one-line `error:` is tested in test_trainer.
 """
+import concurrent.futures
 import json
 import os
 import re
@@ -110,14 +111,56 @@ def results(model_dir):
 
 
 # ------------------------------------------------------------------- kills at 5 points + SIGTERM
+# The processes that this module only waits for (each killed run, and the disk driver below)
+# all start, two at a time, as the module's first test starts, and run while this process
+# trains the reference and finishes the runs killed before. A fault is injected at a counted
+# arrival, not at a time, so what a run leaves does not depend on how busy the machine is.
+KILLS = {  # name: (--crash_at, signal)
+    "mid_step": ("train_step:6", "KILL"),
+    "mid_checkpoint_write": ("checkpoint_write:2", "KILL"),
+    "during_evaluation": ("evaluation", "KILL"),
+    "mid_best_checkpoint_write": ("best_checkpoint_write", "KILL"),
+    "sigterm_during_evaluation": ("evaluation:2", "TERM"),
+    "during_export": ("export", "KILL"),
+}
+
+
+@pytest.fixture(scope="module")
+def background_runs(data_dir, tmp_path_factory):
+  """{name: a future}: KILLS' runs, each (model_dir, returncode, output, seconds from the fault
+  to the exit), and "disks", (base dir, the disk driver's finished process or None)."""
+  def kill(name):
+    model_dir = str(tmp_path_factory.mktemp(name) / "run")
+    crash_at, signal_name = KILLS[name]
+    return (model_dir, *run_task(data_dir, model_dir, *FLAGS, crash_at=crash_at,
+                                 signal_name=signal_name))
+
+  def disks():
+    base = str(tmp_path_factory.mktemp("disks"))
+    return base, run_disk_driver(base, data_dir)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    runs = {name: pool.submit(kill, name) for name in KILLS}
+    runs["disks"] = pool.submit(disks)
+    yield runs
+
+
+def killed_run(background_runs, name):
+  """Waits for the killed run `name`: (model_dir, checkpoints/, best/, returncode, output,
+  seconds from the fault to the exit)."""
+  model_dir, code, out, after_fault = background_runs[name].result()
+  return (model_dir, os.path.join(model_dir, "checkpoints"), os.path.join(model_dir, "best"),
+          code, out, after_fault)
+
+
 def tiny_overrides(**more):
   """The config of FLAGS, for in-process runs."""
   return {"train.checkpoint_every_steps": 4, "train.log_every_steps": 2, **more}
 
 
 @pytest.fixture(scope="module")
-def reference(data_dir, tmp_path_factory):
-  """An uninterrupted run: (its ckpt-16 values, its results)."""
+def reference(data_dir, background_runs, tmp_path_factory):
+  """An uninterrupted run: (its ckpt-16 values, its results). (background_runs first: they
+  run while this one trains.)"""
   model_dir = str(tmp_path_factory.mktemp("reference") / "run")
   results = train.train_and_evaluate(fx.tiny_config(data_dir, **tiny_overrides(export=False)),
                                      data_dir, model_dir, strategy_lib.build_strategy("one_device"))
@@ -141,15 +184,8 @@ def finish_and_compare(data_dir, model_dir, reference, export=False):
   return results
 
 
-@pytest.fixture
-def dirs(tmp_path):
-  model_dir = str(tmp_path / "run")
-  return model_dir, os.path.join(model_dir, "checkpoints"), os.path.join(model_dir, "best")
-
-
-def test_kill_mid_step_keeps_the_last_checkpoint(data_dir, dirs, reference):
-  model_dir, ckpt_dir, _ = dirs
-  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="train_step:6")
+def test_kill_mid_step_keeps_the_last_checkpoint(data_dir, background_runs, reference):
+  model_dir, ckpt_dir, _, code, out, _ = killed_run(background_runs, "mid_step")
   assert code == -signal.SIGKILL, out[-3000:]
   latest, recorded = checkpoint_state(ckpt_dir)
   assert (latest, recorded) == (f"{ckpt_dir}/ckpt-4", [f"{ckpt_dir}/ckpt-4"])
@@ -158,9 +194,8 @@ def test_kill_mid_step_keeps_the_last_checkpoint(data_dir, dirs, reference):
   finish_and_compare(data_dir, model_dir, reference)
 
 
-def test_kill_mid_checkpoint_write_never_makes_it_latest(data_dir, dirs, reference):
-  model_dir, ckpt_dir, _ = dirs
-  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="checkpoint_write:2")
+def test_kill_mid_checkpoint_write_never_makes_it_latest(data_dir, background_runs, reference):
+  model_dir, ckpt_dir, _, code, out, _ = killed_run(background_runs, "mid_checkpoint_write")
   assert code == -signal.SIGKILL, out[-3000:]
   # ckpt-8's files were complete on disk, but the state file never named it.
   assert os.path.exists(os.path.join(ckpt_dir, "ckpt-8.index"))
@@ -170,9 +205,8 @@ def test_kill_mid_checkpoint_write_never_makes_it_latest(data_dir, dirs, referen
   finish_and_compare(data_dir, model_dir, reference)
 
 
-def test_kill_during_evaluation_keeps_the_epoch_unevaluated(data_dir, dirs, reference):
-  model_dir, ckpt_dir, _ = dirs
-  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation")
+def test_kill_during_evaluation_keeps_the_epoch_unevaluated(data_dir, background_runs, reference):
+  model_dir, ckpt_dir, _, code, out, _ = killed_run(background_runs, "during_evaluation")
   assert code == -signal.SIGKILL, out[-3000:]
   latest, _ = checkpoint_state(ckpt_dir)
   assert latest == f"{ckpt_dir}/ckpt-8"
@@ -182,9 +216,8 @@ def test_kill_during_evaluation_keeps_the_epoch_unevaluated(data_dir, dirs, refe
   assert [e["epoch"] for e in finished["epochs"]] == [1, 2]
 
 
-def test_kill_mid_best_checkpoint_write_leaves_no_best(data_dir, dirs, reference):
-  model_dir, _, best_dir = dirs
-  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="best_checkpoint_write")
+def test_kill_mid_best_checkpoint_write_leaves_no_best(data_dir, background_runs, reference):
+  model_dir, _, best_dir, code, out, _ = killed_run(background_runs, "mid_best_checkpoint_write")
   assert code == -signal.SIGKILL, out[-3000:]
   assert os.path.exists(os.path.join(best_dir, "ckpt-8.index"))
   assert checkpoint_state(best_dir) == (None, [])
@@ -192,13 +225,12 @@ def test_kill_mid_best_checkpoint_write_leaves_no_best(data_dir, dirs, reference
   finish_and_compare(data_dir, model_dir, reference)
 
 
-def test_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(data_dir, dirs,
+def test_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(data_dir, background_runs,
                                                                         reference):
-  model_dir, ckpt_dir, best_dir = dirs
   # Each evaluation (2 batches) is one eval_step call: the 2nd call is epoch 2's, after step
   # 16; the preemption check after its last call stops before its results are recorded.
-  code, out, after_fault = run_task(data_dir, model_dir, *FLAGS, crash_at="evaluation:2",
-                                    signal_name="TERM")
+  model_dir, ckpt_dir, best_dir, code, out, after_fault = killed_run(
+      background_runs, "sigterm_during_evaluation")
   assert code == 143, out[-3000:]
   assert after_fault < 30, after_fault
   assert [(e["epoch"], e["step"], e["best"]) for e in results(model_dir)["epochs"]] == [
@@ -210,9 +242,8 @@ def test_sigterm_during_evaluation_checkpoints_and_exits_143_within_30s(data_dir
   finish_and_compare(data_dir, model_dir, reference)
 
 
-def test_kill_during_export_leaves_no_half_export(data_dir, dirs, reference):
-  model_dir, ckpt_dir, _ = dirs
-  code, out, _ = run_task(data_dir, model_dir, *FLAGS, crash_at="export")
+def test_kill_during_export_leaves_no_half_export(data_dir, background_runs, reference):
+  model_dir, _, _, code, out, _ = killed_run(background_runs, "during_export")
   assert code == -signal.SIGKILL, out[-3000:]
   assert not os.path.exists(os.path.join(model_dir, "export"))
   staged = [n for n in os.listdir(model_dir) if n.startswith("export.tmp-")]
@@ -410,15 +441,21 @@ DISK_DRIVER = textwrap.dedent(r"""
 """)
 
 
-@pytest.fixture(scope="module")
-def disk_faults(data_dir, tmp_path_factory):
+def run_disk_driver(base, data_dir):
+  """The disk driver's finished process, or None where this machine refuses `unshare -m`."""
   if shutil.which("unshare") is None or subprocess.run(
       ["unshare", "-m", "true"], capture_output=True).returncode != 0:
-    pytest.skip("needs `unshare -m` (root) to mount small and read-only tmpfs disks")
-  base = str(tmp_path_factory.mktemp("disks"))
-  proc = subprocess.run(["unshare", "-m", sys.executable, "-c", DISK_DRIVER, base, data_dir],
+    return None
+  return subprocess.run(["unshare", "-m", sys.executable, "-c", DISK_DRIVER, base, data_dir],
                         env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
                         timeout=600)
+
+
+@pytest.fixture(scope="module")
+def disk_faults(background_runs):
+  base, proc = background_runs["disks"].result()
+  if proc is None:
+    pytest.skip("needs `unshare -m` (root) to mount small and read-only tmpfs disks")
   if "mount: " in proc.stderr and "RESULT " not in proc.stdout:
     pytest.skip(f"cannot mount tmpfs here: {proc.stderr.strip()[-300:]}")
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]

@@ -26,20 +26,10 @@ import tensorflow as tf
 
 import numpy as np
 
-import test_export  # the tiny vocabulary, classifier builder and texts
+import helpers  # the tiny vocabulary, classifier builder and texts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTINEL = "SENTINEL-wandb-key-5c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d"
-
-
-@pytest.fixture(scope="module")
-def binary_model(tmp_path_factory):
-  root = tmp_path_factory.mktemp("score")
-  vocab_path, text_encoder = test_export.tiny_setup(str(root))
-  export_dir = str(root / "export")
-  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
-                            0.5, export_dir, vocab_path)
-  return export_dir
 
 
 def write_rows(path, rows):
@@ -66,7 +56,7 @@ def score(model, input_path, output_dir, *flags):
 
 
 TEXTS = ["why is the dog lazy?", "how, do you sleep", "the quick brown fox\njumps", "Über cat",
-         test_export.LONG_TEXT, "a", "fox fox fox fox"]
+         helpers.LONG_TEXT, "a", "fox fox fox fox"]
 
 
 @pytest.fixture(scope="module")
@@ -295,9 +285,9 @@ def test_wandb_offline_logs_the_lineage_without_printing_the_key(records_dir, mi
                                                                   tmp_path):
   # The export records its training data as trainer/export_step.py does (extra_metadata);
   # here the data is mixed_csv preprocessed. The trainer's own export: the slow test below.
-  vocab_path, text_encoder = test_export.tiny_setup(str(tmp_path))
+  vocab_path, text_encoder = helpers.tiny_setup(str(tmp_path))
   model_dir = str(tmp_path / "export")
-  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
+  export.export_saved_model(helpers.build_classifier(1), text_encoder, ["0", "1"], "binary",
                             0.5, model_dir, vocab_path,
                             extra_metadata={"training": {"data_dir": records_dir}})
   stdout, run_dir, artifacts = score_with_wandb_offline(model_dir, mixed_csv, tmp_path)

@@ -11,16 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from trainer import export  # Imports bertcore first: Keras 2 before TensorFlow.
-from bertcore import cli
+from bertcore import cli  # Imports bertcore first: Keras 2 before TensorFlow.
 from bertcore import row_checks
 from preprocess import run as preprocess_run
 from scoring import run as score_run
 from serving import export_info
 from serving import inputs
 from serving import predict
-
-import test_export  # the tiny vocabulary and classifier builder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,15 +62,12 @@ def test_the_bad_file_has_every_shared_reason_but_malformed_csv():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-  """The bad file, a tiny export, and the file through predict and scoring."""
+def served(binary_model, tmp_path_factory):
+  """The bad file, the session's tiny export, and the file through predict and scoring."""
   root = tmp_path_factory.mktemp("serving")
   input_path = root / "bad.csv"
   input_path.write_bytes(b"".join(data for _, data, _ in BAD_FILE))
-  vocab_path, text_encoder = test_export.tiny_setup(str(root))
-  model_dir = str(root / "export")
-  export.export_saved_model(test_export.build_classifier(1), text_encoder, ["0", "1"], "binary",
-                            0.5, model_dir, vocab_path)
+  model_dir = binary_model
   summary = predict.predict_csv(model_dir, str(input_path), str(root / "predict.csv"),
                                 batch_size=4, unescape_html=True, log=lambda _: None)
   manifest = score_run.run([f"--model={model_dir}", f"--input={input_path}",

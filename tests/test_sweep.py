@@ -113,6 +113,10 @@ def test_trial_model_dir_comes_from_the_tuning_service():
   assert objective.trial_model_dir("gs://b/m", {}) == "gs://b/m"
 
 
+# The default tier covers it in parts: the same refusal through launch.sweep in this process
+# (test_bad_search_input_is_one_line_before_any_trial, "metric: macro_f1"), --objective passed
+# to trainer.task by every trial, and trainer.task's one-line exit 1 (test_trainer).
+@pytest.mark.slow
 def test_trainer_refuses_an_objective_it_does_not_produce(data_dir, tmp_path):
   proc = subprocess.run(fx.task_command(data_dir, str(tmp_path / "run"), "--objective=macro_f1"),
                         env=fx.task_env(), cwd=fx.REPO, capture_output=True, text=True,
@@ -125,26 +129,21 @@ def test_trainer_refuses_an_objective_it_does_not_produce(data_dir, tmp_path):
 
 # --- optuna ----------------------------------------------------------------------------------
 
-def test_optuna_study_finds_the_better_learning_rate(data_dir, tmp_path):
-  """3 trials over two learning rates; each trial reports through stdout and hypertune.
-
-  One at a time: with --parallel, Optuna reseeds the sampler, and the draws are not repeatable.
-  """
-  space = write_space(tmp_path, LR_SPACE)
+def run_study(tmp_path, data_dir, space_text):
+  """A study of `python -m launch.sweep optuna` (one trial at a time, sampler seed 0), with
+  cloudml-hypertune's file set; -> (the finished process, its output dir, hypertune file)."""
+  space = write_space(tmp_path, space_text)
   out = tmp_path / "search"
   hypertune_file = tmp_path / "hypertune" / "output.metrics"
   proc = subprocess.run(sweep_command(space, out, data_dir, "--sampler_seed=0"),
                         env=fx.task_env(CLOUD_ML_HP_METRIC_FILE=str(hypertune_file)),
                         cwd=fx.REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  study = load_study(out)
-  trials = study.get_trials()
-  assert [t.state.name for t in trials] == ["COMPLETE"] * 3
-  assert {t.params["learning_rate"] for t in trials} == {GOOD_LR, BAD_LR}
-  assert study.best_trial.params["learning_rate"] == GOOD_LR
-  good = min(t.value for t in trials if t.params["learning_rate"] == GOOD_LR)
-  bad = max(t.value for t in trials if t.params["learning_rate"] == BAD_LR)
-  assert good > bad + 0.05, (good, bad)
+  return proc, out, hypertune_file
+
+
+def assert_trials_reported(proc, out, hypertune_file, trials):
+  """Each trial reports through stdout and hypertune: what Optuna holds is the run's own."""
   for t in trials:
     # The value Optuna got from the trial's `best_f1=` line is the run's own final result.
     results = json.loads((out / f"trial-{t.number}" / "eval_results.json").read_text())
@@ -162,11 +161,40 @@ def test_optuna_study_finds_the_better_learning_rate(data_dir, tmp_path):
   # One line per finished trial, then the table.
   out_lines = proc.stdout.splitlines()
   assert sum(line.startswith("trial ") and " complete: best_f1=" in line
-             for line in out_lines) == 3
+             for line in out_lines) == len(trials)
   header = next(line for line in out_lines if line.startswith("trial  state"))
   assert header.split() == ["trial", "state", "learning_rate", "best_f1", "test", "f1_tuned",
                             "wall"]
+  study = load_study(out)
   assert f"best: trial {study.best_trial.number} best_f1=" in proc.stdout
+
+
+def test_optuna_trial_reports_its_value_evaluations_and_hypertune_lines(data_dir, tmp_path):
+  """One trial: the reporting contract of a completed trial (the 3-trial study below, in the
+  slow tier, also checks that the search prefers the better learning rate)."""
+  proc, out, hypertune_file = run_study(
+      tmp_path, data_dir, f"trials: 1\nparameters:\n  learning_rate: {{choice: [{GOOD_LR}]}}\n")
+  trials = load_study(out).get_trials()
+  assert [(t.state.name, t.params["learning_rate"]) for t in trials] == [("COMPLETE", GOOD_LR)]
+  assert_trials_reported(proc, out, hypertune_file, trials)
+
+
+@pytest.mark.slow
+def test_optuna_study_finds_the_better_learning_rate(data_dir, tmp_path):
+  """3 trials over two learning rates; each trial reports through stdout and hypertune.
+
+  One at a time: with --parallel, Optuna reseeds the sampler, and the draws are not repeatable.
+  """
+  proc, out, hypertune_file = run_study(tmp_path, data_dir, LR_SPACE)
+  study = load_study(out)
+  trials = study.get_trials()
+  assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+  assert {t.params["learning_rate"] for t in trials} == {GOOD_LR, BAD_LR}
+  assert study.best_trial.params["learning_rate"] == GOOD_LR
+  good = min(t.value for t in trials if t.params["learning_rate"] == GOOD_LR)
+  bad = max(t.value for t in trials if t.params["learning_rate"] == BAD_LR)
+  assert good > bad + 0.05, (good, bad)
+  assert_trials_reported(proc, out, hypertune_file, trials)
 
 
 @pytest.mark.slow
