@@ -108,9 +108,8 @@ def main(argv=None):
   record = {
       "benchmark": "calibration", "model_dir": args.model_dir, "data_dir": args.data_dir or None,
       "data_rows": {s: v["rows"] for s, v in manifest["splits"].items()} if manifest else None,
-      "min_confidence": args.min_confidence, **figures,
+      "min_confidence": args.min_confidence, **figures, "config": common.read_config(args.model_dir),
       "train_command": command, "train_seconds": train_seconds,
-      "config": common.read_config(args.model_dir),
       "command": [sys.executable, "-m", "benchmarks.bench_calibration"] + list(
           sys.argv[1:] if argv is None else argv),
       "provenance": common.provenance(machine, before, after),

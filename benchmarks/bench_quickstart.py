@@ -70,8 +70,7 @@ def main(argv=None):
       continue
     record = dict(read_run(runs_dir, run["output"]), variant=name, round=r,
                   train_flags=flags, wall_seconds=run["seconds"], command=command,
-                  env=env, log=run["log"],
-                  provenance=common.provenance(machine, before, after))
+                  env=env, log=run["log"], provenance=common.provenance(machine, before, after))
     common.append_record(args.out, record)
     print(f"round {r} {name} ({record['precision']}): wall {run['seconds']:.0f} s, train "
           f"{record['train_eps']} ex/s, test F1 @ tuned threshold {record['test_f1_tuned']}"
