@@ -98,10 +98,9 @@ def evaluate_split(split, *, config, plan, strategy, eval_step, between_calls=No
   if between_calls:
     between_calls()
   out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  if temperature is None and config.eval.calibration == "temperature":
-    temperature = FIT
-  evaluated = _metrics(out, split, config.model.head, plan,
-                       1.0 if temperature is None else temperature)
+  if temperature is None:
+    temperature = FIT if config.eval.calibration == "temperature" else 1.0
+  evaluated = _metrics(out, split, config.model.head, plan, temperature)
   return dataclasses.replace(evaluated, seconds=time.perf_counter() - start)
 
 

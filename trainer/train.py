@@ -19,7 +19,8 @@ records still queued in length buckets at an epoch's end start the next one inst
 dropped. Each input pipeline reads its own shard files (distribute_datasets_from_function).
 
 The pieces: plan.py (checks before building), model.py and optimization.py (built here, under
-the strategy's scope), checkpointing.py (run state, checkpoints, best weights), steps.py (the compiled steps), eval_loop.py (evaluation and results), export_step.py.
+the strategy's scope), checkpointing.py (run state, checkpoints, best weights), steps.py (the
+compiled steps), eval_loop.py (evaluation and results), export_step.py.
 """
 import dataclasses
 import posixpath
