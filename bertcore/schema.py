@@ -130,6 +130,10 @@ class Manifest:
   rows_rejected_total: int = 0
   dead_letter_file: str = names.DEAD_LETTER_FILE
   plots: List[str] = dataclasses.field(default_factory=list)  # paths relative to the data dir
+  # None: texts truncated to max_seq_length. Else whole documents (--max_chunks), each stored
+  # once with up to max_pieces word pieces, read in windows of max_seq_length ids:
+  # bertcore.windows.Geometry.to_json() (chunk_length, chunk_overlap, max_chunks, max_pieces).
+  chunking: Optional[Dict[str, int]] = None
 
   @property
   def tokenizer_vocab_file(self):

@@ -67,17 +67,17 @@ class Geometry:
     return cls(int(data["chunk_length"]), int(data["chunk_overlap"]), int(data["max_chunks"]))
 
 
-def cut(input_ids, geometry, cls_id, sep_id):
+def cut(input_ids, geometry):
   """Documents' ids -> their windows, in-graph (tf.data, tf.function, a SavedModel).
 
   Args:
-    input_ids: RaggedTensor int [batch, (n)], each row [CLS] pieces [SEP] (a record's ids, or
-      TextEncoder.encode's output for one segment). Pieces past geometry.max_pieces are cut.
+    input_ids: RaggedTensor int [batch, (n >= 1)], each row [CLS] pieces [SEP] (a record's ids,
+      or TextEncoder.encode's output for one segment). Pieces past geometry.max_pieces are cut.
     geometry: a Geometry.
-    cls_id, sep_id: the vocabulary's [CLS] and [SEP] ids.
   Returns:
-    RaggedTensor of input_ids' dtype [batch, (windows), (<= chunk_length)]; every document
-    has at least one window.
+    RaggedTensor of input_ids' dtype [batch, (windows), (<= chunk_length)]: every window
+    starts with its row's first id ([CLS]) and ends with its last ([SEP]); every document has
+    at least one window.
   """
   pieces = input_ids[:, 1:-1]                                   # drop [CLS] ... [SEP]
   n = tf.minimum(pieces.row_lengths(), geometry.max_pieces)     # int64 [batch]
@@ -91,8 +91,8 @@ def cut(input_ids, geometry, cls_id, sep_id):
   offset = tf.expand_dims(pieces.row_starts(), 1)
   index = tf.ragged.range((starts + offset).flat_values, (ends + offset).flat_values)
   body = tf.gather(pieces.flat_values, index)                   # [windows in batch, (len)]
-  total = tf.reduce_sum(windows)
-  cls = tf.fill([total, 1], tf.cast(cls_id, body.dtype))
-  sep = tf.fill([total, 1], tf.cast(sep_id, body.dtype))
-  with_special = tf.concat([cls, body, sep], axis=1)
+  ids = input_ids.flat_values
+  first = tf.repeat(tf.gather(ids, input_ids.row_starts()), windows)[:, None]
+  last = tf.repeat(tf.gather(ids, input_ids.row_limits() - 1), windows)[:, None]
+  with_special = tf.concat([first, body, last], axis=1)
   return tf.RaggedTensor.from_row_lengths(with_special, windows)

@@ -23,6 +23,7 @@ NAN_POLICIES = ("stop", "skip")
 PADDINGS = ("auto", "longest", "bucket", "fixed")
 LR_SCHEDULES = ("linear", "polynomial_from_zero")
 CALIBRATIONS = ("temperature", "none")   # trainer/calibration.py METHODS
+CHUNK_POOLINGS = ("", "mean", "max", "attention")
 
 
 def default_config():
@@ -49,6 +50,14 @@ def default_config():
   c.model.pooling = "cls"              # cls (pooled_output) | mean (masked mean of sequence_output)
   c.model.dropout = 0.1                # before the output Dense layer
   c.model.positive_label = ""          # binary: class name that is positive ("" = labels[1])
+  # Documents longer than the window (data preprocessed with --max_chunks; docs/training.md):
+  # each is read in windows (bertcore/windows.py) whose encodings are pooled into one
+  # prediction: mean | max of the windows' logits, or attention (a learned weighting of the
+  # windows' pooled vectors). "" = records are single windows (truncated data).
+  c.model.chunk_pooling = ""
+  c.model.chunk_length = 0             # ids per window; 0 = the data's (manifest max_seq_length)
+  c.model.chunk_overlap = -1           # pieces shared by consecutive windows; -1 = the data's
+  c.model.max_chunks = 0               # windows per document at most; 0 = enough for the data's cap
 
   c.train = ml_collections.ConfigDict()
   # The global batch: each of R replicas gets global_batch_size / R examples per step.
@@ -143,6 +152,7 @@ def validate(config):
   one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)
   one_of("data.on_corrupt_shard", config.data.on_corrupt_shard, ("error", "skip"))
   one_of("eval.calibration", config.eval.calibration, CALIBRATIONS)
+  one_of("model.chunk_pooling", config.model.chunk_pooling, CHUNK_POOLINGS)
   if config.eval.best_metric in objective.MINIMIZED:
     # The best checkpoint is the one with the highest value (checkpointing.BestTracker).
     raise ValueError(f"config.eval.best_metric={config.eval.best_metric!r} is lower-is-better; "
