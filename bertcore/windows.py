@@ -44,18 +44,21 @@ class Geometry:
       return 1
     return min(self.max_chunks, 1 + math.ceil((pieces - self.window_pieces) / self.step))
 
-  def check(self, max_positions=None, what="chunk"):
-    """ValueError (one line) for a geometry that cannot be cut or does not fit the encoder."""
+  def check(self, max_positions=None, prefix=""):
+    """ValueError (one line) for a geometry that cannot be cut or does not fit the encoder.
+
+    prefix: what the fields are called where they were set, e.g. "--config.model.".
+    """
     if self.max_chunks < 1:
-      raise ValueError(f"max_chunks must be at least 1, got {self.max_chunks}")
+      raise ValueError(f"{prefix}max_chunks must be at least 1, got {self.max_chunks}")
     if self.chunk_length < 3:
-      raise ValueError(f"{what}_length must be at least 3 ([CLS] a piece [SEP]), got "
+      raise ValueError(f"{prefix}chunk_length must be at least 3 ([CLS] a piece [SEP]), got "
                        f"{self.chunk_length}")
     if not 0 <= self.chunk_overlap < self.window_pieces:
-      raise ValueError(f"{what}_overlap must be in [0, {what}_length - 2 = {self.window_pieces}), "
-                       f"got {self.chunk_overlap}")
+      raise ValueError(f"{prefix}chunk_overlap must be in [0, chunk_length - 2 = "
+                       f"{self.window_pieces}), got {self.chunk_overlap}")
     if max_positions is not None and self.chunk_length > max_positions:
-      raise ValueError(f"{what}_length {self.chunk_length} exceeds the encoder's "
+      raise ValueError(f"{prefix}chunk_length {self.chunk_length} exceeds the encoder's "
                        f"{max_positions} positions")
     return self
 

@@ -48,8 +48,12 @@ def example_rows(n, seed=0, num_labels=2, multilabel=False, min_len=1, max_len=2
 
 
 def write_data_dir(data_dir, rows_by_split, labels=("0", "1"), num_shards=2, multi_label=False,
-                   vocab=VOCAB, max_seq_length=32, compression=None):
-  """Writes shards + manifest like `python -m preprocess.run` would; returns the manifest."""
+                   vocab=VOCAB, max_seq_length=32, compression=None, chunking=None):
+  """Writes shards + manifest like `python -m preprocess.run` would; returns the manifest.
+
+  chunking: a bertcore.windows.Geometry for whole documents (max_seq_length is then its
+  chunk_length), else None.
+  """
   splits = {}
   for split in schema.SPLITS:
     rows = rows_by_split.get(split, [])
@@ -84,6 +88,7 @@ def write_data_dir(data_dir, rows_by_split, labels=("0", "1"), num_shards=2, mul
       "rows_written": sum(len(r) for r in rows_by_split.values()),
       "rows_rejected": {}, "rows_rejected_total": 0, "dead_letter_file": "rejected.jsonl",
       "splits": splits, "plots": [],
+      "chunking": chunking.to_json() if chunking else None,
   }
   schema.write_manifest(data_dir, manifest)
   return schema.read_manifest(data_dir)

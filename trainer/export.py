@@ -46,6 +46,7 @@ from bertcore import files
 from bertcore import names
 from bertcore import schema
 from bertcore import tokenization
+from bertcore import windows
 from serving import export_info
 from trainer import model as model_lib
 
@@ -53,6 +54,7 @@ from trainer import model as model_lib
 VOCAB_ASSET = export_info.VOCAB_ASSET
 METADATA_ASSET = export_info.METADATA_ASSET
 SIGNATURES = export_info.SIGNATURES
+DOCUMENT_SIGNATURES = tuple(x for x in SIGNATURES if x != "serve_text_pair")
 SAVED_MODEL_PB = export_info.SAVED_MODEL_PB
 METADATA_FORMAT = 1
 MULTILABEL_SEPARATOR = "|"
@@ -62,7 +64,7 @@ class ServingModule(tf.Module):
   """The object that is saved: tokenization + classifier + head, as tf.functions."""
 
   def __init__(self, classifier, text_encoder, labels, head, threshold, vocab_path,
-               metadata_path, temperature=1.0):
+               metadata_path, temperature=1.0, geometry=None):
     super().__init__(name="bert_text_classifier")
     # Track the classifier's variables, not the Keras model: a Keras model inside the module
     # would make the SavedModel writer trace and store Keras' own call graphs as well (slow,
@@ -76,6 +78,7 @@ class ServingModule(tf.Module):
     self._threshold_value = float(threshold) if head != "multiclass" else None
     self._max_seq_length_value = text_encoder.max_seq_length
     self._temperature_value = float(temperature)
+    self._geometry = geometry  # windows.Geometry: documents read in windows (or None)
     # For introspection after tf.saved_model.load (the functions use the constants above).
     self.labels = tf.Variable(self._label_names, trainable=False, name="labels")
     self.head = tf.Variable(head, trainable=False, name="head")
@@ -111,6 +114,10 @@ class ServingModule(tf.Module):
   def serve_examples(self, examples):
     parsed = schema.parse_examples(examples)
     input_ids = parsed[schema.INPUT_IDS]
+    if self._geometry is not None:  # whole documents: read up to the windows' cap
+      outputs = self._predict_windows(input_ids)
+      outputs["example_id"] = parsed[schema.EXAMPLE_ID]
+      return outputs
     # Records are truncated by preprocessing; a longer one was made for another model.
     check = tf.debugging.assert_less_equal(
         input_ids.row_lengths(), tf.constant(self._max_seq_length_value, tf.int64),
@@ -120,6 +127,20 @@ class ServingModule(tf.Module):
       outputs = self._predict(input_ids, parsed[schema.TYPE_IDS])
     outputs["example_id"] = parsed[schema.EXAMPLE_ID]
     return outputs
+
+  def _predict_windows(self, input_ids):
+    """Documents' ids RaggedTensor int64 [batch, (n)] -> the output dict, read in windows."""
+    ids = windows.cut(input_ids, self._geometry)                 # [batch, (windows), (len)]
+    # At least one window of one column: the encoder reads position 0 even of an empty batch.
+    count = tf.reduce_max(tf.concat([ids.row_lengths(), tf.ones([1], tf.int64)], axis=0))
+    width = tf.reduce_max(tf.concat([ids.values.row_lengths(), tf.ones([1], tf.int64)], 0))
+    shape = tf.stack([ids.nrows(), count, width])
+    features = {
+        names.INPUT_WORD_IDS: tf.cast(ids.to_tensor(self._pad_id, shape=shape), tf.int32),
+        names.INPUT_MASK: tf.cast(tf.ones_like(ids).to_tensor(0, shape=shape), tf.int32),
+        names.INPUT_TYPE_IDS: tf.zeros(shape, tf.int32),
+    }  # each int32 [batch, windows, width]
+    return self._outputs(tf.cast(self._call_classifier(features), tf.float32))
 
   def _predict(self, input_ids, type_ids):
     """RaggedTensors int64 [batch, (len)] -> the output dict (see the module docstring)."""
@@ -134,7 +155,10 @@ class ServingModule(tf.Module):
         names.INPUT_TYPE_IDS: tf.cast(type_ids.to_tensor(0, shape=shape), tf.int32),
     }  # each int32 [batch, width]
     # Under a mixed-precision policy the logits may be float16/bfloat16.
-    logits = tf.cast(self._call_classifier(features), tf.float32)  # [batch, num_outputs]
+    return self._outputs(tf.cast(self._call_classifier(features), tf.float32))
+
+  def _outputs(self, logits):
+    """float32 logits [batch, num_outputs] -> the output dict (see the module docstring)."""
     # Temperature scaling; the same float32 division as trainer.eval_loop.calibrated, so that
     # the threshold tuned there decides the same rows here.
     logits = logits / tf.constant(self._temperature_value, tf.float32)
@@ -157,7 +181,21 @@ class ServingModule(tf.Module):
     return {"probabilities": probabilities, "label_id": label_id, "label": label}
 
 
-def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file, temperature):
+class DocumentServingModule(ServingModule):
+  """The ServingModule of a model that reads documents in windows: the text's ids, up to the
+  data's stored pieces, are cut into the training's windows (bertcore.windows.cut). There is
+  no pair signature: a window holds one text (preprocessing refuses pairs with --max_chunks)."""
+  serve_text_pair = None
+
+  @tf.function(autograph=False,
+               input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+  def serve_text(self, text):
+    input_ids, _, _ = self._encode(text)
+    return self._predict_windows(input_ids)
+
+
+def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file, temperature,
+                geometry):
   names.check_head(head)
   if not (temperature is not None and 0.0 < float(temperature) < float("inf")):
     raise ValueError(f"the temperature must be a positive number (1 = uncalibrated), got "
@@ -178,6 +216,8 @@ def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file, t
                      f"({len(tokens)} vs {len(text_encoder.vocab)} tokens, or different tokens)")
   # One eager call on [CLS] [SEP] builds the model if needed and checks the head width.
   ids = tf.constant([[text_encoder.cls_id, text_encoder.sep_id]], tf.int32)
+  if geometry is not None:
+    ids = ids[:, None, :]  # one document of one window
   logits = classifier({names.INPUT_WORD_IDS: ids, names.INPUT_MASK: tf.ones_like(ids),
                        names.INPUT_TYPE_IDS: tf.zeros_like(ids)}, training=False)
   expected = names.num_outputs(head, len(labels))
@@ -188,7 +228,8 @@ def _check_args(classifier, text_encoder, labels, head, threshold, vocab_file, t
 
 
 def export_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                       vocab_file, extra_metadata=None, temperature=1.0):
+                       vocab_file, extra_metadata=None, temperature=1.0, geometry=None,
+                       chunk_pooling=""):
   """Writes the serving SavedModel (see the module docstring for its signatures).
 
   Args:
@@ -207,6 +248,10 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
       results or the data manifest's hash).
     temperature: T > 0; the export's probabilities are those of logits / T (the validation's
       fitted temperature, trainer/calibration.py; 1 = the raw sigmoid / softmax).
+    geometry, chunk_pooling: a classifier of documents read in windows (inputs [batch,
+      windows, seq]): the bertcore.windows.Geometry it was trained with and its
+      config.model.chunk_pooling. text_encoder then stores whole documents (max_seq_length =
+      the data's stored pieces + 2), which the export cuts into the same windows.
   Returns:
     export_dir.
 
@@ -217,21 +262,22 @@ def export_saved_model(classifier, text_encoder, labels, head, threshold, export
   """
   labels = [str(x) for x in labels]
   tokens = _check_args(classifier, text_encoder, labels, head, threshold, vocab_file,
-                       temperature)
+                       temperature, geometry)
   if head == "multiclass" and threshold is not None:
     logging.info("export: a multiclass head predicts by argmax; threshold %s is not used",
                  threshold)
   metadata = _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata,
-                       temperature)
+                       temperature, geometry, chunk_pooling)
   export_dir = export_dir.rstrip("/")
   _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                     vocab_file, metadata, temperature)
+                     vocab_file, metadata, temperature, geometry)
   logging.info("export: wrote %s (%s head, %d labels, threshold %s, temperature %s)",
                export_dir, head, len(labels), metadata["threshold"], metadata["temperature"])
   return export_dir
 
 
-def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata, temperature):
+def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata, temperature,
+              geometry=None, chunk_pooling=""):
   """The dict written to assets/metadata.json: what serving and scoring need to know.
 
   extra_metadata (or None) is merged in; ValueError if it would override one of our keys.
@@ -250,9 +296,11 @@ def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata, tem
       "vocab_file": VOCAB_ASSET,
       "vocab_size": len(tokens),
       "vocab_sha256": tokenization.vocab_sha256(tokens),
-      "signatures": list(SIGNATURES),
+      "signatures": list(SIGNATURES) if geometry is None else list(DOCUMENT_SIGNATURES),
       "multilabel_separator": MULTILABEL_SEPARATOR,
   }
+  if geometry is not None:
+    metadata["chunking"] = dict(geometry.to_json(), pooling=chunk_pooling)
   if extra_metadata:
     clash = sorted(set(extra_metadata) & set(metadata))
     if clash:
@@ -262,7 +310,7 @@ def _metadata(text_encoder, tokens, labels, head, threshold, extra_metadata, tem
 
 
 def _write_saved_model(classifier, text_encoder, labels, head, threshold, export_dir,
-                       vocab_file, metadata, temperature):
+                       vocab_file, metadata, temperature, geometry=None):
   """Saves the ServingModule to `<export_dir>.tmp-<random>`, then moves it to export_dir.
 
   A failure removes the temporary directory and leaves export_dir as it was.
@@ -275,13 +323,16 @@ def _write_saved_model(classifier, text_encoder, labels, head, threshold, export
     tf.io.gfile.copy(vocab_file, vocab_path)
     metadata_path = posixpath.join(staging, METADATA_ASSET)
     files.write_json(metadata_path, metadata)
-    module = ServingModule(classifier, text_encoder, labels, head, threshold, vocab_path,
-                           metadata_path, temperature)
+    module_class = ServingModule if geometry is None else DocumentServingModule
+    module = module_class(classifier, text_encoder, labels, head, threshold, vocab_path,
+                          metadata_path, temperature, geometry)
     # The functions themselves, not get_concrete_function() results: the writer traces them
     # once in its own context either way, so tracing them here first doubled the export time.
     signatures = {"serving_default": module.serve_text,
                   "serve_text_pair": module.serve_text_pair,
                   "serve_examples": module.serve_examples}
+    if geometry is not None:
+      del signatures["serve_text_pair"]
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
     move_into_place(tmp_dir, export_dir)
   except BaseException:

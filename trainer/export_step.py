@@ -25,8 +25,10 @@ def text_encoder_for(plan, vocab_file):
   """The TextEncoder that made the training data: the manifest's casing, max_seq_length and
   truncation, so that the export tokenizes raw text exactly as preprocessing did."""
   m = plan.manifest
+  # Chunked data: whole documents up to the stored pieces, which the export cuts into windows.
+  length = m.chunking["max_pieces"] + 2 if m.chunking else m.max_seq_length
   return tokenization.TextEncoder(tokenization.load_vocab(vocab_file), m.lower_case is not False,
-                                  m.max_seq_length, m.truncation)
+                                  length, m.truncation)
 
 
 def export_trained_model(config, plan, classifier, final, write_dir, chief):
@@ -48,6 +50,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   export.export_saved_model(
       classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
       export_dir, vocab_file, temperature=final.get("temperature", 1.0),
+      geometry=plan.geometry, chunk_pooling=config.model.chunk_pooling,
       extra_metadata={"training": {
           "step": final["step"], "best_step": final["best_step"],
           "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir},

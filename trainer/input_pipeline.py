@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bertcore import cli, names, schema
+from bertcore import cli, names, schema, windows
 
 MODEL_INPUTS = names.MODEL_INPUTS
 POOL_BATCHES = 64   # batches sorted together by length when bucketing
@@ -184,13 +184,22 @@ def label_index(labels, positive_label):
   return 1
 
 
-def _to_features(parsed, head, num_classes, positive_index):
-  """Parsed chunk -> ragged model inputs and dense labels (vectorised over the chunk)."""
+def _to_features(parsed, head, num_classes, positive_index, geometry=None):
+  """Parsed chunk -> ragged model inputs and dense labels (vectorised over the chunk).
+
+  With a geometry (documents read in windows) the inputs are [chunk, (windows), (len)]; the
+  documents are single texts, so every type id is 0.
+  """
   ids = tf.cast(parsed[schema.INPUT_IDS], tf.int32)          # [chunk, (len)]
+  if geometry is None:
+    type_ids = tf.cast(parsed[schema.TYPE_IDS], tf.int32)
+  else:
+    ids = windows.cut(ids, geometry)                         # [chunk, (windows), (len)]
+    type_ids = tf.zeros_like(ids)
   features = {
       "input_word_ids": ids,
       "input_mask": tf.ones_like(ids),
-      "input_type_ids": tf.cast(parsed[schema.TYPE_IDS], tf.int32),
+      "input_type_ids": type_ids,
   }
   label_ids = tf.cast(parsed[schema.LABEL_IDS], tf.int32)    # [chunk, (n)]
   if head == "multilabel":
@@ -221,15 +230,19 @@ class Source:
   max_seq_length: int
   head: str                 # binary | multiclass | multilabel: the label format
   positive_label: str = ""  # binary: the positive class ("" = labels[1])
+  geometry: object = None   # windows.Geometry: documents read in windows; None: one each
 
 
-def source(data_dir, split, manifest, head, positive_label="", shards=None):
-  """The Source of a split from its manifest (shards default to the manifest's)."""
+def source(data_dir, split, manifest, head, positive_label="", shards=None, geometry=None):
+  """The Source of a split from its manifest (shards default to the manifest's).
+
+  geometry: the windows of a chunked data dir (trainer.plan.resolve_chunks), else None.
+  """
   if shards is None:
     shards = split_shards(data_dir, split, manifest)
+  length = geometry.chunk_length if geometry else int(manifest.max_seq_length)
   return Source(data_dir, split, tuple(shards), manifest.compression,
-                tuple(manifest.labels), int(manifest.max_seq_length), head,
-                positive_label)
+                tuple(manifest.labels), length, head, positive_label, geometry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,10 +303,30 @@ def _padded_lengths_of(src, train_config):
                    "fixed before input pipelines are built (trainer.plan.resolve_padding)")
 
 
+def window_counts(padding, max_chunks):
+  """The window counts a batch of documents may be padded to: any (longest), powers of two
+  and max_chunks (bucket: few shapes for XLA / TPU), or max_chunks (fixed)."""
+  if padding == "longest":
+    return list(range(1, max_chunks + 1))
+  if padding == "bucket":
+    return sorted({2 ** i for i in range(max_chunks.bit_length()) if 2 ** i < max_chunks}
+                  | {max_chunks})
+  return [max_chunks]
+
+
+def _shapes(src, train_config):
+  """(lengths, window counts or None) a batch may be padded to, as int32 constants."""
+  lengths = tf.constant(_padded_lengths_of(src, train_config), tf.int32)
+  if src.geometry is None:
+    return lengths, None
+  return lengths, tf.constant(window_counts(train_config.padding, src.geometry.max_chunks),
+                              tf.int32)
+
+
 def _features_fn(src):
   """parsed examples -> ragged model inputs and labels in the head's format."""
   positive = label_index(list(src.labels), src.positive_label) if src.head == "binary" else -1
-  return lambda parsed: _to_features(parsed, src.head, len(src.labels), positive)
+  return lambda parsed: _to_features(parsed, src.head, len(src.labels), positive, src.geometry)
 
 
 def train_batches(src, train_config, data_config, *, input_context=None, epoch=0,
@@ -324,21 +357,20 @@ def train_batches(src, train_config, data_config, *, input_context=None, epoch=0
   # Repeat the records, not the batches: no partial batch at an epoch boundary, and a
   # pipeline with fewer rows than its share of steps wraps around.
   ds = ds.repeat()
-  lengths = _padded_lengths_of(src, train_config)
-  boundaries = tf.constant(lengths, tf.int32)
+  shapes = _shapes(src, train_config)
   to_features = _features_fn(src)
-  if len(lengths) == 1:
+  if all(x.shape[0] == 1 for x in shapes if x is not None):  # one shape: nothing to sort
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(_as_written(lambda s: _pad(to_features(schema.parse_examples(s)), boundaries)),
+    ds = ds.map(_as_written(lambda s: _pad(to_features(schema.parse_examples(s)), shapes)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   else:
-    ds = _bucketed(ds, to_features, boundaries, pipeline.replicas_here, batch_size, epoch_seed)
+    ds = _bucketed(ds, to_features, shapes, pipeline.replicas_here, batch_size, epoch_seed)
   if skip_steps:
     ds = ds.skip(skip_steps * pipeline.replicas_here)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _bucketed(records, to_features, boundaries, r, batch_size, seed):
+def _bucketed(records, to_features, shapes, r, batch_size, seed):
   """Length bucketing, vectorised: a pool of batches is parsed at once, sorted by length and
   cut into steps of neighbouring lengths, each padded to the smallest padded length that
   fits. A step is the r consecutive batches this pipeline feeds its r replicas, all of one
@@ -350,7 +382,7 @@ def _bucketed(records, to_features, boundaries, r, batch_size, seed):
       lambda s: _sorted_batches(to_features(schema.parse_examples(s)), r * batch_size)),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.unbatch()                                  # one step: [r * B, (len)]
-  ds = ds.map(_as_written(lambda x: _pad(x, boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
+  ds = ds.map(_as_written(lambda x: _pad(x, shapes)), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   # Undo the short-to-long order within a pool, reproducibly.
   ds = ds.shuffle(steps_per_pool, seed=seed, reshuffle_each_iteration=True)
@@ -391,7 +423,7 @@ def eval_batches(src, global_batch_size, train_config, data_config, *, input_con
     ds = ds.take(steps * pipeline.replicas_here * batch_size)
   # As in training, the r batches of one step share one shape (r = replicas fed here).
   r = pipeline.replicas_here if pad_to_equal_batches else 1
-  boundaries = tf.constant(_padded_lengths_of(src, train_config), tf.int32)
+  shapes = _shapes(src, train_config)
   to_features = _features_fn(src)
 
   def eval_features(serialized):
@@ -407,7 +439,7 @@ def eval_batches(src, global_batch_size, train_config, data_config, *, input_con
   else:
     ds = ds.batch(r * batch_size, drop_remainder=pad_to_equal_batches)
     ds = ds.map(_as_written(eval_features), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.map(_as_written(lambda x: _pad(x, boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
+  ds = ds.map(_as_written(lambda x: _pad(x, shapes)), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   if r > 1:
     ds = ds.map(_as_written(lambda x: _split_step(x, r, batch_size))).unbatch()
@@ -437,9 +469,17 @@ def train_stream(src, train_config, data_config, *, steps_per_epoch, first_epoch
   return stream.prefetch(tf.data.AUTOTUNE)
 
 
+def _sizes(ids):
+  """Ids per example: of ragged [N, (len)] or, for windows, [N, (windows), (len)]."""
+  if ids.ragged_rank == 1:
+    return ids.row_lengths()
+  return tf.math.segment_sum(ids.values.row_lengths(), ids.value_rowids())
+
+
 def _sorted_batches(features, batch_size):
-  """A pool [K*B] of ragged examples -> [K, B] batches, sorted by length."""
-  order = tf.argsort(features["input_word_ids"].row_lengths(), stable=True)
+  """A pool [K*B] of ragged examples -> [K, B] batches, sorted by size (ids; documents read in
+  windows: their ids in all windows, so a batch of short posts does not pay for a long one)."""
+  order = tf.argsort(_sizes(features["input_word_ids"]), stable=True)
   out = {}
   for k, v in features.items():
     v = tf.gather(v, order)
@@ -456,16 +496,31 @@ def _split_step(features, replicas, batch_size):
           for k, v in features.items()}
 
 
-def _pad(features, boundaries):
-  """Ragged [B, (len)] inputs -> int32 [B, L], L the smallest padded length >= the longest row."""
-  longest = tf.cast(tf.reduce_max(features["input_word_ids"].row_lengths()), tf.int32)
+def _fit(boundaries, longest):
+  """The smallest boundary >= longest (the last one if none is)."""
+  longest = tf.cast(longest, tf.int32)
   index = tf.minimum(tf.searchsorted(boundaries, [longest])[0], tf.size(boundaries) - 1)
-  length = tf.gather(boundaries, index)
+  return tf.gather(boundaries, index)
+
+
+def _pad(features, shapes):
+  """Ragged inputs -> dense int32, each axis padded to the smallest allowed size that fits.
+
+  shapes: (lengths, counts) from _shapes. Rows [B, (len)] -> [B, L]; documents read in
+  windows [B, (windows), (len)] -> [B, W, L] (counts: the allowed window counts W).
+  """
+  lengths, counts = shapes
+  ids = features["input_word_ids"]
   out = dict(features)
+  batch = ids.nrows(out_type=tf.int32)
+  if counts is None:
+    shape = tf.stack([batch, _fit(lengths, tf.reduce_max(ids.row_lengths()))])
+  else:
+    shape = tf.stack([batch, _fit(counts, tf.reduce_max(ids.row_lengths())),
+                      _fit(lengths, tf.reduce_max(ids.values.row_lengths()))])
   for k in MODEL_INPUTS:
-    batch = features[k].nrows(out_type=tf.int32)
-    out[k] = features[k].to_tensor(0, shape=tf.stack([batch, length]))
-    out[k].set_shape([features[k].shape[0], None])
+    out[k] = features[k].to_tensor(0, shape=shape)
+    out[k].set_shape([features[k].shape[0]] + [None] * (ids.ragged_rank))
   return out
 
 

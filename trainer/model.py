@@ -5,6 +5,10 @@
          sequence_output) -> dropout -> Dense(num_outputs, float32)
       -> logits float32 [batch, num_outputs]   (1 for binary, C for multiclass / multilabel)
 
+Documents read in windows (config.model.chunk_pooling; bertcore/windows.py) come as
+[batch, windows, seq]: the encoder reads them as [batch * windows, seq] and WindowPooling
+turns the windows' pooled vectors into one document's logits [batch, num_outputs].
+
 The logits are float32 under mixed precision (the Dense layer has a float32 dtype policy),
 so the loss and the exported probabilities are computed in float32. trainer.export wraps
 exactly this model.
@@ -80,6 +84,15 @@ def check_encoder_fits_data(encoder_config, manifest):
   return vocab[0] if vocab else None
 
 
+def encoder_positions(encoder_config):
+  """The encoder's max_position_embeddings (None for a TF-Hub encoder: it does not say)."""
+  if encoder_config.kind == "checkpoint":
+    return encoders.read_bert_config(encoder_config.dir).get("max_position_embeddings", 512)
+  if encoder_config.kind == "random":
+    return encoder_config.max_position_embeddings
+  return None
+
+
 def build_encoder(encoder_config, vocab_size):
   """The encoder as a Keras layer/model: dict inputs -> dict(sequence_output, pooled_output)."""
   if encoder_config.kind == "hub":
@@ -114,6 +127,42 @@ class MaskedMeanPooling(tf_keras.layers.Layer):
     return tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
+class WindowPooling(tf_keras.layers.Layer):
+  """Windows' pooled vectors [batch * windows, hidden] -> one document's logits [batch, K].
+
+  mode "mean" / "max": the head scores every window and the windows' logits are averaged /
+  maxed; "attention": a learned linear score per window, softmaxed over the document's
+  windows, weights the windows' vectors into one, which the head scores (its score starts at
+  zero: a mean of the vectors). Padding windows (input_mask[:, w, 0] == 0) never count.
+  Computed in float32 (the head is float32, as for single windows).
+  """
+
+  def __init__(self, mode, num_outputs, dropout, **kwargs):
+    super().__init__(**kwargs)
+    self.mode = mode
+    self.dropout = tf_keras.layers.Dropout(dropout, name="head_dropout")
+    self.logits = tf_keras.layers.Dense(
+        num_outputs, dtype="float32", name="logits",
+        kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))
+    if mode == "attention":
+      self.score = tf_keras.layers.Dense(1, dtype="float32", name="window_score",
+                                         kernel_initializer="zeros")
+
+  def call(self, pooled, input_mask, training=None):
+    shape = tf.shape(input_mask)                                     # [batch, windows, len]
+    h = tf.reshape(tf.cast(pooled, tf.float32), [shape[0], shape[1], pooled.shape[-1]])
+    real = input_mask[:, :, 0] > 0                                   # [b, w]; h [b, w, hidden]
+    if self.mode == "attention":
+      score = tf.where(real, self.score(h)[:, :, 0], -1e9)
+      weights = tf.nn.softmax(score, axis=-1)[:, :, None]            # [b, w, 1]
+      return self.logits(self.dropout(tf.reduce_sum(weights * h, axis=1), training=training))
+    logits = self.logits(self.dropout(h, training=training))         # [b, w, K]
+    if self.mode == "max":
+      return tf.reduce_max(tf.where(real[:, :, None], logits, -1e9), axis=1)
+    m = tf.cast(real, tf.float32)[:, :, None]
+    return tf.reduce_sum(logits * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
 # Keras builds the functional model by calling each layer once; without this, autograph
 # would convert every layer's call (the encoder's too) first: a second of each run's start-up
 # on 2 cores, for code that branches only in Python on static facts.
@@ -133,20 +182,31 @@ def build_classifier(config, manifest):
   head = config.model.head
   if head != "binary" and len(labels) < 2:
     raise schema.DataError(f"a {head} head needs at least 2 labels; the data has {labels}")
-  inputs = {k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in names.MODEL_INPUTS}
+  windows = config.model.chunk_pooling
+  # Documents read in windows: inputs [batch, windows, len], encoded as [batch * windows, len].
+  shape = (None, None) if windows else (None,)
+  inputs = {k: tf_keras.Input(shape=shape, dtype=tf.int32, name=k) for k in names.MODEL_INPUTS}
+  flat = inputs
+  if windows:
+    flat = {k: tf.reshape(v, [-1, tf.shape(inputs[k])[2]]) for k, v in inputs.items()}
   encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
-  outputs = encoder(inputs)
+  outputs = encoder(flat)
   encoders.use_matmul_attention(encoder)  # built now: its layers exist
   encoders.use_fused_dense(encoder)
   if config.model.pooling == "cls":
     pooled = outputs["pooled_output"]
   else:
     pooled = MaskedMeanPooling(name="mean_pooling")(outputs["sequence_output"],
-                                                     inputs["input_mask"])
-  x = tf_keras.layers.Dropout(config.model.dropout, name="head_dropout")(pooled)
-  logits = tf_keras.layers.Dense(
-      names.num_outputs(head, len(labels)), dtype="float32", name="logits",
-      kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))(x)
+                                                     flat["input_mask"])
+  num_outputs = names.num_outputs(head, len(labels))
+  if windows:
+    logits = WindowPooling(windows, num_outputs, config.model.dropout, name="window_pooling")(
+        pooled, inputs["input_mask"])
+  else:
+    x = tf_keras.layers.Dropout(config.model.dropout, name="head_dropout")(pooled)
+    logits = tf_keras.layers.Dense(
+        num_outputs, dtype="float32", name="logits",
+        kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=0.02))(x)
   return tf_keras.Model(inputs=inputs, outputs=logits, name="classifier"), encoder
 
 

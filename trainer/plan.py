@@ -11,7 +11,7 @@ import uuid
 
 import tensorflow as tf
 
-from bertcore import schema
+from bertcore import schema, windows
 from trainer import buckets, checkpointing
 from trainer import config as config_lib
 from trainer import input_pipeline
@@ -45,6 +45,7 @@ class RunPlan:
   shuffle_buffer: int      # config.train.shuffle_buffer resolved (records)
   shuffle_covers: str      # what it covers, for the start-up line
   order_warning: str       # "" or a `warning:` line: a train shard looks ordered by label
+  geometry: object = None  # windows.Geometry of documents read in windows (resolve_chunks)
 
   @property
   def compression(self):
@@ -53,7 +54,8 @@ class RunPlan:
   def source(self, split, model_config):
     """The input_pipeline.Source of a split (its checked shards)."""
     return input_pipeline.source(self.data_dir, split, self.manifest, model_config.head,
-                                 model_config.positive_label, shards=self.shards[split])
+                                 model_config.positive_label, shards=self.shards[split],
+                                 geometry=self.geometry)
 
 
 def plan_run(config, data_dir, model_dir, strategy):
@@ -75,6 +77,8 @@ def plan_run(config, data_dir, model_dir, strategy):
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
   previous = config_lib.read_config_json(model_dir)
+  geometry = resolve_chunks(config, manifest, data_dir)
+  config = with_chunks(config, geometry)
   padding = resolve_padding(config, previous, strategy)
   config = with_boundaries(config, config.train.bucket_boundaries, padding)
   boundaries, boundaries_from = resolve_boundaries(config, manifest, previous, data_dir)
@@ -88,7 +92,51 @@ def plan_run(config, data_dir, model_dir, strategy):
   return RunPlan(data_dir, model_dir, manifest, labels, tuple(label_names), shards,
                  tuple(skipped), rows, labelled, steps_per_epoch,
                  steps_per_epoch * config.train.epochs, vocab_file, boundaries,
-                 boundaries_from, padding, shuffle_buffer, shuffle_covers, order_warning)
+                 boundaries_from, padding, shuffle_buffer, shuffle_covers, order_warning,
+                 geometry)
+
+
+def resolve_chunks(config, manifest, data_dir):
+  """The windows a chunked data dir's documents are read in (a windows.Geometry), or None.
+
+  config.model.chunk_length / chunk_overlap / max_chunks default to the data's geometry
+  (0 / -1 / 0); max_chunks=0 takes as many windows as the data's stored pieces need. Raises
+  a one-line error for chunked data without config.model.chunk_pooling (and the reverse),
+  or windows that do not fit the encoder.
+  """
+  m = config.model
+  if manifest.chunking is None:
+    if m.chunk_pooling:
+      raise schema.DataError(
+          f"--config.model.chunk_pooling={m.chunk_pooling} reads documents in windows, but "
+          f"{data_dir} holds texts truncated to {manifest.max_seq_length} ids; re-run "
+          "preprocessing with --max_chunks, or drop --config.model.chunk_pooling")
+    return None
+  stored = windows.Geometry.from_json(manifest.chunking)
+  if not m.chunk_pooling:
+    raise schema.DataError(
+        f"{data_dir} holds whole documents (preprocessed with --max_chunks="
+        f"{stored.max_chunks}): set --config.model.chunk_pooling=mean|max|attention to read "
+        "them in windows, or re-run preprocessing without --max_chunks to truncate them")
+  length = m.chunk_length or stored.chunk_length
+  overlap = stored.chunk_overlap if m.chunk_overlap < 0 else m.chunk_overlap
+  positions = model_lib.encoder_positions(config.encoder)
+  unbounded = windows.Geometry(length, overlap, stored.max_pieces + 1)
+  unbounded.check(positions, "--config.model.")
+  max_chunks = m.max_chunks or unbounded.num_windows(stored.max_pieces)
+  return windows.Geometry(length, overlap, max_chunks).check(positions, "--config.model.")
+
+
+def with_chunks(config, geometry):
+  """A copy of config whose model.chunk_* are the resolved geometry's (config.json records
+  them; a resumed run must keep them)."""
+  if geometry is None:
+    return config
+  config = config.copy_and_resolve_references()
+  config.model.chunk_length = geometry.chunk_length
+  config.model.chunk_overlap = geometry.chunk_overlap
+  config.model.max_chunks = geometry.max_chunks
+  return config
 
 
 def resolve_padding(config, previous_config, strategy):
@@ -200,9 +248,10 @@ def _shares(values):
 
 
 def resolved_config(config, plan):
-  """config with the plan's padding, bucket boundaries and shuffle buffer: what the run's
-  input pipelines read and its config.json records."""
-  return with_boundaries(config, plan.bucket_boundaries, plan.padding, plan.shuffle_buffer)
+  """config with the plan's windows, padding, bucket boundaries and shuffle buffer: what the
+  run's input pipelines read and its config.json records."""
+  return with_boundaries(with_chunks(config, plan.geometry), plan.bucket_boundaries,
+                         plan.padding, plan.shuffle_buffer)
 
 
 def with_boundaries(config, boundaries, padding, shuffle_buffer=None):
@@ -310,6 +359,8 @@ def _check_resume_compatible(config, previous, model_dir):
   if previous is None:
     return
   current = config_lib.to_dict(config)
+  # Fields an earlier version's config.json lacks had their default value then.
+  previous = _merged(config_lib.to_dict(config_lib.default_config()), previous)
   changed = []
   for key in RESUME_FIXED:
     a, b = previous, current
@@ -321,6 +372,13 @@ def _check_resume_compatible(config, previous, model_dir):
     raise ValueError(f"{model_dir} holds a run with a different "
                      f"{', '.join(changed)}; resuming it would mix two experiments. Use a "
                      "new --model_dir (or restore the old values)")
+
+
+def _merged(defaults, values):
+  """defaults updated by values, recursively (dicts)."""
+  if not isinstance(defaults, dict) or not isinstance(values, dict):
+    return values
+  return {**defaults, **{k: _merged(defaults.get(k), v) for k, v in values.items()}}
 
 
 def _normalise(value):
