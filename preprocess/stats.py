@@ -161,7 +161,7 @@ def truncation_summary(manifest):
     parts.append(part)
   if manifest.chunking:
     g = manifest.chunking
-    cap = (f"chunked: {g['max_pieces']} word pieces = {g['max_chunks']} windows of "
+    cap = (f"chunked: {g['max_pieces']:,} word pieces = {g['max_chunks']} windows of "
            f"{g['chunk_length']} ids, overlap {g['chunk_overlap']}")
   else:
     cap = f"max_seq_length {manifest.max_seq_length}"
