@@ -3,6 +3,12 @@
 Every record is one tf.train.Example with UNPADDED token ids; padding and bucketing are the
 trainer's job. The preprocessing writer, the trainer's reader and the exported serving
 signature all use the definitions below.
+
+How long a record is, by the manifest: unchunked data (`chunking` None) holds at most
+`max_seq_length` ids, the model's input. Chunked data (`--max_chunks`, issue 38) holds each
+document once, [CLS] pieces [SEP], with at most `chunking["max_pieces"] + 2` ids; the trainer
+and the export cut it into windows of `max_seq_length` ids (bertcore/windows.py). Pieces past
+either cap were cut by the manifest's `truncation` and counted (`truncated`, `truncated_pieces`).
 """
 import copy
 import dataclasses
@@ -78,9 +84,10 @@ class SplitInfo:
 
   rows: records written. shards: {shard file name: records}. label_histogram: {class: rows}
   (every class, 0 included). token_length / words / chars: {mean, p50, p90, p95, p99, max}
-  (None values for an empty split). truncated / long_text: rows cut to max_seq_length /
-  --max_text_chars. truncated_pieces: {mean, p50, ..., max} of the word pieces cut from each
-  truncated row (empty in manifests written before it was recorded).
+  (None values for an empty split). truncated / long_text: rows cut to max_seq_length (chunked:
+  the cap) / --max_text_chars. truncated_pieces: {mean, p50, ..., max} of the word pieces cut from each
+  truncated row (empty in manifests written before it was recorded). windows: {mean, p50, ...,
+  max} of the windows each document is read in (chunked data; empty otherwise).
   """
   rows: int
   shards: Dict[str, int] = dataclasses.field(default_factory=dict)
@@ -91,6 +98,7 @@ class SplitInfo:
   words: Dict[str, Any] = dataclasses.field(default_factory=dict)
   chars: Dict[str, Any] = dataclasses.field(default_factory=dict)
   truncated_pieces: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  windows: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # Keys a manifest must have for the trainer to use it; the others have defaults so that
@@ -107,7 +115,8 @@ class Manifest:
   """
   labels: List[str]                     # class names; label id = index
   vocab_sha256: str                     # tokenization.vocab_sha256 of the vocabulary used
-  max_seq_length: int                   # no record is longer (ids incl. [CLS]/[SEP])
+  max_seq_length: int                   # the model's input (ids incl. [CLS]/[SEP]): no
+                                        # unchunked record is longer; chunked: the window
   splits: Dict[str, SplitInfo]          # split name -> SplitInfo
   truncation: str = "head"              # names.TRUNCATIONS; manifests before it cut the head
   vocab_size: Optional[int] = None

@@ -85,6 +85,32 @@ def check_settings(settings):
   if s.batch_size < 1:
     raise ValueError(f"--batch_size must be at least 1, got {s.batch_size}")
   names.check_truncation(s.truncation, what="--truncation")
+  if s.chunking is not None:
+    check_chunking(s)
+
+
+def check_chunking(settings):
+  """ValueError (one line, naming the flags) for --max_chunks settings that cannot be cut.
+
+  The window length is --max_seq_length; whether it fits the encoder's positions is checked
+  where the encoder is known, by the trainer (as for unchunked data).
+  """
+  if settings.columns.text_pair is not None:
+    raise ValueError(
+        "chunking reads single texts; --text_pair_column is set: pair tasks have short texts, "
+        "and a window cannot hold the second segment beside a long first one; drop "
+        "--max_chunks to truncate the pairs (--truncation)")
+  if settings.chunking.max_chunks < 0:
+    raise ValueError(f"--max_chunks must be 0 (off: texts are truncated) or a number of "
+                     f"windows >= 1, got {settings.chunking.max_chunks}")
+  try:
+    settings.chunking.check()
+  except ValueError as e:
+    geometry = settings.chunking
+    raise ValueError(
+        f"--max_chunks={geometry.max_chunks} --chunk_overlap={geometry.chunk_overlap} "
+        f"--max_seq_length={geometry.chunk_length} (the window length, chunk_length): "
+        f"{e}") from None
 
 
 def run_job(settings, options=None):
@@ -157,7 +183,7 @@ def make_manifest(plan, summary):
   for split in names.SPLITS:
     shard_rows = {s["file"]: s["stats"]["rows"] for s in summary["shards"] if s["split"] == split}
     splits[split] = schema.SplitInfo(**stats.split_summary(split_stats[split], labels, shard_rows,
-                                                           c.max_seq_length))
+                                                           c.record_length, c.chunking))
   rows_rejected = dict(sorted(summary["rows_rejected"].items()))
   return schema.Manifest(
       package_version=bertcore.__version__,
@@ -189,4 +215,5 @@ def make_manifest(plan, summary):
       dead_letter_file=names.DEAD_LETTER_FILE,
       splits=splits,
       plots=[],
+      chunking=None if c.chunking is None else c.chunking.to_json(),
   )

@@ -174,7 +174,9 @@ class Tokenize(beam.DoFn):
   def setup(self):
     from bertcore import tokenization
     plan, c = self._plan, self._plan.settings
-    encoder = tokenization.TextEncoder(plan.vocab, c.lower_case, c.max_seq_length, c.truncation)
+    # With chunking a record holds the whole document up to the windows' cap (the trainer and
+    # the export cut the windows); --truncation then chooses what a longer one keeps.
+    encoder = tokenization.TextEncoder(plan.vocab, c.lower_case, c.record_length, c.truncation)
     spec = tf.TensorSpec([None], tf.string)
     # A traced function is ~5x faster than eager ragged ops on 512-row batches.
     # autograph=False: encode has no Python control flow on tensors; converting it costs ~4 s.
@@ -188,7 +190,7 @@ class Tokenize(beam.DoFn):
     self._file_index = {path: i for i, path in enumerate(plan.input_files)}
     self._test_files = frozenset(plan.test_files)
     self._segments = 2 if self._pairs else 1
-    self._budget = c.max_seq_length - 1 - self._segments  # [CLS] and one [SEP] per segment.
+    self._budget = c.record_length - 1 - self._segments  # [CLS] and one [SEP] per segment.
     self._empty = _counter("rejected_empty_text")
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tokenize")
 

@@ -99,7 +99,7 @@ class ExampleEncoder:
     before = self.id_entry(example_id) + self.ints_entry(schema.INPUT_IDS, input_ids)
     # Type ids are 0 or 1: each is its own one-byte varint.
     packed_types = bytes(type_ids) if max(type_ids, default=0) < 0x80 else self.pack(type_ids)
-    after = (self._ints_entry_packed(schema.LENGTH, self._table[len(input_ids)])
+    after = (self._ints_entry_packed(schema.LENGTH, self._len(len(input_ids)))
              + self._ints_entry_packed(schema.TYPE_IDS, packed_types))
     return before, after
 
@@ -139,7 +139,8 @@ class ExampleEncoder:
       id_entry = self.id_entry(example_id)
     ids_entry = (self._fast_ints_entry(k[schema.INPUT_IDS], packed_ids)
                  or self._ints_entry_packed(schema.INPUT_IDS, packed_ids))
-    length_entry = self._fast_ints_entry(k[schema.LENGTH], self._table[length])
+    # self._len: a chunked document may hold more ids than the table has entries.
+    length_entry = self._fast_ints_entry(k[schema.LENGTH], self._len(length))
     types_entry = (self._fast_ints_entry(k[schema.TYPE_IDS], packed_types)
                    or self._ints_entry_packed(schema.TYPE_IDS, packed_types))
     return id_entry + ids_entry, length_entry + types_entry

@@ -25,6 +25,7 @@ from bertcore import beam_jobs
 from bertcore import cli
 from bertcore import names
 from bertcore import tokenization
+from bertcore import windows
 from preprocess import job
 from preprocess import rows
 from preprocess import settings as settings_lib
@@ -83,8 +84,16 @@ def make_parser():
   vocab.add_argument("--bert_handle", default=None, help="a TF-Hub handle or SavedModel dir")
   p.add_argument("--lower_case", default="auto", choices=("auto", "true", "false"),
                  help="auto: from the model (a bare --vocab_file means true)")
-  p.add_argument("--max_seq_length", type=int, default=128)
+  p.add_argument("--max_seq_length", type=int, default=128,
+                 help="ids per record ([CLS] and [SEP] included); with --max_chunks, per window")
   cli.add_shared_flags(p, ["truncation"])
+  p.add_argument("--max_chunks", type=int, default=0,
+                 help="0: truncate texts to --max_seq_length. K >= 1: keep each document whole "
+                      "up to the word pieces K windows of --max_seq_length ids read (longer "
+                      "ones are cut by --truncation and counted); the trainer and the export "
+                      "cut the windows. Single texts only (docs/data.md 'Long documents')")
+  p.add_argument("--chunk_overlap", type=int, default=32,
+                 help="with --max_chunks: word pieces shared by consecutive windows")
   p.add_argument("--max_text_chars", type=int, default=rows_default.max_text_chars,
                  help="longer texts are cut to this many characters before tokenizing and "
                       "counted as long_text")
@@ -146,6 +155,9 @@ def make_settings(args):
       multi_label=args.multi_label, label_separator=args.label_separator,
       max_text_chars=args.max_text_chars,
       unescape_html=bool(args.unescape_html))  # unset: false (the data as it is)
+  # 0 = off; a negative count is refused by job.check_settings, with the flag's name.
+  chunking = (windows.Geometry(args.max_seq_length, args.chunk_overlap, args.max_chunks)
+              if args.max_chunks else None)
   return settings_lib.Settings(
       input_patterns=tuple(args.input), test_input_patterns=tuple(args.test_input),
       delimiter=cli.parse_delimiter(args.delimiter),
@@ -153,6 +165,7 @@ def make_settings(args):
       columns=columns, row_config=row_config,
       labels=tuple(labels) if labels is not None else None, vocab_path=vocab_path,
       lower_case=lower_case, max_seq_length=args.max_seq_length, truncation=args.truncation,
+      chunking=chunking,
       num_shards=args.num_shards,
       train_fraction=train_fraction_of(args), validation_fraction=args.validation_fraction,
       split_salt=args.split_salt, compression="GZIP" if args.compression == "gzip" else None,
@@ -198,6 +211,7 @@ def main(argv=None):
   print(f"preprocess: {m.rows_read} rows read, {m.rows_written} written ({split_rows}), "
         f"{m.rows_rejected_total} rejected {m.rows_rejected}; labels {format_label_counts(m)}; "
         f"{stats.truncation_summary(m)}; "
+        f"{stats.windows_summary(m) + '; ' if m.chunking else ''}"
         f"{names.MANIFEST_FILE}, {m.dead_letter_file} and plots/ are in "
         f"{make_parser().parse_known_args(argv)[0].output_dir}")
 

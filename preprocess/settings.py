@@ -7,6 +7,7 @@ parser, bertcore.cli.SHARED_FLAGS); nothing here has one.
 import dataclasses
 from typing import Optional, Tuple
 
+from bertcore import windows
 from preprocess import rows
 
 
@@ -26,8 +27,11 @@ class Settings:
   labels: Optional[Tuple[str, ...]]
   vocab_path: str                       # from --vocab_file, --encoder_dir or --bert_handle
   lower_case: bool
-  max_seq_length: int
+  max_seq_length: int                   # the model's input length; with chunking, the window's
   truncation: str                       # names.TRUNCATIONS: which word pieces a long text keeps
+  # --max_chunks: None = texts truncated to max_seq_length; else each document is stored once,
+  # capped at the word pieces its windows read (windows.Geometry.max_pieces).
+  chunking: Optional[windows.Geometry]
   num_shards: int                       # per split
   train_fraction: float
   validation_fraction: float
@@ -35,3 +39,10 @@ class Settings:
   compression: Optional[str]            # None or "GZIP"
   batch_size: int                       # rows per tokenizer call
   wandb_project: Optional[str]
+
+  @property
+  def record_length(self):
+    """The most ids a record holds, [CLS] and [SEP]s included: what --truncation cuts to."""
+    if self.chunking is None:
+      return self.max_seq_length
+    return self.chunking.max_pieces + 2

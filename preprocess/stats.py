@@ -103,22 +103,33 @@ def summarize(histogram):
   return summary
 
 
-def pieces_cut(token_lengths, max_seq_length):
+def pieces_cut(token_lengths, record_length):
   """{word pieces cut: rows} of the truncated rows, from a {token_length: rows} histogram.
 
-  A truncated row is cut to exactly max_seq_length ids, and token_length counts the ids
-  before truncation, so it lost token_length - max_seq_length word pieces.
+  A truncated row is cut to exactly record_length ids, and token_length counts the ids
+  before truncation, so it lost token_length - record_length word pieces.
   """
-  return collections.Counter({length - max_seq_length: n for length, n in token_lengths.items()
-                              if length > max_seq_length})
+  return collections.Counter({length - record_length: n for length, n in token_lengths.items()
+                              if length > record_length})
 
 
-def split_summary(stats, labels, shard_rows, max_seq_length):
+def windows_histogram(token_lengths, geometry):
+  """{windows: documents} from a {token_length: rows} histogram of single texts ([CLS] pieces
+  [SEP]: token_length - 2 pieces, of which the windows read at most geometry.max_pieces)."""
+  windows = collections.Counter()
+  for length, n in token_lengths.items():
+    windows[geometry.num_windows(length - 2)] += n
+  return windows
+
+
+def split_summary(stats, labels, shard_rows, record_length, geometry=None):
   """The manifest's entry for one split.
 
   Args:
     stats: from empty_stats/merge_stats. labels: the class names (histogram has every one, 0
-      included). shard_rows: {shard file name: rows}. max_seq_length: the job's.
+      included). shard_rows: {shard file name: rows}. record_length: the most ids a record
+      holds (settings.Settings.record_length). geometry: the windows.Geometry of chunked
+      data, else None (then `windows` is empty).
   """
   return {
       "rows": stats["rows"],
@@ -126,7 +137,9 @@ def split_summary(stats, labels, shard_rows, max_seq_length):
       "label_histogram": {name: stats["label_histogram"].get(name, 0) for name in labels},
       "token_length": summarize(stats["token_length"]),
       "truncated": stats["truncated"],
-      "truncated_pieces": summarize(pieces_cut(stats["token_length"], max_seq_length)),
+      "truncated_pieces": summarize(pieces_cut(stats["token_length"], record_length)),
+      "windows": ({} if geometry is None else
+                  summarize(windows_histogram(stats["token_length"], geometry))),
       "long_text": stats["long_text"],
       "words": summarize(stats["words"]),
       "chars": summarize(stats["chars"]),
@@ -146,8 +159,26 @@ def truncation_summary(manifest):
     if info.truncated and cut.get("mean") is not None:  # Old manifests do not record it.
       part += f" (pieces cut among them: mean {cut['mean']:.1f}, p90 {cut['p90']})"
     parts.append(part)
-  return (f"truncated ({manifest.truncation}, max_seq_length {manifest.max_seq_length}): "
-          + ", ".join(parts))
+  if manifest.chunking:
+    g = manifest.chunking
+    cap = (f"chunked: {g['max_pieces']:,} word pieces = {g['max_chunks']} windows of "
+           f"{g['chunk_length']} ids, overlap {g['chunk_overlap']}")
+  else:
+    cap = f"max_seq_length {manifest.max_seq_length}"
+  return f"truncated ({manifest.truncation}, {cap}): " + ", ".join(parts)
+
+
+def windows_summary(manifest):
+  """One clause of the summary line for chunked data: the windows each split's documents are
+  read in, e.g. `windows per document: train mean 1.6, p90 3, max 8, validation ...`."""
+  parts = []
+  for split, info in manifest.splits.items():
+    w = info.windows
+    if w.get("mean") is None:  # An empty split.
+      parts.append(f"{split} none")
+    else:
+      parts.append(f"{split} mean {w['mean']:.2f}, p90 {w['p90']}, max {w['max']}")
+  return "windows per document: " + ", ".join(parts)
 
 
 # A discovered label this rare is more likely a typo (a `7` in a 0/1 column) than a class.
@@ -241,7 +272,7 @@ def log_to_wandb(project, manifest, output_dir):
 
   m = manifest
   config = {"input_files": m.input_files, "labels": m.labels, "max_seq_length": m.max_seq_length,
-            "truncation": m.truncation,
+            "truncation": m.truncation, "chunking": m.chunking,
             "num_shards": m.num_shards, "split_fractions": m.split_fractions,
             "vocab_sha256": m.vocab_sha256, "lower_case": m.lower_case}
   run = wandb.init(project=project, job_type="preprocess", config=config,
@@ -256,7 +287,7 @@ def log_to_wandb(project, manifest, output_dir):
       summary[f"{split}/truncated"] = info.truncated
       for name, n in info.label_histogram.items():
         summary[f"{split}/label/{name}"] = n
-      for key in HISTOGRAMS:
+      for key in HISTOGRAMS + ("windows",):  # windows: {} unless chunked
         for stat, value in getattr(info, key).items():
           if value is not None:
             summary[f"{split}/{key}/{stat}"] = value

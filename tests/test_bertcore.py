@@ -1,4 +1,5 @@
 """bertcore's shared pieces: names, file helpers, the W&B mode rule, the typed Manifest."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -115,6 +116,9 @@ def test_manifest_json_round_trip(tmp_path):
   on_disk = json.loads((tmp_path / names.MANIFEST_FILE).read_text())
   assert on_disk["splits"]["train"]["rows"] == 3 and on_disk["compression"] == "GZIP"
   assert os.listdir(tmp_path) == [names.MANIFEST_FILE]
+  chunked = dataclasses.replace(manifest, chunking={"chunk_length": 16, "chunk_overlap": 2,
+                                                    "max_chunks": 3, "max_pieces": 38})
+  assert schema.Manifest.from_json(json.loads(json.dumps(chunked.to_json()))) == chunked
 
 
 def test_an_old_or_minimal_manifest_reads_with_defaults(tmp_path):
@@ -125,6 +129,7 @@ def test_an_old_or_minimal_manifest_reads_with_defaults(tmp_path):
   assert manifest.splits["train"] == schema.SplitInfo(rows=2, shards={"t.tfrecord": 2})
   assert manifest.truncation == "head"   # written before --truncation: the head was kept
   assert manifest.splits["train"].truncated_pieces == {}
+  assert manifest.chunking is None and manifest.splits["train"].windows == {}  # truncated data
   assert not hasattr(manifest, "future_key")   # keys of later versions are ignored
 
 

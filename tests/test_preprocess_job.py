@@ -158,7 +158,9 @@ def test_manifest(bad_run, tiny_vocab_file):
       "vocab_sha256", "vocab_size", "lower_case", "tokenizer", "max_seq_length", "compression",
       "num_shards", "split_fractions", "rows_read", "rows_written", "rows_rejected",
       "rows_rejected_total", "dead_letter_file", "splits", "plots",
-      "test_input_files", "delimiter", "unescape_html", "truncation"}
+      "test_input_files", "delimiter", "unescape_html", "truncation", "chunking"}
+  assert manifest.chunking is None  # --max_chunks=0: truncated, as before
+  assert all(entry.windows == {} for entry in manifest.splits.values())
   assert (manifest.test_input_files, manifest.delimiter, manifest.unescape_html) == (
       [], ",", False)
   assert manifest.truncation == "head"
@@ -324,3 +326,33 @@ def test_missing_column_exits_with_one_line(tmp_path, tiny_vocab_file, capsys):
       f"error: {pattern}: column 'target' is not in the header ['qid', 'question_text'] "
       "(use --label_column='' for input without labels)")
   assert not os.path.exists(tmp_path / "out" / "manifest.json")
+
+
+def test_chunked_documents_are_stored_whole_up_to_the_cap(tmp_path, tiny_vocab_file, capsys):
+  # Windows of 8 ids (6 pieces), overlap 2, at most 3: 14 pieces kept; the=34 cat=35 in
+  # conftest.TINY_VOCAB, one word piece each. q1 is 10x the window.
+  (tmp_path / "long.csv").write_text(
+      "qid,question_text,target\n"
+      f"q1,{' '.join(['the'] * 40 + ['cat'] * 40)},1\nq2,the cat,0\nq3,{'cat ' * 10},0\n")
+  out = str(tmp_path / "out")
+  run_lib.main([f"--input={tmp_path / 'long.csv'}", f"--output_dir={out}",
+                f"--vocab_file={tiny_vocab_file}", "--max_seq_length=8", "--max_chunks=3",
+                "--chunk_overlap=2", "--num_shards=1", "--train_fraction=1",
+                "--validation_fraction=0"])
+  summary = capsys.readouterr().out
+  assert ("; truncated (head, chunked: 14 word pieces = 3 windows of 8 ids, overlap 2): train 1 "
+          "of 3 rows (pieces cut among them: mean 66.0, p90 66), validation 0 of 0 rows, test 0 "
+          "of 0 rows; windows per document: train mean 2.00, p90 3, max 3, validation none, "
+          "test none; ") in summary
+  examples, _ = read_examples(out, "train")
+  assert examples == {"q1": ([2] + [34] * 14 + [3], [1]), "q2": ([2, 34, 35, 3], [0]),
+                      "q3": ([2] + [35] * 10 + [3], [0])}
+  manifest = schema.read_manifest(out)
+  assert manifest.max_seq_length == 8  # the window: the model's input length
+  assert manifest.chunking == {"chunk_length": 8, "chunk_overlap": 2, "max_chunks": 3,
+                               "max_pieces": 14}
+  train = manifest.splits["train"]
+  assert (train.truncated, train.truncated_pieces["max"], train.token_length["max"]) == (1, 66, 82)
+  # 80 pieces: 3 windows (capped); 2 pieces: 1; 10 pieces: 2.
+  assert train.windows == {"mean": 2.0, "p50": 2, "p90": 3, "p95": 3, "p99": 3, "max": 3}
+  assert manifest.splits["test"].windows == dict.fromkeys(train.windows)  # empty split

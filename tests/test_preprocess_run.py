@@ -8,6 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
 from bertcore import beam_jobs
+from bertcore import windows
 from preprocess import job
 from preprocess import rows
 from preprocess import run as run_lib
@@ -190,3 +191,29 @@ def test_a_file_in_both_roles_is_refused(tmp_path, tiny_vocab_file):
   with pytest.raises(ValueError, match="both an --input and a --test_input file"):
     run_lib.run([f"--input={tmp_path}/*.csv", f"--test_input={tmp_path}/a.csv",
                  f"--output_dir={tmp_path}/o", f"--vocab_file={tiny_vocab_file}"])
+
+
+def test_chunking_flags():
+  assert kwargs().chunking is None  # default --max_chunks=0: truncation, as before
+  k = kwargs("--max_seq_length=256", "--max_chunks=8")
+  assert k.chunking == windows.Geometry(chunk_length=256, chunk_overlap=32, max_chunks=8)
+  assert (k.max_seq_length, k.record_length) == (256, 8 * 222 + 32 + 2)
+  assert kwargs("--max_chunks=2", "--chunk_overlap=0", "--max_seq_length=8").record_length == 14
+
+
+@pytest.mark.parametrize("flags,line", [
+    (["--max_chunks=-1"], "error: --max_chunks must be 0 (off: texts are truncated) or a number "
+                          "of windows >= 1, got -1"),
+    (["--max_chunks=4", "--max_seq_length=34"],
+     "error: --max_chunks=4 --chunk_overlap=32 --max_seq_length=34 (the window length, "
+     "chunk_length): chunk_overlap must be in [0, chunk_length - 2 = 32), got 32"),
+    (["--max_chunks=4", "--text_pair_column=b"],
+     "error: chunking reads single texts; --text_pair_column is set: pair tasks have short "
+     "texts, and a window cannot hold the second segment beside a long first one; drop "
+     "--max_chunks to truncate the pairs (--truncation)"),
+])
+def test_bad_chunking_is_one_line_before_anything_is_built(flags, line, tmp_path):
+  with pytest.raises(SystemExit) as exit_info:
+    run_lib.main(["--input=x", f"--output_dir={tmp_path / 'out'}", "--vocab_file=v", *flags])
+  assert exit_info.value.code == line
+  assert not (tmp_path / "out").exists()

@@ -1,10 +1,12 @@
 """Exact statistics, plots, and the optional W&B logging of the preprocessing job."""
 import collections
+import dataclasses
 import os
 
 import pytest
 
 from bertcore import schema
+from bertcore import windows
 from preprocess import stats
 
 
@@ -155,3 +157,28 @@ def test_label_counts_add_up_the_splits():
           "validation": {"rows": 1, "label_histogram": {"a": 1, "b": 0}},
           "test": {"rows": 0, "label_histogram": {}}}})
   assert list(stats.label_counts(manifest).items()) == [("b", 1), ("a", 4)]
+
+
+def test_windows_of_chunked_splits_and_their_summary():
+  # Windows of 8 ids (6 pieces), step 4, at most 3 (14 pieces): documents of 1, 6, 7, 10, 11 and
+  # 80 pieces are read in 1, 1, 2, 2, 3 and 3 windows; the 80-piece one lost 80 - 14 pieces.
+  geometry = windows.Geometry(chunk_length=8, chunk_overlap=2, max_chunks=3)
+  split_stats = {s: stats.empty_stats() for s in ("train", "validation", "test")}
+  for pieces in (1, 6, 7, 10, 11, 80):
+    stats.add_row(split_stats["train"], ("1",), pieces + 2, pieces > 14, False, 1, 1)
+  assert stats.windows_histogram(split_stats["train"]["token_length"], geometry) == {
+      1: 2, 2: 2, 3: 2}
+  splits = {s: schema.SplitInfo(**stats.split_summary(v, ["0", "1"], {}, 16, geometry))
+            for s, v in split_stats.items()}
+  assert splits["train"].windows == {"mean": 2.0, "p50": 2, "p90": 3, "p95": 3, "p99": 3,
+                                     "max": 3}
+  assert splits["train"].truncated_pieces["max"] == 66
+  manifest = dataclasses.replace(_manifest("head", splits), chunking=geometry.to_json())
+  assert stats.truncation_summary(manifest) == (
+      "truncated (head, chunked: 14 word pieces = 3 windows of 8 ids, overlap 2): train 1 of "
+      "6 rows (pieces cut among them: mean 66.0, p90 66), validation 0 of 0 rows, test 0 of 0 "
+      "rows")
+  assert stats.windows_summary(manifest) == (
+      "windows per document: train mean 2.00, p90 3, max 3, validation none, test none")
+  # Unchunked: no windows recorded.
+  assert stats.split_summary(split_stats["train"], ["0", "1"], {}, 8)["windows"] == {}
