@@ -14,7 +14,7 @@ def document(pieces):
 
 def cut(documents, geometry, dtype=tf.int64):
   ids = tf.ragged.constant(documents, dtype=dtype)
-  return windows.cut(ids, geometry, CLS, SEP).to_list()
+  return windows.cut(ids, geometry).to_list()
 
 
 def reference(pieces, g):
@@ -74,7 +74,7 @@ def test_a_batch_of_mixed_lengths_matches_the_definition():
 
 def test_dtype_is_kept_and_it_runs_in_a_traced_function():
   assert cut([document(7)], G, dtype=tf.int32) == cut([document(7)], G)
-  fn = tf.function(lambda ids: windows.cut(ids, G, CLS, SEP),
+  fn = tf.function(lambda ids: windows.cut(ids, G),
                    input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)])
   out = fn(tf.ragged.constant([document(11), document(2)], dtype=tf.int32))
   assert out.dtype == tf.int32
