@@ -234,6 +234,37 @@ def test_a_resumed_student_restores_its_own_checkpoint(data_dir, teacher_dir, st
   assert int(state.step.numpy()) == TOTAL
 
 
+def test_wandb_uses_the_teachers_export_as_its_model_artifact(data_dir, teacher_dir,
+                                                              student_dir):
+  """With a stand-in for the W&B run (no network): online, the teacher's export is the run's
+  input `model` artifact under the name its own save run used; offline, the config names it."""
+  from bertcore import wandb_mode
+  from trainer import tracking
+
+  class Config(dict):
+    def update(self, values, allow_val_change=False):
+      super().update(values)
+
+  class FakeRun:
+    def __init__(self):
+      self.config, self.used = Config(), []
+
+    def use_artifact(self, artifact):
+      self.used.append(artifact)
+
+  online, offline = FakeRun(), FakeRun()
+  config = distill.resolve_config(student_config(data_dir, teacher_dir), student_dir)
+  teacher = distill.lineage(config)["teacher"]
+  tracking.Run(online, "online").use_teacher(teacher)
+  tracking.Run(offline, "offline").use_teacher(teacher)
+  [artifact] = online.used
+  assert artifact.type == "model"
+  assert artifact.name == wandb_mode.model_artifact(schema.read_manifest(data_dir))
+  assert "saved_model.pb" in artifact.manifest.entries
+  assert offline.used == [] and offline.config["teacher"] == teacher_dir == online.config[
+      "teacher"]
+
+
 @pytest.mark.slow
 def test_a_resumed_distillation_ends_as_an_uninterrupted_one(data_dir, teacher_dir, student_dir,
                                                              tmp_path, capsys):

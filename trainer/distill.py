@@ -26,7 +26,7 @@ import re
 
 import tensorflow as tf
 
-from bertcore import cli, files, schema
+from bertcore import cli, files, schema, wandb_mode
 from serving import export_info
 from trainer import checkpointing, encoders, eval_loop
 from trainer import config as config_lib
@@ -320,9 +320,13 @@ def lineage(config):
   if not d.teacher:
     return {}
   run = read_teacher(d.teacher)
+  data_dir = (run.metadata.get("training") or {}).get("data_dir")
+  try:  # the name the teacher's own save run gave its export (trainer/export_step.py)
+    artifact = wandb_mode.model_artifact(schema.read_manifest(data_dir))
+  except (schema.DataError, ValueError, OSError, tf.errors.OpError, TypeError):
+    artifact = f"teacher-{run.config_sha256[:12]}"   # its data is gone: a name of its own
   return {"teacher": {
       "model_dir": run.model_dir, "export_dir": posixpath.join(run.model_dir, EXPORT_DIR),
-      "config_sha256": run.config_sha256, "checkpoint": run.checkpoint,
-      "data_dir": (run.metadata.get("training") or {}).get("data_dir"),
-      "layers": list(d.layers), "of_layers": run.depth, "temperature": d.temperature,
-      "label_weight": d.label_weight}}
+      "config_sha256": run.config_sha256, "checkpoint": run.checkpoint, "data_dir": data_dir,
+      "artifact": artifact, "layers": list(d.layers), "of_layers": run.depth,
+      "temperature": d.temperature, "label_weight": d.label_weight}}

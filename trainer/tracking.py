@@ -2,7 +2,7 @@
 
 One W&B run per job type (train, evaluate, save) in one group per model_dir; the data
 manifest is used as a `dataset` artifact (and a distillation teacher's export as a `model`
-artifact reference) and the export is logged as a `model` artifact, so the model's lineage
+artifact) and the export is logged as a `model` artifact, so the model's lineage
 shows which data (and teacher) made it. Only the chief process logs.
 
 Mode (config.wandb.mode=auto): bertcore.wandb_mode.resolve_mode, the rule the preprocessing
@@ -79,7 +79,11 @@ class Run:
 
   def use_teacher(self, teacher):
     """Records a distillation teacher (distill.lineage's "teacher" dict, or None) as this
-    run's input: its export as a `model` artifact reference, so W&B shows teacher -> student."""
+    run's input: its export as a `model` artifact, so W&B shows teacher -> student.
+
+    The artifact has the name and files the teacher's save run logged (log_model), so W&B
+    finds that version rather than storing the files again.
+    """
     if not self._run or not teacher:
       return
     import wandb
@@ -88,12 +92,13 @@ class Run:
                             allow_val_change=True)
     if self.mode != "online":
       return  # W&B cannot use artifacts offline; the config names the teacher.
-    artifact = wandb.Artifact(f"teacher-{teacher['config_sha256'][:12]}", type="model",
-                              description=f"the distillation teacher {teacher['model_dir']}",
-                              metadata=sanitize(teacher))
+    artifact = wandb.Artifact(teacher["artifact"], type="model",
+                              description=f"the distillation teacher {teacher['model_dir']}")
     export_dir = teacher["export_dir"]
-    artifact.add_reference(export_dir if "://" in export_dir else
-                           "file://" + os.path.abspath(export_dir), checksum=False)
+    if os.path.isdir(export_dir):
+      artifact.add_dir(export_dir)
+    else:  # gs:// exports: referenced, as log_model does
+      artifact.add_reference(export_dir, checksum=False)
     self._run.use_artifact(artifact)
 
   def log_model(self, export_dir, name, metadata=None):
