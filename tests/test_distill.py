@@ -305,6 +305,7 @@ def test_bad_teachers_and_layers_are_refused_in_one_line(data_dir, teacher_dir, 
   refused(ValueError, "has a binary head and the student a multiclass one",
           **{"model.head": "multiclass"})
   refused(ValueError, "temperature must be positive", **{"distill.temperature": 0.0})
+  refused(ValueError, "is itself a student", **{"distill.teacher": student_dir})
   # A finished student's model_dir resumed with other layers, or as a plain run.
   with pytest.raises(ValueError, match="holds a student with a different distill.layers"):
     train.train_and_evaluate(student_config(data_dir, teacher_dir, **{"distill.layers": (0, 3)}),

@@ -66,7 +66,12 @@ def read_teacher(model_dir):
                      "--model_dir of a finished `python -m trainer.task` run")
   with tf.io.gfile.GFile(path, "rb") as f:
     raw = f.read()
-  config = _teacher_config(files.read_json(path), where)
+  recorded = files.read_json(path)
+  grand_teacher = (recorded.get("distill") or {}).get("teacher")
+  if grand_teacher:
+    raise ValueError(f"{where} is itself a student (of {grand_teacher}); distil from "
+                     f"{grand_teacher}, keeping fewer layers with config.distill.layers")
+  config = _teacher_config(recorded, where)
   if "final" not in eval_loop.read_results(model_dir):
     raise ValueError(f"{where} has not finished training (no final evaluation in "
                      f"{eval_loop.RESULTS_FILE}); finish it first (re-run its command)")
@@ -213,8 +218,12 @@ def build_teacher(config, manifest, strategy):
   run = read_teacher(config.distill.teacher)
   with strategy.scope():
     classifier, encoder = model_lib.build_classifier(run.config, manifest)
-  tf.train.Checkpoint(model=classifier).read(run.checkpoint).assert_existing_objects_matched(
-      ).expect_partial()
+  try:
+    tf.train.Checkpoint(model=classifier).read(run.checkpoint).assert_existing_objects_matched(
+        ).expect_partial()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ValueError(f"cannot restore the teacher's weights from {run.checkpoint} into the "
+                     f"model its config.json describes: {cli.error_line(e)}") from None
   classifier.trainable = False
   d = config.distill
   say(f"distill: the student keeps layers {tuple(d.layers)} of the teacher's {run.depth} "
