@@ -82,7 +82,7 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
     Preempted: after SIGTERM, once the checkpoint is saved.
     TrainingError: a non-finite loss with nan_policy=stop.
   """
-  config = distill.resolve_config(config, model_dir)  # as it was without config.distill.teacher
+  config = distill.resolve_config(config, model_dir)  # a student: the teacher's encoder, checked
   plan = plan_lib.plan_run(config, data_dir, model_dir, strategy)
   distill.check_fits(config, plan)
   # From here on (input pipelines, config.json) the run's resolved bucket boundaries.
