@@ -135,6 +135,21 @@ def default_config():
   c.wandb.entity = ""
   c.wandb.group = ""                   # "" = the model_dir's base name
   c.wandb.tags = ()
+
+  # Distillation (trainer/distill.py, docs/distillation.md): train a smaller student from a
+  # finished run (the teacher). The student is the teacher's encoder (config.encoder is replaced
+  # by the teacher's) with only distill.layers of its layers, plus its pooler and head; its loss
+  # is (1 - label_weight) * temperature^2 * KL(teacher || student, both softened by temperature)
+  # + label_weight * the label loss.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.teacher = ""               # the teacher's model_dir; "" = no distillation
+  # The teacher's encoder layers the student keeps (0 = the lowest), in order; () = every other
+  # layer counted from the top: (1, 3, 5) of 6. config.json records the resolved tuple.
+  c.distill.layers = ()
+  c.distill.temperature = 2.0
+  c.distill.label_weight = 0.5         # 0 = the teacher's probabilities only, 1 = the labels only
+  # sha256 of the teacher's config.json, recorded by the trainer; a value given here must match.
+  c.distill.teacher_config_sha256 = ""
   return c
 
 

@@ -4,7 +4,7 @@ import posixpath
 import tensorflow as tf
 
 from bertcore import tokenization
-from trainer import checkpointing, export, tracking
+from trainer import checkpointing, distill, export, tracking
 from trainer.plan import EXPORT_DIR
 from trainer.progress import say
 
@@ -47,6 +47,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   for stale in tf.io.gfile.glob(export_dir + ".tmp-*"):  # left by a killed export
     tf.io.gfile.rmtree(stale)
   validation = final.get("validation") or {}
+  teacher = distill.lineage(config)  # {} unless the model is a distillation student
   export.export_saved_model(
       classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
       export_dir, vocab_file, temperature=final.get("temperature", 1.0),
@@ -55,18 +56,19 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
           "step": final["step"], "best_step": final["best_step"],
           "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir},
           # What the graph cannot do: predict and scoring read this to unescape as training did.
-          "input": {"unescape_html": plan.manifest.unescape_html}})
+          "input": {"unescape_html": plan.manifest.unescape_html}, **teacher})
   if not chief:
     checkpointing.remove_dir(export_dir)
     return None
   tracker = tracking.start_run(config, plan.model_dir, "save", chief)
   try:
     tracker.use_dataset(plan.data_dir, plan.manifest)
+    tracker.use_teacher(teacher.get("teacher"))
     tracker.log_model(export_dir, f"model-{tracking.dataset_digest(plan.manifest)}",
                       metadata={"head": config.model.head, "labels": list(plan.label_names),
                                 "threshold": final["threshold"],
                                 "temperature": final.get("temperature", 1.0),
-                                "validation_best_f1": validation.get("best_f1")})
+                                "validation_best_f1": validation.get("best_f1"), **teacher})
   finally:
     tracker.finish()
   return export_dir

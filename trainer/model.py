@@ -103,7 +103,13 @@ def build_encoder(encoder_config, vocab_size):
                                           dropout=encoder_config.dropout)
     encoders.load_encoder_weights(encoder, encoder_config.dir)
     return encoder
-  bert_config = {
+  return encoders.build_bert_encoder(random_bert_config(encoder_config, vocab_size),
+                                     dropout=encoder_config.dropout)
+
+
+def random_bert_config(encoder_config, vocab_size):
+  """The bert_config dict of a kind=random encoder config."""
+  return {
       "vocab_size": vocab_size,
       "hidden_size": encoder_config.hidden_size,
       "num_hidden_layers": encoder_config.num_layers,
@@ -112,7 +118,6 @@ def build_encoder(encoder_config, vocab_size):
       "hidden_act": encoder_config.hidden_act,
       "max_position_embeddings": encoder_config.max_position_embeddings,
   }
-  return encoders.build_bert_encoder(bert_config, dropout=encoder_config.dropout)
 
 
 class MaskedMeanPooling(tf_keras.layers.Layer):
@@ -167,12 +172,14 @@ class WindowPooling(tf_keras.layers.Layer):
 # would convert every layer's call (the encoder's too) first: a second of each run's start-up
 # on 2 cores, for code that branches only in Python on static facts.
 @tf.autograph.experimental.do_not_convert
-def build_classifier(config, manifest):
+def build_classifier(config, manifest, encoder=None):
   """The classifier for a config and the data it will be trained on.
 
   Args:
     config: the experiment ConfigDict (encoder.*, model.*).
     manifest: the data's schema.Manifest (labels, vocab_size).
+    encoder: an encoder built elsewhere, not yet called (a distillation student's,
+      trainer/distill.py); None = the one config.encoder names.
   Returns:
     (classifier, encoder): classifier a tf_keras.Model dict(input_word_ids, input_mask,
     input_type_ids) int32 [batch, seq] -> logits float32 [batch, num_outputs]. Build it under
@@ -189,7 +196,8 @@ def build_classifier(config, manifest):
   flat = inputs
   if windows:
     flat = {k: tf.reshape(v, [-1, tf.shape(inputs[k])[2]]) for k, v in inputs.items()}
-  encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
+  if encoder is None:
+    encoder = build_encoder(config.encoder, int(manifest.vocab_size or 30522))
   outputs = encoder(flat)
   encoders.use_matmul_attention(encoder)  # built now: its layers exist
   encoders.use_fused_dense(encoder)

@@ -19,7 +19,7 @@ _as_written = tf.autograph.experimental.do_not_convert
 
 
 def make_train_step(strategy, classifier, optimizer, global_step, train_config, head,
-                    xla=False):
+                    xla=False, teacher=None, loss_fn=None):
   """A tf.function train_fn(iterator, num_steps, preempt) running num_steps training steps.
 
   Args:
@@ -30,12 +30,17 @@ def make_train_step(strategy, classifier, optimizer, global_step, train_config, 
     train_config: config.train (global_batch_size, class_weights, pos_weight, clip_norm).
     head: binary | multiclass | multilabel.
     xla: jit-compile the forward and backward pass.
+    teacher: optional frozen classifier (a distillation teacher, trainer/distill.py) whose
+      logits each step computes first (training=False, no gradient) and passes to loss_fn.
+    loss_fn: optional loss_fn(labels, logits, teacher_logits or None) -> float32 [b];
+      default: model.per_example_loss with train_config's weights.
   Returns:
     train_fn(iterator, num_steps: int32 scalar, preempt: float32 scalar 0/1) ->
       (losses float32 [n], finite bool [n], real tokens, padded tokens, preempt flag summed
       over replicas). A step whose loss or gradient norm is not finite applies no update.
   """
-  forward_backward = _make_forward_backward(classifier, optimizer, train_config, head)
+  forward_backward = _make_forward_backward(classifier, optimizer, train_config, head, teacher,
+                                            loss_fn)
   if xla:
     forward_backward = tf.function(forward_backward, jit_compile=True)
   replica_step = _make_replica_step(strategy, classifier, optimizer, forward_backward,
@@ -60,17 +65,24 @@ def make_train_step(strategy, classifier, optimizer, global_step, train_config, 
   return train_fn
 
 
-def _make_forward_backward(classifier, optimizer, train_config, head):
+def _make_forward_backward(classifier, optimizer, train_config, head, teacher=None,
+                           loss_fn=None):
   """(features, labels) -> (this replica's share of the loss, gradients or None per var)."""
   loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
   global_batch = float(train_config.global_batch_size)
   class_weights = list(train_config.class_weights) or None
+  if loss_fn is None:
+    def loss_fn(labels, logits, unused_teacher_logits):
+      return model_lib.per_example_loss(labels, logits, head, train_config.pos_weight,
+                                        class_weights)
 
   def forward_backward(features, labels):
+    # The teacher runs before the tape: nothing of its forward pass is kept for the backward.
+    teacher_logits = (None if teacher is None else
+                      tf.stop_gradient(teacher(features, training=False)))   # float32 [b, K]
     with tf.GradientTape() as tape:
       logits = classifier(features, training=True)                  # float32 [b, K]
-      per_example = model_lib.per_example_loss(labels, logits, head, train_config.pos_weight,
-                                               class_weights)
+      per_example = loss_fn(labels, logits, teacher_logits)
       # Divide by the GLOBAL batch: the cross-replica sum of gradients is then the mean.
       loss = tf.reduce_sum(per_example) / global_batch
       scaled = optimizer.get_scaled_loss(loss) if loss_scaled else loss

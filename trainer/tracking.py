@@ -1,8 +1,9 @@
 """Weights & Biases tracking, as in the tutorial, made safe for clusters and offline machines.
 
 One W&B run per job type (train, evaluate, save) in one group per model_dir; the data
-manifest is used as a `dataset` artifact and the export is logged as a `model` artifact, so
-the model's lineage shows which data made it. Only the chief process logs.
+manifest is used as a `dataset` artifact (and a distillation teacher's export as a `model`
+artifact) and the export is logged as a `model` artifact, so the model's lineage
+shows which data (and teacher) made it. Only the chief process logs.
 
 Mode (config.wandb.mode=auto): bertcore.wandb_mode.resolve_mode, the rule the preprocessing
 job follows too (WANDB_MODE=offline works with no network; online needs a configured API key,
@@ -74,6 +75,30 @@ class Run:
       artifact.add_file(manifest_path, name=names.MANIFEST_FILE)
     else:  # gs:// data: reference the manifest instead of uploading it
       artifact.add_reference(manifest_path, name=names.MANIFEST_FILE, checksum=False)
+    self._run.use_artifact(artifact)
+
+  def use_teacher(self, teacher):
+    """Records a distillation teacher (distill.lineage's "teacher" dict, or None) as this
+    run's input: its export as a `model` artifact, so W&B shows teacher -> student.
+
+    The artifact has the name and files the teacher's save run logged (log_model), so W&B
+    finds that version rather than storing the files again.
+    """
+    if not self._run or not teacher:
+      return
+    import wandb
+    self._run.config.update({"teacher": teacher["model_dir"],
+                             "teacher_config_sha256": teacher["config_sha256"]},
+                            allow_val_change=True)
+    if self.mode != "online":
+      return  # W&B cannot use artifacts offline; the config names the teacher.
+    artifact = wandb.Artifact(teacher["artifact"], type="model",
+                              description=f"the distillation teacher {teacher['model_dir']}")
+    export_dir = teacher["export_dir"]
+    if os.path.isdir(export_dir):
+      artifact.add_dir(export_dir)
+    else:  # gs:// exports: referenced, as log_model does
+      artifact.add_reference(export_dir, checksum=False)
     self._run.use_artifact(artifact)
 
   def log_model(self, export_dir, name, metadata=None):

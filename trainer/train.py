@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer import calibration, checkpointing, eval_loop, export_step, input_pipeline
+from trainer import calibration, checkpointing, distill, eval_loop, export_step, input_pipeline
 from trainer import optimization
 from trainer import config as config_lib
 from trainer import model as model_lib
@@ -82,7 +82,9 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
     Preempted: after SIGTERM, once the checkpoint is saved.
     TrainingError: a non-finite loss with nan_policy=stop.
   """
+  config = distill.resolve_config(config, model_dir)  # a student: the teacher's encoder, checked
   plan = plan_lib.plan_run(config, data_dir, model_dir, strategy)
+  distill.check_fits(config, plan)
   # From here on (input pipelines, config.json) the run's resolved bucket boundaries.
   config = plan_lib.resolved_config(config, plan)
   previous = eval_loop.read_results(plan.model_dir)
@@ -102,17 +104,19 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
   write_dir = plan.model_dir if chief else tempfile.mkdtemp(
       prefix=f"bert-trainer-{strategy_lib.task_name(strategy)}-")
   try:
-    state, best = _build_state(config, plan, strategy, policy, write_dir, chief)
+    teacher = distill.build_teacher(config, plan.manifest, strategy)  # None: no distillation
+    state, best = _build_state(config, plan, strategy, policy, write_dir, chief, teacher)
     timeout = peers.CollectiveTimeout(config.collective_timeout_seconds,
                                       strategy_lib.task_name(strategy),
                                       enabled=strategy_lib.is_multi_worker(strategy))
-    train_step, eval_step = _build_steps(config, strategy, state, timeout)
+    train_step, eval_step = _build_steps(config, strategy, state, timeout, teacher)
     with preemption.PreemptionFlag(strategy) as flag:
       run = Run(config, plan, strategy, chief, write_dir, state, best, train_step, eval_step,
                 flag, timeout, {"epochs": previous.get("epochs", [])},
                 on_validation=on_validation)
       tracker = tracking.start_run(config, plan.model_dir, "train", chief)
       tracker.use_dataset(plan.data_dir, plan.manifest)
+      tracker.use_teacher(distill.lineage(config).get("teacher"))
       try:
         stopped = train(run, tracker)
       finally:
@@ -154,23 +158,27 @@ def _say_plan(config, plan, strategy, policy):
         f"{[s['file'] for s in plan.skipped_shards]}")
 
 
-def build_model_and_optimizer(config, manifest, strategy, policy, total_steps):
+def build_model_and_optimizer(config, manifest, strategy, policy, total_steps, teacher=None):
   """-> (classifier, optimizer), created under strategy.scope() (their variables are
-  mirrored); the optimizer has config.train.layer_decay's per-variable multipliers."""
+  mirrored); the optimizer has config.train.layer_decay's per-variable multipliers.
+  teacher: a distill.Teacher: the classifier is its student (distill.build_student)."""
   with strategy.scope():
-    classifier, encoder = model_lib.build_classifier(config, manifest)
+    if teacher is not None:
+      classifier, encoder = distill.build_student(config, manifest, teacher)
+    else:
+      classifier, encoder = model_lib.build_classifier(config, manifest)
     optimizer = optimization.create_optimizer(
         config.train, total_steps, policy,
         optimization.lr_multipliers(config.train, classifier, encoder))
   return classifier, optimizer
 
 
-def _build_state(config, plan, strategy, policy, write_dir, chief):
+def _build_state(config, plan, strategy, policy, write_dir, chief, teacher=None):
   """The model, optimizer and counters, restored from model_dir if it holds a checkpoint."""
   # The same seed gives the same initial head / random encoder and dropout masks.
   tf_keras.utils.set_random_seed(config.train.seed)
   classifier, optimizer = build_model_and_optimizer(config, plan.manifest, strategy, policy,
-                                                    plan.total_steps)
+                                                    plan.total_steps, teacher)
   state = checkpointing.create_state(classifier, optimizer, strategy, write_dir,
                                      config.train.keep_checkpoints, scratch=not chief)
   best = checkpointing.BestTracker(state.classifier, strategy, write_dir)
@@ -191,10 +199,13 @@ def _build_state(config, plan, strategy, policy, write_dir, chief):
   return state, best
 
 
-def _build_steps(config, strategy, state, timeout):
+def _build_steps(config, strategy, state, timeout, teacher=None):
   """The compiled training and evaluation steps, each call bounded by the collective timeout."""
-  train_step = steps.make_train_step(strategy, state.classifier, state.optimizer, state.step,
-                                     config.train, config.model.head, xla=config.xla)
+  distilling = teacher is not None
+  train_step = steps.make_train_step(
+      strategy, state.classifier, state.optimizer, state.step, config.train, config.model.head,
+      xla=config.xla, teacher=teacher.classifier if distilling else None,
+      loss_fn=distill.make_loss(config) if distilling else None)
   eval_step = steps.make_eval_step(strategy, state.classifier, config.model.head)
   return (timeout.wrap(train_step, "a training call"),
           timeout.wrap(eval_step, "an evaluation call"))

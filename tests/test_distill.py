@@ -1,0 +1,321 @@
+"""trainer/distill.py: a student cut from a finished run, trained on its teacher's logits.
+
+One tiny teacher (a random 4-layer encoder, trained for one short epoch by train_and_evaluate)
+and one student of it (layers 1 and 3, label_weight 0) per module; the student's tests read
+what that run left (checkpoints, config.json, export). The resume-to-the-same-weights run
+is slow; a fast case checks that a resumed student restores its own checkpoint.
+"""
+import hashlib
+import json
+import os
+
+import trainer_fixtures as fx  # noqa: F401  (imports bertcore before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from bertcore import schema, tokenization
+from serving import export_info
+from trainer import checkpointing, distill, train
+from trainer import strategy as strategy_lib
+
+STUDENT_EPOCHS, STEPS_PER_EPOCH = 2, 12       # of batches of 16 from 128 train rows
+TOTAL = STUDENT_EPOCHS * STEPS_PER_EPOCH
+
+
+def one_device():
+  return strategy_lib.build_strategy("one_device")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("data"))
+  fx.tiny_data_dir(d, n_train=128, n_val=32, n_test=16)
+  fx.write_vocab(d)
+  return d
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+  yield
+  strategy_lib.set_precision("float32")
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(data_dir, tmp_path_factory):
+  """A finished 4-layer run (with its export, which names its labels and vocabulary)."""
+  model_dir = str(tmp_path_factory.mktemp("teacher") / "run")
+  train.train_and_evaluate(
+      fx.tiny_config(data_dir, **{"encoder.num_layers": 4, "train.epochs": 1,
+                                  "train.steps_per_epoch": 48, "eval.test_split": False}),
+      data_dir, model_dir, one_device())
+  return model_dir
+
+
+def student_config(data_dir, teacher_dir, **overrides):
+  return fx.tiny_config(data_dir, **{
+      "distill.teacher": teacher_dir, "distill.label_weight": 0.0,
+      "train.epochs": STUDENT_EPOCHS, "train.steps_per_epoch": STEPS_PER_EPOCH,
+      "eval.test_split": False, "eval.calibration": "none",
+      **overrides})
+
+
+@pytest.fixture(scope="module")
+def student_dir(data_dir, teacher_dir, tmp_path_factory):
+  """A finished student of teacher_dir (label_weight 0: the teacher's probabilities only)."""
+  model_dir = str(tmp_path_factory.mktemp("student") / "run")
+  train.train_and_evaluate(student_config(data_dir, teacher_dir), data_dir, model_dir,
+                           one_device())
+  return model_dir
+
+
+def build_pair(data_dir, teacher_dir, **overrides):
+  """(resolved config, teacher, student classifier, student encoder) built as a run builds
+  them, the student fresh from the teacher."""
+  config = distill.resolve_config(student_config(data_dir, teacher_dir, **overrides),
+                                  data_dir + "/unused")
+  manifest = schema.read_manifest(data_dir)
+  strategy = one_device()
+  teacher = distill.build_teacher(config, manifest, strategy)
+  with strategy.scope():
+    student, encoder = distill.build_student(config, manifest, teacher)
+  return config, teacher, student, encoder
+
+
+def validation_features():
+  """The validation split's rows (example_rows seed 2, as tiny_data_dir wrote them), padded."""
+  rows = fx.example_rows(32, seed=2)
+  width = max(len(ids) for _, ids, _, _ in rows)
+  ids = np.zeros([len(rows), width], np.int32)
+  for i, (_, row, _, _) in enumerate(rows):
+    ids[i, :len(row)] = row
+  return {"input_word_ids": ids, "input_mask": (ids > 0).astype(np.int32),
+          "input_type_ids": np.zeros_like(ids)}
+
+
+def mean_kl(teacher, student, temperature):
+  features = validation_features()
+  return float(tf.reduce_mean(distill.distillation_kl(
+      teacher(features, training=False), student(features, training=False), "binary",
+      temperature)))
+
+
+def restore(classifier, directory):
+  prefix = tf.train.latest_checkpoint(directory)
+  tf.train.Checkpoint(model=classifier).read(prefix).assert_existing_objects_matched(
+      ).expect_partial()
+  return prefix
+
+
+def read_checkpoint(prefix):
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(prefix)
+          if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+# ------------------------------------------------------------------------------------ the loss
+@pytest.mark.parametrize("head", ["binary", "multiclass", "multilabel"])
+def test_the_kl_is_the_textbook_one_and_the_loss_weighs_it(head):
+  rng = np.random.default_rng(0)
+  k = 1 if head == "binary" else 3
+  t, s = rng.normal(0, 2, (5, k)), rng.normal(0, 2, (5, k))
+  temperature = 2.5
+  got = distill.distillation_kl(t, s, head, temperature).numpy()
+  if head == "multiclass":
+    p = np.exp(t / temperature) / np.exp(t / temperature).sum(1, keepdims=True)
+    q = np.exp(s / temperature) / np.exp(s / temperature).sum(1, keepdims=True)
+    want = (p * np.log(p / q)).sum(1)
+  else:
+    p, q = 1 / (1 + np.exp(-t / temperature)), 1 / (1 + np.exp(-s / temperature))
+    want = (p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))).mean(1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  assert np.all(want > 0)
+  np.testing.assert_allclose(distill.distillation_kl(t, t, head, temperature), 0, atol=1e-6)
+
+  labels = (np.array([0, 1, 2, 1, 0], np.int32) if head == "multiclass" else
+            (rng.random((5, k)) > 0.5).astype(np.float32))
+  config = fx.tiny_config("/unused", **{"model.head": head, "distill.temperature": temperature,
+                                        "distill.label_weight": 0.25})
+  from trainer import model as model_lib
+  label_loss = model_lib.per_example_loss(labels, s.astype(np.float32), head).numpy()
+  np.testing.assert_allclose(distill.make_loss(config)(labels, s, t),
+                             0.75 * temperature ** 2 * want + 0.25 * label_loss, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------- the student's start
+def test_the_student_starts_from_every_other_teacher_layer(data_dir, teacher_dir):
+  config, teacher, student, encoder = build_pair(data_dir, teacher_dir)
+  assert tuple(config.distill.layers) == (1, 3)        # every other, counted from the top
+  assert len(encoder.transformer_layers) == 2
+  t_layers = teacher.encoder.transformer_layers
+  for j, i in enumerate((1, 3)):
+    for s, t in zip(encoder.transformer_layers[j].weights, t_layers[i].weights, strict=True):
+      np.testing.assert_array_equal(s.numpy(), t.numpy(), err_msg=s.name)
+  # Layer 0 of the student is the teacher's 1, not its 0 (the comparison above can fail).
+  assert not np.array_equal(encoder.transformer_layers[0].weights[0].numpy(),
+                            t_layers[0].weights[0].numpy())
+  # Embeddings, pooler and head are the teacher's too: all of the student's other weights.
+  blocks = {id(w) for b in encoder.transformer_layers for w in b.weights}
+  t_blocks = {id(w) for b in t_layers for w in b.weights}
+  rest = [w for w in student.weights if id(w) not in blocks]
+  t_rest = [w for w in teacher.classifier.weights if id(w) not in t_blocks]
+  assert len(rest) == len(t_rest) >= 7   # word/position/type embeddings, norm, pooler, head
+  for s, t in zip(rest, t_rest, strict=True):
+    np.testing.assert_array_equal(s.numpy(), t.numpy(), err_msg=s.name)
+  assert not teacher.classifier.trainable and not teacher.classifier.trainable_weights
+
+
+def test_label_weight_0_moves_the_student_toward_the_teachers_probabilities(
+    data_dir, teacher_dir, student_dir):
+  config, teacher, fresh, _ = build_pair(data_dir, teacher_dir)
+  _, _, trained, _ = build_pair(data_dir, teacher_dir)
+  last = restore(trained, os.path.join(student_dir, "checkpoints"))
+  assert last.endswith(f"ckpt-{TOTAL}")
+  before = mean_kl(teacher.classifier, fresh, config.distill.temperature)
+  after = mean_kl(teacher.classifier, trained, config.distill.temperature)
+  assert before > 1e-3, before                         # cutting 2 of 4 layers changed it
+  assert after < 0.3 * before, (before, after)
+
+
+# ------------------------------------------------------------------- export, lineage, resume
+def test_the_students_export_serves_its_weights_and_names_its_teacher(
+    data_dir, teacher_dir, student_dir):
+  export_dir = os.path.join(student_dir, "export")
+  metadata = export_info.check_export(export_dir)
+  _, teacher, student, _ = build_pair(data_dir, teacher_dir)
+  restore(student, os.path.join(student_dir, "best"))   # what the final evaluation exported
+  texts = ["good w1 w2", "bad w3 w4 w5", "w6", "", "w7 good bad"]
+  text_encoder = tokenization.TextEncoder(fx.VOCAB, True, 32)
+  expected = helpers.reference_probabilities(student, text_encoder, "binary", texts)
+  loaded = tf.saved_model.load(export_dir)
+  got = helpers.serve(loaded, texts)
+  np.testing.assert_allclose(got["probabilities"], expected, rtol=1e-5, atol=1e-6)
+  assert list(loaded.signatures) == list(export_info.SIGNATURES)
+  # Not the teacher's probabilities: the export serves the student.
+  assert not np.allclose(helpers.reference_probabilities(teacher.classifier, text_encoder,
+                                                         "binary", texts), expected, atol=1e-4)
+
+  teacher_config = os.path.join(teacher_dir, "config.json")
+  sha = hashlib.sha256(open(teacher_config, "rb").read()).hexdigest()
+  recorded = json.load(open(os.path.join(student_dir, "config.json")))
+  assert recorded["distill"]["teacher"] == teacher_dir
+  assert recorded["distill"]["layers"] == [1, 3]
+  assert recorded["distill"]["teacher_config_sha256"] == sha
+  assert recorded["encoder"]["num_layers"] == 4     # the teacher's encoder, cut to layers
+  lineage = metadata["teacher"]
+  assert (lineage["model_dir"], lineage["config_sha256"], lineage["layers"],
+          lineage["of_layers"], lineage["data_dir"]) == (teacher_dir, sha, [1, 3], 4, data_dir)
+  assert lineage["checkpoint"].startswith(os.path.join(teacher_dir, "best", "ckpt-"))
+  assert (metadata["labels"], metadata["head"]) == (["0", "1"], "binary")
+
+  # The student's checkpoints hold the student alone: as many model weights as it has.
+  values = read_checkpoint(os.path.join(student_dir, "checkpoints", f"ckpt-{TOTAL}"))
+  model_weights = [n for n in values if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
+  assert len(model_weights) == len(student.weights) < len(teacher.classifier.weights)
+
+
+def test_a_resumed_student_restores_its_own_checkpoint(data_dir, teacher_dir, student_dir):
+  """Fast: what a re-run builds (the student cut from the teacher) takes the student's
+  checkpoint whole; the slow test below trains through a resume."""
+  config = distill.resolve_config(student_config(data_dir, teacher_dir), student_dir)
+  manifest, strategy = schema.read_manifest(data_dir), one_device()
+  teacher = distill.build_teacher(config, manifest, strategy)
+  student, optimizer = train.build_model_and_optimizer(config, manifest, strategy, "float32",
+                                                       TOTAL, teacher)
+  state = checkpointing.create_state(student, optimizer, strategy, student_dir,
+                                     keep_checkpoints=3, scratch=False)
+  assert checkpointing.restore_latest(state, student_dir).endswith(f"ckpt-{TOTAL}")
+  values = read_checkpoint(os.path.join(student_dir, "checkpoints", f"ckpt-{TOTAL}"))
+  head = "model/layer_with_weights-1/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+  assert head in values
+  np.testing.assert_array_equal(student.get_layer("logits").kernel.numpy(), values[head])
+  assert not np.array_equal(values[head], teacher.classifier.get_layer("logits").kernel.numpy())
+  assert int(state.step.numpy()) == TOTAL
+
+
+def test_wandb_uses_the_teachers_export_as_its_model_artifact(data_dir, teacher_dir,
+                                                              student_dir):
+  """With a stand-in for the W&B run (no network): online, the teacher's export is the run's
+  input `model` artifact under the name its own save run used; offline, the config names it."""
+  from bertcore import wandb_mode
+  from trainer import tracking
+
+  class Config(dict):
+    def update(self, values, allow_val_change=False):
+      super().update(values)
+
+  class FakeRun:
+    def __init__(self):
+      self.config, self.used = Config(), []
+
+    def use_artifact(self, artifact):
+      self.used.append(artifact)
+
+  online, offline = FakeRun(), FakeRun()
+  config = distill.resolve_config(student_config(data_dir, teacher_dir), student_dir)
+  teacher = distill.lineage(config)["teacher"]
+  tracking.Run(online, "online").use_teacher(teacher)
+  tracking.Run(offline, "offline").use_teacher(teacher)
+  [artifact] = online.used
+  assert artifact.type == "model"
+  assert artifact.name == wandb_mode.model_artifact(schema.read_manifest(data_dir))
+  assert "saved_model.pb" in artifact.manifest.entries
+  assert offline.used == [] and offline.config["teacher"] == teacher_dir == online.config[
+      "teacher"]
+
+
+@pytest.mark.slow
+def test_a_resumed_distillation_ends_as_an_uninterrupted_one(data_dir, teacher_dir, student_dir,
+                                                             tmp_path, capsys):
+  model_dir = str(tmp_path / "resumed")
+  stopped = train.train_and_evaluate(
+      student_config(data_dir, teacher_dir, **{"train.stop_at_step": 11, "export": False}),
+      data_dir, model_dir, one_device())
+  assert stopped["stopped_at_step"] == 11
+  train.train_and_evaluate(student_config(data_dir, teacher_dir, export=False), data_dir,
+                           model_dir, one_device())
+  assert "resuming from" in capsys.readouterr().out
+  got = read_checkpoint(os.path.join(model_dir, "checkpoints", f"ckpt-{TOTAL}"))
+  want = read_checkpoint(os.path.join(student_dir, "checkpoints", f"ckpt-{TOTAL}"))
+  assert got.keys() == want.keys()
+  for name in want:   # weights, Adam's slots and iterations, step, epoch
+    if name != "save_counter/.ATTRIBUTES/VARIABLE_VALUE":   # counts saves, not steps
+      np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+# ------------------------------------------------------------------------------- bad input
+def test_bad_teachers_and_layers_are_refused_in_one_line(data_dir, teacher_dir, student_dir,
+                                                         tmp_path):
+  model_dir = str(tmp_path / "refused")
+
+  def refused(error, match, data=data_dir, **overrides):
+    with pytest.raises(error, match=match) as e:
+      train.train_and_evaluate(student_config(data, teacher_dir, **overrides), data, model_dir,
+                               one_device())
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(os.path.join(model_dir, "checkpoints"))
+
+  refused(ValueError, r"the teacher's encoder has 4 layers \(0 to 3\); \[4\] is outside",
+          **{"distill.layers": (1, 4)})
+  refused(ValueError, "must be increasing", **{"distill.layers": (3, 1)})
+  refused(ValueError, "does not exist", **{"distill.teacher": str(tmp_path / "nowhere")})
+  (tmp_path / "empty").mkdir()
+  refused(ValueError, "no config.json there", **{"distill.teacher": str(tmp_path / "empty")})
+  refused(ValueError, "has a binary head and the student a multiclass one",
+          **{"model.head": "multiclass"})
+  refused(ValueError, "temperature must be positive", **{"distill.temperature": 0.0})
+  refused(ValueError, "is itself a student", **{"distill.teacher": student_dir})
+  # A finished student's model_dir resumed with other layers, or as a plain run.
+  with pytest.raises(ValueError, match="holds a student with a different distill.layers"):
+    train.train_and_evaluate(student_config(data_dir, teacher_dir, **{"distill.layers": (0, 3)}),
+                             data_dir, student_dir, one_device())
+  with pytest.raises(ValueError, match="holds a student of"):
+    train.train_and_evaluate(fx.tiny_config(data_dir), data_dir, student_dir, one_device())
+
+  other = str(tmp_path / "other_labels")
+  fx.write_data_dir(other, {"train": fx.example_rows(32, seed=1),
+                            "validation": fx.example_rows(8, seed=2)}, labels=("neg", "pos"))
+  fx.write_vocab(other)
+  refused(schema.DataError, r"predicts labels \['0', '1'\] but the student's data gives "
+          r"\['neg', 'pos'\]", data=other)
