@@ -9,8 +9,9 @@ with --max_chunks=0 --max_seq_length=512 (--truncation=head / head_tail). Every 
 configs/newsgroups_minilm.py for the same --steps of 16 documents, with the same seeds and
 learning-rate recipe, on the same training documents. Validation and test are the same fixed
 samples of --eval_docs documents in every row (by a hash of the id: a full evaluation of 7,521
-posts per run did not fit a session); the posts over 512 word pieces are all the test posts
-over 512, scored through each run's own export (serve_examples on its own data dir's records).
+posts per run did not fit a session); the posts over 512 word pieces are a sample of --long_docs
+of the test posts over 512 (the same in every row), scored through each run's own export
+(serve_examples on its own data dir's records).
 TF-IDF + logistic regression (benchmarks/tfidf_baseline.py) trains on the whole training split.
 """
 import argparse
@@ -41,8 +42,9 @@ def make_parser():
                                                        "all-minilm-l6-v2"))
   p.add_argument("--rows", default="head_512,head_tail_512,chunk_256_mean,chunk_128_mean,tfidf")
   p.add_argument("--seeds", default="1,2,3")
-  p.add_argument("--steps", type=int, default=100, help="training steps of 16 documents")
-  p.add_argument("--eval_docs", type=int, default=1000, help="validation / test documents")
+  p.add_argument("--steps", type=int, default=120, help="training steps of 16 documents")
+  p.add_argument("--eval_docs", type=int, default=500, help="validation / test documents")
+  p.add_argument("--long_docs", type=int, default=400, help="test documents over 512 pieces")
   p.add_argument("--work_dir", default=os.path.join(common.REPO, "runs", "bench_longdoc"))
   p.add_argument("--out", default=os.path.join(common.RESULTS, "longdoc.jsonl"))
   return p
@@ -160,7 +162,8 @@ def main(argv=None):
   dirs = {key: sample_dir(getattr(args, key), os.path.join(args.work_dir, "data", key),
                           args.eval_docs) for key in ("chunked_dir", "head_dir", "head_tail_dir")}
   chunked_test = read_split(args.chunked_dir, "test")
-  long_ids = sorted(i for i, (_, n, _) in chunked_test.items() if n - 2 > LONG)
+  long_ids = sorted((i for i, (_, n, _) in chunked_test.items() if n - 2 > LONG),
+                    key=_hash)[:args.long_docs]
   test_ids = [i for i in sorted(chunked_test, key=_hash)[:args.eval_docs]]
   names = common.read_manifest(args.chunked_dir)["labels"]
   full = {key: read_split(getattr(args, key), "test") for key in dirs}

@@ -407,7 +407,30 @@ CALIBRATION = Page(
                   Col("accuracy after", "after.above_floor_accuracy", 4)))),
     prepare=calibration_prepare)
 
-PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION)
+def longdoc_intro(df):
+  r = df.iloc[0]
+  return [f"Every row: {int(r['steps'])} steps of {int(r['batch'])} documents of the "
+          f"{int(r['train_docs']):,} training posts (TF-IDF: all of them); validation and test: "
+          f"the same {int(r['eval_docs'])} posts in every row; over 512: the "
+          f"{int(r['long_docs'])} test posts over 512 word pieces (a sample, the same in every row), "
+          "scored through each run's export. Epoch s: the training posts at the run's training "
+          "speed.", ""]
+
+
+LONGDOC = Page(
+    "longdoc.md", "longdoc.jsonl",
+    "Long documents: truncation at 512 against windows, 20 Newsgroups (bench_longdoc)",
+    tables=(Table("Mean ± SD over the seeds:", (
+        Col("row", "row"), Col("runs", "row", agg="count"), Col("precision", "precision"),
+        Col("test macro-F1", "test.macro_f1", 4), Col("test accuracy", "test.accuracy", 4),
+        Col("over 512 macro-F1", "long.macro_f1", 4), Col("over 512 accuracy", "long.accuracy", 4),
+        Col("train docs/s", "train_eps", 2), Col("epoch s", "epoch_seconds", 0),
+        Col("eval docs/s", "eval_dps", 1), Col("over 512 docs/s", "long_dps", 1),
+        Col("loaded", "loaded", agg="join")), by=("row",)),),
+    prepare=lambda df: df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps")),
+    intro=longdoc_intro)
+
+PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION, LONGDOC)
 
 
 # ---- the README's headline block ------------------------------------------------------------
