@@ -140,12 +140,17 @@ def _say_plan(config, plan, strategy, policy):
       f"{plan.rows['test']} test rows, labels {list(plan.labels)}; {plan.steps_per_epoch} "
       f"steps per epoch x {config.train.epochs} epochs = {plan.total_steps} steps of {batch} "
       f"examples ({replicas} replica(s) x {batch // replicas}); precision {policy}")
+  g = plan.geometry
+  length = g.chunk_length if g else plan.manifest.max_seq_length
+  if g:
+    say(f"windows: each document read in at most {g.max_chunks} windows of {g.chunk_length} "
+        f"ids, overlap {g.chunk_overlap} ({g.max_pieces} word pieces), "
+        f"{config.model.chunk_pooling} pooling; a batch is {batch} documents")
   if plan.padding == "longest":
     say(f"batch shapes: each batch padded to its longest row (rows sorted by length in pools "
-        f"of {input_pipeline.POOL_BATCHES} batches; at most "
-        f"{plan.manifest.max_seq_length} tokens)")
+        f"of {input_pipeline.POOL_BATCHES} batches; at most {length} tokens)")
   if plan.padding == "bucket":
-    lengths = input_pipeline.padded_lengths(plan.bucket_boundaries, plan.manifest.max_seq_length)
+    lengths = input_pipeline.padded_lengths(plan.bucket_boundaries, length)
     origin = {"config": "config.train.bucket_boundaries", "config.json": "the earlier run's "
               "config.json", "manifest": "derived from the manifest's token lengths"}
     say(f"batch shapes: padded to {'/'.join(map(str, lengths))} tokens "
