@@ -407,6 +407,31 @@ CALIBRATION = Page(
                   Col("accuracy after", "after.above_floor_accuracy", 4)))),
     prepare=calibration_prepare)
 
+def distill_intro(df):   # the teacher's F1; the student's speed over the control's and teacher's
+  t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
+  over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
+  train, rate = over(mean("train", "variant", "train_eps"), "student", "control"), over(
+      mean("score", "model", "rows_per_s"), "student", "teacher")
+  return [f"Teacher `{t['teacher.model_dir']}`: test F1 {num(t['teacher.test_f1'], 4)}. Student "
+          f"over control, train examples/s: {train}; over teacher, scoring rows/s: {rate}.", ""]
+
+
+DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher (bench_distill)",
+    intro=distill_intro, prepare=lambda df: df.assign(
+        gap=df["test_f1"] - df["teacher.test_f1"], rows_per_s=df["rows"] / df["seconds"]),
+    tables=(
+        Table("Mean ± SD over seeds; F1: binary at the tuned threshold, multiclass macro; gap: "
+              "minus the teacher's:", where=lambda df: df["kind"] == "train", by=("variant",),
+              cols=(Col("variant", "variant"), Col("starts from", "starts_from"),
+                    Col("seeds", "seed", agg="count"), Col("steps", "steps", show="{:.0f}".format),
+                    Col("test F1", "test_f1", 4), Col("gap", "gap", 4),
+                    Col("test PR-AUC", "test_pr_auc", 4), Col("train s", "train_seconds", 0),
+                    Col("train examples/s", "train_eps", 1), Col("loaded", "loaded", agg="join"))),
+        Table("scoring.run, end to end:", where=lambda df: df["kind"] == "score", cols=(
+            Col("round", "round", 0), Col("model", "model"), Col("rows", "rows", 0),
+            Col("wall s", "seconds", 1), Col("rows/s", "rows_per_s", 1), loaded_col()))))
+
+
 def longdoc_intro(df):
   r = df.iloc[0]
   return [f"Every row: {int(r['steps'])} steps of {int(r['batch'])} documents of the "
@@ -430,7 +455,8 @@ LONGDOC = Page(
     prepare=lambda df: df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps")),
     intro=longdoc_intro)
 
-PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION, LONGDOC)
+PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION, LONGDOC,
+         DISTILL)
 
 
 # ---- the README's headline block ------------------------------------------------------------

@@ -319,3 +319,35 @@ def test_bad_teachers_and_layers_are_refused_in_one_line(data_dir, teacher_dir, 
   fx.write_vocab(other)
   refused(schema.DataError, r"predicts labels \['0', '1'\] but the student's data gives "
           r"\['neg', 'pos'\]", data=other)
+
+
+def test_an_encoder_directory_of_the_students_layers_holds_those_layers(tmp_path):
+  """write_encoder_layers: the pretrained encoder's layers 1 and 3 of 4 (a plain run's start)."""
+  from bertcore import files
+  from trainer import encoders
+  bert_config = {"vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 4,
+                 "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu"}
+  full = encoders.build_bert_encoder(bert_config)
+  ids = tf.zeros([1, 2], tf.int32)
+  full(dict(input_word_ids=ids, input_mask=ids + 1, input_type_ids=ids))
+  source, out = str(tmp_path / "full"), str(tmp_path / "cut")
+  tf.train.Checkpoint(encoder=full).write(os.path.join(source, encoders.CHECKPOINT_PREFIX))
+  helpers.write_vocab(source)
+  files.write_json(os.path.join(source, encoders.CONFIG_FILE), bert_config)
+
+  assert distill.write_encoder_layers(source, ("1", "3"), out)["num_hidden_layers"] == 2
+  cut = encoders.build_bert_encoder(encoders.read_bert_config(out))
+  encoders.load_encoder_weights(cut, out)     # every value used, every variable restored
+  for j, i in enumerate((1, 3)):
+    for c, f in zip(cut.transformer_layers[j].weights, full.transformer_layers[i].weights,
+                    strict=True):
+      np.testing.assert_array_equal(c.numpy(), f.numpy(), err_msg=c.name)
+  assert not np.array_equal(cut.transformer_layers[0].weights[0].numpy(),
+                            full.transformer_layers[0].weights[0].numpy())
+  embeddings = lambda e: e.get_embedding_table().numpy()
+  np.testing.assert_array_equal(embeddings(cut), embeddings(full))
+  with open(os.path.join(out, encoders.VOCAB_FILE)) as a, open(
+      os.path.join(source, encoders.VOCAB_FILE)) as b:
+    assert a.read() == b.read()
+  with pytest.raises(ValueError, match="has 4 layers"):
+    distill.write_encoder_layers(source, (1, 4), str(tmp_path / "bad"))

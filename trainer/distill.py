@@ -280,6 +280,27 @@ def copy_teacher_weights(student, student_encoder, teacher, teacher_encoder, lay
     s.assign(t)
 
 
+def write_encoder_layers(encoder_dir, layers, output_dir):
+  """An encoder directory (trainer/convert.py's layout) of encoder_dir's embeddings, pooler and
+  `layers`: the student's selection from the pretrained encoder, for a plain run of the student's
+  shape without a teacher (benchmarks/bench_distill.py's control). Returns bert_config."""
+  bert_config = encoders.read_bert_config(encoder_dir)
+  layers = resolve_layers(layers, int(bert_config["num_hidden_layers"]))
+  full = encoders.build_bert_encoder(bert_config)
+  encoders.load_encoder_weights(full, encoder_dir)
+  bert_config = dict(bert_config, num_hidden_layers=len(layers))
+  cut = encoders.build_bert_encoder(bert_config)
+  ids = tf.zeros([1, 2], tf.int32)   # one call creates the variables
+  cut(dict(input_word_ids=ids, input_mask=ids + 1, input_type_ids=ids))
+  copy_teacher_weights(cut, cut, full, full, layers)   # the encoders alone: no head to copy
+  tf.io.gfile.makedirs(output_dir)
+  tf.train.Checkpoint(encoder=cut).write(posixpath.join(output_dir, encoders.CHECKPOINT_PREFIX))
+  tf.io.gfile.copy(posixpath.join(encoder_dir, encoders.VOCAB_FILE),
+                   posixpath.join(output_dir, encoders.VOCAB_FILE), overwrite=True)
+  files.write_json(posixpath.join(output_dir, encoders.CONFIG_FILE), bert_config)  # last
+  return bert_config
+
+
 def _role(name):
   """A weight's name without its model's prefix and layer number: what it is in its layer."""
   name = re.sub(r"^bert_encoder_v2(_\d+)?/", "", name.split(":")[0])
