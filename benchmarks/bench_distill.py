@@ -3,12 +3,11 @@ r"""Issue 40: a 3-layer student of the main job's model vs the same layers witho
   python -m benchmarks.bench_distill --teacher=runs/models/tweets_minilm --seeds=1,2,3 \
       --data_dir=runs/data/tweets_binary --encoder_dir=runs/encoders/all-minilm-l6-v2 [--steps=N]
 
-Per seed, with the teacher's head and the --override values (--steps: N steps in 1 epoch):
-`student`, configs/distill_tweets.py from the teacher's fine-tuned embeddings, --layers, pooler
-and head, the teacher run in every step; `control`, configs/tweets_minilm.py from the same
---layers of the pretrained --encoder_dir (the teacher's start), a new head, no teacher. Then
-scoring.run (bench_score's flags) on --score_rows real tweets, the teacher's export and the first
-seed student's, --score_rounds rounds interleaved. Every record holds the teacher's test F1.
+Per seed, with the teacher's head, --override and (--steps) N steps in 1 epoch: `student`,
+configs/distill_tweets.py from the teacher's fine-tuned embeddings, --layers, pooler and head, the
+teacher run in every step; `control`, configs/tweets_minilm.py from the same --layers of the
+pretrained --encoder_dir (the teacher's start), a new head. Then scoring.run (bench_score's flags)
+on --score_rows real tweets, the teacher's and the first seed student's exports interleaved.
 """
 import argparse
 import os
@@ -59,11 +58,13 @@ def main(argv=None):
   head, layers = common.read_config(args.teacher)["model"]["head"], args.layers.split(",")
   cut_dir = os.path.join(args.work, "encoder_layers_" + "_".join(layers))
   from trainer import distill   # TensorFlow: only when run
-  distill.write_encoder_layers(args.encoder_dir, layers, cut_dir)   # the control's start
-  starts = {"student": f"the teacher's fine-tuned layers {args.layers}, pooler and head",
-            "control": f"layers {args.layers} of the pretrained --encoder_dir, a new head"}
+  try:   # the control's start
+    distill.write_encoder_layers(args.encoder_dir, layers, cut_dir)
+  except Exception as e:   # a bad --layers or --encoder_dir (ValueError, TensorFlow's OpError)
+    raise SystemExit(f"error: the control's encoder: {e}") from None
+  starts = dict(student=f"teacher's fine-tuned {args.layers}", control=f"pretrained {args.layers}")
   machine, seeds = common.machine(), args.seeds.split(",")
-  same = dict(benchmark="distill", data_dir=args.data_dir, head=head, command=[
+  same = dict(benchmark="distill", data_dir=args.data_dir, head=head, layers=args.layers, command=[
       sys.executable, "-m", "benchmarks.bench_distill"] + list(argv or sys.argv[1:]), teacher=dict(
       model_dir=args.teacher, test_f1=test_f1(final, head), test_pr_auc=final["test"]["pr_auc"]))
   for seed in seeds:
@@ -91,7 +92,6 @@ def main(argv=None):
     common.append_record(args.out, dict(
         bench_score.timed(command, machine), **same, score_command=command, kind="score",
         model=name, round=round_, rows=args.score_rows, export=exports[name]))
-  print(f"records appended to {args.out}; python -m benchmarks report renders distill.md")
 
 
 if __name__ == "__main__":

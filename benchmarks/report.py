@@ -422,7 +422,7 @@ DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher 
     tables=(
         Table("Mean ± SD over seeds; F1: binary at the tuned threshold, multiclass macro; gap: "
               "minus the teacher's:", where=lambda df: df["kind"] == "train", by=("variant",),
-              cols=(Col("variant", "variant"), Col("starts from", "starts_from"),
+              cols=(Col("variant", "variant"), Col("starts from (layers)", "starts_from"),
                     Col("seeds", "seed", agg="count"), Col("steps", "steps", show="{:.0f}".format),
                     Col("test F1", "test_f1", 4), Col("gap", "gap", 4),
                     Col("test PR-AUC", "test_pr_auc", 4), Col("train s", "train_seconds", 0),

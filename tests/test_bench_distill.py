@@ -35,3 +35,29 @@ def test_without_steps_both_run_the_configs_epochs():
                                                  "--encoder_dir=/e"])
   for _, _, command in bench_distill.train_commands(args, "1", "binary", "/w/cut"):
     assert not any("steps_per_epoch" in a or "epochs" in a for a in command)
+
+
+def test_the_page_sets_student_and_control_beside_the_teacher():
+  from benchmarks import report
+  prov = {"commit": "0123456789ab", "dirty": False, "cores": 2, "loaded": False,
+          "time": "2026-12-07T10:00:00+0000",
+          "cpu": {"model": "Xeon", "flags": ["avx2"], "native_bf16": False}}
+  teacher = {"model_dir": "/runs/teacher", "test_f1": 0.80, "test_pr_auc": 0.85}
+  train = lambda variant, seed, f1, eps: dict(
+      kind="train", variant=variant, seed=seed, test_f1=f1, test_pr_auc=0.8, steps=300,
+      starts_from=variant, train_seconds=100.0, train_eps=eps, teacher=teacher, provenance=prov)
+  score = lambda model, seconds: dict(kind="score", model=model, round=1, rows=1000,
+                                      seconds=seconds, teacher=teacher, provenance=prov)
+  page = report.render_page(report.DISTILL, [
+      train("student", 1, 0.79, 60.0), train("control", 1, 0.75, 120.0),
+      train("student", 2, 0.81, 60.0), train("control", 2, 0.77, 120.0),
+      score("teacher", 100.0), score("student", 40.0)])
+  assert ("Teacher `/runs/teacher`: test F1 0.8000. Student over control, train examples/s: "
+          "0.50; over teacher, scoring rows/s: 2.50.") in page
+  cells = [[c.strip() for c in line.strip("|").split("|")] for line in page.splitlines()
+           if line.startswith("|") and not set(line) <= set("|:- ")]
+  student, control = cells[1], cells[2]           # cells[0]: the header
+  assert student[:6] == ["student", "student", "2", "300", "0.8000 ± 0.0141", "0.0000 ± 0.0141"]
+  assert control[:6] == ["control", "control", "2", "300", "0.7600 ± 0.0141", "-0.0400 ± 0.0141"]
+  assert cells[4][:5] == ["1", "teacher", "1,000", "100.0", "10.0"]   # rows/s = rows / wall s
+  assert cells[5][:5] == ["1", "student", "1,000", "40.0", "25.0"]
