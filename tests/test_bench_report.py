@@ -275,8 +275,8 @@ def test_committed_pages_and_readme_block_are_what_the_committed_records_render(
       cli.main(["report", f"--results_dir={results}", f"--readme={readme}"])
     readme.write_text(MARKED)
   cli.main(["report", f"--results_dir={results}", f"--readme={readme}"])
+  # A page whose benchmark has not been run yet has no records and no page.
   pages = [p.markdown for p in report.PAGES if os.path.exists(results / p.records)]
-  assert len(pages) == len(report.PAGES)
   assert sorted(n for n in os.listdir(common.RESULTS) if n.endswith(".md") and n != "README.md"
                 ) == sorted(pages)                        # no page left without its renderer
   for name in pages:
