@@ -88,9 +88,8 @@ def sample_dir(data_dir, out_dir, eval_docs):
       hist[manifest.labels[records[example_id][2]]] += 1
     splits[split] = schema.SplitInfo(rows=len(keep), shards={name: len(keep)},
                                      label_histogram=hist)
-  train = os.path.join(out_dir, "train")
-  if not os.path.exists(train):
-    os.symlink(os.path.join(os.path.abspath(data_dir), "train"), train)
+  if not os.path.exists(os.path.join(out_dir, "train")):
+    os.symlink(os.path.join(os.path.abspath(data_dir), "train"), os.path.join(out_dir, "train"))
   import dataclasses
   schema.write_manifest(out_dir, dataclasses.replace(manifest, splits=splits))
   return out_dir
@@ -110,9 +109,9 @@ def export_scores(export_dir, records, batch=16):
 
 def scores(labels, predicted, names):
   from trainer import evaluation   # TensorFlow: only when run
-  onehot = np.eye(len(names))[predicted]
-  metrics = evaluation.compute_metrics(np.array(labels), onehot, "multiclass", names)
-  return {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"], "docs": len(labels)}
+  m = evaluation.compute_metrics(np.array(labels), np.eye(len(names))[predicted], "multiclass",
+                                 names)
+  return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "docs": len(labels)}
 
 
 def tfidf_figures(args, long_ids, test_ids):
@@ -164,7 +163,7 @@ def main(argv=None):
   chunked_test = read_split(args.chunked_dir, "test")
   long_ids = sorted((i for i, (_, n, _) in chunked_test.items() if n - 2 > LONG),
                     key=_hash)[:args.long_docs]
-  test_ids = [i for i in sorted(chunked_test, key=_hash)[:args.eval_docs]]
+  test_ids = sorted(chunked_test, key=_hash)[:args.eval_docs]
   names = common.read_manifest(args.chunked_dir)["labels"]
   full = {key: read_split(getattr(args, key), "test") for key in dirs}
   base = {"benchmark": "longdoc", "steps": args.steps, "batch": 16, "eval_docs": args.eval_docs,

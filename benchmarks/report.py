@@ -375,8 +375,9 @@ def search_trials(df):
 SEARCH = Page("search.md", "search.jsonl", "Hyper-parameter and seed search: the drug reviews",
               tables=(), outro=search_trials)
 
-def calibration_prepare(df):
-  return df.assign(data=[os.path.basename(str(d).rstrip("/")) for d in df["data_dir"]],
+def calibration_prepare(df):   # data: the data dir, else (a run not trained here) the run
+  return df.assign(data=[os.path.basename(str(d if isinstance(d, str) else m).rstrip("/"))
+                         for d, m in zip(df["data_dir"], df["model_dir"])],
                    steps=df["config.train.steps_per_epoch"] * df["config.train.epochs"])
 
 
