@@ -377,7 +377,7 @@ SEARCH = Page("search.md", "search.jsonl", "Hyper-parameter and seed search: the
 
 def calibration_prepare(df):   # data: the data dir, else (a run not trained here) the run
   return df.assign(data=[os.path.basename(str(d if isinstance(d, str) else m).rstrip("/"))
-                         for d, m in zip(df["data_dir"], df["model_dir"])],
+                         for d, m in zip(df["data_dir"], df.get("model_dir", df["data_dir"]))],
                    steps=df["config.train.steps_per_epoch"] * df["config.train.epochs"])
 
 
