@@ -434,9 +434,9 @@ DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher 
 
 
 def longdoc_intro(df):
-  r = df.iloc[0]
+  r, tfidf = df.iloc[0], " (TF-IDF: all of them)" if (df["row"] == "tfidf").any() else ""
   return [f"Every row: {int(r['steps'])} steps of {int(r['batch'])} documents of the "
-          f"{int(r['train_docs']):,} training posts (TF-IDF: all of them); validation and test: "
+          f"{int(r['train_docs']):,} training posts{tfidf}; validation and test: "
           f"the same {int(r['eval_docs'])} posts in every row; over 512: the "
           f"{int(r['long_docs'])} test posts over 512 word pieces (a sample, the same in every row), "
           "scored through each run's export. Epoch s: the training posts at the run's training "
