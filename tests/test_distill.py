@@ -234,6 +234,7 @@ def test_a_resumed_student_restores_its_own_checkpoint(data_dir, teacher_dir, st
   assert int(state.step.numpy()) == TOTAL
 
 
+@pytest.mark.slow  # default-tier time (issue 37's 8 minutes)
 def test_wandb_uses_the_teachers_export_as_its_model_artifact(data_dir, teacher_dir,
                                                               student_dir):
   """With a stand-in for the W&B run (no network): online, the teacher's export is the run's
@@ -321,6 +322,7 @@ def test_bad_teachers_and_layers_are_refused_in_one_line(data_dir, teacher_dir, 
           r"\['neg', 'pos'\]", data=other)
 
 
+@pytest.mark.slow  # default-tier time (issue 37's 8 minutes)
 def test_an_encoder_directory_of_the_students_layers_holds_those_layers(tmp_path):
   """write_encoder_layers: the pretrained encoder's layers 1 and 3 of 4 (a plain run's start)."""
   from bertcore import files

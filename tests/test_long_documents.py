@@ -61,6 +61,8 @@ def trained(chunked_dir, tmp_path_factory):
   return model_dir, results
 
 
+@pytest.mark.slow  # a training run; the default tier covers the pipeline, the model and
+# the export's parity (test_long_documents_serving.py)
 def test_training_reads_past_the_first_window(trained):
   model_dir, results = trained
   final = results["final"]
@@ -71,6 +73,8 @@ def test_training_reads_past_the_first_window(trained):
           recorded["max_chunks"]) == ("max", 10, 2, 6)
 
 
+@pytest.mark.slow  # a training run; the default tier covers the pipeline, the model and
+# the export's parity (test_long_documents_serving.py)
 def test_export_cuts_the_same_windows_from_text_and_records(trained, chunked_dir):
   model_dir, _ = trained
   export_dir = os.path.join(model_dir, "export")
