@@ -145,6 +145,11 @@ class Manifest:
   chunking: Optional[Dict[str, int]] = None
 
   @property
+  def record_length(self):
+    """The most ids a record holds: max_seq_length, or the stored pieces + 2 when chunked."""
+    return self.chunking["max_pieces"] + 2 if self.chunking else self.max_seq_length
+
+  @property
   def tokenizer_vocab_file(self):
     """The vocab.txt path preprocessing read (may be on another machine), or None."""
     return self.tokenizer.get("vocab_file")

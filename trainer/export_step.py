@@ -26,9 +26,8 @@ def text_encoder_for(plan, vocab_file):
   truncation, so that the export tokenizes raw text exactly as preprocessing did."""
   m = plan.manifest
   # Chunked data: whole documents up to the stored pieces, which the export cuts into windows.
-  length = m.chunking["max_pieces"] + 2 if m.chunking else m.max_seq_length
   return tokenization.TextEncoder(tokenization.load_vocab(vocab_file), m.lower_case is not False,
-                                  length, m.truncation)
+                                  m.record_length, m.truncation)
 
 
 def export_trained_model(config, plan, classifier, final, write_dir, chief):
