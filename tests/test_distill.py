@@ -70,6 +70,21 @@ def student_dir(data_dir, teacher_dir, tmp_path_factory):
   return model_dir
 
 
+def unlabeled_rows(n, seed):
+  """example_rows without their labels (what preprocess.run --label_column= writes)."""
+  return [(f"u{seed}-{i}", ids, types, []) for i, (_, ids, types, _)
+          in enumerate(fx.example_rows(n, seed=seed))]
+
+
+@pytest.fixture(scope="module")
+def unlabeled_dir(tmp_path_factory):
+  """48 + 8 + 8 rows without labels, the same vocabulary and max_seq_length as data_dir."""
+  d = str(tmp_path_factory.mktemp("unlabeled"))
+  fx.write_data_dir(d, {"train": unlabeled_rows(48, 7), "validation": unlabeled_rows(8, 8),
+                        "test": unlabeled_rows(8, 9)}, labels=())
+  return d
+
+
 def build_pair(data_dir, teacher_dir, **overrides):
   """(resolved config, teacher, student classifier, student encoder) built as a run builds
   them, the student fresh from the teacher."""
@@ -141,6 +156,25 @@ def test_the_kl_is_the_textbook_one_and_the_loss_weighs_it(head):
   label_loss = model_lib.per_example_loss(labels, s.astype(np.float32), head).numpy()
   np.testing.assert_allclose(distill.make_loss(config)(labels, s, t),
                              0.75 * temperature ** 2 * want + 0.25 * label_loss, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["binary", "multiclass"])
+def test_unlabeled_rows_are_learned_from_the_teacher_alone(head):
+  """Rows with labels -1 (input_pipeline's unlabeled rows) add the KL term and no label loss."""
+  rng = np.random.default_rng(1)
+  k = 1 if head == "binary" else 3
+  t, s = rng.normal(0, 2, (6, k)), rng.normal(0, 2, (6, k))
+  labels = (np.array([0, 2, -1, 1, -1, 0], np.int32) if head == "multiclass" else
+            np.array([[1], [0], [-1], [1], [-1], [0]], np.float32))
+  plain = fx.tiny_config("/unused", **{"model.head": head, "distill.label_weight": 0.25})
+  mixed = fx.tiny_config("/unused", **{"model.head": head, "distill.label_weight": 0.25,
+                                       "distill.unlabeled_dir": "/unlabeled"})
+  got = distill.make_loss(mixed)(labels, s, t).numpy()
+  kl = 0.75 * 4.0 * distill.distillation_kl(t, s, head, 2.0).numpy()
+  np.testing.assert_allclose(got[[2, 4]], kl[[2, 4]], rtol=1e-5)
+  labelled = [0, 1, 3, 5]
+  np.testing.assert_allclose(got[labelled], distill.make_loss(plain)(
+      labels[labelled], s[labelled], t[labelled]).numpy(), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------- the student's start
@@ -234,6 +268,36 @@ def test_a_resumed_student_restores_its_own_checkpoint(data_dir, teacher_dir, st
   assert int(state.step.numpy()) == TOTAL
 
 
+def test_a_student_reads_unlabeled_rows_beside_the_training_split(
+    data_dir, teacher_dir, unlabeled_dir, tmp_path, capsys):
+  model_dir = str(tmp_path / "with_unlabeled")
+  config = student_config(data_dir, teacher_dir, **{
+      "distill.unlabeled_dir": unlabeled_dir, "train.steps_per_epoch": 0, "train.epochs": 1,
+      "export": False})
+  train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  # An epoch is one pass over 128 labelled + 64 unlabeled rows (all three of its splits).
+  last = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  assert last.endswith(f"ckpt-{(128 + 64) // 16}")
+  assert f"192 train (of which 64 unlabeled, from {unlabeled_dir})" in capsys.readouterr().out
+  recorded = json.load(open(os.path.join(model_dir, "config.json")))
+  assert recorded["distill"]["unlabeled_dir"] == unlabeled_dir
+  final = json.load(open(os.path.join(model_dir, "eval_results.json")))["final"]
+  assert final["validation"]["num_examples"] == 32   # evaluation: the labelled data only
+
+  from trainer import input_pipeline, plan
+  run = plan.plan_run(distill.resolve_config(config, model_dir), data_dir, model_dir,
+                      one_device())
+  src = run.source("train", config.model)
+  batches = input_pipeline.train_batches(src, plan.resolved_config(config, run).train,
+                                         config.data)
+  # 64 steps: one pool of 1,024 rows sorted by length (input_pipeline.POOL_BATCHES) that holds
+  # 5 full shuffled passes over the 192 rows (5 x 64 unlabeled) and 64 rows of a 6th.
+  assert input_pipeline.POOL_BATCHES == 64
+  labels = np.concatenate([b["labels"][:, 0] for b in batches.take(64).as_numpy_iterator()])
+  assert sorted(set(labels.tolist())) == [-1.0, 0.0, 1.0]
+  assert 5 * 64 <= (labels == -1).sum() <= 5 * 64 + 64
+
+
 @pytest.mark.slow  # default-tier time (issue 37's 8 minutes)
 def test_wandb_uses_the_teachers_export_as_its_model_artifact(data_dir, teacher_dir,
                                                               student_dir):
@@ -313,6 +377,16 @@ def test_bad_teachers_and_layers_are_refused_in_one_line(data_dir, teacher_dir, 
                              data_dir, student_dir, one_device())
   with pytest.raises(ValueError, match="holds a student of"):
     train.train_and_evaluate(fx.tiny_config(data_dir), data_dir, student_dir, one_device())
+
+  # Unlabeled rows: with a teacher, unlabeled, like the training data, not multilabel.
+  with pytest.raises(ValueError, match="set --config.distill.teacher too"):
+    train.train_and_evaluate(fx.tiny_config(data_dir, **{"distill.unlabeled_dir": data_dir}),
+                             data_dir, model_dir, one_device())
+  refused(schema.DataError, "holds labelled data", **{"distill.unlabeled_dir": data_dir})
+  longer = str(tmp_path / "longer")
+  fx.write_data_dir(longer, {"train": unlabeled_rows(8, 1)}, labels=(), max_seq_length=64)
+  refused(schema.DataError, "has max_seq_length=64 but the training data 32",
+          **{"distill.unlabeled_dir": longer})
 
   other = str(tmp_path / "other_labels")
   fx.write_data_dir(other, {"train": fx.example_rows(32, seed=1),

@@ -148,6 +148,9 @@ def default_config():
   c.distill.layers = ()
   c.distill.temperature = 2.0
   c.distill.label_weight = 0.5         # 0 = the teacher's probabilities only, 1 = the labels only
+  # A data dir of unlabeled rows (preprocess.run --label_column=, the same vocabulary and
+  # max_seq_length): all its splits join the training split, learned from the teacher alone.
+  c.distill.unlabeled_dir = ""
   # sha256 of the teacher's config.json, recorded by the trainer; a value given here must match.
   c.distill.teacher_config_sha256 = ""
   return c

@@ -331,6 +331,16 @@ def make_loss(config):
   head, train_config = config.model.head, config.train
   temperature, w = float(config.distill.temperature), float(config.distill.label_weight)
   class_weights = list(train_config.class_weights) or None
+  unlabeled = bool(config.distill.unlabeled_dir)   # rows whose labels are -1 (input_pipeline)
+
+  def label_loss(labels, logits):
+    if not unlabeled:
+      return model_lib.per_example_loss(labels, logits, head, train_config.pos_weight,
+                                        class_weights)
+    labelled = tf.cast((labels if head == "multiclass" else labels[:, 0]) >= 0, tf.float32)
+    # (not multilabel: trainer.plan refuses unlabeled rows for it)
+    return labelled * model_lib.per_example_loss(tf.maximum(labels, 0), logits, head,
+                                                 train_config.pos_weight, class_weights)
 
   def loss_fn(labels, logits, teacher_logits):
     loss = 0.0
@@ -338,8 +348,7 @@ def make_loss(config):
       kl = distillation_kl(teacher_logits, logits, head, temperature)
       loss += (1 - w) * temperature ** 2 * kl
     if w > 0:
-      loss += w * model_lib.per_example_loss(labels, logits, head, train_config.pos_weight,
-                                             class_weights)
+      loss += w * label_loss(labels, logits)
     return loss
   return loss_fn
 
@@ -359,4 +368,5 @@ def lineage(config):
       "model_dir": run.model_dir, "export_dir": posixpath.join(run.model_dir, EXPORT_DIR),
       "config_sha256": run.config_sha256, "checkpoint": run.checkpoint, "data_dir": data_dir,
       "artifact": artifact, "layers": list(d.layers), "of_layers": run.depth,
-      "temperature": d.temperature, "label_weight": d.label_weight}}
+      "temperature": d.temperature, "label_weight": d.label_weight,
+      "unlabeled_dir": d.unlabeled_dir or None}}

@@ -12,7 +12,8 @@ of the speed on 2 cores: bench_input_pipeline in docs/benchmarks.md's retired be
 
 Output elements (per replica): a dict
   input_word_ids, input_mask, input_type_ids: int32 [batch, padded_len]
-  labels: binary float32 [batch, 1]; multiclass int32 [batch]; multilabel float32 [batch, C]
+  labels: binary float32 [batch, 1]; multiclass int32 [batch]; multilabel float32 [batch, C];
+    -1 for a row without a label id, which only a Source with unlabeled=True reads
   weights (eval only): float32 [batch], 0 for the filler rows that make every pipeline
     yield the same number of full batches.
 No py_function anywhere, so the pipeline runs in TF's C++ threads and serialises into graphs.
@@ -184,11 +185,12 @@ def label_index(labels, positive_label):
   return 1
 
 
-def _to_features(parsed, head, num_classes, positive_index, geometry=None):
+def _to_features(parsed, head, num_classes, positive_index, geometry=None, unlabeled=False):
   """Parsed chunk -> ragged model inputs and dense labels (vectorised over the chunk).
 
   With a geometry (documents read in windows) the inputs are [chunk, (windows), (len)]; the
-  documents are single texts, so every type id is 0.
+  documents are single texts, so every type id is 0. unlabeled: rows without a label id get
+  labels of -1 (a distillation's unlabeled rows) instead of failing the check.
   """
   ids = tf.cast(parsed[schema.INPUT_IDS], tf.int32)          # [chunk, (len)]
   if geometry is None:
@@ -202,6 +204,9 @@ def _to_features(parsed, head, num_classes, positive_index, geometry=None):
       "input_type_ids": type_ids,
   }
   label_ids = tf.cast(parsed[schema.LABEL_IDS], tf.int32)    # [chunk, (n)]
+  if unlabeled:
+    features["labels"] = _labels_or_missing(label_ids, head, positive_index)
+    return features
   if head == "multilabel":
     hot = tf.reduce_sum(tf.one_hot(label_ids, num_classes), axis=1)  # [chunk, C]
     features["labels"] = tf.minimum(hot.to_tensor() if isinstance(hot, tf.RaggedTensor)
@@ -219,6 +224,21 @@ def _to_features(parsed, head, num_classes, positive_index, geometry=None):
   return features
 
 
+def _labels_or_missing(label_ids, head, positive_index):
+  """_to_features' labels of a chunk mixing labelled rows and rows with no label id (-1).
+  Not multilabel: there a labelled row may have no label (trainer.plan refuses the mix)."""
+  missing = tf.equal(label_ids.row_lengths(), 0)             # [chunk]
+  checks = [tf.debugging.assert_less_equal(
+      label_ids.row_lengths(), tf.constant(1, tf.int64),
+      message=f"every labelled example needs exactly one label id for a {head} head")]
+  with tf.control_dependencies(checks):
+    first = label_ids.to_tensor(-1, shape=[None, 1])[:, 0]  # [chunk], -1 where missing
+  if head == "binary":
+    positive = tf.cast(tf.equal(first, positive_index), tf.float32)
+    return tf.where(missing, -1.0, positive)[:, None]
+  return first
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
   """What one split's input pipelines read, and how its labels become model targets."""
@@ -231,18 +251,21 @@ class Source:
   head: str                 # binary | multiclass | multilabel: the label format
   positive_label: str = ""  # binary: the positive class ("" = labels[1])
   geometry: object = None   # windows.Geometry: documents read in windows; None: one each
+  unlabeled: bool = False   # some shards hold rows without labels (labels -1: _to_features)
 
 
-def source(data_dir, split, manifest, head, positive_label="", shards=None, geometry=None):
+def source(data_dir, split, manifest, head, positive_label="", shards=None, geometry=None,
+           unlabeled=False):
   """The Source of a split from its manifest (shards default to the manifest's).
 
   geometry: the windows of a chunked data dir (trainer.plan.resolve_chunks), else None.
+  unlabeled: shards include rows without labels (a distillation's config.distill.unlabeled_dir).
   """
   if shards is None:
     shards = split_shards(data_dir, split, manifest)
   length = geometry.chunk_length if geometry else int(manifest.max_seq_length)
   return Source(data_dir, split, tuple(shards), manifest.compression,
-                tuple(manifest.labels), length, head, positive_label, geometry)
+                tuple(manifest.labels), length, head, positive_label, geometry, unlabeled)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,7 +349,8 @@ def _shapes(src, train_config):
 def _features_fn(src):
   """parsed examples -> ragged model inputs and labels in the head's format."""
   positive = label_index(list(src.labels), src.positive_label) if src.head == "binary" else -1
-  return lambda parsed: _to_features(parsed, src.head, len(src.labels), positive, src.geometry)
+  return lambda parsed: _to_features(parsed, src.head, len(src.labels), positive, src.geometry,
+                                     src.unlabeled)
 
 
 def train_batches(src, train_config, data_config, *, input_context=None, epoch=0,

@@ -20,7 +20,8 @@ from trainer import model as model_lib
 # Config fields that fix the meaning of a checkpoint or of a step number: a re-run into an
 # existing model_dir may not change them (epochs, learning rate, logging, ... may change).
 RESUME_FIXED = ("encoder", "model", "train.global_batch_size", "train.seed", "train.padding",
-                "train.bucket_boundaries", "train.shuffle_buffer", "train.steps_per_epoch")
+                "train.bucket_boundaries", "train.shuffle_buffer", "train.steps_per_epoch",
+                "distill.unlabeled_dir")
 EXPORT_DIR = "export"
 
 
@@ -46,6 +47,7 @@ class RunPlan:
   shuffle_covers: str      # what it covers, for the start-up line
   order_warning: str       # "" or a `warning:` line: a train shard looks ordered by label
   geometry: object = None  # windows.Geometry of documents read in windows (resolve_chunks)
+  unlabeled_rows: int = 0  # of config.distill.unlabeled_dir, in shards["train"] and rows["train"]
 
   @property
   def compression(self):
@@ -55,7 +57,8 @@ class RunPlan:
     """The input_pipeline.Source of a split (its checked shards)."""
     return input_pipeline.source(self.data_dir, split, self.manifest, model_config.head,
                                  model_config.positive_label, shards=self.shards[split],
-                                 geometry=self.geometry)
+                                 geometry=self.geometry,
+                                 unlabeled=split == "train" and self.unlabeled_rows > 0)
 
 
 def plan_run(config, data_dir, model_dir, strategy):
@@ -74,6 +77,8 @@ def plan_run(config, data_dir, model_dir, strategy):
   check_model_dir_writable(model_dir)
   shards, skipped = _read_shards(config, data_dir, manifest)
   rows = {s: _rows(shards[s], manifest, s) for s in schema.SPLITS}
+  unlabeled, unlabeled_rows = _unlabeled_shards(config, manifest, skipped)
+  shards["train"], rows["train"] = shards["train"] + unlabeled, rows["train"] + unlabeled_rows
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
   previous = config_lib.read_config_json(model_dir)
@@ -93,7 +98,7 @@ def plan_run(config, data_dir, model_dir, strategy):
                  tuple(skipped), rows, labelled, steps_per_epoch,
                  steps_per_epoch * config.train.epochs, vocab_file, boundaries,
                  boundaries_from, padding, shuffle_buffer, shuffle_covers, order_warning,
-                 geometry)
+                 geometry, unlabeled_rows)
 
 
 def resolve_chunks(config, manifest, data_dir):
@@ -298,10 +303,10 @@ def _check_batches_fit(config, strategy):
                      "equal; use --config.train.padding=fixed on a multi-host TPU")
 
 
-def _read_shards(config, data_dir, manifest):
+def _read_shards(config, data_dir, manifest, splits=schema.SPLITS):
   """({split: [(path, rows)]}, [skipped {"file", "problem"}]), verified if configured."""
   shards, skipped = {}, []
-  for split in schema.SPLITS:
+  for split in splits:
     found = input_pipeline.split_shards(data_dir, split, manifest)
     if config.data.verify_shards:
       found, bad = input_pipeline.verify_shards(found, manifest.compression,
@@ -309,6 +314,35 @@ def _read_shards(config, data_dir, manifest):
       skipped += [{"file": p, "problem": why} for p, why in bad]
     shards[split] = found
   return shards, skipped
+
+
+def _unlabeled_shards(config, manifest, skipped):
+  """([(path, rows)], rows) of all splits of config.distill.unlabeled_dir, checked against the
+  labelled data's manifest (skipped shards are added to skipped); ([], 0) without one."""
+  where = config.distill.unlabeled_dir.rstrip("/")
+  if not where:
+    return [], 0
+  flag = f"--config.distill.unlabeled_dir={where}"
+  if not config.distill.teacher:
+    raise ValueError(f"{flag} is learned from a teacher's probabilities alone: set "
+                     "--config.distill.teacher too")
+  if config.model.head == "multilabel":
+    raise ValueError(f"{flag}: a multilabel row may have no label, so unlabeled rows cannot be "
+                     "told apart from it; distil a multilabel head on its labelled rows only")
+  other = schema.read_manifest(where)
+  if other.labels:
+    raise schema.DataError(f"{flag} holds labelled data ({list(other.labels)}); unlabeled rows "
+                           "come from preprocess.run --label_column= (empty)")
+  for field in ("vocab_sha256", "lower_case", "max_seq_length", "chunking", "compression"):
+    if getattr(other, field) != getattr(manifest, field):
+      raise schema.DataError(f"{flag} has {field}={getattr(other, field)!r} but the training "
+                             f"data {getattr(manifest, field)!r}; preprocess both with the same "
+                             "vocabulary, --max_seq_length, chunking and compression")
+  splits = [s for s in schema.SPLITS if other.splits.get(s) and other.splits[s].rows]
+  shards, bad = _read_shards(config, where, other, splits)
+  skipped += bad
+  found = [shard for split in splits for shard in shards[split]]
+  return found, sum(_rows(shards[s], other, s) for s in splits)
 
 
 def _rows(shards, manifest, split):

@@ -136,7 +136,9 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
 def _say_plan(config, plan, strategy, policy):
   replicas = strategy.num_replicas_in_sync
   batch = config.train.global_batch_size
-  say(f"data: {plan.rows['train']} train / {plan.rows['validation']} validation / "
+  unlabeled = (f" (of which {plan.unlabeled_rows} unlabeled, from "
+               f"{config.distill.unlabeled_dir})" if plan.unlabeled_rows else "")
+  say(f"data: {plan.rows['train']} train{unlabeled} / {plan.rows['validation']} validation / "
       f"{plan.rows['test']} test rows, labels {list(plan.labels)}; {plan.steps_per_epoch} "
       f"steps per epoch x {config.train.epochs} epochs = {plan.total_steps} steps of {batch} "
       f"examples ({replicas} replica(s) x {batch // replicas}); precision {policy}")
