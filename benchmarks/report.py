@@ -411,15 +411,19 @@ CALIBRATION = Page(
 def distill_intro(df):   # the teacher's F1; the student's speed over the control's and teacher's
   t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
   over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
-  train, rate = over(mean("train", "variant", "train_eps"), "student", "control"), over(
-      mean("score", "model", "rows_per_s"), "student", "teacher")
-  return [f"Teacher `{t['teacher.model_dir']}`: test F1 {num(t['teacher.test_f1'], 4)}. Student "
-          f"over control, train examples/s: {train}; over teacher, scoring rows/s: {rate}.", ""]
+  train = over(mean("train", "variant", "train_eps"), "student", "control")
+  rate = (f"over teacher, scoring rows/s: {over(mean('score', 'model', 'rows_per_s'), 'student', 'teacher')}"
+          if (df["kind"] == "score").any() else "scoring: not measured in this section")
+  return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
+          f"{num(t['teacher.test_f1'], 4)}. Student over control, train examples/s: {train}; "
+          f"{rate}.", ""]
 
 
 DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher (bench_distill)",
+    sections=("commit", "machine", "data_dir"),
     intro=distill_intro, prepare=lambda df: df.assign(
-        gap=df["test_f1"] - df["teacher.test_f1"], rows_per_s=df["rows"] / df["seconds"]),
+        gap=df["test_f1"] - df["teacher.test_f1"],
+        rows_per_s=df["rows"] / df["seconds"] if "rows" in df else math.nan),
     tables=(
         Table("Mean ± SD over seeds; F1: binary at the tuned threshold, multiclass macro; gap: "
               "minus the teacher's:", where=lambda df: df["kind"] == "train", by=("variant",),
@@ -435,26 +439,48 @@ DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher 
 
 def longdoc_intro(df):
   r, tfidf = df.iloc[0], " (TF-IDF: all of them)" if (df["row"] == "tfidf").any() else ""
+  commits = ", ".join(f"{c} ({n} runs)" for c, n in df["commit"].value_counts(sort=False).items())
   return [f"Every row: {int(r['steps'])} steps of {int(r['batch'])} documents of the "
           f"{int(r['train_docs']):,} training posts{tfidf}; validation and test: "
           f"the same {int(r['eval_docs'])} posts in every row; over 512: the "
           f"{int(r['long_docs'])} test posts over 512 word pieces (a sample, the same in every row), "
-          "scored through each run's export. Epoch s: the training posts at the run's training "
-          "speed.", ""]
+          f"scored through each run's export. Commits: {commits}.", ""]
+
+
+def longdoc_prepare(df):
+  """epoch s (the training posts at the run's speed) and its ratio to head_tail_512's mean
+  over the unloaded runs of the same machine."""
+  df = df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps"))
+  idle = df[(df["loaded"] == "no") & (df["row"] == "head_tail_512")]
+  base = idle.groupby("machine")["epoch_seconds"].mean()
+  return df.assign(epoch_ratio=[e / base.get(m, math.nan)
+                                for e, m in zip(df["epoch_seconds"], df["machine"])])
 
 
 LONGDOC = Page(
     "longdoc.md", "longdoc.jsonl",
     "Long documents: truncation at 512 against windows, 20 Newsgroups (bench_longdoc)",
-    tables=(Table("Mean ± SD over the seeds:", (
-        Col("row", "row"), Col("runs", "row", agg="count"), Col("precision", "precision"),
-        Col("test macro-F1", "test.macro_f1", 4), Col("test accuracy", "test.accuracy", 4),
-        Col("over 512 macro-F1", "long.macro_f1", 4), Col("over 512 accuracy", "long.accuracy", 4),
-        Col("train docs/s", "train_eps", 2), Col("epoch s", "epoch_seconds", 0),
-        Col("eval docs/s", "eval_dps", 1), Col("over 512 docs/s", "long_dps", 1),
-        Col("loaded", "loaded", agg="join")), by=("row",)),),
-    prepare=lambda df: df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps")),
-    intro=longdoc_intro)
+    sections=("machine",),
+    tables=(
+        Table("Quality, mean ± SD over every seed (load does not change it):", (
+            Col("row", "row"), Col("runs", "row", agg="count"), Col("seeds", "seed", agg="join"),
+            Col("precision", "precision", agg="join"), Col("test macro-F1", "test.macro_f1", 4),
+            Col("test accuracy", "test.accuracy", 4),
+            Col("over 512 macro-F1", "long.macro_f1", 4),
+            Col("over 512 accuracy", "long.accuracy", 4)), by=("row",)),
+        Table("Cost, unloaded runs only; epoch s: the training posts at the run's training "
+              "speed; vs head_tail_512: that over head_tail_512's epoch:", (
+                  Col("row", "row"), Col("runs", "row", agg="count"),
+                  Col("train docs/s", "train_eps", 2), Col("epoch s", "epoch_seconds", 0),
+                  Col("vs head_tail_512", "epoch_ratio", 2),
+                  Col("eval docs/s", "eval_dps", 1), Col("over 512 docs/s", "long_dps", 1)),
+              where=lambda df: (df["loaded"] == "no") & df["train_eps"].notna(), by=("row",)),
+        Table("Cost of the loaded runs (other work shared the cores, unevenly: not a comparison):", (
+            Col("row", "row"), Col("runs", "row", agg="count"),
+            Col("train docs/s", "train_eps", 2), Col("epoch s", "epoch_seconds", 0),
+            Col("eval docs/s", "eval_dps", 1), Col("over 512 docs/s", "long_dps", 1)),
+              where=lambda df: df["loaded"] == "yes", by=("row",))),
+    prepare=longdoc_prepare, intro=longdoc_intro)
 
 PAGES = (VS_PYTORCH, QUICKSTART, PREPROCESS, SCORE, SEARCH, QUALITY, CALIBRATION, LONGDOC,
          DISTILL)

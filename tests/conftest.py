@@ -30,6 +30,14 @@ def write_bytes(path, data):
 
 
 @pytest.fixture
+def float32_policy():
+  """Resets the Keras precision policy a test's trainer run set (mixed precision is global)."""
+  yield
+  from trainer import strategy as strategy_lib
+  strategy_lib.set_precision("float32")
+
+
+@pytest.fixture
 def offline_runner():
   """A Beam runner for TestPipeline that never tries the Prism download (bertcore.beam_jobs)."""
   from apache_beam.options.pipeline_options import PipelineOptions

@@ -119,10 +119,7 @@ def test_the_objective_can_name_the_calibration_scores():
 
 # ---- training and export ----------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-  yield
-  strategy_lib.set_precision("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")   # conftest.py
 
 
 @pytest.fixture(scope="module")

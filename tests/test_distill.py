@@ -36,10 +36,7 @@ def data_dir(tmp_path_factory):
   return d
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-  yield
-  strategy_lib.set_precision("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")   # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,7 @@ def data_dir(tmp_path_factory):
   return d
 
 
-@pytest.fixture(autouse=True)
-def float32_policy():
-  yield
-  strategy_lib.set_precision("float32")
+pytestmark = pytest.mark.usefixtures("float32_policy")   # conftest.py
 
 
 def run_task(data_dir, model_dir, *flags, crash_at=None, signal_name="KILL"):
