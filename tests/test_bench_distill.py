@@ -43,19 +43,20 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
           "time": "2026-12-07T10:00:00+0000",
           "cpu": {"model": "Xeon", "flags": ["avx2"], "native_bf16": False}}
   teacher = {"model_dir": "/runs/teacher", "test_f1": 0.80, "test_pr_auc": 0.85}
-  same = dict(teacher=teacher, provenance=prov, data_dir="/d", head="binary")
+  same = dict(teacher=teacher, provenance=prov, data_dir="/d", head="binary", layers="1,3,5")
   train = lambda variant, seed, f1, eps, **kw: dict(same, **kw, kind="train", variant=variant,
       seed=seed, test_f1=f1, test_pr_auc=0.8, steps=300, starts_from=variant,
       train_seconds=100.0, train_eps=eps)
   score = lambda model, seconds: dict(same, kind="score", model=model, round=1, rows=1000,
-                                      seconds=seconds)
+                                      seconds=seconds, cpu_seconds=2 * seconds)
   page = report.render_page(report.DISTILL, [
       train("student", 1, 0.79, 60.0), train("control", 1, 0.75, 120.0),
       train("student", 2, 0.81, 60.0), train("control", 2, 0.77, 120.0),
       score("teacher", 100.0), score("student", 40.0),
       train("student", 1, 0.6, 50.0, data_dir="/d3", head="multiclass")])
   assert ("Teacher `/runs/teacher` (binary head, data `/d`): test F1 0.8000. Student over "
-          "control, train examples/s: 0.50; over teacher, scoring rows/s: 2.50.") in page
+          "control, train examples/s: 0.50; over teacher, scoring rows/s: 2.50, rows per "
+          "CPU-second: 2.50.") in page
   # Another data dir is a section of its own (its rows do not join the binary means).
   assert ("Teacher `/runs/teacher` (multiclass head, data `/d3`): test F1 0.8000. Student over "
           "control, train examples/s: -; scoring: not measured in this section.") in page
@@ -64,5 +65,6 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
   student, control = cells[1], cells[2]           # cells[0]: the header
   assert student[:6] == ["student", "student", "2", "300", "0.8000 ± 0.0141", "0.0000 ± 0.0141"]
   assert control[:6] == ["control", "control", "2", "300", "0.7600 ± 0.0141", "-0.0400 ± 0.0141"]
-  assert cells[4][:5] == ["1", "teacher", "1,000", "100.0", "10.0"]   # rows/s = rows / wall s
-  assert cells[5][:5] == ["1", "student", "1,000", "40.0", "25.0"]
+  # rows/s = rows / wall s; rows per CPU-s = rows / CPU s
+  assert cells[4][:7] == ["1", "teacher", "1,000", "100.0", "10.0", "200.0", "5.0"]
+  assert cells[5][:7] == ["1", "student", "1,000", "40.0", "25.0", "80.0", "12.5"]
