@@ -455,7 +455,8 @@ def longdoc_intro(df):
 def longdoc_prepare(df):
   """epoch s (the training posts at the run's speed) and its ratio to head_tail_512's mean
   over the unloaded runs of the same machine."""
-  df = df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps"))
+  df = df.assign(epoch_seconds=df["train_docs"] / df.get("train_eps"),
+                 seed=["-" if missing(s) else str(int(s)) for s in df["seed"]])
   idle = df[(df["loaded"] == "no") & (df["row"] == "head_tail_512")]
   base = idle.groupby("machine")["epoch_seconds"].mean()
   return df.assign(epoch_ratio=[e / base.get(m, math.nan)
