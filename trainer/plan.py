@@ -77,8 +77,9 @@ def plan_run(config, data_dir, model_dir, strategy):
   check_model_dir_writable(model_dir)
   shards, skipped = _read_shards(config, data_dir, manifest)
   rows = {s: _rows(shards[s], manifest, s) for s in schema.SPLITS}
-  unlabeled, unlabeled_rows = _unlabeled_shards(config, manifest, skipped)
+  unlabeled, unlabeled_rows, bad = _unlabeled_shards(config, manifest)
   shards["train"], rows["train"] = shards["train"] + unlabeled, rows["train"] + unlabeled_rows
+  skipped += bad
   steps_per_epoch = (config.train.steps_per_epoch or input_pipeline.steps_per_epoch(
       rows["train"], config.train.global_batch_size))
   previous = config_lib.read_config_json(model_dir)
@@ -316,12 +317,12 @@ def _read_shards(config, data_dir, manifest, splits=schema.SPLITS):
   return shards, skipped
 
 
-def _unlabeled_shards(config, manifest, skipped):
-  """([(path, rows)], rows) of all splits of config.distill.unlabeled_dir, checked against the
-  labelled data's manifest (skipped shards are added to skipped); ([], 0) without one."""
+def _unlabeled_shards(config, manifest):
+  """([(path, rows)], rows, [skipped]) of all splits of config.distill.unlabeled_dir, checked
+  against the labelled data's manifest; ([], 0, []) without one."""
   where = config.distill.unlabeled_dir.rstrip("/")
   if not where:
-    return [], 0
+    return [], 0, []
   flag = f"--config.distill.unlabeled_dir={where}"
   if not config.distill.teacher:
     raise ValueError(f"{flag} is learned from a teacher's probabilities alone: set "
@@ -340,9 +341,8 @@ def _unlabeled_shards(config, manifest, skipped):
                              "vocabulary, --max_seq_length, chunking and compression")
   splits = [s for s in schema.SPLITS if other.splits.get(s) and other.splits[s].rows]
   shards, bad = _read_shards(config, where, other, splits)
-  skipped += bad
   found = [shard for split in splits for shard in shards[split]]
-  return found, sum(_rows(shards[s], other, s) for s in splits)
+  return found, sum(_rows(shards[s], other, s) for s in splits), bad
 
 
 def _rows(shards, manifest, split):
