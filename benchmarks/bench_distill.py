@@ -6,8 +6,10 @@ r"""Issue 40: a 3-layer student of the main job's model vs the same layers witho
 Per seed, with the teacher's head, --override and (--steps) N steps in 1 epoch: `student`,
 configs/distill_tweets.py from the teacher's fine-tuned embeddings, --layers, pooler and head, the
 teacher run in every step; `control`, configs/tweets_minilm.py from the same --layers of the
-pretrained --encoder_dir (the teacher's start), a new head. Then scoring.run (bench_score's flags)
-on --score_rows real tweets, the teacher's and the first seed student's exports interleaved.
+pretrained --encoder_dir (the teacher's start), a new head; with --unlabeled_dir,
+`student_unlabeled`, the student with those rows too (config.distill.unlabeled_dir). Then
+scoring.run (bench_score's flags, plus --score_flag) on --score_rows real tweets, the teacher's and
+the first seed student's exports interleaved (--seeds= scores an earlier run's, trains nothing).
 """
 import argparse
 import os
@@ -26,8 +28,10 @@ def make_parser():
   p.add_argument("--steps", type=int, default=0, help="steps per run (0: the config's epochs)")
   p.add_argument("--layers", default="1,3,5", help="the teacher's layers both models keep")
   p.add_argument("--override", action="append", default=[], help="name=value, both runs")
+  p.add_argument("--unlabeled_dir", default="", help="unlabeled rows: adds student_unlabeled")
   p.add_argument("--score_rows", type=int, default=50_000)
   p.add_argument("--score_rounds", type=int, default=2)
+  p.add_argument("--score_flag", action="append", default=[], help="e.g. --bfloat16, both sides")
   p.add_argument("--work", default="/tmp/bench_distill", help="scratch: runs, encoder, CSV")
   p.add_argument("--out", default=os.path.join(common.RESULTS, "distill.jsonl"))
   return p
@@ -40,14 +44,20 @@ def test_f1(final, head):
 
 
 def train_commands(args, seed, head, cut_dir):
-  """[(variant, model_dir, trainer.task command)] of one seed: the student, then the control."""
+  """[(variant, model_dir, trainer.task command)] of one seed: the student, the control, then
+  with --unlabeled_dir the student with the unlabeled rows."""
   both = [f"train.seed={seed}", f"model.head={head}"] + args.override + (
       [f"train.steps_per_epoch={args.steps}", "train.epochs=1"] if args.steps else [])
-  student, control = (os.path.join(args.work, f"{v}_seed{seed}") for v in ("student", "control"))
-  return [("student", student, common.trainer_command(student, args.data_dir, args.encoder_dir, [
-              f"distill.teacher={args.teacher}", f"distill.layers={args.layers}"] + both,
-              "configs/distill_tweets.py")),
-          ("control", control, common.trainer_command(control, args.data_dir, cut_dir, both))]
+  student = [f"distill.teacher={args.teacher}", f"distill.layers={args.layers}"] + both
+  distil = (args.encoder_dir, "configs/distill_tweets.py")
+  variants = dict(student=(*distil, student), control=(cut_dir, "configs/tweets_minilm.py", both))
+  if args.unlabeled_dir:
+    variants["student_unlabeled"] = (*distil, student + [
+        f"distill.unlabeled_dir={args.unlabeled_dir}"])
+  model_dir = lambda variant: os.path.join(args.work, f"{variant}_seed{seed}")
+  return [(variant, model_dir(variant), common.trainer_command(
+              model_dir(variant), args.data_dir, encoder_dir, overrides, config))
+          for variant, (encoder_dir, config, overrides) in variants.items()]
 
 
 def main(argv=None):
@@ -63,7 +73,8 @@ def main(argv=None):
   except Exception as e:   # a bad --layers or --encoder_dir (ValueError, TensorFlow's OpError)
     raise SystemExit(f"error: the control's encoder: {e}") from None
   starts = dict(student=f"teacher's fine-tuned {args.layers}", control=f"pretrained {args.layers}")
-  machine, seeds = common.machine(), args.seeds.split(",")
+  starts["student_unlabeled"] = starts["student"]
+  machine, seeds = common.machine(), [s for s in args.seeds.split(",") if s]
   same = dict(benchmark="distill", data_dir=args.data_dir, head=head, layers=args.layers, command=[
       sys.executable, "-m", "benchmarks.bench_distill"] + list(argv or sys.argv[1:]), teacher=dict(
       model_dir=args.teacher, test_f1=test_f1(final, head), test_pr_auc=final["test"]["pr_auc"]))
@@ -85,12 +96,13 @@ def main(argv=None):
   flags = bench_score.make_parser().parse_args([])   # its workers, threads and batch
   data = bench_score.write_csv(f"{args.work}/tweets_{args.score_rows}.csv", args.score_rows)
   exports = {"teacher": os.path.join(args.teacher, "export"),
-             "student": os.path.join(args.work, f"student_seed{seeds[0]}", "export")}
+             "student": os.path.join(args.work, f"student_seed{(seeds or ['1'])[0]}", "export")}
   for round_, name in common.interleave(range(1, args.score_rounds + 1), list(exports)):
     command = bench_score.job_command("scoring.run", exports[name], data, os.path.join(
-        args.work, f"scored_{name}"), *bench_score.score_flags(flags))
+        args.work, f"scored_{name}"), *bench_score.score_flags(flags), *args.score_flag)
     common.append_record(args.out, dict(
         bench_score.timed(command, machine), **same, score_command=command, kind="score",
+        score_flags=args.score_flag,
         model=name, round=round_, rows=args.score_rows, export=exports[name]))
 
 

@@ -412,32 +412,41 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
   t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
   over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
   train = over(mean("train", "variant", "train_eps"), "student", "control")
-  ratio = lambda key: over(mean("score", "model", key), "student", "teacher")
-  rate = (f"over teacher, scoring rows/s: {ratio('rows_per_s')}, rows per CPU-second: "
-          f"{ratio('rows_per_cpu_s')}" if (df["kind"] == "score").any() else
-          "scoring: not measured in this section")
+  rate = lambda key, flags: over(mean("score", ["scoring", "model"], key)[flags], "student",
+                                 "teacher")
+  rates = [f"over teacher, scoring{'' if flags == '-' else ' ' + flags} rows/s: "
+           f"{rate('rows_per_s', flags)}, rows per CPU-second: {rate('rows_per_cpu_s', flags)}"
+           for flags in dict.fromkeys(df.loc[df["kind"] == "score", "scoring"])]
   return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
           f"{num(t['teacher.test_f1'], 4)}. Student over control, train examples/s: {train}; "
-          f"{rate}.", ""]
+          f"{'; '.join(rates) or 'scoring: not measured in this section'}.", ""]
+
+
+def distill_prepare(df):
+  """gap to the teacher, scoring rates, and scoring: the extra scoring.run flags ('-': none)."""
+  flags = df["score_flags"] if "score_flags" in df else pd.Series([None] * len(df))
+  return df.assign(
+      gap=df["test_f1"] - df["teacher.test_f1"],
+      rows_per_s=df["rows"] / df["seconds"] if "rows" in df else math.nan,
+      rows_per_cpu_s=df["rows"] / df["cpu_seconds"] if "rows" in df else math.nan,
+      scoring=[" ".join(f) if isinstance(f, list) and f else "-" for f in flags])
 
 
 DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher (bench_distill)",
     sections=("commit", "machine", "data_dir", "layers"),
-    intro=distill_intro, prepare=lambda df: df.assign(
-        gap=df["test_f1"] - df["teacher.test_f1"],
-        rows_per_s=df["rows"] / df["seconds"] if "rows" in df else math.nan,
-        rows_per_cpu_s=df["rows"] / df["cpu_seconds"] if "rows" in df else math.nan),
+    intro=distill_intro, prepare=distill_prepare,
     tables=(
         Table("Mean ± SD over seeds; F1: binary at the tuned threshold, multiclass macro; gap: "
-              "minus the teacher's:", where=lambda df: df["kind"] == "train", by=("variant",),
+              "minus the teacher's:", where=lambda df: df["kind"] == "train",
+              by=("variant", "steps"),
               cols=(Col("variant", "variant"), Col("starts from (layers)", "starts_from"),
                     Col("seeds", "seed", agg="count"), Col("steps", "steps", show="{:.0f}".format),
                     Col("test F1", "test_f1", 4), Col("gap", "gap", 4),
                     Col("test PR-AUC", "test_pr_auc", 4), Col("train s", "train_seconds", 0),
                     Col("train examples/s", "train_eps", 1), Col("loaded", "loaded", agg="join"))),
         Table("scoring.run, end to end:", where=lambda df: df["kind"] == "score", cols=(
-            Col("round", "round", 0), Col("model", "model"), Col("rows", "rows", 0),
-            Col("wall s", "seconds", 1), Col("rows/s", "rows_per_s", 1),
+            Col("round", "round", 0), Col("model", "model"), Col("flags", "scoring"),
+            Col("rows", "rows", 0), Col("wall s", "seconds", 1), Col("rows/s", "rows_per_s", 1),
             Col("CPU s", "cpu_seconds", 1), Col("rows per CPU-s", "rows_per_cpu_s", 1),
             loaded_col()))))
 

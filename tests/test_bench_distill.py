@@ -66,5 +66,40 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
   assert student[:6] == ["student", "student", "2", "300", "0.8000 ± 0.0141", "0.0000 ± 0.0141"]
   assert control[:6] == ["control", "control", "2", "300", "0.7600 ± 0.0141", "-0.0400 ± 0.0141"]
   # rows/s = rows / wall s; rows per CPU-s = rows / CPU s
-  assert cells[4][:7] == ["1", "teacher", "1,000", "100.0", "10.0", "200.0", "5.0"]
-  assert cells[5][:7] == ["1", "student", "1,000", "40.0", "25.0", "80.0", "12.5"]
+  assert cells[4][:8] == ["1", "teacher", "-", "1,000", "100.0", "10.0", "200.0", "5.0"]
+  assert cells[5][:8] == ["1", "student", "-", "1,000", "40.0", "25.0", "80.0", "12.5"]
+
+
+def test_longer_runs_and_other_scoring_flags_get_their_own_rows_and_ratios():
+  from benchmarks import report
+  prov = {"commit": "0123456789ab", "dirty": False, "cores": 2, "loaded": False,
+          "time": "2026-12-07T10:00:00+0000",
+          "cpu": {"model": "Xeon", "flags": ["avx2"], "native_bf16": False}}
+  same = dict(teacher={"model_dir": "/t", "test_f1": 0.8, "test_pr_auc": 0.85}, provenance=prov,
+              data_dir="/d", head="binary", layers="1,3,5")
+  train = lambda steps, f1: dict(same, kind="train", variant="student", seed=1, test_f1=f1,
+      test_pr_auc=0.8, steps=steps, starts_from="s", train_seconds=1.0, train_eps=1.0)
+  score = lambda model, seconds, **kw: dict(same, **kw, kind="score", model=model, round=1,
+                                            rows=1000, seconds=seconds, cpu_seconds=seconds)
+  page = report.render_page(report.DISTILL, [
+      train(300, 0.70), train(600, 0.78), score("teacher", 100.0), score("student", 50.0),
+      score("teacher", 50.0, score_flags=["--bfloat16"]),
+      score("student", 10.0, score_flags=["--bfloat16"])])
+  assert ("over teacher, scoring rows/s: 2.00, rows per CPU-second: 2.00; over teacher, scoring "
+          "--bfloat16 rows/s: 5.00, rows per CPU-second: 5.00.") in page
+  rows = [line for line in page.splitlines() if line.startswith("| student")]
+  assert len(rows) == 2 and "0.7000" in rows[0] and "0.7800" in rows[1]   # not one mean
+  assert sum("--bfloat16" in line for line in page.splitlines()) == 2 + 1   # rows + intro
+
+
+def test_unlabeled_rows_add_a_third_run_that_differs_from_the_student_only_in_them():
+  args = bench_distill.make_parser().parse_args([
+      "--teacher=/t", "--data_dir=/d", "--encoder_dir=/e", "--work=/w", "--unlabeled_dir=/u"])
+  runs = bench_distill.train_commands(args, "3", "binary", "/w/cut")
+  assert [(name, d) for name, d, _ in runs] == [
+      ("student", "/w/student_seed3"), ("control", "/w/control_seed3"),
+      ("student_unlabeled", "/w/student_unlabeled_seed3")]
+  student, unlabeled = runs[0][2], runs[2][2]
+  assert set(unlabeled) - set(student) == {"--config.distill.unlabeled_dir=/u",
+                                           "--model_dir=/w/student_unlabeled_seed3"}
+  assert len(unlabeled) == len(student) + 1
