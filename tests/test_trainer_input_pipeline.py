@@ -121,6 +121,29 @@ def test_multiclass_and_multilabel_labels(tmp_path):
   assert any(not any(v) for v in expected.values())  # rows without labels are all-zero
 
 
+@pytest.mark.parametrize("head,unlabeled,label_ids,expected", [
+    ("binary", False, [[2], [0]], [[1.0], [0.0]]),
+    ("binary", True, [[2], [], [0]], [[1.0], [-1.0], [0.0]]),
+    ("multiclass", False, [[2], [1]], [2, 1]),
+    ("multiclass", True, [[], [1]], [-1, 1]),
+])
+def test_single_label_targets_and_minus_one_for_a_missing_label_where_allowed(
+    head, unlabeled, label_ids, expected):
+  got = ip._labels(tf.ragged.constant(label_ids, dtype=tf.int32), head, 3, 2, unlabeled)
+  assert got.numpy().tolist() == expected
+
+
+@pytest.mark.parametrize("unlabeled,label_ids,message", [
+    (False, [[1], []], "every example needs exactly one label id for a binary head"),
+    (False, [[1, 2]], "every example needs exactly one label id for a binary head"),
+    (True, [[], [1, 2]], "every labelled example needs exactly one label id for a binary head"),
+])
+def test_a_single_label_head_refuses_rows_without_or_with_several_label_ids(
+    unlabeled, label_ids, message):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    ip._labels(tf.ragged.constant(label_ids, dtype=tf.int32), "binary", 3, 2, unlabeled)
+
+
 def test_binary_one_vs_rest_from_multiclass_data(tmp_path):
   rows = fx.example_rows(30, seed=6, num_labels=3)
   manifest = fx.write_data_dir(str(tmp_path), {"validation": rows}, labels=("neg", "neu", "pos"),

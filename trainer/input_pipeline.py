@@ -204,38 +204,28 @@ def _to_features(parsed, head, num_classes, positive_index, geometry=None, unlab
       "input_type_ids": type_ids,
   }
   label_ids = tf.cast(parsed[schema.LABEL_IDS], tf.int32)    # [chunk, (n)]
-  if unlabeled:
-    features["labels"] = _labels_or_missing(label_ids, head, positive_index)
-    return features
-  if head == "multilabel":
-    hot = tf.reduce_sum(tf.one_hot(label_ids, num_classes), axis=1)  # [chunk, C]
-    features["labels"] = tf.minimum(hot.to_tensor() if isinstance(hot, tf.RaggedTensor)
-                                    else hot, 1.0)
-    return features
-  checks = [tf.debugging.assert_equal(
-      label_ids.row_lengths(), tf.constant(1, tf.int64),
-      message=f"every example needs exactly one label id for a {head} head")]
-  with tf.control_dependencies(checks):
-    first = tf.identity(label_ids.flat_values)               # [chunk]
-  if head == "binary":
-    features["labels"] = tf.cast(tf.equal(first, positive_index), tf.float32)[:, None]
-  else:
-    features["labels"] = first
+  features["labels"] = _labels(label_ids, head, num_classes, positive_index, unlabeled)
   return features
 
 
-def _labels_or_missing(label_ids, head, positive_index):
-  """_to_features' labels of a chunk mixing labelled rows and rows with no label id (-1).
-  Not multilabel: there a labelled row may have no label (trainer.plan refuses the mix)."""
-  missing = tf.equal(label_ids.row_lengths(), 0)             # [chunk]
-  checks = [tf.debugging.assert_less_equal(
-      label_ids.row_lengths(), tf.constant(1, tf.int64),
-      message=f"every labelled example needs exactly one label id for a {head} head")]
-  with tf.control_dependencies(checks):
+def _labels(label_ids, head, num_classes, positive_index, unlabeled):
+  """A chunk's label ids [chunk, (n)] -> targets: multilabel multi-hot [chunk, C], binary 0/1
+  [chunk, 1], multiclass class ids [chunk]. Single-label heads need exactly one label id per
+  row; with unlabeled, at most one, and a row without one gets -1 (not multilabel, where a
+  labelled row may have no label: trainer.plan refuses that mix)."""
+  if head == "multilabel":
+    hot = tf.reduce_sum(tf.one_hot(label_ids, num_classes), axis=1)  # [chunk, C]
+    return tf.minimum(hot.to_tensor() if isinstance(hot, tf.RaggedTensor) else hot, 1.0)
+  lengths, one = label_ids.row_lengths(), tf.constant(1, tf.int64)
+  needs = f"needs exactly one label id for a {head} head"
+  check = (tf.debugging.assert_less_equal(lengths, one, message=f"every labelled example {needs}")
+           if unlabeled else
+           tf.debugging.assert_equal(lengths, one, message=f"every example {needs}"))
+  with tf.control_dependencies([check]):
     first = label_ids.to_tensor(-1, shape=[None, 1])[:, 0]  # [chunk], -1 where missing
   if head == "binary":
     positive = tf.cast(tf.equal(first, positive_index), tf.float32)
-    return tf.where(missing, -1.0, positive)[:, None]
+    return tf.where(first < 0, -1.0, positive)[:, None]
   return first
 
 
