@@ -55,8 +55,8 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
       score("teacher", 100.0), score("student", 40.0),
       train("student", 1, 0.6, 50.0, data_dir="/d3", head="multiclass")])
   assert ("Teacher `/runs/teacher` (binary head, data `/d`): test F1 0.8000. Student over "
-          "control, train examples/s: 0.50; over teacher, scoring rows/s: 2.50, rows per "
-          "CPU-second: 2.50.") in page
+          "control, train examples/s: 0.50; over teacher, scoring 1,000 rows: rows/s 2.50, rows "
+          "per CPU-second 2.50.") in page
   # Another data dir is a section of its own (its rows do not join the binary means).
   assert ("Teacher `/runs/teacher` (multiclass head, data `/d3`): test F1 0.8000. Student over "
           "control, train examples/s: -; scoring: not measured in this section.") in page
@@ -70,7 +70,7 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
   assert cells[5][:8] == ["1", "student", "-", "1,000", "40.0", "25.0", "80.0", "12.5"]
 
 
-def test_longer_runs_and_other_scoring_flags_get_their_own_rows_and_ratios():
+def test_longer_runs_other_scoring_flags_and_sizes_get_their_own_rows_and_ratios():
   from benchmarks import report
   prov = {"commit": "0123456789ab", "dirty": False, "cores": 2, "loaded": False,
           "time": "2026-12-07T10:00:00+0000",
@@ -79,14 +79,17 @@ def test_longer_runs_and_other_scoring_flags_get_their_own_rows_and_ratios():
               data_dir="/d", head="binary", layers="1,3,5")
   train = lambda steps, f1: dict(same, kind="train", variant="student", seed=1, test_f1=f1,
       test_pr_auc=0.8, steps=steps, starts_from="s", train_seconds=1.0, train_eps=1.0)
-  score = lambda model, seconds, **kw: dict(same, **kw, kind="score", model=model, round=1,
-                                            rows=1000, seconds=seconds, cpu_seconds=seconds)
+  score = lambda model, seconds, **kw: dict(dict(same, kind="score", model=model, round=1,
+                                                 rows=1000, seconds=seconds, cpu_seconds=seconds),
+                                            **kw)
   page = report.render_page(report.DISTILL, [
       train(300, 0.70), train(600, 0.78), score("teacher", 100.0), score("student", 50.0),
       score("teacher", 50.0, score_flags=["--bfloat16"]),
-      score("student", 10.0, score_flags=["--bfloat16"])])
-  assert ("over teacher, scoring rows/s: 2.00, rows per CPU-second: 2.00; over teacher, scoring "
-          "--bfloat16 rows/s: 5.00, rows per CPU-second: 5.00.") in page
+      score("student", 10.0, score_flags=["--bfloat16"]),
+      score("teacher", 100.0, rows=4000), score("student", 25.0, rows=4000)])
+  assert ("over teacher, scoring 1,000 rows: rows/s 2.00, rows per CPU-second 2.00; over "
+          "teacher, scoring 1,000 rows --bfloat16: rows/s 5.00, rows per CPU-second 5.00; over "
+          "teacher, scoring 4,000 rows: rows/s 4.00, rows per CPU-second 4.00.") in page
   rows = [line for line in page.splitlines() if line.startswith("| student")]
   assert len(rows) == 2 and "0.7000" in rows[0] and "0.7800" in rows[1]   # not one mean
   assert sum("--bfloat16" in line for line in page.splitlines()) == 2 + 1   # rows + intro

@@ -118,6 +118,45 @@ def test_mixed_precision_trains_with_float32_logits(data_dir, tmp_path, policy):
   assert encoder_layer.compute_dtype == policy.split("_")[1]
 
 
+@pytest.mark.parametrize("distil", [False, True])
+def test_a_mixed_precision_run_exports_float32_layers_with_its_weights(data_dir, tmp_path, distil):
+  from serving import inference
+  teacher = None
+  if distil:   # a float32 teacher, then a mixed bfloat16 student of 1 layer
+    teacher = str(tmp_path / "teacher")
+    train.train_and_evaluate(fx.tiny_config(data_dir, **{"train.epochs": 1}), data_dir,
+                             teacher, one_device())
+  overrides = {"precision": "mixed_bfloat16", "train.epochs": 1, "train.steps_per_epoch": 4}
+  if distil:
+    overrides.update({"distill.teacher": teacher, "distill.layers": (1,)})
+  config = fx.tiny_config(data_dir, **overrides)
+  model_dir = str(tmp_path / "run")
+  result = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  loaded = inference.load(result["final"]["export_dir"])
+  graph = loaded.signatures["serving_default"].graph.as_graph_def()
+  functions = [f.signature.name for f in graph.library.function]
+  assert functions and "DT_BFLOAT16" not in str(graph)   # not one bfloat16 tensor or cast
+
+
+def test_the_float32_twin_holds_the_mixed_models_weights(data_dir):
+  from trainer import export_step
+  config = fx.tiny_config(data_dir, **{"precision": "mixed_bfloat16"})
+  manifest = schema.read_manifest(data_dir)
+  strategy_lib.set_precision("mixed_bfloat16")
+  mixed, _ = model_lib.build_classifier(config, manifest)
+  twin = export_step.float32_model(config, manifest, mixed)
+  assert tf.keras.mixed_precision.global_policy().name == "mixed_bfloat16"   # restored
+  assert "bfloat16" not in {l.compute_dtype for l in twin.layers}
+  assert "bfloat16" in {l.compute_dtype for l in mixed.layers}
+  assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), mixed.get_weights()))
+  ids = tf.constant([[2, 4, 5, 6, 3]])
+  inputs = {"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+            "input_type_ids": tf.zeros_like(ids)}
+  np.testing.assert_allclose(twin(inputs).numpy(), mixed(inputs).numpy(), atol=0.1)
+  strategy_lib.set_precision("float32")
+  assert export_step.float32_model(config, manifest, twin) is twin   # float32 already
+
+
 def test_non_finite_loss_stops_naming_the_step_and_never_becomes_best(data_dir, tmp_path):
   model_dir = str(tmp_path / "run")
   config = fx.tiny_config(data_dir, **{"train.learning_rate": 1e30, "train.epochs": 1})

@@ -236,15 +236,21 @@ def build_teacher(config, manifest, strategy):
 def build_student(config, manifest, teacher):
   """(classifier, encoder): build_classifier with the teacher's encoder cut to
   config.distill.layers, its weights copied from the teacher's. Build under strategy.scope()."""
+  classifier, encoder = model_lib.build_classifier(config, manifest,
+                                                   encoder=student_encoder(config, manifest))
+  copy_teacher_weights(classifier, encoder, teacher.classifier, teacher.encoder,
+                       config.distill.layers)
+  return classifier, encoder
+
+
+def student_encoder(config, manifest):
+  """The student's encoder, not yet called: the teacher's with len(config.distill.layers)
+  layers (config.encoder is the teacher's: resolve_config); weights not yet copied."""
   bert_config = (encoders.read_bert_config(config.encoder.dir)
                  if config.encoder.kind == "checkpoint" else
                  model_lib.random_bert_config(config.encoder, int(manifest.vocab_size or 30522)))
   bert_config = dict(bert_config, num_hidden_layers=len(config.distill.layers))
-  encoder = encoders.build_bert_encoder(bert_config, dropout=config.encoder.dropout)
-  classifier, encoder = model_lib.build_classifier(config, manifest, encoder=encoder)
-  copy_teacher_weights(classifier, encoder, teacher.classifier, teacher.encoder,
-                       config.distill.layers)
-  return classifier, encoder
+  return encoders.build_bert_encoder(bert_config, dropout=config.encoder.dropout)
 
 
 def _outside(model, inner):

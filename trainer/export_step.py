@@ -2,9 +2,12 @@
 import posixpath
 
 import tensorflow as tf
+import tf_keras
 
 from bertcore import tokenization
 from trainer import checkpointing, distill, export, tracking
+from trainer import model as model_lib
+from trainer import strategy as strategy_lib
 from trainer.plan import EXPORT_DIR
 from trainer.progress import say
 
@@ -30,6 +33,27 @@ def text_encoder_for(plan, vocab_file):
                                   m.record_length, m.truncation)
 
 
+def float32_model(config, manifest, classifier):
+  """The classifier as float32 layers holding its trained weights.
+
+  A mixed-precision run's layers compute in bfloat16 (or float16), and a SavedModel traced from
+  them would too, wherever it is served: emulated, slowly, on CPUs without native bfloat16.
+  The export computes in float32 instead; scoring.run --bfloat16 opts into bfloat16 where the
+  CPU has it. The weights are float32 under every policy, so they copy over unchanged.
+  """
+  policy = tf_keras.mixed_precision.global_policy()
+  if policy.compute_dtype == "float32":
+    return classifier
+  strategy_lib.set_precision("float32")
+  try:
+    encoder = distill.student_encoder(config, manifest) if config.distill.teacher else None
+    twin, _ = model_lib.build_classifier(config, manifest, encoder=encoder)
+  finally:
+    strategy_lib.set_precision(policy.name)
+  twin.set_weights(classifier.get_weights())
+  return twin
+
+
 def export_trained_model(config, plan, classifier, final, write_dir, chief):
   """Exports classifier with final["threshold"] and final["temperature"] to <write_dir>/export;
   logs it to W&B.
@@ -48,7 +72,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   validation = final.get("validation") or {}
   teacher = distill.lineage(config)  # {} unless the model is a distillation student
   export.export_saved_model(
-      classifier, text_encoder, list(plan.label_names), config.model.head, final["threshold"],
+      float32_model(config, plan.manifest, classifier), text_encoder, list(plan.label_names), config.model.head, final["threshold"],
       export_dir, vocab_file, temperature=final.get("temperature", 1.0),
       geometry=plan.geometry, chunk_pooling=config.model.chunk_pooling,
       extra_metadata={"training": {
