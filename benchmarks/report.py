@@ -412,13 +412,15 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
   t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
   over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
   train = over(mean("train", "variant", "train_eps"), "student", "control")
-  rate = lambda key, flags: over(mean("score", ["scoring", "model"], key)[flags], "student",
-                                 "teacher")
-  rates = [f"over teacher, scoring{'' if flags == '-' else ' ' + flags} rows/s: "
-           f"{rate('rows_per_s', flags)}, rows per CPU-second: {rate('rows_per_cpu_s', flags)}"
-           for flags in dict.fromkeys(df.loc[df["kind"] == "score", "scoring"])]
+  rate = lambda key, run: over(mean("score", ["scoring", "rows", "model"], key)[run], "student",
+                               "teacher")
+  runs = dict.fromkeys(zip(*(df.loc[df["kind"] == "score", k] for k in ("scoring", "rows"))))
+  rates = [f"over teacher, scoring {rows:,.0f} rows{'' if flags == '-' else ' ' + flags}: rows/s "
+           f"{rate('rows_per_s', (flags, rows))}, rows per CPU-second "
+           f"{rate('rows_per_cpu_s', (flags, rows))}" for flags, rows in runs]
   return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
-          f"{num(t['teacher.test_f1'], 4)}. Student over control, train examples/s: {train}; "
+          f"{num(t['teacher.test_f1'], 4)}; the student keeps its layers {t['layers']}. Student over "
+          f"control, train examples/s: {train}; "
           f"{'; '.join(rates) or 'scoring: not measured in this section'}.", ""]
 
 
