@@ -54,12 +54,12 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
       train("student", 2, 0.81, 60.0), train("control", 2, 0.77, 120.0),
       score("teacher", 100.0), score("student", 40.0),
       train("student", 1, 0.6, 50.0, data_dir="/d3", head="multiclass")])
-  assert ("Teacher `/runs/teacher` (binary head, data `/d`): test F1 0.8000. Student over "
-          "control, train examples/s: 0.50; over teacher, scoring 1,000 rows: rows/s 2.50, rows "
+  assert ("Teacher `/runs/teacher` (binary head, data `/d`): test F1 0.8000; the student keeps "
+          "its layers 1,3,5. Student over control, train examples/s: 0.50; over teacher, scoring 1,000 rows: rows/s 2.50, rows "
           "per CPU-second 2.50.") in page
   # Another data dir is a section of its own (its rows do not join the binary means).
-  assert ("Teacher `/runs/teacher` (multiclass head, data `/d3`): test F1 0.8000. Student over "
-          "control, train examples/s: -; scoring: not measured in this section.") in page
+  assert ("Teacher `/runs/teacher` (multiclass head, data `/d3`): test F1 0.8000; the student "
+          "keeps its layers 1,3,5. Student over control, train examples/s: -; scoring: not measured in this section.") in page
   cells = [[c.strip() for c in line.strip("|").split("|")] for line in page.splitlines()
            if line.startswith("|") and not set(line) <= set("|:- ")]
   student, control = cells[1], cells[2]           # cells[0]: the header
