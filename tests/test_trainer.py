@@ -138,6 +138,28 @@ def test_a_mixed_precision_run_exports_float32_layers_with_its_weights(data_dir,
   assert functions and "DT_BFLOAT16" not in str(graph)   # not one bfloat16 tensor or cast
 
 
+def test_a_finished_run_without_its_export_is_exported_again_from_its_final_weights(
+    data_dir, tmp_path, capsys):
+  import shutil
+  from serving import inference
+  config = fx.tiny_config(data_dir, **{"train.epochs": 1, "train.steps_per_epoch": 4})
+  model_dir = str(tmp_path / "run")
+  export_dir = train.train_and_evaluate(config, data_dir, model_dir, one_device())["final"][
+      "export_dir"]
+  texts = ["how are you ?", "hello , world", "the cat sat on the mat"]
+  before = [p for _, p in inference.predict(inference.load(export_dir), "serving_default", texts)]
+  checkpoints = checkpoint_steps(model_dir)
+  results = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert "exporting" not in capsys.readouterr().out   # the export is there: nothing to do
+  shutil.rmtree(export_dir)
+  results = train.train_and_evaluate(config, data_dir, model_dir, one_device())
+  assert "without export/: exporting" in capsys.readouterr().out
+  assert results["final"]["export_dir"] == export_dir
+  after = [p for _, p in inference.predict(inference.load(export_dir), "serving_default", texts)]
+  np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+  assert checkpoint_steps(model_dir) == checkpoints   # not trained again
+
+
 def test_the_float32_twin_holds_the_mixed_models_weights(data_dir):
   from trainer import export_step
   config = fx.tiny_config(data_dir, **{"precision": "mixed_bfloat16"})

@@ -33,6 +33,18 @@ def text_encoder_for(plan, vocab_file):
                                   m.record_length, m.truncation)
 
 
+def float32_classifier(config, manifest):
+  """The run's classifier (a student's too: distill.student_encoder) as float32 layers, with
+  untrained weights; the global precision policy is left as it was."""
+  policy = tf_keras.mixed_precision.global_policy()
+  strategy_lib.set_precision("float32")
+  try:
+    encoder = distill.student_encoder(config, manifest) if config.distill.teacher else None
+    return model_lib.build_classifier(config, manifest, encoder=encoder)[0]
+  finally:
+    strategy_lib.set_precision(policy.name)
+
+
 def float32_model(config, manifest, classifier):
   """The classifier as float32 layers holding its trained weights.
 
@@ -41,17 +53,31 @@ def float32_model(config, manifest, classifier):
   The export computes in float32 instead; scoring.run --bfloat16 opts into bfloat16 where the
   CPU has it. The weights are float32 under every policy, so they copy over unchanged.
   """
-  policy = tf_keras.mixed_precision.global_policy()
-  if policy.compute_dtype == "float32":
+  if tf_keras.mixed_precision.global_policy().compute_dtype == "float32":
     return classifier
-  strategy_lib.set_precision("float32")
-  try:
-    encoder = distill.student_encoder(config, manifest) if config.distill.teacher else None
-    twin, _ = model_lib.build_classifier(config, manifest, encoder=encoder)
-  finally:
-    strategy_lib.set_precision(policy.name)
+  twin = float32_classifier(config, manifest)
   twin.set_weights(classifier.get_weights())
   return twin
+
+
+def export_again(config, plan, results, chief):
+  """A finished run whose export/ was deleted: the weights its final evaluation used (best/,
+  else the last checkpoint) exported again by this version. Returns results with export_dir."""
+  model_dir = plan.model_dir
+  checkpoint = (tf.train.latest_checkpoint(posixpath.join(model_dir, checkpointing.BEST_DIR))
+                or tf.train.latest_checkpoint(posixpath.join(model_dir,
+                                                             checkpointing.CHECKPOINT_DIR)))
+  if not checkpoint:
+    raise ValueError(f"{model_dir} holds a finished run but no checkpoint to export")
+  if not chief or (results["final"].get("validation") or {}).get("error"):
+    return results   # the chief alone exports (no collectives); a non-finite run never does
+  say(f"{model_dir} holds a finished run without {EXPORT_DIR}/: exporting {checkpoint} again")
+  classifier = float32_classifier(config, plan.manifest)
+  tf.train.Checkpoint(model=classifier).read(checkpoint).assert_existing_objects_matched(
+      ).expect_partial()
+  final = dict(results["final"])
+  final["export_dir"] = export_trained_model(config, plan, classifier, final, model_dir, chief)
+  return dict(results, final=final)
 
 
 def export_trained_model(config, plan, classifier, final, write_dir, chief):

@@ -90,8 +90,11 @@ def train_and_evaluate(config, data_dir, model_dir, strategy, on_validation=None
   previous = eval_loop.read_results(plan.model_dir)
   if previous.get("final", {}).get("step") == plan.total_steps:
     say(f"{plan.model_dir} already holds a finished run ({plan.total_steps} steps, final "
-        "evaluation and export done): not retraining. Results: "
+        "evaluation done): not retraining. Results: "
         f"{posixpath.join(plan.model_dir, eval_loop.RESULTS_FILE)}")
+    if config.export and not tf.io.gfile.exists(posixpath.join(plan.model_dir,
+                                                              plan_lib.EXPORT_DIR)):
+      return export_step.export_again(config, plan, previous, strategy_lib.is_chief(strategy))
     return previous
   policy = strategy_lib.resolve_precision(config.precision, strategy)
   strategy_lib.set_precision(policy)
