@@ -13,7 +13,7 @@ the training rows, labels unread. Records are copied as read (rows the job would
 labelled.csv, where it rejects them again); the header goes to both.
 """
 import argparse
-import os
+import posixpath
 import sys
 
 from bertcore import csv_source
@@ -37,20 +37,22 @@ def split_file(s, fraction):
   """Writes labelled.csv and unlabeled.csv into s.output_dir; returns their record counts."""
   if s.test_input_patterns or len(s.input_patterns) != 1 or s.columns.label is None:
     raise ValueError("give one --input, a --label_column and no --test_input")
-  os.makedirs(s.output_dir, exist_ok=True)
+  import tensorflow as tf   # tf.io.gfile: the output dir may be on GCS
+  tf.io.gfile.makedirs(s.output_dir)
   codec = csv_source.python_codec(s.encoding).replace("utf-8-sig", "utf-8")   # no BOM added
+  encode = lambda raw: raw.encode(codec, "surrogateescape")   # the bytes as read
   counts = {"labelled": 0, "unlabeled": 0}
   records = csv_source.iter_records(s.input_patterns[0], s.encoding, s.delimiter)
   header = next(records)
   layout = rows.make_layout(header.fields, s.columns, s.input_patterns[0])
-  outs = {name: open(os.path.join(s.output_dir, f"{name}.csv"), "w", encoding=codec,
-                     errors="surrogateescape", newline="") for name in counts}
+  outs = {name: tf.io.gfile.GFile(posixpath.join(s.output_dir, f"{name}.csv"), "wb")
+          for name in counts}
   with outs["labelled"], outs["unlabeled"]:
     for out in outs.values():
-      out.write(header.raw)
+      out.write(encode(header.raw))
     for record in records:
       name = part_of(record, layout, s, fraction)
-      outs[name].write(record.raw)
+      outs[name].write(encode(record.raw))
       counts[name] += 1
   return counts
 
