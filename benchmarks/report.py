@@ -419,8 +419,8 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
            f"{rate('rows_per_s', (flags, rows))}, rows per CPU-second "
            f"{rate('rows_per_cpu_s', (flags, rows))}" for flags, rows in runs]
   return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
-          f"{num(t['teacher.test_f1'], 4)}; the student keeps its layers {t['layers']}. Student over "
-          f"control, train examples/s: {train}; "
+          f"{num(t['teacher.test_f1'], 4)}; the student keeps its layers {t['layers']}. "
+          f"Student over control, train examples/s: {train}; "
           f"{'; '.join(rates) or 'scoring: not measured in this section'}.", ""]
 
 

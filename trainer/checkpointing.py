@@ -58,6 +58,20 @@ def create_state(classifier, optimizer, strategy, write_dir, keep_checkpoints, s
   return RunState(classifier, optimizer, step, epoch, checkpoint, manager, scratch)
 
 
+def final_checkpoint(model_dir):
+  """The checkpoint a finished run's final evaluation and export used: best/'s, else the latest
+  of checkpoints/; None when model_dir holds neither."""
+  return (tf.train.latest_checkpoint(posixpath.join(model_dir, BEST_DIR))
+          or tf.train.latest_checkpoint(posixpath.join(model_dir, CHECKPOINT_DIR)))
+
+
+def read_weights(classifier, path):
+  """Loads a checkpoint's model weights (of a run or its best/) into classifier; the rest of
+  the checkpoint (optimizer, counters) is left unread."""
+  tf.train.Checkpoint(model=classifier).read(path).assert_existing_objects_matched(
+      ).expect_partial()
+
+
 def restore_latest(state, model_dir):
   """Restores model_dir's latest checkpoint into state; returns its path, or None."""
   latest = tf.train.latest_checkpoint(posixpath.join(model_dir, CHECKPOINT_DIR))

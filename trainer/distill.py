@@ -82,9 +82,7 @@ def read_teacher(model_dir):
                      f"{export_info.METADATA_ASSET}), which names the labels and vocabulary "
                      "it was trained on; distil from a run trained with config.export=True"
                      ) from None
-  checkpoint = (tf.train.latest_checkpoint(posixpath.join(model_dir, checkpointing.BEST_DIR))
-                or tf.train.latest_checkpoint(
-                    posixpath.join(model_dir, checkpointing.CHECKPOINT_DIR)))
+  checkpoint = checkpointing.final_checkpoint(model_dir)
   if not checkpoint:
     raise ValueError(f"{where} holds no checkpoint ({checkpointing.BEST_DIR}/ or "
                      f"{checkpointing.CHECKPOINT_DIR}/)")
@@ -219,8 +217,7 @@ def build_teacher(config, manifest, strategy):
   with strategy.scope():
     classifier, encoder = model_lib.build_classifier(run.config, manifest)
   try:
-    tf.train.Checkpoint(model=classifier).read(run.checkpoint).assert_existing_objects_matched(
-        ).expect_partial()
+    checkpointing.read_weights(classifier, run.checkpoint)
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise ValueError(f"cannot restore the teacher's weights from {run.checkpoint} into the "
                      f"model its config.json describes: {cli.error_line(e)}") from None

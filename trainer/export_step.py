@@ -64,17 +64,14 @@ def export_again(config, plan, results, chief):
   """A finished run whose export/ was deleted: the weights its final evaluation used (best/,
   else the last checkpoint) exported again by this version. Returns results with export_dir."""
   model_dir = plan.model_dir
-  checkpoint = (tf.train.latest_checkpoint(posixpath.join(model_dir, checkpointing.BEST_DIR))
-                or tf.train.latest_checkpoint(posixpath.join(model_dir,
-                                                             checkpointing.CHECKPOINT_DIR)))
+  checkpoint = checkpointing.final_checkpoint(model_dir)
   if not checkpoint:
     raise ValueError(f"{model_dir} holds a finished run but no checkpoint to export")
   if not chief or (results["final"].get("validation") or {}).get("error"):
     return results   # the chief alone exports (no collectives); a non-finite run never does
   say(f"{model_dir} holds a finished run without {EXPORT_DIR}/: exporting {checkpoint} again")
   classifier = float32_classifier(config, plan.manifest)
-  tf.train.Checkpoint(model=classifier).read(checkpoint).assert_existing_objects_matched(
-      ).expect_partial()
+  checkpointing.read_weights(classifier, checkpoint)
   final = dict(results["final"])
   final["export_dir"] = export_trained_model(config, plan, classifier, final, model_dir, chief)
   return dict(results, final=final)
@@ -98,7 +95,8 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   validation = final.get("validation") or {}
   teacher = distill.lineage(config)  # {} unless the model is a distillation student
   export.export_saved_model(
-      float32_model(config, plan.manifest, classifier), text_encoder, list(plan.label_names), config.model.head, final["threshold"],
+      float32_model(config, plan.manifest, classifier), text_encoder, list(plan.label_names),
+      config.model.head, final["threshold"],
       export_dir, vocab_file, temperature=final.get("temperature", 1.0),
       geometry=plan.geometry, chunk_pooling=config.model.chunk_pooling,
       extra_metadata={"training": {
