@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
+  # The pinned set takes about 4 GB in .venv; a full disk would otherwise fail deep inside pip.
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -lt 5000000 ]; then
+    echo "setup: only $((free_kb / 1024)) MB free on $(df -P . | awk 'NR==2 {print $6}'); .venv needs about 5 GB" >&2
+    exit 1
+  fi
   python3 -m venv .venv
 fi
 pip_install() {
