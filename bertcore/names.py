@@ -11,6 +11,7 @@ POOLINGS = ("cls", "mean")
 # tf.distribute strategies (trainer.task --strategy) and Keras precision policies.
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+EXPORT_PRECISIONS = ("float32", "bfloat16")   # what an export computes in
 
 # The preprocessing job's splits, in the order they are written and reported.
 SPLITS = ("train", "validation", "test")

@@ -137,7 +137,7 @@ def make_manifest(plan, metadata, part_counts):
       "num_shards_per_file": s.num_shards,
       "sort_rows": s.sort_rows,
       "batch_size": s.batch_size,
-      "precision": "bfloat16" if s.bfloat16 else "float32",
+      "precision": export_info.compute_dtype(metadata, s.bfloat16),
   }
 
 
@@ -148,11 +148,6 @@ def check_settings(settings):
     if getattr(s, name) < 1:
       raise ValueError(f"--{name} must be at least 1, got {getattr(s, name)}")
   outputs.check_min_confidence(s.min_confidence)
-  if s.bfloat16:
-    from bertcore import hardware  # pylint: disable=import-outside-toplevel
-    if not hardware.native_bfloat16():
-      print("warning: --bfloat16 on a CPU without native bfloat16 (AVX512_BF16 or AMX) is "
-            "emulated and slower than float32", file=sys.stderr)
 
 
 def make_plan(settings, metadata):
@@ -181,6 +176,9 @@ def run_job(settings, options=None):
   if s.input_format == "csv":  # Read through Beam's FileSystems (the rest: tf.io.gfile).
     csv_source.check_filesystems(s.input)
   metadata = export_info.check_export(s.model)
+  warning = export_info.emulation_warning(metadata, s.bfloat16)
+  if warning:
+    print(warning, file=sys.stderr)
   plan = make_plan(s, metadata)  # Every input check, before the output is touched.
   plan = plan._replace(temp_dir=prepare_output_dir(s.output_dir))
   try:

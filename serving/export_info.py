@@ -5,6 +5,8 @@
   check_signature(...)             the export has the signature an input needs
   unescape_html_default(...)       --unescape_html as the training data had it
   temperature(metadata)            the T the export divides its logits by (1 for older exports)
+  compute_dtype(metadata, ...)     float32 or bfloat16, as served
+  emulation_warning(metadata, ...) a warning for bfloat16 on a CPU without it
   WordPieceCounter(model_dir)      texts -> word-piece counts, the export's own tokenizer
 """
 import posixpath
@@ -64,6 +66,27 @@ def temperature(metadata):
   `temperature`, or 1.0 for exports made before temperature scaling (their raw probabilities)."""
   value = metadata.get("temperature")
   return 1.0 if value is None else float(value)
+
+
+def compute_dtype(metadata, bfloat16=False):
+  """What the export computes in when served: "bfloat16" if it was exported so (metadata.json's
+  `compute_dtype`, from config.export_precision) or --bfloat16 rewrites it, else "float32"."""
+  return "bfloat16" if bfloat16 or metadata.get("compute_dtype") == "bfloat16" else "float32"
+
+
+def emulation_warning(metadata, bfloat16=False, native=None):
+  """The warning to print when the export would compute in bfloat16 on a CPU that emulates it
+  (slower than float32), else None. native: hardware.native_bfloat16() unless given."""
+  if compute_dtype(metadata, bfloat16) != "bfloat16":
+    return None
+  if native is None:
+    from bertcore import hardware  # pylint: disable=import-outside-toplevel
+    native = hardware.native_bfloat16()
+  if native:
+    return None
+  what = "--bfloat16" if bfloat16 else "this export (config.export_precision=bfloat16)"
+  return (f"warning: {what} computes in bfloat16, which this CPU emulates (no AVX512_BF16 or "
+          "AMX): slower than float32")
 
 
 def multilabel_separator(metadata):

@@ -104,6 +104,9 @@ def predict(settings, log=print):
   """
   s = settings
   metadata = export_info.check_export(s.model_dir)
+  warning = export_info.emulation_warning(metadata)
+  if warning:
+    log(warning)
   if s.columns.text_pair:
     export_info.check_signature(metadata, s.model_dir, "serve_text_pair", "--text_pair_column")
   # The header first: a wrong column fails before the model is loaded.

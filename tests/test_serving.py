@@ -252,3 +252,20 @@ def test_the_top_probability_of_each_head():
   (label, probabilities), flag = outputs.apply_floor(("1", np.float32([0.89])), floor)
   assert (label, flag) == ("", "low_confidence") and probabilities == np.float32(0.89)
   assert outputs.apply_floor(("1", [0.5]), None) == (("1", [0.5]), None)
+
+
+@pytest.mark.parametrize("recorded, flag, native, dtype, warns", [
+    (None, False, False, "float32", False),          # an export that records nothing
+    ("float32", False, False, "float32", False),
+    ("float32", True, False, "bfloat16", True),      # --bfloat16 where bfloat16 is emulated
+    ("float32", True, True, "bfloat16", False),
+    ("bfloat16", False, False, "bfloat16", True),    # config.export_precision=bfloat16
+    ("bfloat16", False, True, "bfloat16", False)])
+def test_the_served_precision_and_the_emulation_warning(recorded, flag, native, dtype, warns):
+  metadata = {} if recorded is None else {"compute_dtype": recorded}
+  assert export_info.compute_dtype(metadata, flag) == dtype
+  warning = export_info.emulation_warning(metadata, flag, native=native)
+  assert (warning is not None) == warns
+  if warns:
+    assert warning.startswith("warning: ") and "\n" not in warning
+    assert ("--bfloat16" in warning) == flag

@@ -141,7 +141,7 @@ def test_a_mixed_precision_run_exports_float32_layers_with_its_weights(data_dir,
 def test_a_finished_run_without_its_export_is_exported_again_from_its_final_weights(
     data_dir, tmp_path, capsys):
   import shutil
-  from serving import inference
+  from serving import export_info, inference
   config = fx.tiny_config(data_dir, **{"train.epochs": 1, "train.steps_per_epoch": 4})
   model_dir = str(tmp_path / "run")
   export_dir = train.train_and_evaluate(config, data_dir, model_dir, one_device())["final"][
@@ -158,6 +158,19 @@ def test_a_finished_run_without_its_export_is_exported_again_from_its_final_weig
   after = [p for _, p in inference.predict(inference.load(export_dir), "serving_default", texts)]
   np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
   assert checkpoint_steps(model_dir) == checkpoints   # not trained again
+  assert export_info.read_metadata(export_dir)["compute_dtype"] == "float32"
+
+  # The same weights exported again to compute in bfloat16 (config.export_precision).
+  shutil.rmtree(export_dir)
+  fast = fx.tiny_config(data_dir, **{"train.epochs": 1, "train.steps_per_epoch": 4,
+                                     "export_precision": "bfloat16"})
+  train.train_and_evaluate(fast, data_dir, model_dir, one_device())
+  loaded = inference.load(export_dir)
+  assert export_info.read_metadata(export_dir)["compute_dtype"] == "bfloat16"
+  assert "DT_BFLOAT16" in str(loaded.signatures["serving_default"].graph.as_graph_def())
+  bf16 = [p for _, p in inference.predict(loaded, "serving_default", texts)]
+  np.testing.assert_allclose(bf16, before, rtol=0, atol=0.02)
+  assert checkpoint_steps(model_dir) == checkpoints
 
 
 def test_the_float32_twin_holds_the_mixed_models_weights(data_dir):
@@ -166,7 +179,7 @@ def test_the_float32_twin_holds_the_mixed_models_weights(data_dir):
   manifest = schema.read_manifest(data_dir)
   strategy_lib.set_precision("mixed_bfloat16")
   mixed, _ = model_lib.build_classifier(config, manifest)
-  twin = export_step.float32_model(config, manifest, mixed)
+  twin = export_step.serving_model(config, manifest, mixed)
   assert tf.keras.mixed_precision.global_policy().name == "mixed_bfloat16"   # restored
   assert "bfloat16" not in {l.compute_dtype for l in twin.layers}
   assert "bfloat16" in {l.compute_dtype for l in mixed.layers}
@@ -176,7 +189,15 @@ def test_the_float32_twin_holds_the_mixed_models_weights(data_dir):
             "input_type_ids": tf.zeros_like(ids)}
   np.testing.assert_allclose(twin(inputs).numpy(), mixed(inputs).numpy(), atol=0.1)
   strategy_lib.set_precision("float32")
-  assert export_step.float32_model(config, manifest, twin) is twin   # float32 already
+  assert export_step.serving_model(config, manifest, twin) is twin   # float32 already
+  # export_precision=bfloat16: a float32 run's export computes in bfloat16, head in float32.
+  config = fx.tiny_config(data_dir, **{"export_precision": "bfloat16"})
+  fast = export_step.serving_model(config, manifest, twin)
+  assert tf.keras.mixed_precision.global_policy().name == "float32"
+  assert "bfloat16" in {l.compute_dtype for l in fast.layers}
+  assert fast(inputs).dtype == tf.float32
+  assert all(np.array_equal(a, b) for a, b in zip(fast.get_weights(), twin.get_weights()))
+  assert export_step.serving_model(config, manifest, fast) is fast
 
 
 def test_non_finite_loss_stops_naming_the_step_and_never_becomes_best(data_dir, tmp_path):

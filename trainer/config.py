@@ -17,6 +17,7 @@ from ml_collections.config_flags import config_path
 from bertcore import files
 from trainer import objective
 from bertcore.names import HEADS, POOLINGS, PRECISIONS, CONFIG_FILE  # noqa: F401 (re-exported)
+from bertcore.names import EXPORT_PRECISIONS
 
 ENCODER_KINDS = ("hub", "checkpoint", "random")
 NAN_POLICIES = ("stop", "skip")
@@ -123,6 +124,9 @@ def default_config():
   c.precision = "auto"                 # auto | float32 | mixed_float16 | mixed_bfloat16
   c.xla = False                        # jit-compile the forward/backward pass
   c.export = True                      # write model_dir/export (SavedModel taking raw strings)
+  # What the export computes in: float32 (any machine), or bfloat16 (faster where the CPU has it
+  # natively, AVX512_BF16 / AMX; emulated, slower, elsewhere; probabilities move by ~1e-2).
+  c.export_precision = "float32"
   # Multi-worker: the longest one collective call (a training call of steps_per_execution
   # steps, an evaluation call, a preemption check) may last before this worker stops with an
   # error: it must exceed that call's own computing plus the chief's longest lone work between
@@ -165,6 +169,7 @@ def validate(config):
   one_of("model.head", config.model.head, HEADS)
   one_of("model.pooling", config.model.pooling, POOLINGS)
   one_of("precision", config.precision, PRECISIONS)
+  one_of("export_precision", config.export_precision, EXPORT_PRECISIONS)
   one_of("train.nan_policy", config.train.nan_policy, NAN_POLICIES)
   one_of("train.padding", config.train.padding, PADDINGS)
   one_of("train.lr_schedule", config.train.lr_schedule, LR_SCHEDULES)

@@ -33,11 +33,15 @@ def text_encoder_for(plan, vocab_file):
                                   m.record_length, m.truncation)
 
 
-def float32_classifier(config, manifest):
-  """The run's classifier (a student's too: distill.student_encoder) as float32 layers, with
-  untrained weights; the global precision policy is left as it was."""
+# config.export_precision -> the Keras policy the export is traced under.
+EXPORT_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def serving_classifier(config, manifest):
+  """The run's classifier (a student's too: distill.student_encoder) with untrained weights,
+  built under config.export_precision's policy; the global policy is left as it was."""
   policy = tf_keras.mixed_precision.global_policy()
-  strategy_lib.set_precision("float32")
+  strategy_lib.set_precision(EXPORT_POLICIES[config.export_precision])
   try:
     encoder = distill.student_encoder(config, manifest) if config.distill.teacher else None
     return model_lib.build_classifier(config, manifest, encoder=encoder)[0]
@@ -45,17 +49,19 @@ def float32_classifier(config, manifest):
     strategy_lib.set_precision(policy.name)
 
 
-def float32_model(config, manifest, classifier):
-  """The classifier as float32 layers holding its trained weights.
+def serving_model(config, manifest, classifier):
+  """The classifier as layers that compute in config.export_precision, holding its weights.
 
   A mixed-precision run's layers compute in bfloat16 (or float16), and a SavedModel traced from
   them would too, wherever it is served: emulated, slowly, on CPUs without native bfloat16.
-  The export computes in float32 instead; scoring.run --bfloat16 opts into bfloat16 where the
-  CPU has it. The weights are float32 under every policy, so they copy over unchanged.
+  So the export computes in float32 unless config.export_precision=bfloat16 asks for the fast
+  path of CPUs that have it (the head and layer norms stay float32 as in training). The weights
+  are float32 under every policy, so they copy over unchanged.
   """
-  if tf_keras.mixed_precision.global_policy().compute_dtype == "float32":
+  wanted = EXPORT_POLICIES[config.export_precision]
+  if classifier.dtype_policy.name == wanted:
     return classifier
-  twin = float32_classifier(config, manifest)
+  twin = serving_classifier(config, manifest)
   twin.set_weights(classifier.get_weights())
   return twin
 
@@ -70,7 +76,7 @@ def export_again(config, plan, results, chief):
   if not chief or (results["final"].get("validation") or {}).get("error"):
     return results   # the chief alone exports (no collectives); a non-finite run never does
   say(f"{model_dir} holds a finished run without {EXPORT_DIR}/: exporting {checkpoint} again")
-  classifier = float32_classifier(config, plan.manifest)
+  classifier = serving_classifier(config, plan.manifest)
   checkpointing.read_weights(classifier, checkpoint)
   final = dict(results["final"])
   final["export_dir"] = export_trained_model(config, plan, classifier, final, model_dir, chief)
@@ -95,7 +101,7 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
   validation = final.get("validation") or {}
   teacher = distill.lineage(config)  # {} unless the model is a distillation student
   export.export_saved_model(
-      float32_model(config, plan.manifest, classifier), text_encoder, list(plan.label_names),
+      serving_model(config, plan.manifest, classifier), text_encoder, list(plan.label_names),
       config.model.head, final["threshold"],
       export_dir, vocab_file, temperature=final.get("temperature", 1.0),
       geometry=plan.geometry, chunk_pooling=config.model.chunk_pooling,
@@ -103,7 +109,8 @@ def export_trained_model(config, plan, classifier, final, write_dir, chief):
           "step": final["step"], "best_step": final["best_step"],
           "validation_best_f1": validation.get("best_f1"), "data_dir": plan.data_dir},
           # What the graph cannot do: predict and scoring read this to unescape as training did.
-          "input": {"unescape_html": plan.manifest.unescape_html}, **teacher})
+          "input": {"unescape_html": plan.manifest.unescape_html},
+          "compute_dtype": config.export_precision, **teacher})
   if not chief:
     checkpointing.remove_dir(export_dir)
     return None
