@@ -102,8 +102,14 @@ def main(argv=None):
         args.work, f"scored_{name}"), *bench_score.score_flags(flags), *args.score_flag)
     common.append_record(args.out, dict(
         bench_score.timed(command, machine), **same, score_command=command, kind="score",
-        score_flags=args.score_flag,
+        score_flags=args.score_flag, export_precision=export_precision(exports[name]),
         model=name, round=round_, rows=args.score_rows, export=exports[name]))
+
+
+def export_precision(export_dir):
+  """What the export computes in (its metadata's compute_dtype; None if it records none)."""
+  return (common.read_json_in(os.path.join(export_dir, "assets"), "metadata.json") or {}).get(
+      "compute_dtype")
 
 
 if __name__ == "__main__":

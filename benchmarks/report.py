@@ -425,13 +425,17 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
 
 
 def distill_prepare(df):
-  """gap to the teacher, scoring rates, and scoring: the extra scoring.run flags ('-': none)."""
-  flags = df["score_flags"] if "score_flags" in df else pd.Series([None] * len(df))
+  """gap to the teacher, scoring rates, and scoring: the extra scoring.run flags and a bfloat16
+  export (config.export_precision) ('-': neither)."""
+  none = pd.Series([None] * len(df), index=df.index)
+  flags, exported = df.get("score_flags", none), df.get("export_precision", none)
+  scoring = [(list(f) if isinstance(f, list) else []) + (
+      ["bfloat16 export"] if e == "bfloat16" else []) for f, e in zip(flags, exported)]
   return df.assign(
       gap=df["test_f1"] - df["teacher.test_f1"],
       rows_per_s=df["rows"] / df["seconds"] if "rows" in df else math.nan,
       rows_per_cpu_s=df["rows"] / df["cpu_seconds"] if "rows" in df else math.nan,
-      scoring=[" ".join(f) if isinstance(f, list) and f else "-" for f in flags])
+      scoring=[" ".join(s) or "-" for s in scoring])
 
 
 DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher (bench_distill)",

@@ -86,10 +86,15 @@ def test_longer_runs_other_scoring_flags_and_sizes_get_their_own_rows_and_ratios
       train(300, 0.70), train(600, 0.78), score("teacher", 100.0), score("student", 50.0),
       score("teacher", 50.0, score_flags=["--bfloat16"]),
       score("student", 10.0, score_flags=["--bfloat16"]),
-      score("teacher", 100.0, rows=4000), score("student", 25.0, rows=4000)])
+      score("teacher", 100.0, rows=4000), score("student", 25.0, rows=4000),
+      score("teacher", 40.0, export_precision="bfloat16"),
+      score("student", 16.0, export_precision="bfloat16"),
+      score("teacher", 80.0, export_precision="float32"),   # as plain scoring
+      score("student", 40.0, export_precision="float32")])
   assert ("over teacher, scoring 1,000 rows: rows/s 2.00, rows per CPU-second 2.00; over "
           "teacher, scoring 1,000 rows --bfloat16: rows/s 5.00, rows per CPU-second 5.00; over "
-          "teacher, scoring 4,000 rows: rows/s 4.00, rows per CPU-second 4.00.") in page
+          "teacher, scoring 4,000 rows: rows/s 4.00, rows per CPU-second 4.00; over teacher, "
+          "scoring 1,000 rows bfloat16 export: rows/s 2.50, rows per CPU-second 2.50.") in page
   rows = [line for line in page.splitlines() if line.startswith("| student")]
   assert len(rows) == 2 and "0.7000" in rows[0] and "0.7800" in rows[1]   # not one mean
   assert sum("--bfloat16" in line for line in page.splitlines()) == 2 + 1   # rows + intro
@@ -106,3 +111,12 @@ def test_unlabeled_rows_add_a_third_run_that_differs_from_the_student_only_in_th
   assert set(unlabeled) - set(student) == {"--config.distill.unlabeled_dir=/u",
                                            "--model_dir=/w/student_unlabeled_seed3"}
   assert len(unlabeled) == len(student) + 1
+
+
+def test_score_records_name_what_the_export_computes_in(tmp_path):
+  (tmp_path / "new" / "assets").mkdir(parents=True)
+  (tmp_path / "new" / "assets" / "metadata.json").write_text('{"compute_dtype": "bfloat16"}')
+  (tmp_path / "old" / "assets").mkdir(parents=True)
+  (tmp_path / "old" / "assets" / "metadata.json").write_text('{"head": "binary"}')
+  assert bench_distill.export_precision(str(tmp_path / "new")) == "bfloat16"
+  assert bench_distill.export_precision(str(tmp_path / "old")) is None   # records none
