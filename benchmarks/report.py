@@ -412,30 +412,42 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
   t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
   over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
   train = over(mean("train", "variant", "train_eps"), "student", "control")
-  rate = lambda key, run: over(mean("score", ["scoring", "rows", "model"], key)[run], "student",
-                               "teacher")
-  runs = dict.fromkeys(zip(*(df.loc[df["kind"] == "score", k] for k in ("scoring", "rows"))))
-  rates = [f"over teacher, scoring {rows:,.0f} rows{'' if flags == '-' else ' ' + flags}: rows/s "
-           f"{rate('rows_per_s', (flags, rows))}, rows per CPU-second "
-           f"{rate('rows_per_cpu_s', (flags, rows))}" for flags, rows in runs]
+  scored = df[df["kind"] == "score"]
+  rate = lambda key, run: over(scored.groupby(["scoring", "rows", "model"])[key].mean()[run],
+                               "student", "teacher")
+  rates = []
+  for flags, rows in dict.fromkeys(zip(scored["scoring"], scored["rows"])):
+    run = scored[(scored["scoring"] == flags) & (scored["rows"] == rows)]
+    exports = dict(zip(run["model"], run["export"]))
+    rates.append(f"over teacher, scoring {rows:,.0f} rows{'' if flags == '-' else ' ' + flags}"
+                 f"{export_note(exports.get('teacher'), exports.get('student'))}: rows/s "
+                 f"{rate('rows_per_s', (flags, rows))}, rows per CPU-second "
+                 f"{rate('rows_per_cpu_s', (flags, rows))}")
   return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
           f"{num(t['teacher.test_f1'], 4)}; the student keeps its layers {t['layers']}. "
           f"Student over control, train examples/s: {train}; "
           f"{'; '.join(rates) or 'scoring: not measured in this section'}.", ""]
 
 
+def export_note(teacher, student):
+  """What the two exports compute in, when recorded: both the same, or which differs."""
+  if teacher == student:
+    return "" if teacher == "-" else f" ({teacher} exports)"
+  return (f" (teacher's export {teacher}, student's {student}: not like for like in "
+          "precision)")
+
+
 def distill_prepare(df):
-  """gap to the teacher, scoring rates, and scoring: the extra scoring.run flags and a bfloat16
-  export (config.export_precision) ('-': neither)."""
+  """gap to the teacher, scoring rates, scoring: the extra scoring.run flags ('-': none), and
+  export: what the export computes in (config.export_precision; '-': not recorded)."""
   none = pd.Series([None] * len(df), index=df.index)
   flags, exported = df.get("score_flags", none), df.get("export_precision", none)
-  scoring = [(list(f) if isinstance(f, list) else []) + (
-      ["bfloat16 export"] if e == "bfloat16" else []) for f, e in zip(flags, exported)]
   return df.assign(
-      gap=df["test_f1"] - df["teacher.test_f1"],
+      gap=df.get("test_f1", none) - df["teacher.test_f1"],
       rows_per_s=df["rows"] / df["seconds"] if "rows" in df else math.nan,
       rows_per_cpu_s=df["rows"] / df["cpu_seconds"] if "rows" in df else math.nan,
-      scoring=[" ".join(s) or "-" for s in scoring])
+      scoring=[" ".join(f) if isinstance(f, list) and f else "-" for f in flags],
+      export=[e if isinstance(e, str) else "-" for e in exported])
 
 
 DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher (bench_distill)",
@@ -451,7 +463,7 @@ DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher 
                     Col("test PR-AUC", "test_pr_auc", 4), Col("train s", "train_seconds", 0),
                     Col("train examples/s", "train_eps", 1), Col("loaded", "loaded", agg="join"))),
         Table("scoring.run, end to end:", where=lambda df: df["kind"] == "score", cols=(
-            Col("round", "round", 0), Col("model", "model"), Col("flags", "scoring"),
+            Col("round", "round", 0), Col("model", "model"), Col("export", "export"), Col("flags", "scoring"),
             Col("rows", "rows", 0), Col("wall s", "seconds", 1), Col("rows/s", "rows_per_s", 1),
             Col("CPU s", "cpu_seconds", 1), Col("rows per CPU-s", "rows_per_cpu_s", 1),
             loaded_col()))))

@@ -66,8 +66,8 @@ def test_the_page_sets_student_and_control_beside_the_teacher():
   assert student[:6] == ["student", "student", "2", "300", "0.8000 ± 0.0141", "0.0000 ± 0.0141"]
   assert control[:6] == ["control", "control", "2", "300", "0.7600 ± 0.0141", "-0.0400 ± 0.0141"]
   # rows/s = rows / wall s; rows per CPU-s = rows / CPU s
-  assert cells[4][:8] == ["1", "teacher", "-", "1,000", "100.0", "10.0", "200.0", "5.0"]
-  assert cells[5][:8] == ["1", "student", "-", "1,000", "40.0", "25.0", "80.0", "12.5"]
+  assert cells[4][:9] == ["1", "teacher", "-", "-", "1,000", "100.0", "10.0", "200.0", "5.0"]
+  assert cells[5][:9] == ["1", "student", "-", "-", "1,000", "40.0", "25.0", "80.0", "12.5"]
 
 
 def test_longer_runs_other_scoring_flags_and_sizes_get_their_own_rows_and_ratios():
@@ -86,15 +86,10 @@ def test_longer_runs_other_scoring_flags_and_sizes_get_their_own_rows_and_ratios
       train(300, 0.70), train(600, 0.78), score("teacher", 100.0), score("student", 50.0),
       score("teacher", 50.0, score_flags=["--bfloat16"]),
       score("student", 10.0, score_flags=["--bfloat16"]),
-      score("teacher", 100.0, rows=4000), score("student", 25.0, rows=4000),
-      score("teacher", 40.0, export_precision="bfloat16"),
-      score("student", 16.0, export_precision="bfloat16"),
-      score("teacher", 80.0, export_precision="float32"),   # as plain scoring
-      score("student", 40.0, export_precision="float32")])
+      score("teacher", 100.0, rows=4000), score("student", 25.0, rows=4000)])
   assert ("over teacher, scoring 1,000 rows: rows/s 2.00, rows per CPU-second 2.00; over "
           "teacher, scoring 1,000 rows --bfloat16: rows/s 5.00, rows per CPU-second 5.00; over "
-          "teacher, scoring 4,000 rows: rows/s 4.00, rows per CPU-second 4.00; over teacher, "
-          "scoring 1,000 rows bfloat16 export: rows/s 2.50, rows per CPU-second 2.50.") in page
+          "teacher, scoring 4,000 rows: rows/s 4.00, rows per CPU-second 4.00.") in page
   rows = [line for line in page.splitlines() if line.startswith("| student")]
   assert len(rows) == 2 and "0.7000" in rows[0] and "0.7800" in rows[1]   # not one mean
   assert sum("--bfloat16" in line for line in page.splitlines()) == 2 + 1   # rows + intro
@@ -120,3 +115,25 @@ def test_score_records_name_what_the_export_computes_in(tmp_path):
   (tmp_path / "old" / "assets" / "metadata.json").write_text('{"head": "binary"}')
   assert bench_distill.export_precision(str(tmp_path / "new")) == "bfloat16"
   assert bench_distill.export_precision(str(tmp_path / "old")) is None   # records none
+
+
+def test_the_ratio_names_each_sides_export_precision():
+  from benchmarks import report
+  prov = {"commit": "0123456789ab", "dirty": False, "cores": 2, "loaded": False,
+          "time": "2026-12-07T10:00:00+0000",
+          "cpu": {"model": "Xeon", "flags": ["amx_bf16"], "native_bf16": True}}
+  same = dict(teacher={"model_dir": "/t", "test_f1": 0.8, "test_pr_auc": 0.85}, provenance=prov,
+              data_dir="/d", head="binary", layers="2,5", kind="score", round=1, rows=1000)
+  score = lambda model, seconds, precision, **kw: dict(
+      same, model=model, seconds=seconds, cpu_seconds=seconds, export_precision=precision, **kw)
+  train = dict(same, kind="train", data_dir="/other", variant="student", seed=1, test_f1=0.8,
+               test_pr_auc=0.8, steps=9, starts_from="s", train_seconds=1.0, train_eps=1.0)
+  both = report.render_page(report.DISTILL, [train, score("teacher", 40.0, "bfloat16"),
+                                             score("student", 16.0, "bfloat16")])
+  assert "scoring 1,000 rows (bfloat16 exports): rows/s 2.50," in both
+  mixed = report.render_page(report.DISTILL, [train, score("teacher", 100.0, "float32"),
+                                              score("student", 25.0, "bfloat16")])
+  assert ("scoring 1,000 rows (teacher's export float32, student's bfloat16: not like for like "
+          "in precision): rows/s 4.00,") in mixed
+  rows = [line for line in mixed.splitlines() if line.startswith("|       1 |")]
+  assert [r.split("|")[3].strip() for r in rows] == ["float32", "bfloat16"]
