@@ -9,7 +9,8 @@ teacher run in every step; `control`, configs/tweets_minilm.py from the same --l
 pretrained --encoder_dir (the teacher's start), a new head; with --unlabeled_dir,
 `student_unlabeled`, the student with those rows too (config.distill.unlabeled_dir). Then
 scoring.run (bench_score's flags, plus --score_flag) on --score_rows real tweets, the teacher's and
-the first seed student's exports interleaved (--seeds= scores an earlier run's, trains nothing).
+the first seed student's exports interleaved (--seeds= scores an earlier run's, trains nothing;
+--student names another run to score).
 """
 import argparse
 import os
@@ -29,6 +30,8 @@ def make_parser():
   p.add_argument("--layers", default="1,3,5", help="the teacher's layers both models keep")
   p.add_argument("--override", action="append", default=[], help="name=value, both runs")
   p.add_argument("--unlabeled_dir", default="", help="unlabeled rows: adds student_unlabeled")
+  p.add_argument("--student", default="", help="the student run (model_dir) to score; default: "
+                 "--work's run of the first of --seeds (seed 1 when --seeds= is empty)")
   p.add_argument("--score_rows", type=int, default=50_000)
   p.add_argument("--score_rounds", type=int, default=2)
   p.add_argument("--score_flag", action="append", default=[], help="e.g. --bfloat16, both sides")
@@ -95,8 +98,7 @@ def main(argv=None):
   from benchmarks import bench_score   # TensorFlow: only here
   flags = bench_score.make_parser().parse_args([])   # its workers, threads and batch
   data = bench_score.write_csv(f"{args.work}/tweets_{args.score_rows}.csv", args.score_rows)
-  exports = {"teacher": os.path.join(args.teacher, "export"),
-             "student": os.path.join(args.work, f"student_seed{(seeds or ['1'])[0]}", "export")}
+  exports = scored_exports(args, seeds)
   for round_, name in common.interleave(range(1, args.score_rounds + 1), list(exports)):
     command = bench_score.job_command("scoring.run", exports[name], data, os.path.join(
         args.work, f"scored_{name}"), *bench_score.score_flags(flags), *args.score_flag)
@@ -104,6 +106,14 @@ def main(argv=None):
         bench_score.timed(command, machine), **same, score_command=command, kind="score",
         score_flags=args.score_flag, export_precision=export_precision(exports[name]),
         model=name, round=round_, rows=args.score_rows, export=exports[name]))
+
+
+def scored_exports(args, seeds):
+  """{"teacher": export dir, "student": export dir}: --student's run, else --work's run of the
+  first seed (seed 1 when no seeds are trained)."""
+  student = args.student or os.path.join(args.work, f"student_seed{(seeds or ['1'])[0]}")
+  return {"teacher": os.path.join(args.teacher, "export"),
+          "student": os.path.join(student, "export")}
 
 
 def export_precision(export_dir):

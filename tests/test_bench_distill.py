@@ -137,3 +137,12 @@ def test_the_ratio_names_each_sides_export_precision():
           "in precision): rows/s 4.00,") in mixed
   rows = [line for line in mixed.splitlines() if line.startswith("|       1 |")]
   assert [r.split("|")[3].strip() for r in rows] == ["float32", "bfloat16"]
+
+
+def test_the_scored_student_is_the_first_seeds_run_unless_named():
+  parse = lambda *flags: bench_distill.make_parser().parse_args(
+      ["--teacher=/t", "--data_dir=/d", "--encoder_dir=/e", "--work=/w", *flags])
+  assert bench_distill.scored_exports(parse(), ["2", "3"]) == {
+      "teacher": "/t/export", "student": "/w/student_seed2/export"}
+  assert bench_distill.scored_exports(parse("--seeds="), [])["student"] == "/w/student_seed1/export"
+  assert bench_distill.scored_exports(parse("--student=/s"), ["2"])["student"] == "/s/export"
