@@ -125,7 +125,7 @@ def default_config():
   c.xla = False                        # jit-compile the forward/backward pass
   c.export = True                      # write model_dir/export (SavedModel taking raw strings)
   # What the export computes in: float32 (any machine), or bfloat16 (faster where the CPU has it
-  # natively, AVX512_BF16 / AMX; emulated, slower, elsewhere; probabilities move by ~1e-2).
+  # natively, AVX512_BF16 / AMX; emulated, slower, elsewhere; probabilities move slightly).
   c.export_precision = "float32"
   # Multi-worker: the longest one collective call (a training call of steps_per_execution
   # steps, an evaluation call, a preemption check) may last before this worker stops with an
