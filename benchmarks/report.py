@@ -433,8 +433,9 @@ def export_note(teacher, student):
   """What the two exports compute in, when recorded: both the same, or which differs."""
   if teacher == student:
     return "" if teacher == "-" else f" ({teacher} exports)"
-  return (f" (teacher's export {teacher}, student's {student}: not like for like in "
-          "precision)")
+  name = lambda precision: "not recorded" if precision == "-" else precision
+  return (f" (teacher's export {name(teacher)}, student's {name(student)}: not like for like "
+          "in precision)")
 
 
 def distill_prepare(df):

@@ -135,6 +135,9 @@ def test_the_ratio_names_each_sides_export_precision():
                                               score("student", 25.0, "bfloat16")])
   assert ("scoring 1,000 rows (teacher's export float32, student's bfloat16: not like for like "
           "in precision): rows/s 4.00,") in mixed
+  unrecorded = report.render_page(report.DISTILL, [train, score("teacher", 100.0, None),
+                                                   score("student", 25.0, "bfloat16")])
+  assert "(teacher's export not recorded, student's bfloat16: not like for like" in unrecorded
   rows = [line for line in mixed.splitlines() if line.startswith("|       1 |")]
   assert [r.split("|")[3].strip() for r in rows] == ["float32", "bfloat16"]
 
