@@ -124,8 +124,9 @@ def test_a_mixed_precision_run_exports_float32_layers_with_its_weights(data_dir,
   teacher = None
   if distil:   # a float32 teacher, then a mixed bfloat16 student of 1 layer
     teacher = str(tmp_path / "teacher")
-    train.train_and_evaluate(fx.tiny_config(data_dir, **{"train.epochs": 1}), data_dir,
-                             teacher, one_device())
+    train.train_and_evaluate(fx.tiny_config(data_dir, **{"train.epochs": 1,
+                                                         "train.steps_per_epoch": 4}),
+                             data_dir, teacher, one_device())
   overrides = {"precision": "mixed_bfloat16", "train.epochs": 1, "train.steps_per_epoch": 4}
   if distil:
     overrides.update({"distill.teacher": teacher, "distill.layers": (1,)})
