@@ -412,17 +412,14 @@ def distill_intro(df):   # the teacher's F1; the student's speed over the contro
   t, mean = df.iloc[0], lambda kind, by, key: df[df["kind"] == kind].groupby(by)[key].mean()
   over = lambda s, a, b: num(s.get(a, math.nan) / s.get(b, math.nan), 2)
   train = over(mean("train", "variant", "train_eps"), "student", "control")
-  scored = df[df["kind"] == "score"]
-  rate = lambda key, run: over(scored.groupby(["scoring", "rows", "model"])[key].mean()[run],
-                               "student", "teacher")
-  rates = []
+  scored, rates = df[df["kind"] == "score"], []
   for flags, rows in dict.fromkeys(zip(scored["scoring"], scored["rows"])):
     run = scored[(scored["scoring"] == flags) & (scored["rows"] == rows)]
+    rate = lambda key: over(run.groupby("model")[key].mean(), "student", "teacher")
     exports = dict(zip(run["model"], run["export"]))
     rates.append(f"over teacher, scoring {rows:,.0f} rows{'' if flags == '-' else ' ' + flags}"
                  f"{export_note(exports.get('teacher'), exports.get('student'))}: rows/s "
-                 f"{rate('rows_per_s', (flags, rows))}, rows per CPU-second "
-                 f"{rate('rows_per_cpu_s', (flags, rows))}")
+                 f"{rate('rows_per_s')}, rows per CPU-second {rate('rows_per_cpu_s')}")
   return [f"Teacher `{t['teacher.model_dir']}` ({t['head']} head, data `{t['data_dir']}`): test F1 "
           f"{num(t['teacher.test_f1'], 4)}; the student keeps its layers {t['layers']}. "
           f"Student over control, train examples/s: {train}; "
@@ -464,7 +461,8 @@ DISTILL = Page("distill.md", "distill.jsonl", "Distillation: student vs teacher 
                     Col("test PR-AUC", "test_pr_auc", 4), Col("train s", "train_seconds", 0),
                     Col("train examples/s", "train_eps", 1), Col("loaded", "loaded", agg="join"))),
         Table("scoring.run, end to end:", where=lambda df: df["kind"] == "score", cols=(
-            Col("round", "round", 0), Col("model", "model"), Col("export", "export"), Col("flags", "scoring"),
+            Col("round", "round", 0), Col("model", "model"), Col("export", "export"),
+            Col("flags", "scoring"),
             Col("rows", "rows", 0), Col("wall s", "seconds", 1), Col("rows/s", "rows_per_s", 1),
             Col("CPU s", "cpu_seconds", 1), Col("rows per CPU-s", "rows_per_cpu_s", 1),
             loaded_col()))))
